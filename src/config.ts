@@ -1,0 +1,171 @@
+import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
+import type { VerificationKey } from "./auth/token-verifier.js";
+import { MIN_HMAC_SECRET_BYTES } from "./auth/token-verifier.js";
+
+/**
+ * Environment → one frozen, validated Config. Errors name the variable and what is
+ * wrong with it, never its value. Secrets (master keys, the JWT secret) are read
+ * here as text and turned into keys by the composition root.
+ */
+
+export type Mode = "dev" | "production";
+
+export interface Config {
+  /** dev: no DATABASE_URL (embedded PGlite, generated keys, loopback only). */
+  readonly mode: Mode;
+  readonly grpcAddr: string;
+  readonly databaseUrl: string | undefined;
+  readonly redisUrl: string | undefined;
+  readonly dataDir: string;
+  /** Keyring text (`id:base64[,…]`), from SECRETS_MASTER_KEYS or SECRETS_MASTER_KEY_FILE; dev mode may generate it. */
+  readonly masterKeys: string | undefined;
+  /** Which variable the keyring came from, for error messages. */
+  readonly masterKeysSource: string;
+  /** Unset only in dev mode, where a secret is generated into the data directory. */
+  readonly jwtKey: VerificationKey | undefined;
+  readonly jwtAudience: string | undefined;
+  readonly jwtIssuer: string | undefined;
+  readonly jwtMaxTtlSeconds: number;
+  readonly cacheTtlSeconds: number;
+  readonly maxVersions: number;
+  readonly tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
+  readonly operatorIdentities: readonly string[];
+  readonly allowPlaintext: boolean;
+  readonly metricsAddr: string | undefined;
+  readonly auditStrict: boolean;
+  readonly logLevel: string;
+}
+
+/** A configuration problem; the message names the variable. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const LOG_LEVELS = new Set(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
+
+export function loadConfig(env: Env): Config {
+  const get = (name: string): string | undefined => {
+    const v = env[name];
+    return v === undefined || v.trim() === "" ? undefined : v.trim();
+  };
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = get(name);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new ConfigError(`${name} must be a whole number from ${min} to ${max}`);
+    }
+    return n;
+  };
+  const flag = (name: string): boolean => {
+    const raw = get(name);
+    if (raw === undefined) return false;
+    if (["1", "true", "yes"].includes(raw.toLowerCase())) return true;
+    if (["0", "false", "no"].includes(raw.toLowerCase())) return false;
+    throw new ConfigError(`${name} must be 1 or 0`);
+  };
+
+  const databaseUrl = get("DATABASE_URL");
+  const mode: Mode = databaseUrl ? "production" : "dev";
+  const grpcAddr = get("SECRETS_GRPC_ADDR") ?? "127.0.0.1:50051";
+  const host = hostOf(grpcAddr);
+  if (host === undefined) throw new ConfigError("SECRETS_GRPC_ADDR must be host:port (IPv6 in brackets)");
+  const loopback = isLoopback(host);
+
+  const tlsCert = get("SECRETS_TLS_CERT");
+  const tlsKey = get("SECRETS_TLS_KEY");
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new ConfigError("SECRETS_TLS_CERT and SECRETS_TLS_KEY must be set together");
+  }
+  const clientCa = get("SECRETS_TLS_CLIENT_CA");
+  if (clientCa && !tlsCert) throw new ConfigError("SECRETS_TLS_CLIENT_CA needs SECRETS_TLS_CERT and SECRETS_TLS_KEY");
+  const tls = tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey, clientCaFile: clientCa } : undefined;
+  const allowPlaintext = flag("SECRETS_ALLOW_PLAINTEXT");
+
+  if (mode === "dev" && !loopback) {
+    throw new ConfigError(
+      "SECRETS_GRPC_ADDR must be a loopback address in dev mode (DATABASE_URL unset); set DATABASE_URL to run in production mode",
+    );
+  }
+  if (mode === "production" && !loopback && !tls && !allowPlaintext) {
+    throw new ConfigError(
+      "SECRETS_GRPC_ADDR is not loopback and TLS is off: set SECRETS_TLS_CERT and SECRETS_TLS_KEY, or SECRETS_ALLOW_PLAINTEXT=1 behind a mesh that terminates mTLS",
+    );
+  }
+
+  const keysInline = get("SECRETS_MASTER_KEYS");
+  const keyFile = get("SECRETS_MASTER_KEY_FILE");
+  if (keysInline && keyFile) throw new ConfigError("set only one of SECRETS_MASTER_KEYS and SECRETS_MASTER_KEY_FILE");
+  let masterKeys = keysInline;
+  if (keyFile) {
+    try {
+      masterKeys = readFileSync(keyFile, "utf8");
+    } catch {
+      throw new ConfigError("SECRETS_MASTER_KEY_FILE cannot be read");
+    }
+  }
+  if (mode === "production" && !masterKeys) {
+    throw new ConfigError("SECRETS_MASTER_KEYS or SECRETS_MASTER_KEY_FILE is required when DATABASE_URL is set");
+  }
+
+  const jwtSecret = env["SECRETS_JWT_SECRET"];
+  const jwtPublicKey = get("SECRETS_JWT_PUBLIC_KEY");
+  if (jwtSecret && jwtPublicKey) throw new ConfigError("set only one of SECRETS_JWT_SECRET and SECRETS_JWT_PUBLIC_KEY");
+  let jwtKey: VerificationKey | undefined;
+  if (jwtSecret) {
+    const secret = new TextEncoder().encode(jwtSecret);
+    if (secret.length < MIN_HMAC_SECRET_BYTES) {
+      throw new ConfigError(`SECRETS_JWT_SECRET must be at least ${MIN_HMAC_SECRET_BYTES} bytes`);
+    }
+    jwtKey = { kind: "hmac", secret };
+  } else if (jwtPublicKey) {
+    jwtKey = { kind: "public", pem: jwtPublicKey.replace(/\\n/g, "\n") };
+  }
+  if (mode === "production" && !jwtKey) {
+    throw new ConfigError("SECRETS_JWT_SECRET or SECRETS_JWT_PUBLIC_KEY is required when DATABASE_URL is set");
+  }
+
+  const logLevel = get("SECRETS_LOG_LEVEL") ?? "info";
+  if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`SECRETS_LOG_LEVEL must be one of ${[...LOG_LEVELS].join(", ")}`);
+
+  return Object.freeze({
+    mode,
+    grpcAddr,
+    databaseUrl,
+    redisUrl: get("REDIS_URL"),
+    dataDir: get("SECRETS_DATA_DIR") ?? ".secrets-data",
+    masterKeys,
+    masterKeysSource: keyFile ? "SECRETS_MASTER_KEY_FILE" : "SECRETS_MASTER_KEYS",
+    jwtKey,
+    jwtAudience: get("SECRETS_JWT_AUDIENCE"),
+    jwtIssuer: get("SECRETS_JWT_ISSUER"),
+    jwtMaxTtlSeconds: int("SECRETS_JWT_MAX_TTL_SECONDS", 86_400, 60, 31 * 86_400),
+    cacheTtlSeconds: int("SECRETS_CACHE_TTL_SECONDS", 30, 1, 3600),
+    maxVersions: int("SECRETS_MAX_VERSIONS", 20, 1, 10_000),
+    tls,
+    operatorIdentities: Object.freeze((get("SECRETS_OPERATOR_IDENTITIES") ?? "").split(",").map((s) => s.trim()).filter(Boolean)),
+    allowPlaintext,
+    metricsAddr: get("SECRETS_METRICS_ADDR"),
+    auditStrict: flag("SECRETS_AUDIT_STRICT"),
+    logLevel,
+  });
+}
+
+/** The host part of `host:port` / `[v6]:port`, or undefined if malformed. */
+export function hostOf(address: string): string | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(address);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port > 65_535) return undefined;
+  return m[1] ?? m[2];
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  if (isIP(host) === 6) return host === "::1" || host === "0:0:0:0:0:0:0:1";
+  return false;
+}

@@ -1,0 +1,95 @@
+/**
+ * Unwrapped data keys, kept in this process's memory only (never logged, never sent to Redis or
+ * anywhere else), so that a hot path does not unwrap a DEK per request.
+ *
+ * Invariants:
+ * - at most `maxEntries` keys; the least recently used goes first;
+ * - a key lives at most `ttlMs` from when it was set, however often it is read: the TTL is what
+ *   bounds a replica that missed a shred or retirement eviction, so reads must not extend it;
+ * - eviction (LRU, TTL, evictDeveloper, replacement) does not zeroize, because a caller may still
+ *   hold the key for an operation in flight; `clear()` zeroizes every key it holds.
+ */
+import type { KeyBytes } from "./key-bytes.js";
+
+/** The in-memory DEK cache, keyed by (developer id, DEK version). */
+export interface DekCache {
+  /** The cached key, or undefined when absent or expired. Counts as a use for LRU order. */
+  get(developerId: string, version: number): KeyBytes | undefined;
+  /** Caches `key`, which the cache then holds by reference (and zeroizes on `clear()`). */
+  set(developerId: string, version: number, key: KeyBytes): void;
+  /** Drops every key of one developer (shred, DEK retirement, eviction from another replica). */
+  evictDeveloper(developerId: string): void;
+  /** Drops and zeroizes every key (shutdown). */
+  clear(): void;
+  /** Entries held, counting any expired one not yet dropped. */
+  readonly size: number;
+}
+
+const DEFAULT_MAX_ENTRIES = 10_000;
+const DEFAULT_TTL_MS = 5 * 60 * 1000;
+
+interface Entry {
+  developerId: string;
+  key: KeyBytes;
+  expiresAt: number;
+}
+
+/**
+ * Creates a bounded LRU cache with a TTL (defaults: 10,000 entries, 5 minutes). `now` is
+ * injectable so tests can move the clock.
+ */
+export function createDekCache(options: { maxEntries?: number; ttlMs?: number; now?: () => number } = {}): DekCache {
+  const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+  const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
+  const now = options.now ?? Date.now;
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) {
+    throw new Error("DEK cache maxEntries must be a positive integer");
+  }
+  if (!(ttlMs > 0)) {
+    throw new Error("DEK cache ttlMs must be positive");
+  }
+
+  // A Map iterates in insertion order: re-inserting on use keeps the least recently used first.
+  const entries = new Map<string, Entry>();
+
+  // JSON of the pair cannot collide: no developer id can make two pairs encode alike.
+  const slot = (developerId: string, version: number): string => JSON.stringify([developerId, version]);
+
+  return {
+    get(developerId, version) {
+      const k = slot(developerId, version);
+      const entry = entries.get(k);
+      if (entry === undefined) return undefined;
+      entries.delete(k);
+      if (now() >= entry.expiresAt) return undefined;
+      entries.set(k, entry);
+      return entry.key;
+    },
+
+    set(developerId, version, key) {
+      const k = slot(developerId, version);
+      entries.delete(k);
+      entries.set(k, { developerId, key, expiresAt: now() + ttlMs });
+      while (entries.size > maxEntries) {
+        const oldest = entries.keys().next();
+        if (oldest.done === true) break;
+        entries.delete(oldest.value);
+      }
+    },
+
+    evictDeveloper(developerId) {
+      for (const [k, entry] of entries) {
+        if (entry.developerId === developerId) entries.delete(k);
+      }
+    },
+
+    clear() {
+      for (const entry of entries.values()) entry.key.zeroize();
+      entries.clear();
+    },
+
+    get size() {
+      return entries.size;
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+/**
+ * Dev mode's generated secrets, like `vault server -dev`: a master key and a JWT
+ * secret created once in the data directory (files 0600, directory 0700) and reused
+ * on later starts, so secrets stored in the embedded database stay readable.
+ */
+export interface DevSecrets {
+  masterKeys: string;
+  jwtSecret: Uint8Array;
+}
+
+export const DEV_FILES = {
+  masterKeys: "master-keys",
+  jwtSecret: "jwt-secret",
+  token: "dev-token",
+} as const;
+
+export function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
+  const masterKeys = readOrCreate(join(dataDir, DEV_FILES.masterKeys), () => `k1:${randomBytes(32).toString("base64")}\n`);
+  const jwtSecret = readOrCreate(join(dataDir, DEV_FILES.jwtSecret), () => `${randomBytes(48).toString("base64url")}\n`);
+  return { masterKeys, jwtSecret: new TextEncoder().encode(jwtSecret.trim()) };
+}
+
+/** Writes the printed developer token where the CLI and scripts can read it. */
+export function writeDevToken(dataDir: string, token: string): string {
+  const path = join(dataDir, DEV_FILES.token);
+  writeFileSync(path, `${token}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
+  return path;
+}
+
+function readOrCreate(path: string, make: () => string): string {
+  if (!existsSync(path)) {
+    try {
+      writeFileSync(path, make(), { mode: 0o600, flag: "wx" });
+    } catch (e) {
+      // Another process created it first: use theirs.
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+  }
+  chmodSync(path, 0o600);
+  return readFileSync(path, "utf8");
+}

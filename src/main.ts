@@ -1,0 +1,207 @@
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { pino, type Logger } from "pino";
+import { mintHs256Token } from "./auth/token-issuer.js";
+import { createTokenVerifier, type VerificationKey } from "./auth/token-verifier.js";
+import { ConfigError, loadConfig, type Config } from "./config.js";
+import { createDekCache } from "./crypto/dek-cache.js";
+import { createLocalKeyProvider, parseKeyring } from "./crypto/key-provider.js";
+import { loadOrCreateDevSecrets, writeDevToken } from "./dev-mode.js";
+import { createDataKeys } from "./secrets/data-keys.js";
+import { createSecretService } from "./secrets/secret-service.js";
+import { startGrpcServer } from "./server/server.js";
+import type { Db } from "./store/db.js";
+import { openDatabase } from "./store/index.js";
+import { dataKeysPerMasterKey, ensureActiveMasterKey } from "./store/key-store.js";
+
+/**
+ * The composition root: the only place that reads configuration and wires the
+ * parts together. `startService` is what tests start in-process; running this file
+ * starts it from the environment and stops it cleanly on SIGTERM / SIGINT.
+ */
+
+/** A running service. */
+export interface RunningService {
+  readonly port: number;
+  /** Set in dev mode: the developer token printed at start. */
+  readonly devToken: string | undefined;
+  /** Graceful stop in DESIGN.md's order; resolves when everything is closed. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  log: Logger;
+  /** A database opened (and migrated) by the caller, which keeps ownership of it. */
+  db?: Db;
+  /** Milliseconds in-flight calls get on shutdown before they are cut. */
+  shutdownGraceMs?: number;
+}
+
+/** Fields pino removes wherever they appear: a safety net, not the first defence. */
+export const LOG_REDACT_PATHS = [
+  "value",
+  "*.value",
+  "values",
+  "*.values",
+  "token",
+  "*.token",
+  "authorization",
+  "*.authorization",
+  "metadata.authorization",
+  "key",
+  "*.key",
+  "secret",
+  "*.secret",
+  "password",
+  "*.password",
+];
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  const options = { level, redact: { paths: LOG_REDACT_PATHS, censor: "[REDACTED]" }, base: { service: "secrets" } };
+  return destination ? pino(options, destination as pino.DestinationStream) : pino(options);
+}
+
+export async function startService(config: Config, options: StartOptions): Promise<RunningService> {
+  const { log } = options;
+  let masterKeys = config.masterKeys;
+  let jwtKey: VerificationKey | undefined = config.jwtKey;
+  if (config.mode === "dev") {
+    const dev = loadOrCreateDevSecrets(config.dataDir);
+    masterKeys ??= dev.masterKeys;
+    jwtKey ??= { kind: "hmac", secret: dev.jwtSecret };
+  }
+  if (!masterKeys) throw new ConfigError(`${config.masterKeysSource} is required`);
+  if (!jwtKey) throw new ConfigError("SECRETS_JWT_SECRET or SECRETS_JWT_PUBLIC_KEY is required");
+
+  let keyring;
+  try {
+    keyring = parseKeyring(masterKeys);
+  } catch (e) {
+    throw new ConfigError(`${config.masterKeysSource}: ${(e as Error).message}`);
+  }
+  const keyProvider = createLocalKeyProvider(keyring);
+  for (const key of keyring.values()) key.zeroize();
+
+  const ownsDb = options.db === undefined;
+  const db = options.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }));
+  try {
+    const firstKeyId = keyProvider.keyIds()[0] as string;
+    const activeKekId = await ensureActiveMasterKey(db, firstKeyId);
+    if (!keyProvider.has(activeKekId)) {
+      throw new ConfigError(`${config.masterKeysSource} lacks the active master key "${activeKekId}" recorded in the database`);
+    }
+    for (const [kekId, count] of await dataKeysPerMasterKey(db)) {
+      if (!keyProvider.has(kekId)) {
+        throw new ConfigError(`${config.masterKeysSource} lacks master key "${kekId}", which ${count} data key(s) are wrapped under`);
+      }
+    }
+
+    const dataKeys = createDataKeys({ db, keyProvider, cache: createDekCache(), activeKekId: () => activeKekId });
+    const secrets = createSecretService({ db, dataKeys, maxVersions: config.maxVersions });
+    const verifier = createTokenVerifier({
+      key: jwtKey,
+      audience: config.jwtAudience,
+      issuer: config.jwtIssuer,
+      maxTtlSeconds: config.jwtMaxTtlSeconds,
+    });
+    const server = await startGrpcServer(config.grpcAddr, { secrets, verifier, log });
+
+    let devToken: string | undefined;
+    if (config.mode === "dev" && jwtKey.kind === "hmac") {
+      devToken = await mintHs256Token(jwtKey.secret, {
+        subject: "dev",
+        scopes: ["secrets:read", "secrets:access", "secrets:write", "secrets:keys"],
+        ttlSeconds: Math.min(86_400, config.jwtMaxTtlSeconds),
+        ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
+        ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
+      });
+    }
+    log.info({ port: server.port, mode: config.mode, activeMasterKey: activeKekId }, "serving");
+
+    let stopping: Promise<void> | undefined;
+    return {
+      port: server.port,
+      devToken,
+      stop() {
+        stopping ??= (async () => {
+          await server.shutdown(options.shutdownGraceMs ?? 10_000);
+          if (ownsDb) await db.close();
+          keyProvider.destroy();
+          log.info("stopped");
+        })();
+        return stopping;
+      },
+    };
+  } catch (e) {
+    if (ownsDb) await db.close();
+    keyProvider.destroy();
+    throw e;
+  }
+}
+
+/** The `buf curl` line printed in dev mode; works as printed from the project directory. */
+export function devBanner(port: number, host: string, token: string, tokenPath: string): string {
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return [
+    "",
+    "Secrets service running in DEV MODE: embedded database, generated keys, loopback only. Not for production.",
+    "",
+    `Developer token (24 h; scopes read, access, write, keys; also in ${tokenPath}):`,
+    "",
+    `    ${token}`,
+    "",
+    "Try it:",
+    "",
+    `    npx buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer ${token}" \\`,
+    `      -d '{"name":"stripe_api_key","value":"sk_test_123","description":"Stripe test key"}' \\`,
+    `      ${url}/secrets.v1.SecretService/CreateSecret`,
+    "",
+    `    npx buf curl --protocol grpc --http2-prior-knowledge --list-methods ${url}`,
+    "",
+  ].join("\n");
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`secrets: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const log = createLogger(config.logLevel);
+  let service: RunningService;
+  try {
+    service = await startService(config, { log });
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`secrets: ${e.message}\n`);
+      process.exit(2);
+    }
+    log.fatal({ err: e }, "start-up failed");
+    process.exit(1);
+  }
+  if (service.devToken) {
+    const tokenPath = writeDevToken(config.dataDir, service.devToken);
+    const host = config.grpcAddr.slice(0, config.grpcAddr.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+    process.stdout.write(`${devBanner(service.port, host, service.devToken, tokenPath)}\n`);
+  }
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info({ signal }, "shutting down");
+    service.stop().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        log.error({ err: e }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", onSignal);
+  process.once("SIGINT", onSignal);
+}
+
+const invokedDirectly = process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+if (invokedDirectly) void main();

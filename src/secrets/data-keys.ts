@@ -1,0 +1,130 @@
+import type { DekCache } from "../crypto/dek-cache.js";
+import type { KeyProvider } from "../crypto/key-provider.js";
+import { KeyBytes } from "../crypto/key-bytes.js";
+import { AppError, integrityFailure } from "../errors.js";
+import type { Db, Queryable } from "../store/db.js";
+import * as keyStore from "../store/key-store.js";
+
+/** A data key ready to use: its version and the unwrapped bytes (memory only). */
+export interface DataKey {
+  readonly version: number;
+  readonly key: KeyBytes;
+}
+
+/**
+ * Per-developer data keys (DEKs): created on first write, unwrapped on demand under
+ * the master key their row names, and kept unwrapped only in the in-memory cache.
+ */
+export interface DataKeys {
+  /**
+   * Runs `fn` in a transaction with the developer's active DEK, whose row is read
+   * FOR SHARE inside that transaction (so it cannot be retired under the write).
+   * Creates the developer's first DEK if there is none.
+   */
+  withWriteKey<T>(developerId: string, fn: (tx: Queryable, dek: DataKey) => Promise<T>): Promise<T>;
+  /** The unwrapped DEK of a stored row, from the cache or by unwrapping `wrappedKey`. */
+  forRead(developerId: string, version: number, kekId: string, wrappedKey: Buffer): Promise<KeyBytes>;
+  /** Forgets a developer's unwrapped keys (shredding, retirement). */
+  evict(developerId: string): void;
+}
+
+export interface DataKeysDeps {
+  db: Db;
+  keyProvider: KeyProvider;
+  cache: DekCache;
+  /** The master key new DEKs are wrapped under (recorded in Postgres). */
+  activeKekId: () => string;
+  /** Encryptions reserved per counter update. */
+  reservationBlock?: number;
+}
+
+/** Thrown inside a write transaction when the active DEK changed since it was read. */
+class StaleDataKey extends Error {}
+
+const MAX_ATTEMPTS = 3;
+
+export function createDataKeys(deps: DataKeysDeps): DataKeys {
+  const { db, keyProvider, cache } = deps;
+  const block = deps.reservationBlock ?? 256;
+  /** Encryptions still reserved, by developer then DEK version; only ever under-used. */
+  const reserved = new Map<string, Map<number, number>>();
+
+  async function unwrap(row: keyStore.DataKeyRow): Promise<KeyBytes> {
+    const cached = cache.get(row.developerId, row.version);
+    if (cached) return cached;
+    if (!keyProvider.has(row.kekId)) {
+      throw new AppError("KEY_STATE", "a master key this data needs is not configured", {}, {
+        cause: new Error(`master key ${row.kekId} missing from the keyring`),
+      });
+    }
+    const key = await keyProvider.unwrap(row.kekId, row.wrappedKey, { developerId: row.developerId, dekVersion: row.version });
+    cache.set(row.developerId, row.version, key);
+    return key;
+  }
+
+  async function activeKey(developerId: string): Promise<DataKey> {
+    let row = await keyStore.findActiveDataKey(db, developerId);
+    if (!row) {
+      const kekId = deps.activeKekId();
+      const fresh = KeyBytes.random(32);
+      try {
+        const wrapped = await keyProvider.wrap(kekId, fresh, { developerId, dekVersion: 1 });
+        await keyStore.insertFirstDataKey(db, developerId, kekId, wrapped);
+      } finally {
+        fresh.zeroize();
+      }
+      // Another replica may have won the insert: whatever is stored is the key.
+      row = await keyStore.findActiveDataKey(db, developerId);
+      if (!row) throw new Error("data key vanished after insert");
+    }
+    return { version: row.version, key: await unwrap(row) };
+  }
+
+  async function reserve(developerId: string, version: number): Promise<boolean> {
+    let mine = reserved.get(developerId);
+    if (!mine) reserved.set(developerId, (mine = new Map()));
+    const left = mine.get(version) ?? 0;
+    if (left > 0) {
+      mine.set(version, left - 1);
+      return true;
+    }
+    const total = await keyStore.reserveEncryptions(db, developerId, version, block);
+    if (total === undefined) return false;
+    mine.set(version, block - 1);
+    return true;
+  }
+
+  return {
+    async withWriteKey(developerId, fn) {
+      for (let attempt = 1; ; attempt++) {
+        const dek = await activeKey(developerId);
+        try {
+          if (!(await reserve(developerId, dek.version))) throw new StaleDataKey();
+          return await db.transaction(async (tx) => {
+            const locked = await keyStore.findActiveDataKey(tx, developerId, { forShare: true });
+            if (locked?.version !== dek.version) throw new StaleDataKey();
+            return fn(tx, dek);
+          });
+        } catch (e) {
+          if (!(e instanceof StaleDataKey) || attempt >= MAX_ATTEMPTS) throw e;
+        }
+      }
+    },
+
+    async forRead(developerId, version, kekId, wrappedKey) {
+      const cached = cache.get(developerId, version);
+      if (cached) return cached;
+      try {
+        return await unwrap({ developerId, version, kekId, wrappedKey, state: "active" });
+      } catch (e) {
+        if (e instanceof AppError) throw e;
+        throw integrityFailure("data key", e);
+      }
+    },
+
+    evict(developerId) {
+      cache.evictDeveloper(developerId);
+      reserved.delete(developerId);
+    },
+  };
+}

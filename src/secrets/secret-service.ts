@@ -1,0 +1,340 @@
+import { randomUUID } from "node:crypto";
+import type { Principal } from "../auth/principal.js";
+import { openValue, sealValue, type ValueBinding } from "../crypto/value-cipher.js";
+import { AppError } from "../errors.js";
+import type { Db, Queryable } from "../store/db.js";
+import * as store from "../store/secret-store.js";
+import * as versionStore from "../store/version-store.js";
+import { requireAllowlisted, requireScope } from "./authorize.js";
+import type { DataKeys } from "./data-keys.js";
+import { pageTokenCodec } from "./page-token.js";
+import {
+  validateDescription,
+  validateMetadata,
+  validateName,
+  validateNameList,
+  validateNamePrefix,
+  validatePageSize,
+  validateValue,
+  validateVersion,
+  type JsonObject,
+} from "./validation.js";
+
+/** A secret's attributes as the API returns them; never its value. */
+export interface Secret {
+  id: string;
+  name: string;
+  description: string;
+  metadata: JsonObject;
+  version: number;
+  createdAt: Date;
+  updatedAt: Date;
+  createdBy: string;
+  updatedBy: string;
+}
+
+export type VersionState = "enabled" | "destroyed";
+
+export interface SecretVersion {
+  version: number;
+  state: VersionState;
+  createdAt: Date;
+  createdBy: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+export interface CreateInput {
+  name: string;
+  value: string;
+  description: string;
+  metadata: JsonObject | undefined;
+}
+
+export interface UpdateInput {
+  name: string;
+  value: string | undefined;
+  description: string | undefined;
+  metadata: JsonObject | undefined;
+  expectedVersion: number;
+}
+
+export interface ListInput {
+  pageSize: number;
+  pageToken: string;
+  namePrefix: string;
+  metadataFilter: JsonObject | undefined;
+}
+
+/** The use cases behind SecretService, one method per RPC. Every method authorizes first. */
+export interface SecretService {
+  createSecret(p: Principal, input: CreateInput): Promise<Secret>;
+  getSecret(p: Principal, name: string): Promise<Secret>;
+  listSecrets(p: Principal, input: ListInput): Promise<Page<Secret>>;
+  updateSecret(p: Principal, input: UpdateInput): Promise<Secret>;
+  deleteSecret(p: Principal, name: string, expectedVersion: number): Promise<void>;
+  accessSecret(p: Principal, name: string, version: number): Promise<{ name: string; version: number; value: string }>;
+  listSecretVersions(p: Principal, name: string, pageSize: number, pageToken: string): Promise<Page<SecretVersion>>;
+  destroySecretVersion(p: Principal, name: string, version: number): Promise<SecretVersion>;
+  resolveSecrets(p: Principal, names: readonly string[]): Promise<Map<string, string>>;
+}
+
+export interface SecretServiceDeps {
+  db: Db;
+  dataKeys: DataKeys;
+  /** Versions that keep their ciphertext; older ones are destroyed (SECRETS_MAX_VERSIONS). */
+  maxVersions: number;
+  newId?: () => string;
+}
+
+const nameTokens = pageTokenCodec((k): k is string => typeof k === "string" && k.length > 0 && k.length <= 128);
+const versionTokens = pageTokenCodec((k): k is number => Number.isInteger(k) && (k as number) > 0);
+
+export function createSecretService(deps: SecretServiceDeps): SecretService {
+  const { db, dataKeys, maxVersions } = deps;
+  const newId = deps.newId ?? randomUUID;
+
+  async function open(developerId: string, name: string, row: store.SealedVersionRow): Promise<string> {
+    if (row.state === "destroyed" || !row.ciphertext || row.dekVersion === null || !row.kekId || !row.wrappedKey) {
+      throw new AppError("VERSION_DESTROYED", "this version was destroyed", { version: String(row.version) });
+    }
+    const dek = await dataKeys.forRead(developerId, row.dekVersion, row.kekId, row.wrappedKey);
+    const binding: ValueBinding = { developerId, secretId: row.secretId, name, version: row.version };
+    return openValue(dek, row.dekVersion, row.ciphertext, binding).toString("utf8");
+  }
+
+  async function mustFind(q: Queryable, developerId: string, name: string, forUpdate = false): Promise<store.SecretRow> {
+    const row = await store.findSecret(q, developerId, name, { forUpdate });
+    if (!row) throw notFound();
+    return row;
+  }
+
+  return {
+    async createSecret(p, input) {
+      requireScope(p, "secrets:write");
+      const name = validateName(input.name);
+      const value = validateValue(input.value);
+      const description = validateDescription(input.description);
+      const metadataJson = validateMetadata(input.metadata ?? {});
+      requireAllowlisted(p, [name]);
+
+      const id = newId();
+      const row = await dataKeys.withWriteKey(p.developerId, (tx, dek) =>
+        store.insertSecret(tx, {
+          id,
+          developerId: p.developerId,
+          name,
+          description,
+          metadataJson,
+          createdBy: p.developerId,
+          ciphertext: sealValue(dek.key, dek.version, value, { developerId: p.developerId, secretId: id, name, version: 1 }),
+          dekVersion: dek.version,
+        }),
+      );
+      return toSecret(row);
+    },
+
+    async getSecret(p, rawName) {
+      requireScope(p, "secrets:read");
+      const name = validateName(rawName);
+      requireAllowlisted(p, [name]);
+      return toSecret(await mustFind(db, p.developerId, name));
+    },
+
+    async listSecrets(p, input) {
+      requireScope(p, "secrets:read");
+      const pageSize = validatePageSize(input.pageSize);
+      const namePrefix = validateNamePrefix(input.namePrefix);
+      const metadataFilterJson = input.metadataFilter
+        ? validateMetadata(input.metadataFilter, "metadata_filter")
+        : undefined;
+      const onlyNames = p.allowlist ? [...p.allowlist].sort() : undefined;
+      const binding = [p.developerId, namePrefix, canonicalJson(input.metadataFilter ?? {}), JSON.stringify(onlyNames ?? null)];
+      const afterName = nameTokens.decode(input.pageToken, binding);
+
+      const rows = await store.listSecrets(db, {
+        developerId: p.developerId,
+        afterName,
+        namePrefix,
+        metadataFilterJson,
+        onlyNames,
+        limit: pageSize + 1,
+      });
+      const page = rows.slice(0, pageSize);
+      const last = page.at(-1);
+      return {
+        items: page.map(toSecret),
+        nextPageToken: rows.length > pageSize && last ? nameTokens.encode(last.name, binding) : "",
+      };
+    },
+
+    async updateSecret(p, input) {
+      requireScope(p, "secrets:write");
+      const name = validateName(input.name);
+      const value = input.value === undefined ? undefined : validateValue(input.value);
+      const description = input.description === undefined ? undefined : validateDescription(input.description);
+      const metadataJson = input.metadata === undefined ? undefined : validateMetadata(input.metadata);
+      const expected = validateVersion(input.expectedVersion, "expected_version", true);
+      if (value === undefined && description === undefined && metadataJson === undefined) {
+        throw new AppError("EMPTY_UPDATE", "the update changes nothing: send value, description or metadata", {
+          field: "value,description,metadata",
+        });
+      }
+      requireAllowlisted(p, [name]);
+
+      const change = { description, metadataJson, updatedBy: p.developerId };
+      const row =
+        value === undefined
+          ? await db.transaction(async (tx) => {
+              const current = await lockForChange(tx, p.developerId, name, expected);
+              return store.updateSecretAttributes(tx, p.developerId, current.id, { ...change, newVersion: undefined });
+            })
+          : await dataKeys.withWriteKey(p.developerId, async (tx, dek) => {
+              const current = await lockForChange(tx, p.developerId, name, expected);
+              const version = current.currentVersion + 1;
+              const binding = { developerId: p.developerId, secretId: current.id, name, version };
+              await versionStore.insertVersion(tx, {
+                secretId: current.id,
+                developerId: p.developerId,
+                version,
+                ciphertext: sealValue(dek.key, dek.version, value, binding),
+                dekVersion: dek.version,
+                createdBy: p.developerId,
+              });
+              await versionStore.destroyVersionsUpTo(tx, p.developerId, current.id, version - maxVersions);
+              return store.updateSecretAttributes(tx, p.developerId, current.id, { ...change, newVersion: version });
+            });
+      return toSecret(row);
+    },
+
+    async deleteSecret(p, rawName, expectedVersion) {
+      requireScope(p, "secrets:write");
+      const name = validateName(rawName);
+      const expected = validateVersion(expectedVersion, "expected_version", true);
+      requireAllowlisted(p, [name]);
+      await db.transaction(async (tx) => {
+        const current = await lockForChange(tx, p.developerId, name, expected);
+        await store.deleteSecretById(tx, p.developerId, current.id);
+      });
+    },
+
+    async accessSecret(p, rawName, rawVersion) {
+      requireScope(p, "secrets:access");
+      const name = validateName(rawName);
+      const version = validateVersion(rawVersion, "version", true);
+      requireAllowlisted(p, [name]);
+      const row = await store.findSealedVersion(db, p.developerId, name, version);
+      if (!row) {
+        if (version !== 0 && (await store.findSecret(db, p.developerId, name))) throw versionNotFound(version);
+        throw notFound();
+      }
+      return { name, version: row.version, value: await open(p.developerId, name, row) };
+    },
+
+    async listSecretVersions(p, rawName, rawPageSize, pageToken) {
+      requireScope(p, "secrets:read");
+      const name = validateName(rawName);
+      const pageSize = validatePageSize(rawPageSize);
+      requireAllowlisted(p, [name]);
+      const secret = await mustFind(db, p.developerId, name);
+      // Bound to the secret's id: a token from a deleted and re-created name is refused.
+      const binding = [p.developerId, secret.id];
+      const before = versionTokens.decode(pageToken, binding);
+      const rows = await versionStore.listVersions(db, p.developerId, secret.id, before, pageSize + 1);
+      const page = rows.slice(0, pageSize);
+      const last = page.at(-1);
+      return {
+        items: page.map(toVersion),
+        nextPageToken: rows.length > pageSize && last ? versionTokens.encode(last.version, binding) : "",
+      };
+    },
+
+    async destroySecretVersion(p, rawName, rawVersion) {
+      requireScope(p, "secrets:write");
+      const name = validateName(rawName);
+      const version = validateVersion(rawVersion, "version", false);
+      requireAllowlisted(p, [name]);
+      const row = await db.transaction(async (tx) => {
+        const current = await mustFind(tx, p.developerId, name, true);
+        if (version > current.currentVersion) throw versionNotFound(version);
+        if (version === current.currentVersion) {
+          throw new AppError("CURRENT_VERSION", "the current version cannot be destroyed; write a new value first", {
+            version: String(version),
+          });
+        }
+        await versionStore.destroyVersion(tx, p.developerId, current.id, version);
+        return versionStore.findVersion(tx, p.developerId, current.id, version);
+      });
+      if (!row) throw versionNotFound(version);
+      return toVersion(row);
+    },
+
+    async resolveSecrets(p, rawNames) {
+      requireScope(p, "secrets:access");
+      const names = validateNameList(rawNames);
+      requireAllowlisted(p, names);
+      const rows = await store.findSealedCurrent(db, p.developerId, names);
+      const byName = new Map(rows.map((r) => [r.name, r]));
+      const missing = names.filter((n) => !byName.has(n));
+      if (missing.length > 0) {
+        throw new AppError("SECRET_NOT_FOUND", `secrets not found: ${missing.join(", ")}`, { names: missing.join(",") });
+      }
+      const values = new Map<string, string>();
+      for (const name of names) values.set(name, await open(p.developerId, name, byName.get(name) as store.SealedVersionRow));
+      return values;
+    },
+  };
+}
+
+/** Locks a secret for a write and checks `expected_version` (0: no precondition) under that lock. */
+async function lockForChange(tx: Queryable, developerId: string, name: string, expected: number): Promise<store.SecretRow> {
+  const row = await store.findSecret(tx, developerId, name, { forUpdate: true });
+  if (!row) throw notFound();
+  if (expected !== 0 && row.currentVersion !== expected) {
+    throw new AppError("VERSION_MISMATCH", "expected_version does not match the current version", {
+      expected_version: String(expected),
+      current_version: String(row.currentVersion),
+    });
+  }
+  return row;
+}
+
+function notFound(): AppError {
+  return new AppError("SECRET_NOT_FOUND", "secret not found", { field: "name" });
+}
+
+function versionNotFound(version: number): AppError {
+  return new AppError("VERSION_NOT_FOUND", "secret version not found", { version: String(version) });
+}
+
+function toSecret(r: store.SecretRow): Secret {
+  return {
+    id: r.id,
+    name: r.name,
+    description: r.description,
+    metadata: r.metadata as JsonObject,
+    version: r.currentVersion,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    createdBy: r.createdBy,
+    updatedBy: r.updatedBy,
+  };
+}
+
+function toVersion(r: versionStore.VersionRow): SecretVersion {
+  return { version: r.version, state: r.state, createdAt: r.createdAt, createdBy: r.createdBy };
+}
+
+/** JSON with object keys sorted, so equal filters bind page tokens alike. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    const entries = Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}

@@ -1,0 +1,128 @@
+import { createHash } from "node:crypto";
+import { AppError, invalid } from "../errors.js";
+import { LIMITS, NAME_PATTERN, NAME_PREFIX_PATTERN } from "./limits.js";
+
+/**
+ * Input checks, run before anything is read or written. Messages say what is wrong
+ * and never echo the input: not a value, and not an invalid name (which may be a
+ * pasted value); `describeRejectedName` gives logs its length and a hash instead.
+ */
+
+/** JSON as the API carries it in a google.protobuf.Struct. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+export function validateName(name: string, field = "name"): string {
+  if (!NAME_PATTERN.test(name)) {
+    throw invalid(
+      "INVALID_NAME",
+      field,
+      `${field} must start with an ASCII letter and hold only letters, digits and underscores, 1 to ${LIMITS.nameMaxLength} characters`,
+    );
+  }
+  return name;
+}
+
+export function validateNamePrefix(prefix: string): string {
+  if (!NAME_PREFIX_PATTERN.test(prefix)) {
+    throw invalid("INVALID_NAME", "name_prefix", "name_prefix must be the beginning of a valid name");
+  }
+  return prefix;
+}
+
+/** Length and SHA-256 prefix of a rejected name: enough to correlate, nothing to leak. */
+export function describeRejectedName(name: string): { length: number; sha256: string } {
+  return { length: name.length, sha256: createHash("sha256").update(name, "utf8").digest("hex").slice(0, 12) };
+}
+
+/**
+ * A value is a string of 1 byte to 64 KiB of UTF-8. Protobuf strings are UTF-8 on
+ * the wire, so lone surrogates cannot arrive over gRPC; we still refuse them, so
+ * that what is stored is exactly what is returned.
+ */
+export function validateValue(value: string, field = "value"): Buffer {
+  if (value.length === 0) throw invalid("INVALID_VALUE", field, `${field} must not be empty`);
+  if (!value.isWellFormed()) throw invalid("INVALID_VALUE", field, `${field} must be valid UTF-8`);
+  const bytes = Buffer.from(value, "utf8");
+  if (bytes.length > LIMITS.valueMaxBytes) {
+    throw invalid("VALUE_TOO_LARGE", field, `${field} is larger than ${LIMITS.valueMaxBytes} bytes`);
+  }
+  return bytes;
+}
+
+export function validateDescription(description: string): string {
+  if ([...description].length > LIMITS.descriptionMaxChars) {
+    throw invalid("INVALID_DESCRIPTION", "description", `description is longer than ${LIMITS.descriptionMaxChars} characters`);
+  }
+  if (!description.isWellFormed()) throw invalid("INVALID_DESCRIPTION", "description", "description must be valid UTF-8");
+  return description;
+}
+
+/**
+ * Metadata: a JSON object of at most 16 KiB (UTF-8 of its JSON), depth at most 8,
+ * at most 256 keys counted at every level. Returns its canonical JSON text.
+ */
+export function validateMetadata(metadata: JsonObject, field = "metadata"): string {
+  let keys = 0;
+  // Depth counts containers: `{}` is depth 1, `{"a": {"b": 1}}` depth 2.
+  const walk = (v: JsonValue, depth: number): void => {
+    if (depth > LIMITS.metadataMaxDepth && v !== null && typeof v === "object") {
+      throw invalid("INVALID_METADATA", field, `${field} is nested deeper than ${LIMITS.metadataMaxDepth} levels`);
+    }
+    if (typeof v === "number" && !Number.isFinite(v)) {
+      throw invalid("INVALID_METADATA", field, `${field} holds a number JSON cannot represent`);
+    }
+    if (typeof v === "string" && !v.isWellFormed()) {
+      throw invalid("INVALID_METADATA", field, `${field} holds a string that is not valid UTF-8`);
+    }
+    if (Array.isArray(v)) {
+      for (const item of v) walk(item, depth + 1);
+    } else if (v !== null && typeof v === "object") {
+      for (const [k, item] of Object.entries(v)) {
+        keys += 1;
+        if (keys > LIMITS.metadataMaxKeys) {
+          throw invalid("INVALID_METADATA", field, `${field} has more than ${LIMITS.metadataMaxKeys} keys`);
+        }
+        if (!k.isWellFormed() || k.includes("\u0000")) throw invalid("INVALID_METADATA", field, `${field} has a malformed key`);
+        walk(item, depth + 1);
+      }
+    } else if (typeof v === "string" && v.includes("\u0000")) {
+      // Postgres jsonb cannot hold U+0000.
+      throw invalid("INVALID_METADATA", field, `${field} strings must not contain U+0000`);
+    }
+  };
+  walk(metadata, 1);
+  const json = JSON.stringify(metadata);
+  if (Buffer.byteLength(json, "utf8") > LIMITS.metadataMaxBytes) {
+    throw invalid("INVALID_METADATA", field, `${field} is larger than ${LIMITS.metadataMaxBytes} bytes of JSON`);
+  }
+  return json;
+}
+
+/** `page_size`: 0 means the default, at most the maximum, negative is an error. */
+export function validatePageSize(pageSize: number): number {
+  if (!Number.isInteger(pageSize) || pageSize < 0) {
+    throw invalid("INVALID_PAGE_SIZE", "page_size", "page_size must not be negative");
+  }
+  if (pageSize === 0) return LIMITS.pageSizeDefault;
+  return Math.min(pageSize, LIMITS.pageSizeMax);
+}
+
+/** A version number in a request: 0 where allowed means "current"; negative is an error. */
+export function validateVersion(version: number, field: string, allowZero: boolean): number {
+  if (!Number.isInteger(version) || version < 0 || (!allowZero && version === 0)) {
+    throw invalid("INVALID_VERSION", field, allowZero ? `${field} must not be negative` : `${field} must be positive`);
+  }
+  return version;
+}
+
+/** Names for ResolveSecrets: 1 to 100 distinct valid names; duplicates collapse. */
+export function validateNameList(names: readonly string[]): string[] {
+  const unique = [...new Set(names)];
+  if (unique.length === 0) throw invalid("INVALID_ARGUMENT", "names", "names must hold at least one name");
+  if (unique.length > LIMITS.resolveMaxNames) {
+    throw new AppError("TOO_MANY_NAMES", `names may hold at most ${LIMITS.resolveMaxNames} distinct names`, { field: "names" });
+  }
+  unique.forEach((n, i) => validateName(n, `names[${i}]`));
+  return unique;
+}

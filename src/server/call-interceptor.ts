@@ -1,0 +1,106 @@
+import { randomUUID } from "node:crypto";
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { Principal } from "../auth/principal.js";
+import type { TokenVerifier } from "../auth/token-verifier.js";
+import { AppError } from "../errors.js";
+import { toStatus } from "./status.js";
+
+/**
+ * The server interceptor every call passes through, before its handler runs:
+ * it gives the call a request id, authenticates the calls of the protected services
+ * (a call without a valid bearer token is answered UNAUTHENTICATED and its handler
+ * never runs), and writes one log line per call when its status is sent.
+ */
+
+/** What the interceptor learned about a call, read by handlers through `callStateOf`. */
+export interface CallState {
+  readonly requestId: string;
+  readonly method: string;
+  readonly startedAt: bigint;
+  principal: Principal | undefined;
+}
+
+// Keyed by the call's Metadata object, which grpc-js hands from the interceptor to
+// the handler unchanged; nothing a client sends can set or reach an entry.
+const states = new WeakMap<grpc.Metadata, CallState>();
+
+/** The state of the call whose request metadata this is. */
+export function callStateOf(metadata: grpc.Metadata): CallState {
+  const state = states.get(metadata);
+  if (!state) throw new Error("call did not pass through the call interceptor");
+  return state;
+}
+
+/** The authenticated principal of a call to a protected service. */
+export function principalOf(metadata: grpc.Metadata): Principal {
+  const principal = callStateOf(metadata).principal;
+  if (!principal) throw new Error("protected handler reached without a principal");
+  return principal;
+}
+
+export interface CallInterceptorDeps {
+  verifier: TokenVerifier;
+  log: Logger;
+  /** Path prefixes (`/package.Service/`) whose calls need a bearer token. */
+  protectedPrefixes: readonly string[];
+}
+
+const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]+)$/;
+
+export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInterceptor {
+  const { verifier, log } = deps;
+
+  async function authenticate(metadata: grpc.Metadata): Promise<Principal> {
+    const values = metadata.get("authorization");
+    if (values.length === 0) throw new AppError("TOKEN_MISSING", "missing authorization: Bearer token");
+    const match = values.length === 1 && typeof values[0] === "string" ? BEARER.exec(values[0]) : null;
+    if (!match?.[1]) throw new AppError("TOKEN_INVALID", "authorization must be one 'Bearer <token>' header");
+    return verifier.verify(match[1]);
+  }
+
+  return (methodDescriptor, call) => {
+    const method = methodDescriptor.path;
+    const needsToken = deps.protectedPrefixes.some((p) => method.startsWith(p));
+    const state: CallState = { requestId: randomUUID(), method, startedAt: process.hrtime.bigint(), principal: undefined };
+
+    return new grpc.ServerInterceptingCall(call, {
+      start(next) {
+        next({
+          onReceiveMetadata(metadata, nextMetadata) {
+            states.set(metadata, state);
+            if (!needsToken) return nextMetadata(metadata);
+            authenticate(metadata).then(
+              (principal) => {
+                state.principal = principal;
+                nextMetadata(metadata);
+              },
+              (error: unknown) => call.sendStatus(interceptorStatus(error, state, log)),
+            );
+          },
+        });
+      },
+      sendStatus(status, next) {
+        const metadata = status.metadata ?? new grpc.Metadata();
+        metadata.set("x-request-id", state.requestId);
+        const durationMs = Number(process.hrtime.bigint() - state.startedAt) / 1e6;
+        const line = {
+          method,
+          code: grpc.status[status.code],
+          durationMs: Math.round(durationMs * 1000) / 1000,
+          developer: state.principal?.developerId,
+          requestId: state.requestId,
+          peer: call.getPeer(),
+        };
+        if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) log.error(line, "call failed");
+        else log.info(line, "call");
+        next({ ...status, metadata });
+      },
+    });
+  };
+}
+
+function interceptorStatus(error: unknown, state: CallState, log: Logger): grpc.StatusObject {
+  if (!(error instanceof AppError)) log.error({ err: error, requestId: state.requestId }, "authentication failed unexpectedly");
+  return toStatus(error, state.requestId);
+}

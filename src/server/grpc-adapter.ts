@@ -1,0 +1,132 @@
+import type * as grpc from "@grpc/grpc-js";
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
+
+/**
+ * The one bridge between protobuf-es descriptors and grpc-js. protoc-gen-es emits
+ * descriptors, not grpc-js service definitions; this builds the definition from the
+ * descriptor (path `/${typeName}/${method}`, binary (de)serializers of the method's
+ * schemas) and turns typed handler functions into grpc-js handlers. Handlers return
+ * or throw; they never touch callbacks, so a call is answered exactly once.
+ */
+
+/** Per-call context handed to every handler. */
+export interface CallContext {
+  readonly metadata: grpc.Metadata;
+  readonly peer: string;
+  /** Aborted when the client cancels or the deadline passes. */
+  readonly signal: AbortSignal;
+}
+
+
+export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  ctx: CallContext,
+) => Promise<MessageInitShape<O>>;
+
+export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  ctx: CallContext,
+) => AsyncIterable<MessageInitShape<O>>;
+
+/** Handler functions for every method of a generated service, keyed by the method's local name. */
+export type ServiceImpl<S extends Pick<DescService, "method">> = {
+  [K in keyof S["method"]]: S["method"][K]["methodKind"] extends "server_streaming"
+    ? ServerStreamingHandler<S["method"][K]["input"], S["method"][K]["output"]>
+    : UnaryHandler<S["method"][K]["input"], S["method"][K]["output"]>;
+};
+
+/** How a thrown error becomes a status: supplied by status.ts, the one place that maps errors. */
+export type ErrorToStatus = (error: unknown, ctx: CallContext, method: DescMethod) => Partial<grpc.StatusObject> & { code: grpc.status };
+
+/** The grpc-js ServiceDefinition of a protobuf-es service descriptor. */
+export function serviceDefinition(service: DescService): grpc.ServiceDefinition {
+  const definition: Record<string, grpc.MethodDefinition<MessageShape<DescMessage>, MessageShape<DescMessage>>> = {};
+  for (const method of service.methods) {
+    definition[method.localName] = {
+      path: `/${service.typeName}/${method.name}`,
+      originalName: method.name,
+      requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+      responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+      requestSerialize: (m: MessageShape<DescMessage>) => Buffer.from(toBinary(method.input, m)),
+      requestDeserialize: (b: Buffer) => fromBinary(method.input, b),
+      responseSerialize: (m: MessageShape<DescMessage>) => Buffer.from(toBinary(method.output, m)),
+      responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
+    };
+  }
+  return definition;
+}
+
+/** grpc-js handlers for `impl`; errors thrown by a handler are mapped by `toStatus`. */
+export function serviceHandlers<S extends DescService>(
+  service: S,
+  impl: ServiceImpl<S>,
+  toStatus: ErrorToStatus,
+): grpc.UntypedServiceImplementation {
+  const handlers: grpc.UntypedServiceImplementation = {};
+  const fns = impl as unknown as Record<string, (req: unknown, ctx: CallContext) => unknown>;
+  for (const method of service.methods) {
+    const fn = fns[method.localName];
+    if (!fn) throw new Error(`no handler for ${service.typeName}/${method.name}`);
+    if (method.methodKind === "unary") {
+      handlers[method.localName] = unary(method, fn as UnaryHandler<DescMessage, DescMessage>, toStatus);
+    } else if (method.methodKind === "server_streaming") {
+      handlers[method.localName] = serverStreaming(method, fn as ServerStreamingHandler<DescMessage, DescMessage>, toStatus);
+    } else {
+      throw new Error(`${method.methodKind} methods are not supported (${service.typeName}/${method.name})`);
+    }
+  }
+  return handlers;
+}
+
+function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): CallContext {
+  const controller = new AbortController();
+  call.once("cancelled", () => controller.abort());
+  return { metadata: call.metadata, peer: call.getPeer(), signal: controller.signal };
+}
+
+function unary(
+  method: DescMethod,
+  fn: UnaryHandler<DescMessage, DescMessage>,
+  toStatus: ErrorToStatus,
+): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
+  return (call, callback) => {
+    const ctx = contextOf(call);
+    fn(call.request, ctx).then(
+      (response) => callback(null, create(method.output, response)),
+      (error: unknown) => callback(toStatus(error, ctx, method)),
+    );
+  };
+}
+
+function serverStreaming(
+  method: DescMethod,
+  fn: ServerStreamingHandler<DescMessage, DescMessage>,
+  toStatus: ErrorToStatus,
+): grpc.handleServerStreamingCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
+  return (call) => {
+    const ctx = contextOf(call);
+    (async () => {
+      for await (const message of fn(call.request, ctx)) {
+        if (ctx.signal.aborted) return;
+        if (!call.write(create(method.output, message))) {
+          await new Promise<void>((resolve) => {
+            call.once("drain", resolve);
+            ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+          });
+        }
+      }
+      if (!ctx.signal.aborted) call.end();
+    })().catch((error: unknown) => {
+      if (!ctx.signal.aborted) call.destroy(Object.assign(new Error("stream failed"), toStatus(error, ctx, method)));
+    });
+  };
+}

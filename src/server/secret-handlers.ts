@@ -1,0 +1,101 @@
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  SecretService as SecretServiceDesc,
+  VersionState,
+  type SecretSchema,
+  type SecretVersionSchema,
+} from "../gen/secrets/v1/secrets_pb.js";
+import type { Secret, SecretService, SecretVersion } from "../secrets/secret-service.js";
+import type { JsonObject } from "../secrets/validation.js";
+import { principalOf } from "./call-interceptor.js";
+import type { ServiceImpl } from "./grpc-adapter.js";
+
+/**
+ * SecretService handlers: translate proto ↔ domain and nothing more. Authorization,
+ * validation and storage live in the use cases; errors are mapped by status.ts.
+ */
+export function secretHandlers(service: SecretService): ServiceImpl<typeof SecretServiceDesc> {
+  return {
+    async createSecret(req, ctx) {
+      const secret = await service.createSecret(principalOf(ctx.metadata), {
+        name: req.name,
+        value: req.value,
+        description: req.description,
+        metadata: req.metadata as JsonObject | undefined,
+      });
+      return { secret: secretMessage(secret) };
+    },
+
+    async getSecret(req, ctx) {
+      return { secret: secretMessage(await service.getSecret(principalOf(ctx.metadata), req.name)) };
+    },
+
+    async listSecrets(req, ctx) {
+      const page = await service.listSecrets(principalOf(ctx.metadata), {
+        pageSize: req.pageSize,
+        pageToken: req.pageToken,
+        namePrefix: req.namePrefix,
+        metadataFilter: req.metadataFilter as JsonObject | undefined,
+      });
+      return { secrets: page.items.map(secretMessage), nextPageToken: page.nextPageToken };
+    },
+
+    async updateSecret(req, ctx) {
+      const secret = await service.updateSecret(principalOf(ctx.metadata), {
+        name: req.name,
+        value: req.value,
+        description: req.description,
+        metadata: req.metadata as JsonObject | undefined,
+        expectedVersion: req.expectedVersion,
+      });
+      return { secret: secretMessage(secret) };
+    },
+
+    async deleteSecret(req, ctx) {
+      await service.deleteSecret(principalOf(ctx.metadata), req.name, req.expectedVersion);
+      return {};
+    },
+
+    async accessSecret(req, ctx) {
+      return service.accessSecret(principalOf(ctx.metadata), req.name, req.version);
+    },
+
+    async listSecretVersions(req, ctx) {
+      const page = await service.listSecretVersions(principalOf(ctx.metadata), req.name, req.pageSize, req.pageToken);
+      return { versions: page.items.map(versionMessage), nextPageToken: page.nextPageToken };
+    },
+
+    async destroySecretVersion(req, ctx) {
+      return { version: versionMessage(await service.destroySecretVersion(principalOf(ctx.metadata), req.name, req.version)) };
+    },
+
+    async resolveSecrets(req, ctx) {
+      const values = await service.resolveSecrets(principalOf(ctx.metadata), req.names);
+      return { values: Object.fromEntries(values) };
+    },
+  };
+}
+
+function secretMessage(s: Secret): MessageInitShape<typeof SecretSchema> {
+  return {
+    id: s.id,
+    name: s.name,
+    description: s.description,
+    metadata: s.metadata,
+    version: s.version,
+    createdAt: timestampFromDate(s.createdAt),
+    updatedAt: timestampFromDate(s.updatedAt),
+    createdBy: s.createdBy,
+    updatedBy: s.updatedBy,
+  };
+}
+
+const STATE: Record<SecretVersion["state"], VersionState> = {
+  enabled: VersionState.ENABLED,
+  destroyed: VersionState.DESTROYED,
+};
+
+function versionMessage(v: SecretVersion): MessageInitShape<typeof SecretVersionSchema> {
+  return { version: v.version, state: STATE[v.state], createdAt: timestampFromDate(v.createdAt), createdBy: v.createdBy };
+}

@@ -1,0 +1,86 @@
+import * as grpc from "@grpc/grpc-js";
+import type { DescMethod } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import type { TokenVerifier } from "../auth/token-verifier.js";
+import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
+import { file_google_rpc_status } from "../gen/google/rpc/status_pb.js";
+import { file_grpc_health_v1_health, Health } from "../gen/grpc/health/v1/health_pb.js";
+import { file_secrets_v1_secrets, SecretService as SecretServiceDesc } from "../gen/secrets/v1/secrets_pb.js";
+import { AppError } from "../errors.js";
+import type { SecretService } from "../secrets/secret-service.js";
+import { callStateOf, createCallInterceptor } from "./call-interceptor.js";
+import { serviceDefinition, serviceHandlers, type CallContext } from "./grpc-adapter.js";
+import { createHealthStatus, ServingStatus, type HealthStatus } from "./health.js";
+import { addReflection } from "./reflection.js";
+import { secretHandlers } from "./secret-handlers.js";
+import { toStatus } from "./status.js";
+
+/** gRPC messages up to 8 MiB each way (DESIGN.md, Limits). */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+export interface GrpcServerDeps {
+  secrets: SecretService;
+  verifier: TokenVerifier;
+  log: Logger;
+  credentials?: grpc.ServerCredentials;
+}
+
+/** The running transport: the grpc-js server, its health, and a graceful stop. */
+export interface GrpcServer {
+  readonly port: number;
+  readonly health: HealthStatus;
+  /** Health NOT_SERVING, stop accepting, let in-flight calls finish, force after `graceMs`. */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/** Builds the grpc-js server with every service, reflection and health, and binds `address`. */
+export async function startGrpcServer(address: string, deps: GrpcServerDeps): Promise<GrpcServer> {
+  const { log } = deps;
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+    "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+    interceptors: [
+      createCallInterceptor({ verifier: deps.verifier, log, protectedPrefixes: [`/${SecretServiceDesc.typeName}/`] }),
+    ],
+  });
+
+  const errorStatus = (error: unknown, ctx: CallContext, method: DescMethod) => {
+    const { requestId } = callStateOf(ctx.metadata);
+    if (!(error instanceof AppError) || error.kind === "internal") {
+      const event = error instanceof AppError && error.reason === "INTEGRITY_FAILURE" ? "integrity failure" : "internal error";
+      log.error({ err: error, requestId, method: method.name }, event);
+    }
+    return toStatus(error, requestId);
+  };
+
+  const health = createHealthStatus([SecretServiceDesc.typeName]);
+  server.addService(serviceDefinition(SecretServiceDesc), serviceHandlers(SecretServiceDesc, secretHandlers(deps.secrets), errorStatus));
+  server.addService(serviceDefinition(Health), serviceHandlers(Health, health.impl, errorStatus));
+  // The error detail types are reflected too, so buf curl / grpcurl decode ErrorInfo.
+  addReflection(server, [file_secrets_v1_secrets, file_grpc_health_v1_health, file_google_rpc_status, file_google_rpc_error_details]);
+
+  const credentials = deps.credentials ?? grpc.ServerCredentials.createInsecure();
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+
+  return {
+    port,
+    health,
+    async shutdown(graceMs) {
+      health.setAll(ServingStatus.NOT_SERVING);
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          log.warn({ graceMs }, "in-flight calls did not finish in time; forcing shutdown");
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        force.unref();
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    },
+  };
+}

@@ -1,0 +1,215 @@
+/**
+ * The Postgres adapter: `Db` on a `pg.Pool`, normalized as described in db.ts.
+ */
+import pg from "pg";
+
+import { AppError } from "../errors.js";
+
+import {
+  type Db,
+  type QueryResult,
+  type Queryable,
+  ScopeGuard,
+  abortedAtCommit,
+  backendUnavailable,
+  fromServerError,
+  normalizeRowCount,
+  parseInt8,
+  scopedHandle,
+} from "./db.js";
+
+/** Tuning for `openPostgres`; every field has a default. */
+export interface PostgresOptions {
+  /** Pool size (default 10). */
+  maxConnections?: number;
+  /** Server-side `statement_timeout` per connection, in ms (default: the server's). */
+  statementTimeoutMs?: number;
+  /** `application_name`, shown in pg_stat_activity (default "secrets-service"). */
+  applicationName?: string;
+  /**
+   * Called with errors of idle pooled connections (e.g. the server restarted).
+   * The pool drops such a connection by itself; this is for logging.
+   */
+  onBackgroundError?: (err: Error) => void;
+}
+
+const CONNECT_TIMEOUT_MS = 5_000;
+
+const INT8 = 20;
+const INT8_ARRAY = 1016;
+const NUMERIC = 1700;
+
+/**
+ * Type parsers for this pool only: `pg.types.setTypeParser` would change every
+ * pool in the process, including other libraries'.
+ */
+function createTypes(): pg.CustomTypesConfig {
+  const types = new pg.TypeOverrides();
+  types.setTypeParser(INT8, "text", parseInt8);
+  // pg's default int8[] parser yields (nested) arrays of strings and nulls.
+  const parseTextArray = (pg.types.getTypeParser as (oid: number, format: "text") => (text: string) => unknown)(INT8_ARRAY, "text");
+  types.setTypeParser(INT8_ARRAY, "text", (text) => mapInt8Array(parseTextArray(text)));
+  // numeric stays exact text: pg's default, pinned here because the PGlite adapter
+  // must match it (PGlite's own default is a lossy number). numeric[] stays text[].
+  types.setTypeParser(NUMERIC, "text", (text) => text);
+  return types;
+}
+
+function mapInt8Array(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(mapInt8Array);
+  return typeof value === "string" ? parseInt8(value) : value;
+}
+
+/** Node socket errors (ECONNREFUSED, ECONNRESET, ETIMEDOUT, ENOTFOUND, …) carry `syscall`. */
+function isSocketError(e: Error): boolean {
+  const code = (e as { code?: unknown }).code;
+  return "syscall" in e || (typeof code === "string" && /^E[A-Z]+$/.test(code) && "errno" in e);
+}
+
+/** pg and pg-pool report lost or unusable connections with these plain Errors (no code). */
+const CONNECTION_MESSAGES =
+  /^(Connection terminated|timeout expired|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Client was closed and is not queryable|Cannot use a pool after calling end)/;
+
+/** Map what pg throws to DbError / BACKEND_UNAVAILABLE; programming errors pass through. */
+function mapError(e: unknown): unknown {
+  if (e instanceof pg.DatabaseError && typeof e.code === "string") {
+    return fromServerError({ code: e.code, message: e.message, constraint: e.constraint }, e);
+  }
+  if (e instanceof Error && (isSocketError(e) || CONNECTION_MESSAGES.test(e.message))) return backendUnavailable(e);
+  if (e instanceof AggregateError) return backendUnavailable(e); // happy-eyeballs connect: every address failed
+  return e;
+}
+
+/** Whether a (mapped) failure leaves the connection unfit for reuse, so it must not go back to the pool. */
+function isConnectionLost(e: unknown): boolean {
+  return e instanceof AppError && e.reason === "BACKEND_UNAVAILABLE";
+}
+
+/** One statement (or, without params, a simple-protocol script) on client, with errors mapped. */
+async function run<R>(client: pg.ClientBase, text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+  let res: pg.QueryResult | pg.QueryResult[];
+  try {
+    // Without params pg uses the simple protocol (several statements allowed) and
+    // returns one Result per statement; normalize to the last one.
+    res = (await client.query(text, params === undefined ? undefined : [...params])) as pg.QueryResult | pg.QueryResult[];
+  } catch (e) {
+    throw mapError(e);
+  }
+  const last = Array.isArray(res) ? res[res.length - 1] : res;
+  const rows = (last?.rows ?? []) as R[];
+  return { rows, rowCount: normalizeRowCount(last?.rowCount, rows) };
+}
+
+/**
+ * Open a pool on `url` and check it answers (`SELECT 1`). Fails with
+ * BACKEND_UNAVAILABLE if it does not; the message never includes the URL.
+ */
+export async function openPostgres(url: string, options: PostgresOptions = {}): Promise<Db> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.maxConnections ?? 10,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    keepAlive: true,
+    application_name: options.applicationName ?? "secrets-service",
+    ...(options.statementTimeoutMs === undefined ? {} : { statement_timeout: options.statementTimeoutMs }),
+    types: createTypes(),
+  });
+  // An idle client's error (server restart, network drop) is emitted on the pool;
+  // without a listener it would crash the process. The pool discards that client.
+  pool.on("error", (err) => options.onBackgroundError?.(err));
+
+  const guard = new ScopeGuard();
+  let closing: Promise<void> | undefined;
+
+  async function connect(): Promise<pg.PoolClient> {
+    try {
+      return await pool.connect();
+    } catch (e) {
+      // Whatever stops us getting a connection (refused, auth, no such database,
+      // too many connections, pool ended) means the backend is unusable.
+      throw backendUnavailable(e);
+    }
+  }
+
+  /**
+   * Run fn on one pooled client and release it exactly once; a client whose
+   * connection broke (or that fn marks broken) is destroyed, not reused.
+   */
+  async function withClient<T>(
+    fn: (client: pg.PoolClient, markBroken: () => void) => Promise<T>,
+    destroyAfter = false,
+  ): Promise<T> {
+    const client = await connect();
+    let broken = destroyAfter;
+    try {
+      return await fn(client, () => {
+        broken = true;
+      });
+    } catch (e) {
+      if (isConnectionLost(e)) broken = true;
+      throw e;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  const db: Db = {
+    kind: "postgres",
+
+    async query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+      guard.check();
+      return withClient((client) => run<R>(client, text, params));
+    },
+
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      guard.check();
+      return withClient(async (client, markBroken) => {
+        await run(client, "BEGIN");
+        const scope = scopedHandle((text, params) => run(client, text, params), "transaction");
+        try {
+          const result = await guard.run(() => fn(scope.handle));
+          scope.end();
+          const commit = await client.query("COMMIT").catch((e: unknown) => Promise.reject(mapError(e)));
+          // COMMIT of a transaction in which a statement failed (and the error was
+          // caught) answers ROLLBACK instead of failing; PGlite throws. Match PGlite.
+          if (commit.command === "ROLLBACK") throw abortedAtCommit();
+          return result;
+        } catch (e) {
+          scope.end();
+          // If ROLLBACK fails too, the connection is unusable: destroy it, and
+          // report the original error, which says what went wrong first.
+          await run(client, "ROLLBACK").catch(markBroken);
+          throw e;
+        }
+      });
+    },
+
+    async session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
+      guard.check();
+      // The connection is destroyed afterwards, not returned to the pool, so
+      // session-level state (advisory locks, SET, an unfinished transaction)
+      // can never leak into an unrelated request.
+      return withClient(async (client) => {
+        const scope = scopedHandle((text, params) => run(client, text, params), "session");
+        try {
+          return await guard.run(() => fn(scope.handle));
+        } finally {
+          scope.end();
+        }
+      }, true);
+    },
+
+    close(): Promise<void> {
+      closing ??= pool.end();
+      return closing;
+    },
+  };
+
+  try {
+    await db.query("SELECT 1");
+  } catch (e) {
+    await pool.end().catch(() => undefined);
+    throw isConnectionLost(e) ? e : backendUnavailable(e);
+  }
+  return db;
+}

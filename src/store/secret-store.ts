@@ -1,0 +1,254 @@
+import { AppError } from "../errors.js";
+import { isUniqueViolation, type Queryable } from "./db.js";
+
+/**
+ * The SQL of secrets and their versions. Every statement is filtered by developer
+ * id: there is no query here that can reach another developer's row. Runs unchanged
+ * on Postgres and PGlite (see db.ts for the normalization both adapters share).
+ */
+
+/** A secret's attributes as stored. */
+export interface SecretRow {
+  id: string;
+  developerId: string;
+  name: string;
+  description: string;
+  metadata: Record<string, unknown>;
+  currentVersion: number;
+  createdAt: Date;
+  updatedAt: Date;
+  createdBy: string;
+  updatedBy: string;
+}
+
+/** One version's ciphertext, with what is needed to open it in a single round trip. */
+export interface SealedVersionRow {
+  secretId: string;
+  name: string;
+  version: number;
+  state: "enabled" | "destroyed";
+  ciphertext: Buffer | null;
+  dekVersion: number | null;
+  /** The wrapped DEK of `dekVersion` and the master key it is wrapped under. */
+  kekId: string | null;
+  wrappedKey: Buffer | null;
+}
+
+interface RawSecret {
+  id: string;
+  developer_id: string;
+  name: string;
+  description: string;
+  metadata: Record<string, unknown>;
+  current_version: number;
+  created_at: Date;
+  updated_at: Date;
+  created_by: string;
+  updated_by: string;
+}
+
+const SECRET_COLUMNS =
+  "id, developer_id, name, description, metadata, current_version, created_at, updated_at, created_by, updated_by";
+
+function toSecret(r: RawSecret): SecretRow {
+  return {
+    id: r.id,
+    developerId: r.developer_id,
+    name: r.name,
+    description: r.description,
+    metadata: r.metadata,
+    currentVersion: r.current_version,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    createdBy: r.created_by,
+    updatedBy: r.updated_by,
+  };
+}
+
+export interface NewSecret {
+  id: string;
+  developerId: string;
+  name: string;
+  description: string;
+  metadataJson: string;
+  createdBy: string;
+  ciphertext: Buffer;
+  dekVersion: number;
+}
+
+/** Inserts a secret at version 1 with its first version row. A taken name is SECRET_EXISTS. */
+export async function insertSecret(tx: Queryable, s: NewSecret): Promise<SecretRow> {
+  try {
+    const { rows } = await tx.query<RawSecret>(
+      `WITH s AS (
+         INSERT INTO secrets (id, developer_id, name, description, metadata, current_version,
+                              created_at, updated_at, created_by, updated_by)
+         VALUES ($1, $2, $3, $4, $5::jsonb, 1, now(), now(), $6, $6)
+         RETURNING ${SECRET_COLUMNS}
+       ), v AS (
+         INSERT INTO secret_versions (secret_id, developer_id, version, state, ciphertext, dek_version, created_at, created_by)
+         SELECT id, developer_id, 1, 'enabled', $7, $8, created_at, created_by FROM s
+       )
+       SELECT ${SECRET_COLUMNS} FROM s`,
+      [s.id, s.developerId, s.name, s.description, s.metadataJson, s.createdBy, s.ciphertext, s.dekVersion],
+    );
+    return toSecret(rows[0] as RawSecret);
+  } catch (e) {
+    if (isUniqueViolation(e, "secrets_developer_name_key")) {
+      throw new AppError("SECRET_EXISTS", "a secret with this name already exists", { field: "name" }, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/** A secret's attributes; `forUpdate` locks the row for the rest of the transaction. */
+export async function findSecret(
+  q: Queryable,
+  developerId: string,
+  name: string,
+  options: { forUpdate?: boolean } = {},
+): Promise<SecretRow | undefined> {
+  const { rows } = await q.query<RawSecret>(
+    `SELECT ${SECRET_COLUMNS} FROM secrets WHERE developer_id = $1 AND name = $2${options.forUpdate ? " FOR UPDATE" : ""}`,
+    [developerId, name],
+  );
+  return rows[0] ? toSecret(rows[0]) : undefined;
+}
+
+export interface ListQuery {
+  developerId: string;
+  /** Keyset: names strictly after this one. */
+  afterName: string | undefined;
+  /** Literal prefix; names are ASCII below 0x7f, so [prefix, prefix + 0x7f) is exactly the prefix range. */
+  namePrefix: string;
+  /** JSON containment filter, as JSON text; undefined matches all. */
+  metadataFilterJson: string | undefined;
+  /** Restrict to these names (a token's allowlist); undefined means no restriction. */
+  onlyNames: readonly string[] | undefined;
+  limit: number;
+}
+
+/** One page of secrets ordered by name (byte order: names are COLLATE "C"). */
+export async function listSecrets(q: Queryable, l: ListQuery): Promise<SecretRow[]> {
+  const params: unknown[] = [l.developerId, l.limit];
+  const where = ["developer_id = $1"];
+  const add = (sql: (n: string) => string, value: unknown) => {
+    params.push(value);
+    where.push(sql(`$${params.length}`));
+  };
+  if (l.afterName !== undefined) add((p) => `name > ${p}`, l.afterName);
+  if (l.namePrefix !== "") {
+    add((p) => `name >= ${p}`, l.namePrefix);
+    add((p) => `name < ${p}`, `${l.namePrefix}\u007f`);
+  }
+  if (l.metadataFilterJson !== undefined) add((p) => `metadata @> ${p}::jsonb`, l.metadataFilterJson);
+  if (l.onlyNames !== undefined) add((p) => `name = ANY(${p}::text[])`, l.onlyNames);
+  const { rows } = await q.query<RawSecret>(
+    `SELECT ${SECRET_COLUMNS} FROM secrets WHERE ${where.join(" AND ")} ORDER BY name LIMIT $2`,
+    params,
+  );
+  return rows.map(toSecret);
+}
+
+export interface AttributeChange {
+  description: string | undefined;
+  metadataJson: string | undefined;
+  /** Set when the change wrote a new version. */
+  newVersion: number | undefined;
+  updatedBy: string;
+}
+
+/** Applies an update to a locked secret row; fields left undefined keep their value. */
+export async function updateSecretAttributes(
+  tx: Queryable,
+  developerId: string,
+  secretId: string,
+  c: AttributeChange,
+): Promise<SecretRow> {
+  const { rows } = await tx.query<RawSecret>(
+    `UPDATE secrets SET
+       description = COALESCE($3, description),
+       metadata = COALESCE($4::jsonb, metadata),
+       current_version = COALESCE($5::int, current_version),
+       updated_at = now(),
+       updated_by = $6
+     WHERE developer_id = $1 AND id = $2
+     RETURNING ${SECRET_COLUMNS}`,
+    [developerId, secretId, c.description ?? null, c.metadataJson ?? null, c.newVersion ?? null, c.updatedBy],
+  );
+  const row = rows[0];
+  if (!row) throw new Error("updated secret row vanished under its lock");
+  return toSecret(row);
+}
+
+/** Deletes a secret and, by cascade, every version. Returns whether a row went. */
+export async function deleteSecretById(tx: Queryable, developerId: string, secretId: string): Promise<boolean> {
+  const { rowCount } = await tx.query("DELETE FROM secrets WHERE developer_id = $1 AND id = $2", [developerId, secretId]);
+  return rowCount > 0;
+}
+
+interface RawSealed {
+  secret_id: string;
+  name: string;
+  version: number;
+  state: "enabled" | "destroyed";
+  ciphertext: Buffer | null;
+  dek_version: number | null;
+  kek_id: string | null;
+  wrapped_key: Buffer | null;
+}
+
+function toSealed(r: RawSealed): SealedVersionRow {
+  return {
+    secretId: r.secret_id,
+    name: r.name,
+    version: r.version,
+    state: r.state,
+    ciphertext: r.ciphertext,
+    dekVersion: r.dek_version,
+    kekId: r.kek_id,
+    wrappedKey: r.wrapped_key,
+  };
+}
+
+const SEALED_SELECT = `
+  SELECT s.id AS secret_id, s.name, v.version, v.state, v.ciphertext, v.dek_version, k.kek_id, k.wrapped_key
+  FROM secrets s
+  JOIN secret_versions v ON v.secret_id = s.id`;
+const SEALED_DEK_JOIN = `
+  LEFT JOIN data_keys k ON k.developer_id = s.developer_id AND k.version = v.dek_version`;
+
+/**
+ * One version of a secret (0 = current) with its ciphertext and wrapped DEK: one
+ * query, so a lookup with a cold DEK cache still costs a single round trip.
+ */
+export async function findSealedVersion(
+  q: Queryable,
+  developerId: string,
+  name: string,
+  version: number,
+): Promise<SealedVersionRow | undefined> {
+  const { rows } = await q.query<RawSealed>(
+    `${SEALED_SELECT}
+       AND v.version = CASE WHEN $3::int = 0 THEN s.current_version ELSE $3::int END
+     ${SEALED_DEK_JOIN}
+     WHERE s.developer_id = $1 AND s.name = $2 AND v.developer_id = $1`,
+    [developerId, name, version],
+  );
+  return rows[0] ? toSealed(rows[0]) : undefined;
+}
+
+/** The current versions of several secrets in one query; missing names are simply absent. */
+export async function findSealedCurrent(
+  q: Queryable,
+  developerId: string,
+  names: readonly string[],
+): Promise<SealedVersionRow[]> {
+  const { rows } = await q.query<RawSealed>(
+    `${SEALED_SELECT} AND v.version = s.current_version
+     ${SEALED_DEK_JOIN}
+     WHERE s.developer_id = $1 AND s.name = ANY($2::text[]) AND v.developer_id = $1`,
+    [developerId, names],
+  );
+  return rows.map(toSealed);
+}

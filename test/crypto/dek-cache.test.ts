@@ -1,0 +1,142 @@
+import { describe, it, expect } from "vitest";
+import { createDekCache } from "../../src/crypto/dek-cache.js";
+import { KeyBytes } from "../../src/crypto/key-bytes.js";
+
+function clock(start = 0): { now: () => number; advance: (ms: number) => void } {
+  let t = start;
+  return { now: () => t, advance: (ms) => (t += ms) };
+}
+
+describe("DEK cache", () => {
+  it("returns what was set, per developer and version", () => {
+    const cache = createDekCache();
+    const a1 = KeyBytes.random();
+    const a2 = KeyBytes.random();
+    cache.set("dev-a", 1, a1);
+    cache.set("dev-a", 2, a2);
+    expect(cache.get("dev-a", 1)).toBe(a1);
+    expect(cache.get("dev-a", 2)).toBe(a2);
+    expect(cache.get("dev-a", 3)).toBeUndefined();
+    expect(cache.get("dev-b", 1)).toBeUndefined();
+    expect(cache.size).toBe(2);
+  });
+
+  it("keeps at most maxEntries, dropping the least recently used", () => {
+    const cache = createDekCache({ maxEntries: 2 });
+    const a = KeyBytes.random();
+    const b = KeyBytes.random();
+    const c = KeyBytes.random();
+    cache.set("a", 1, a);
+    cache.set("b", 1, b);
+    expect(cache.get("a", 1)).toBe(a); // a is now the most recently used
+    cache.set("c", 1, c);
+    expect(cache.size).toBe(2);
+    expect(cache.get("b", 1)).toBeUndefined();
+    expect(cache.get("a", 1)).toBe(a);
+    expect(cache.get("c", 1)).toBe(c);
+  });
+
+  it("holds 10,000 entries by default", () => {
+    const cache = createDekCache();
+    const key = KeyBytes.random();
+    for (let i = 0; i < 10_001; i++) cache.set(`dev-${i}`, 1, key);
+    expect(cache.size).toBe(10_000);
+    expect(cache.get("dev-0", 1)).toBeUndefined();
+    expect(cache.get("dev-10000", 1)).toBe(key);
+  });
+
+  it("expires an entry ttlMs after it was set, however often it is read", () => {
+    const c = clock(1_000);
+    const cache = createDekCache({ ttlMs: 1_000, now: c.now });
+    const key = KeyBytes.random();
+    cache.set("dev", 1, key);
+    c.advance(500);
+    expect(cache.get("dev", 1)).toBe(key);
+    c.advance(499);
+    expect(cache.get("dev", 1)).toBe(key);
+    c.advance(1);
+    expect(cache.get("dev", 1)).toBeUndefined();
+    expect(cache.size).toBe(0);
+  });
+
+  it("expires after 5 minutes by default", () => {
+    const c = clock();
+    const cache = createDekCache({ now: c.now });
+    cache.set("dev", 1, KeyBytes.random());
+    c.advance(5 * 60 * 1000 - 1);
+    expect(cache.get("dev", 1)).toBeDefined();
+    c.advance(1);
+    expect(cache.get("dev", 1)).toBeUndefined();
+  });
+
+  it("restarts the TTL when a key is set again", () => {
+    const c = clock();
+    const cache = createDekCache({ ttlMs: 100, now: c.now });
+    const key = KeyBytes.random();
+    cache.set("dev", 1, key);
+    c.advance(90);
+    cache.set("dev", 1, key);
+    c.advance(90);
+    expect(cache.get("dev", 1)).toBe(key);
+  });
+
+  it("evicts one developer's keys only", () => {
+    const cache = createDekCache();
+    cache.set("dev1", 1, KeyBytes.random());
+    cache.set("dev1", 2, KeyBytes.random());
+    cache.set("dev10", 1, KeyBytes.random());
+    cache.set("dev", 1, KeyBytes.random());
+    cache.evictDeveloper("dev1");
+    expect(cache.get("dev1", 1)).toBeUndefined();
+    expect(cache.get("dev1", 2)).toBeUndefined();
+    expect(cache.get("dev10", 1)).toBeDefined();
+    expect(cache.get("dev", 1)).toBeDefined();
+    expect(cache.size).toBe(2);
+  });
+
+  it("does not confuse developer ids that share a separator-like suffix", () => {
+    const cache = createDekCache();
+    const key = KeyBytes.random();
+    cache.set("a\u0000", 1, key);
+    expect(cache.get("a", 1)).toBeUndefined();
+    cache.set('a",1', 2, key);
+    expect(cache.get("a", 1)).toBeUndefined();
+  });
+
+  it("does not zeroize on eviction, since a caller may still hold the key", () => {
+    const c = clock();
+    const cache = createDekCache({ maxEntries: 1, ttlMs: 10, now: c.now });
+    const lru = KeyBytes.random();
+    cache.set("a", 1, lru);
+    cache.set("b", 1, KeyBytes.random());
+    expect(lru.exposeSecretBytes().length).toBe(32);
+    const expired = cache.get("b", 1)!;
+    c.advance(10);
+    expect(cache.get("b", 1)).toBeUndefined();
+    expect(expired.exposeSecretBytes().length).toBe(32);
+    const evicted = KeyBytes.random();
+    cache.set("c", 1, evicted);
+    cache.evictDeveloper("c");
+    expect(evicted.exposeSecretBytes().length).toBe(32);
+  });
+
+  it("clear() drops and zeroizes every key", () => {
+    const cache = createDekCache();
+    const a = KeyBytes.random();
+    const b = KeyBytes.random();
+    cache.set("a", 1, a);
+    cache.set("b", 1, b);
+    cache.clear();
+    expect(cache.size).toBe(0);
+    expect(cache.get("a", 1)).toBeUndefined();
+    expect(() => a.exposeSecretBytes()).toThrow(/zeroized/);
+    expect(() => b.exposeSecretBytes()).toThrow(/zeroized/);
+  });
+
+  it("rejects nonsensical options", () => {
+    expect(() => createDekCache({ maxEntries: 0 })).toThrow();
+    expect(() => createDekCache({ maxEntries: 1.5 })).toThrow();
+    expect(() => createDekCache({ ttlMs: 0 })).toThrow();
+    expect(() => createDekCache({ ttlMs: Number.NaN })).toThrow();
+  });
+});
