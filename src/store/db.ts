@@ -21,8 +21,9 @@
  * - bytea: a `Buffer` or `Uint8Array`.
  * - timestamptz: a `Date`.
  * - jsonb: pass JSON text (`JSON.stringify(value)`) and cast in SQL: `$3::jsonb`.
- *   Passing a JS object works by accident on `pg` and differently on PGlite, so the
- *   convention is always pre-serialized text plus an explicit cast.
+ *   Raw JS values are not portable: `pg` sends a JS array as a Postgres array
+ *   literal (invalid JSON) while PGlite stringifies it, so the convention is always
+ *   pre-serialized text plus an explicit cast.
  *
  * Statements
  * - A query with parameters is one statement (extended protocol). A query without
@@ -60,6 +61,7 @@ export interface Queryable {
 
 /** A database: Postgres through a pool, or PGlite in-process. */
 export interface Db extends Queryable {
+  /** Which adapter this is: for logs, health output and the rare test that must tell them apart. */
   readonly kind: "postgres" | "pglite";
   /** BEGIN … COMMIT on one connection; ROLLBACK and rethrow on error. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;

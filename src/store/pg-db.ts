@@ -141,6 +141,14 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   ): Promise<T> {
     const client = await connect();
     let broken = destroyAfter;
+    // pg-pool listens for a client's errors only while it is idle. A connection
+    // that drops while checked out but between statements emits 'error' on the
+    // client, which would crash the process without a listener; its next query
+    // then fails ("not queryable") and is reported as BACKEND_UNAVAILABLE.
+    const onError = () => {
+      broken = true;
+    };
+    client.on("error", onError);
     try {
       return await fn(client, () => {
         broken = true;
@@ -149,6 +157,8 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
       if (isConnectionLost(e)) broken = true;
       throw e;
     } finally {
+      // A broken client is destroyed by release; keep swallowing its late errors.
+      if (!broken) client.removeListener("error", onError);
       client.release(broken);
     }
   }

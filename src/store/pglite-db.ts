@@ -151,15 +151,17 @@ export async function openPglite(dataDir: string): Promise<Db> {
           scope.end();
           // What a pg session's destroyed connection would drop: an unfinished
           // transaction and session-level advisory locks.
+          // Best effort: if this fails the instance is broken and the next call says so.
           if (!pglite.closed) {
-            if (pglite.isInTransaction()) await pglite.exec("ROLLBACK");
-            await pglite.exec("SELECT pg_advisory_unlock_all()");
+            if (pglite.isInTransaction()) await pglite.exec("ROLLBACK").catch(() => undefined);
+            await pglite.exec("SELECT pg_advisory_unlock_all()").catch(() => undefined);
           }
         }
       });
     },
 
-    close(): Promise<void> {
+    async close(): Promise<void> {
+      guard.check(); // queued behind the running callback, close would wait for itself
       closing ??= queue.run(async () => {
         try {
           if (!pglite.closed) await pglite.close();

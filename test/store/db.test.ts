@@ -396,6 +396,35 @@ describe.runIf(testDatabaseKind() === "postgres")("Postgres only", () => {
       expect((await t.db.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
     });
 
+    it("survives the server killing a checked-out connection between statements", async () => {
+      const e = await rejection(
+        t.db.transaction(async (tx) => {
+          const { rows } = await tx.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+          const killer = new pg.Client({ connectionString: t.url! });
+          await killer.connect();
+          await killer.query("SELECT pg_terminate_backend($1)", [rows[0]?.pid]);
+          await killer.end();
+          await new Promise((r) => setTimeout(r, 200)); // the socket closes while nothing is in flight
+          await tx.query("SELECT 1");
+        }),
+      );
+      expect(e).toMatchObject({ reason: "BACKEND_UNAVAILABLE" });
+      expect((await t.db.query("SELECT 3 AS three")).rows).toEqual([{ three: 3 }]);
+    });
+
+    it("survives the server killing an idle pooled connection, and reports it", async () => {
+      const seen: Error[] = [];
+      const appName = `idle-${randomBytes(4).toString("hex")}`;
+      const db = await openPostgres(t.url!, { applicationName: appName, onBackgroundError: (err) => seen.push(err) });
+      try {
+        await t.db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [appName]);
+        await expect.poll(() => seen.length).toBeGreaterThan(0);
+        expect((await db.query("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
+      } finally {
+        await db.close();
+      }
+    });
+
     it("reports a statement timeout as BACKEND_UNAVAILABLE", async () => {
       const db = await openPostgres(t.url!, { statementTimeoutMs: 100 });
       try {

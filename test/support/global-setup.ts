@@ -12,6 +12,7 @@ import pg from "pg";
 import { ensurePgliteTemplate } from "./pglite-template.js";
 import { testDatabaseKind } from "./test-db.js";
 
+/** Prepare the test backend once per run (see the module comment). */
 export default async function setup(): Promise<void> {
   if (testDatabaseKind() === "pglite") {
     await ensurePgliteTemplate();
