@@ -364,8 +364,10 @@ describe.runIf(testDatabaseKind() === "postgres")("Postgres only", () => {
       expect(results.filter((r) => r.applied.length > 0)).toHaveLength(1);
       const { rows } = await t.db.query<{ version: number }>("SELECT version FROM schema_migrations ORDER BY version");
       expect(rows.map((r) => r.version)).toEqual(migrations.map((m) => m.version));
-      // The lock is released: no advisory locks remain.
-      const locks = await t.db.query<{ n: number }>("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'");
+      // The lock is released: no advisory locks remain in this database (pg_locks is cluster-wide).
+      const locks = await t.db.query<{ n: number }>(
+        "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+      );
       expect(locks.rows[0]?.n).toBe(0);
     } finally {
       await Promise.all(others.map((p) => p.close()));
