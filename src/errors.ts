@@ -76,12 +76,20 @@ export class AppError extends Error {
   readonly kind: ErrorKind;
   readonly reason: Reason;
   readonly metadata: Readonly<Record<string, string>>;
+  /** Safe facts for the server's log line only (never sent), e.g. a rejected name's length and hash. */
+  readonly logFields: Readonly<Record<string, unknown>> | undefined;
 
-  constructor(reason: Reason, message: string, metadata: Record<string, string> = {}, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(
+    reason: Reason,
+    message: string,
+    metadata: Record<string, string> = {},
+    options?: { cause?: unknown; logFields?: Record<string, unknown> },
+  ) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.reason = reason;
     this.kind = REASONS[reason];
     this.metadata = Object.freeze({ ...metadata });
+    this.logFields = options?.logFields;
   }
 }
 

@@ -14,10 +14,11 @@ export type JsonObject = { [key: string]: JsonValue };
 
 export function validateName(name: string, field = "name"): string {
   if (!NAME_PATTERN.test(name)) {
-    throw invalid(
+    throw new AppError(
       "INVALID_NAME",
-      field,
       `${field} must start with an ASCII letter and hold only letters, digits and underscores, 1 to ${LIMITS.nameMaxLength} characters`,
+      { field },
+      { logFields: { rejectedName: describeRejectedName(name) } },
     );
   }
   return name;

@@ -19,6 +19,8 @@ export interface CallState {
   readonly method: string;
   readonly startedAt: bigint;
   principal: Principal | undefined;
+  /** Extra safe fields for this call's log line (AppError.logFields). */
+  logFields: Readonly<Record<string, unknown>> | undefined;
 }
 
 // Keyed by the call's Metadata object, which grpc-js hands from the interceptor to
@@ -62,7 +64,7 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
   return (methodDescriptor, call) => {
     const method = methodDescriptor.path;
     const needsToken = deps.protectedPrefixes.some((p) => method.startsWith(p));
-    const state: CallState = { requestId: randomUUID(), method, startedAt: process.hrtime.bigint(), principal: undefined };
+    const state: CallState = { requestId: randomUUID(), method, startedAt: process.hrtime.bigint(), principal: undefined, logFields: undefined };
 
     return new grpc.ServerInterceptingCall(call, {
       start(next) {
@@ -91,6 +93,7 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
           developer: state.principal?.developerId,
           requestId: state.requestId,
           peer: call.getPeer(),
+          ...state.logFields,
         };
         if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) log.error(line, "call failed");
         else log.info(line, "call");
@@ -101,6 +104,7 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
 }
 
 function interceptorStatus(error: unknown, state: CallState, log: Logger): grpc.StatusObject {
-  if (!(error instanceof AppError)) log.error({ err: error, requestId: state.requestId }, "authentication failed unexpectedly");
+  if (error instanceof AppError) state.logFields = error.logFields;
+  else log.error({ err: error, requestId: state.requestId }, "authentication failed unexpectedly");
   return toStatus(error, state.requestId);
 }

@@ -1,4 +1,3 @@
-import { EventEmitter, on } from "node:events";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { AppError } from "../errors.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
@@ -14,25 +13,36 @@ export interface HealthStatus {
   set(service: string, status: ServingStatus): void;
   /** Every known service at once (used on shutdown: NOT_SERVING). */
   setAll(status: ServingStatus): void;
+  /** Ends every Watch stream after it has sent the latest status, so shutdown need not wait for them. */
+  close(): void;
   readonly impl: ServiceImpl<typeof Health>;
 }
 
 export function createHealthStatus(services: readonly string[]): HealthStatus {
   const statuses = new Map<string, ServingStatus>([["", ServingStatus.SERVING]]);
   for (const s of services) statuses.set(s, ServingStatus.SERVING);
-  const changes = new EventEmitter();
-  changes.setMaxListeners(0);
+  /** Watchers waiting for the next change (or close). */
+  const waiters = new Set<() => void>();
+  let closed = false;
+  const wake = () => {
+    for (const w of [...waiters]) w();
+  };
 
   const set = (service: string, status: ServingStatus) => {
     if (statuses.get(service) === status) return;
     statuses.set(service, status);
-    changes.emit(service, status);
+    wake();
   };
+  const current = (service: string) => statuses.get(service) ?? ServingStatus.SERVICE_UNKNOWN;
 
   return {
     set,
     setAll(status) {
       for (const service of [...statuses.keys()]) set(service, status);
+    },
+    close() {
+      closed = true;
+      wake();
     },
     impl: {
       async check(req) {
@@ -44,13 +54,23 @@ export function createHealthStatus(services: readonly string[]): HealthStatus {
         return { statuses: Object.fromEntries([...statuses].map(([name, status]) => [name, { status }])) };
       },
       async *watch(req, ctx) {
-        yield { status: statuses.get(req.service) ?? ServingStatus.SERVICE_UNKNOWN };
-        try {
-          for await (const [status] of on(changes, req.service, { signal: ctx.signal })) {
-            yield { status: status as ServingStatus };
+        let last = current(req.service);
+        yield { status: last };
+        while (!closed && !ctx.signal.aborted) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              waiters.delete(done);
+              ctx.signal.removeEventListener("abort", done);
+              resolve();
+            };
+            waiters.add(done);
+            ctx.signal.addEventListener("abort", done, { once: true });
+          });
+          const now = current(req.service);
+          if (now !== last && !ctx.signal.aborted) {
+            last = now;
+            yield { status: now };
           }
-        } catch (e) {
-          if (!ctx.signal.aborted) throw e;
         }
       },
     },

@@ -45,7 +45,9 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
   });
 
   const errorStatus = (error: unknown, ctx: CallContext, method: DescMethod) => {
-    const { requestId } = callStateOf(ctx.metadata);
+    const state = callStateOf(ctx.metadata);
+    const { requestId } = state;
+    if (error instanceof AppError) state.logFields = error.logFields;
     if (!(error instanceof AppError) || error.kind === "internal") {
       const event = error instanceof AppError && error.reason === "INTEGRITY_FAILURE" ? "integrity failure" : "internal error";
       log.error({ err: error, requestId, method: method.name }, event);
@@ -69,6 +71,7 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
     health,
     async shutdown(graceMs) {
       health.setAll(ServingStatus.NOT_SERVING);
+      health.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           log.warn({ graceMs }, "in-flight calls did not finish in time; forcing shutdown");
