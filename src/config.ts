@@ -128,6 +128,11 @@ export function loadConfig(env: Env): Config {
     throw new ConfigError("SECRETS_JWT_SECRET or SECRETS_JWT_PUBLIC_KEY is required when DATABASE_URL is set");
   }
 
+  const metricsAddr = get("SECRETS_METRICS_ADDR");
+  if (metricsAddr !== undefined && hostOf(metricsAddr) === undefined) {
+    throw new ConfigError("SECRETS_METRICS_ADDR must be host:port (IPv6 in brackets)");
+  }
+
   const logLevel = get("SECRETS_LOG_LEVEL") ?? "info";
   if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`SECRETS_LOG_LEVEL must be one of ${[...LOG_LEVELS].join(", ")}`);
 
@@ -148,7 +153,7 @@ export function loadConfig(env: Env): Config {
     tls,
     operatorIdentities: Object.freeze((get("SECRETS_OPERATOR_IDENTITIES") ?? "").split(",").map((s) => s.trim()).filter(Boolean)),
     allowPlaintext,
-    metricsAddr: get("SECRETS_METRICS_ADDR"),
+    metricsAddr,
     auditStrict: flag("SECRETS_AUDIT_STRICT"),
     logLevel,
   });

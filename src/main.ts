@@ -1,17 +1,23 @@
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { pino, type Logger } from "pino";
+import { cachingVerifier } from "./auth/token-cache.js";
 import { mintHs256Token } from "./auth/token-issuer.js";
 import { createTokenVerifier, type VerificationKey } from "./auth/token-verifier.js";
 import { ConfigError, loadConfig, type Config } from "./config.js";
+import { createMemoryCache } from "./cache/memory-cache.js";
+import { createRedisCache } from "./cache/redis-cache.js";
+import { noCache, type SecretCache } from "./cache/secret-cache.js";
 import { createDekCache } from "./crypto/dek-cache.js";
 import { createLocalKeyProvider, parseKeyring } from "./crypto/key-provider.js";
 import { loadOrCreateDevSecrets, writeDevToken } from "./dev-mode.js";
+import { cacheObserver, callObserver, createMetrics, type CacheObserver } from "./metrics.js";
 import { createDataKeys } from "./secrets/data-keys.js";
 import { createSecretService } from "./secrets/secret-service.js";
+import { startMetricsHttp } from "./server/metrics-http.js";
 import { startGrpcServer } from "./server/server.js";
 import type { Db } from "./store/db.js";
-import { openDatabase } from "./store/index.js";
+import { MIGRATIONS, openDatabase } from "./store/index.js";
 import { dataKeysPerMasterKey, ensureActiveMasterKey } from "./store/key-store.js";
 
 /**
@@ -23,6 +29,8 @@ import { dataKeysPerMasterKey, ensureActiveMasterKey } from "./store/key-store.j
 /** A running service. */
 export interface RunningService {
   readonly port: number;
+  /** Set when SECRETS_METRICS_ADDR is: the port of /metrics, /healthz, /readyz. */
+  readonly metricsPort: number | undefined;
   /** Set in dev mode: the developer token printed at start. */
   readonly devToken: string | undefined;
   /** Graceful stop in DESIGN.md's order; resolves when everything is closed. */
@@ -84,6 +92,12 @@ export async function startService(config: Config, options: StartOptions): Promi
 
   const ownsDb = options.db === undefined;
   const db = options.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }));
+  /** What to close, newest first, whether start-up finishes or fails half-way. */
+  const closers: (() => Promise<void> | void)[] = [() => keyProvider.destroy()];
+  if (ownsDb) closers.unshift(() => db.close());
+  const closeAll = async () => {
+    for (const close of closers) await close();
+  };
   try {
     const firstKeyId = keyProvider.keyIds()[0] as string;
     const activeKekId = await ensureActiveMasterKey(db, firstKeyId);
@@ -96,15 +110,28 @@ export async function startService(config: Config, options: StartOptions): Promi
       }
     }
 
-    const dataKeys = createDataKeys({ db, keyProvider, cache: createDekCache(), activeKekId: () => activeKekId });
-    const secrets = createSecretService({ db, dataKeys, maxVersions: config.maxVersions });
-    const verifier = createTokenVerifier({
-      key: jwtKey,
-      audience: config.jwtAudience,
-      issuer: config.jwtIssuer,
-      maxTtlSeconds: config.jwtMaxTtlSeconds,
-    });
-    const server = await startGrpcServer(config.grpcAddr, { secrets, verifier, log });
+    const dekCache = createDekCache();
+    const metrics = createMetrics({ dekCacheSize: () => dekCache.size });
+    const dataKeys = createDataKeys({ db, keyProvider, cache: dekCache, activeKekId: () => activeKekId });
+    const cache = await createCache(config, db, log, cacheObserver(metrics));
+    closers.unshift(() => cache.close());
+    const secrets = createSecretService({ db, dataKeys, cache, maxVersions: config.maxVersions });
+    const verifier = cachingVerifier(
+      createTokenVerifier({
+        key: jwtKey,
+        audience: config.jwtAudience,
+        issuer: config.jwtIssuer,
+        maxTtlSeconds: config.jwtMaxTtlSeconds,
+      }),
+    );
+    const server = await startGrpcServer(config.grpcAddr, { secrets, verifier, log, onCallEnd: callObserver(metrics) });
+    let metricsPort: number | undefined;
+    if (config.metricsAddr) {
+      const http = await startMetricsHttp(config.metricsAddr, { registry: metrics.registry, ready: () => databaseReady(db) });
+      closers.unshift(() => http.close());
+      metricsPort = http.port;
+    }
+    closers.unshift(() => server.shutdown(options.shutdownGraceMs ?? 10_000));
 
     let devToken: string | undefined;
     if (config.mode === "dev" && jwtKey.kind === "hmac") {
@@ -116,27 +143,50 @@ export async function startService(config: Config, options: StartOptions): Promi
         ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
       });
     }
-    log.info({ port: server.port, mode: config.mode, activeMasterKey: activeKekId }, "serving");
+    log.info({ port: server.port, metricsPort, mode: config.mode, cache: cache.kind, activeMasterKey: activeKekId }, "serving");
 
     let stopping: Promise<void> | undefined;
     return {
       port: server.port,
+      metricsPort,
       devToken,
       stop() {
-        stopping ??= (async () => {
-          await server.shutdown(options.shutdownGraceMs ?? 10_000);
-          if (ownsDb) await db.close();
-          keyProvider.destroy();
-          log.info("stopped");
-        })();
+        // Server first (health NOT_SERVING, drain in-flight calls), then metrics, cache, database, keys.
+        stopping ??= closeAll().then(() => log.info("stopped"));
         return stopping;
       },
     };
   } catch (e) {
-    if (ownsDb) await db.close();
-    keyProvider.destroy();
+    await closeAll();
     throw e;
   }
+}
+
+/** Ready: the database answers and every migration this build knows is applied. */
+async function databaseReady(db: Db): Promise<boolean> {
+  const { rows } = await db.query<{ v: number | null }>("SELECT max(version) AS v FROM schema_migrations");
+  return rows[0]?.v === MIGRATIONS.at(-1)?.version;
+}
+
+/**
+ * The value cache DESIGN.md allows: Redis when REDIS_URL is set; the in-process one
+ * only with the embedded database (one process); none with Postgres and no Redis,
+ * because several replicas could not keep an in-process cache coherent.
+ */
+async function createCache(config: Config, db: Db, log: Logger, onLookup: CacheObserver): Promise<SecretCache> {
+  const ttlMs = config.cacheTtlSeconds * 1000;
+  if (config.redisUrl) {
+    return createRedisCache({
+      url: config.redisUrl,
+      ttlMs,
+      onLookup,
+      onOutage: (event, error) =>
+        event === "down"
+          ? log.warn({ err: error }, "redis unreachable: reads go to the database, writes fail until it is back")
+          : log.info("redis reachable again"),
+    });
+  }
+  return db.kind === "pglite" ? createMemoryCache({ ttlMs, onLookup }) : noCache();
 }
 
 /** The `buf curl` line printed in dev mode; works as printed from the project directory. */

@@ -22,8 +22,11 @@ export interface DataKeys {
    * Creates the developer's first DEK if there is none.
    */
   withWriteKey<T>(developerId: string, fn: (tx: Queryable, dek: DataKey) => Promise<T>): Promise<T>;
-  /** The unwrapped DEK of a stored row, from the cache or by unwrapping `wrappedKey`. */
-  forRead(developerId: string, version: number, kekId: string, wrappedKey: Buffer): Promise<KeyBytes>;
+  /**
+   * The unwrapped DEK `version` of a developer: from memory, else by unwrapping
+   * `wrapped` when the caller already read the row, else read from Postgres.
+   */
+  forRead(developerId: string, version: number, wrapped?: { kekId: string; wrappedKey: Buffer }): Promise<KeyBytes>;
   /** Forgets a developer's unwrapped keys (shredding, retirement). */
   evict(developerId: string): void;
 }
@@ -111,11 +114,15 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
       }
     },
 
-    async forRead(developerId, version, kekId, wrappedKey) {
+    async forRead(developerId, version, wrapped) {
       const cached = cache.get(developerId, version);
       if (cached) return cached;
+      const row = wrapped
+        ? { developerId, version, kekId: wrapped.kekId, wrappedKey: wrapped.wrappedKey, state: "active" as const }
+        : await keyStore.findDataKey(db, developerId, version);
+      if (!row) throw integrityFailure("data key", new Error(`data key version ${version} does not exist`));
       try {
-        return await unwrap({ developerId, version, kekId, wrappedKey, state: "active" });
+        return await unwrap(row);
       } catch (e) {
         if (e instanceof AppError) throw e;
         throw integrityFailure("data key", e);

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Principal } from "../auth/principal.js";
+import type { CachedLookup, SecretCache } from "../cache/secret-cache.js";
 import { openValue, sealValue, type ValueBinding } from "../crypto/value-cipher.js";
 import { AppError } from "../errors.js";
 import type { Db, Queryable } from "../store/db.js";
@@ -86,6 +87,8 @@ export interface SecretService {
 export interface SecretServiceDeps {
   db: Db;
   dataKeys: DataKeys;
+  /** Lookup cache for current values (AccessSecret version 0, ResolveSecrets); every write goes through its fence. */
+  cache: SecretCache;
   /** Versions that keep their ciphertext; older ones are destroyed (SECRETS_MAX_VERSIONS). */
   maxVersions: number;
   newId?: () => string;
@@ -95,16 +98,62 @@ const nameTokens = pageTokenCodec((k): k is string => typeof k === "string" && k
 const versionTokens = pageTokenCodec((k): k is number => Number.isInteger(k) && (k as number) > 0);
 
 export function createSecretService(deps: SecretServiceDeps): SecretService {
-  const { db, dataKeys, maxVersions } = deps;
+  const { db, dataKeys, cache, maxVersions } = deps;
   const newId = deps.newId ?? randomUUID;
 
   async function open(developerId: string, name: string, row: store.SealedVersionRow): Promise<string> {
     if (row.state === "destroyed" || !row.ciphertext || row.dekVersion === null || !row.kekId || !row.wrappedKey) {
       throw new AppError("VERSION_DESTROYED", "this version was destroyed", { version: String(row.version) });
     }
-    const dek = await dataKeys.forRead(developerId, row.dekVersion, row.kekId, row.wrappedKey);
+    const dek = await dataKeys.forRead(developerId, row.dekVersion, { kekId: row.kekId, wrappedKey: row.wrappedKey });
     const binding: ValueBinding = { developerId, secretId: row.secretId, name, version: row.version };
     return openValue(dek, row.dekVersion, row.ciphertext, binding).toString("utf8");
+  }
+
+  /** Opens a cache hit. The AAD is built from the developer and the name asked for, never from the entry. */
+  async function openHit(developerId: string, name: string, hit: Extract<CachedLookup, { kind: "found" }>): Promise<string> {
+    const dek = await dataKeys.forRead(developerId, hit.dekVersion);
+    const binding: ValueBinding = { developerId, secretId: hit.secretId, name, version: hit.version };
+    return openValue(dek, hit.dekVersion, hit.ciphertext, binding).toString("utf8");
+  }
+
+  /** A write: fenced in the cache before it commits, released after (DESIGN.md, The cache). */
+  async function fenced<T>(developerId: string, name: string, write: () => Promise<T>): Promise<T> {
+    await cache.beginWrite(developerId, [name]);
+    try {
+      return await write();
+    } finally {
+      await cache.endWrite(developerId, [name]);
+    }
+  }
+
+  /** Current values of `names`: one cache round trip, one Postgres query for the misses, fills for those. */
+  async function currentValues(
+    developerId: string,
+    names: readonly string[],
+  ): Promise<{ values: Map<string, { version: number; value: string }>; missing: string[] }> {
+    const lookups = await cache.lookup(developerId, names);
+    const missNames = names.filter((_, i) => lookups[i]?.hit === undefined);
+    const rows = missNames.length > 0 ? await store.findSealedCurrent(db, developerId, missNames) : [];
+    const byName = new Map(rows.map((r) => [r.name, r]));
+    if (missNames.length > 0) {
+      const fills = lookups
+        .filter((l) => l.hit === undefined)
+        .map((l) => ({ ticket: l.ticket, value: cacheable(byName.get(l.ticket.name)) }))
+        .filter((f): f is { ticket: typeof f.ticket; value: CachedLookup } => f.value !== undefined);
+      // Off the response path: a fill that fails or loses a race only costs a later miss.
+      void cache.fill(fills);
+    }
+    const values = new Map<string, { version: number; value: string }>();
+    const missing: string[] = [];
+    for (const [i, name] of names.entries()) {
+      const hit = lookups[i]?.hit;
+      const row = byName.get(name);
+      if (hit?.kind === "found") values.set(name, { version: hit.version, value: await openHit(developerId, name, hit) });
+      else if (hit === undefined && row) values.set(name, { version: row.version, value: await open(developerId, name, row) });
+      else missing.push(name);
+    }
+    return { values, missing };
   }
 
   async function mustFind(q: Queryable, developerId: string, name: string, forUpdate = false): Promise<store.SecretRow> {
@@ -123,7 +172,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       requireAllowlisted(p, [name]);
 
       const id = newId();
-      const row = await dataKeys.withWriteKey(p.developerId, (tx, dek) =>
+      const row = await fenced(p.developerId, name, () => dataKeys.withWriteKey(p.developerId, (tx, dek) =>
         store.insertSecret(tx, {
           id,
           developerId: p.developerId,
@@ -134,7 +183,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
           ciphertext: sealValue(dek.key, dek.version, value, { developerId: p.developerId, secretId: id, name, version: 1 }),
           dekVersion: dek.version,
         }),
-      );
+      ));
       return toSecret(row);
     },
 
@@ -187,7 +236,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       requireAllowlisted(p, [name]);
 
       const change = { description, metadataJson, updatedBy: p.developerId };
-      const row =
+      const row = await fenced(p.developerId, name, async () =>
         value === undefined
           ? await db.transaction(async (tx) => {
               const current = await lockForChange(tx, p.developerId, name, expected);
@@ -207,7 +256,8 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
               });
               await versionStore.destroyVersionsUpTo(tx, p.developerId, current.id, version - maxVersions);
               return store.updateSecretAttributes(tx, p.developerId, current.id, { ...change, newVersion: version });
-            });
+            }),
+      );
       return toSecret(row);
     },
 
@@ -216,10 +266,12 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const name = validateName(rawName);
       const expected = validateVersion(expectedVersion, "expected_version", true);
       requireAllowlisted(p, [name]);
-      await db.transaction(async (tx) => {
-        const current = await lockForChange(tx, p.developerId, name, expected);
-        await store.deleteSecretById(tx, p.developerId, current.id);
-      });
+      await fenced(p.developerId, name, () =>
+        db.transaction(async (tx) => {
+          const current = await lockForChange(tx, p.developerId, name, expected);
+          await store.deleteSecretById(tx, p.developerId, current.id);
+        }),
+      );
     },
 
     async accessSecret(p, rawName, rawVersion) {
@@ -227,6 +279,12 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const name = validateName(rawName);
       const version = validateVersion(rawVersion, "version", true);
       requireAllowlisted(p, [name]);
+      if (version === 0) {
+        const { values } = await currentValues(p.developerId, [name]);
+        const current = values.get(name);
+        if (current === undefined) throw notFound();
+        return { name, ...current };
+      }
       const row = await store.findSealedVersion(db, p.developerId, name, version);
       if (!row) {
         if (version !== 0 && (await store.findSecret(db, p.developerId, name))) throw versionNotFound(version);
@@ -258,7 +316,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const name = validateName(rawName);
       const version = validateVersion(rawVersion, "version", false);
       requireAllowlisted(p, [name]);
-      const row = await db.transaction(async (tx) => {
+      const row = await fenced(p.developerId, name, () => db.transaction(async (tx) => {
         const current = await mustFind(tx, p.developerId, name, true);
         if (version > current.currentVersion) throw versionNotFound(version);
         if (version === current.currentVersion) {
@@ -268,7 +326,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
         }
         await versionStore.destroyVersion(tx, p.developerId, current.id, version);
         return versionStore.findVersion(tx, p.developerId, current.id, version);
-      });
+      }));
       if (!row) throw versionNotFound(version);
       return toVersion(row);
     },
@@ -277,15 +335,11 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       requireScope(p, "secrets:access");
       const names = validateNameList(rawNames);
       requireAllowlisted(p, names);
-      const rows = await store.findSealedCurrent(db, p.developerId, names);
-      const byName = new Map(rows.map((r) => [r.name, r]));
-      const missing = names.filter((n) => !byName.has(n));
+      const { values, missing } = await currentValues(p.developerId, names);
       if (missing.length > 0) {
         throw new AppError("SECRET_NOT_FOUND", `secrets not found: ${missing.join(", ")}`, { names: missing.join(",") });
       }
-      const values = new Map<string, string>();
-      for (const name of names) values.set(name, await open(p.developerId, name, byName.get(name) as store.SealedVersionRow));
-      return values;
+      return new Map([...values].map(([name, v]) => [name, v.value]));
     },
   };
 }
@@ -309,6 +363,13 @@ function notFound(): AppError {
 
 function versionNotFound(version: number): AppError {
   return new AppError("VERSION_NOT_FOUND", "secret version not found", { version: String(version) });
+}
+
+/** What the cache may hold for a current-version row: its ciphertext as stored, or "missing". */
+function cacheable(row: store.SealedVersionRow | undefined): CachedLookup | undefined {
+  if (!row) return { kind: "missing" };
+  if (!row.ciphertext || row.dekVersion === null) return undefined;
+  return { kind: "found", secretId: row.secretId, version: row.version, dekVersion: row.dekVersion, ciphertext: row.ciphertext };
 }
 
 function toSecret(r: store.SecretRow): Secret {

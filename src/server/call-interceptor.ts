@@ -3,6 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Principal } from "../auth/principal.js";
 import type { TokenVerifier } from "../auth/token-verifier.js";
+import type { CallObserver } from "../metrics.js";
 import { AppError } from "../errors.js";
 import { toStatus } from "./status.js";
 
@@ -46,6 +47,7 @@ export interface CallInterceptorDeps {
   log: Logger;
   /** Path prefixes (`/package.Service/`) whose calls need a bearer token. */
   protectedPrefixes: readonly string[];
+  onCallEnd?: CallObserver;
 }
 
 const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]+)$/;
@@ -86,6 +88,7 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
         const metadata = status.metadata ?? new grpc.Metadata();
         metadata.set("x-request-id", state.requestId);
         const durationMs = Number(process.hrtime.bigint() - state.startedAt) / 1e6;
+        deps.onCallEnd?.(method, grpc.status[status.code], durationMs / 1000);
         const line = {
           method,
           code: grpc.status[status.code],

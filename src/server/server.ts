@@ -2,6 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import type { TokenVerifier } from "../auth/token-verifier.js";
+import type { CallObserver } from "../metrics.js";
 import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
 import { file_google_rpc_status } from "../gen/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health, Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -23,6 +24,7 @@ export interface GrpcServerDeps {
   verifier: TokenVerifier;
   log: Logger;
   credentials?: grpc.ServerCredentials;
+  onCallEnd?: CallObserver;
 }
 
 /** The running transport: the grpc-js server, its health, and a graceful stop. */
@@ -40,7 +42,12 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
     interceptors: [
-      createCallInterceptor({ verifier: deps.verifier, log, protectedPrefixes: [`/${SecretServiceDesc.typeName}/`] }),
+      createCallInterceptor({
+        verifier: deps.verifier,
+        log,
+        protectedPrefixes: [`/${SecretServiceDesc.typeName}/`],
+        ...(deps.onCallEnd ? { onCallEnd: deps.onCallEnd } : {}),
+      }),
     ],
   });
 

@@ -1,0 +1,94 @@
+import { createCoherentCache, type CacheStore } from "./coherent-cache.js";
+import type { SecretCache } from "./secret-cache.js";
+
+/**
+ * The in-process cache, used only with the embedded database: one process (the
+ * data directory's lock file guarantees it), so one map is coherent by itself. It
+ * runs the same generation-and-fence scheme as Redis, because a lookup in flight
+ * during a write can still race it inside one process. Each primitive runs without
+ * an await, so it is atomic in the event loop.
+ */
+export function createMemoryStore(options: { maxEntries?: number; now?: () => number } = {}): CacheStore {
+  const maxEntries = options.maxEntries ?? 100_000;
+  const now = options.now ?? Date.now;
+  /** Entries in insertion order (oldest first), for a simple bound. */
+  const entries = new Map<string, { value: Buffer; expiresAt: number }>();
+  const counters = new Map<string, { n: number; expiresAt: number }>();
+
+  const counter = (key: string): number => {
+    const c = counters.get(key);
+    if (!c) return 0;
+    if (c.expiresAt <= now()) {
+      counters.delete(key);
+      return 0;
+    }
+    return c.n;
+  };
+  const bump = (key: string, by: number, ttlMs: number): number => {
+    const n = counter(key) + by;
+    if (n <= 0) counters.delete(key);
+    else counters.set(key, { n, expiresAt: now() + ttlMs });
+    return n;
+  };
+  const entry = (key: string): Buffer | null => {
+    const e = entries.get(key);
+    if (!e) return null;
+    if (e.expiresAt <= now()) {
+      entries.delete(key);
+      return null;
+    }
+    return e.value;
+  };
+
+  return {
+    async read(keys) {
+      return keys.map((k) => {
+        const g = counter(k.generation);
+        return { entry: entry(k.entry), generation: g === 0 ? null : String(g), fenced: counter(k.fence) > 0 };
+      });
+    },
+    async fill(items) {
+      for (const { keys, expected, value, ttlMs } of items) {
+        const g = counter(keys.generation);
+        if ((g === 0 ? "" : String(g)) !== expected || counter(keys.fence) > 0) continue;
+        entries.delete(keys.entry);
+        entries.set(keys.entry, { value: Buffer.from(value), expiresAt: now() + ttlMs });
+        if (entries.size > maxEntries) entries.delete(entries.keys().next().value as string);
+      }
+    },
+    async fence(keys, fenceTtlMs, generationTtlMs) {
+      for (const k of keys) {
+        bump(k.generation, 1, generationTtlMs);
+        bump(k.fence, 1, fenceTtlMs);
+        entries.delete(k.entry);
+      }
+    },
+    async release(keys, generationTtlMs) {
+      for (const k of keys) {
+        bump(k.generation, 1, generationTtlMs);
+        entries.delete(k.entry);
+        const c = counters.get(k.fence);
+        if (c) bump(k.fence, -1, Math.max(1, c.expiresAt - now()));
+      }
+    },
+    async deletePrefix(prefix) {
+      for (const key of [...entries.keys()]) if (key.startsWith(prefix)) entries.delete(key);
+    },
+    async close() {
+      entries.clear();
+      counters.clear();
+    },
+  };
+}
+
+export function createMemoryCache(options: {
+  ttlMs: number;
+  maxEntries?: number;
+  onLookup?: (result: "hit" | "miss" | "error", count: number) => void;
+}): SecretCache {
+  return createCoherentCache(createMemoryStore(options), {
+    kind: "memory",
+    ttlMs: options.ttlMs,
+    ...(options.onLookup ? { onLookup: options.onLookup } : {}),
+  });
+}

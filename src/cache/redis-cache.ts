@@ -1,0 +1,148 @@
+import { Redis, type RedisOptions } from "ioredis";
+import { createCoherentCache, type CacheStore } from "./coherent-cache.js";
+import type { NameKeys, SecretCache } from "./secret-cache.js";
+
+/**
+ * The Redis cache (ioredis). Reads are one MGET; fills, fences and releases are Lua
+ * scripts, atomic on the server. Commands time out quickly and are not queued while
+ * disconnected, so a Redis that is down or slow turns reads into Postgres reads at
+ * once instead of stalling them.
+ */
+
+// KEYS: (entry, generation, fence) per name. ARGV: then (expected generation, value, ttl ms) per name.
+const FILL = `
+local n = 0
+for i = 1, #KEYS, 3 do
+  local a = i  -- this name's (expected, value, ttl) start at ARGV[i]
+  local expected = ARGV[a]
+  local gen = redis.call('GET', KEYS[i + 1]) or ''
+  local fence = tonumber(redis.call('GET', KEYS[i + 2]) or '0')
+  if gen == expected and fence <= 0 then
+    redis.call('SET', KEYS[i], ARGV[a + 1], 'PX', ARGV[a + 2])
+    n = n + 1
+  end
+end
+return n`;
+
+// ARGV: fence ttl ms, generation ttl ms.
+const FENCE = `
+for i = 1, #KEYS, 3 do
+  redis.call('INCR', KEYS[i + 1])
+  redis.call('PEXPIRE', KEYS[i + 1], ARGV[2])
+  redis.call('INCR', KEYS[i + 2])
+  redis.call('PEXPIRE', KEYS[i + 2], ARGV[1])
+  redis.call('DEL', KEYS[i])
+end
+return 1`;
+
+// ARGV: generation ttl ms.
+const RELEASE = `
+for i = 1, #KEYS, 3 do
+  redis.call('INCR', KEYS[i + 1])
+  redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+  redis.call('DEL', KEYS[i])
+  if redis.call('DECR', KEYS[i + 2]) <= 0 then
+    redis.call('DEL', KEYS[i + 2])
+  end
+end
+return 1`;
+
+type Scripted = Redis & {
+  secretsFill(...args: (string | Buffer | number)[]): Promise<number>;
+  secretsFence(...args: (string | number)[]): Promise<number>;
+  secretsRelease(...args: (string | number)[]): Promise<number>;
+};
+
+export interface RedisCacheOptions {
+  url: string;
+  ttlMs: number;
+  /** Per-command timeout; past it a read falls back to Postgres. */
+  commandTimeoutMs?: number;
+  onOutage?: (event: "down" | "up", error?: unknown) => void;
+  onLookup?: (result: "hit" | "miss" | "error", count: number) => void;
+  /** Extra ioredis options (Sentinel, TLS, …). */
+  redisOptions?: RedisOptions;
+}
+
+const flatKeys = (keys: readonly NameKeys[]) => keys.flatMap((k) => [k.entry, k.generation, k.fence]);
+
+export function createRedisStore(redis: Redis): CacheStore {
+  const r = redis as Scripted;
+  r.defineCommand("secretsFill", { lua: FILL });
+  r.defineCommand("secretsFence", { lua: FENCE });
+  r.defineCommand("secretsRelease", { lua: RELEASE });
+
+  return {
+    async read(keys) {
+      const values = await r.mgetBuffer(...flatKeys(keys));
+      return keys.map((_, i) => {
+        const fence = values[i * 3 + 2];
+        return {
+          entry: values[i * 3] ?? null,
+          generation: values[i * 3 + 1]?.toString("latin1") ?? null,
+          fenced: fence !== null && fence !== undefined && Number(fence.toString("latin1")) > 0,
+        };
+      });
+    },
+    async fill(items) {
+      const keys = flatKeys(items.map((i) => i.keys));
+      const args = items.flatMap((i) => [i.expected, i.value, i.ttlMs]);
+      await r.secretsFill(keys.length, ...keys, ...args);
+    },
+    async fence(keys, fenceTtlMs, generationTtlMs) {
+      const k = flatKeys(keys);
+      await r.secretsFence(k.length, ...k, fenceTtlMs, generationTtlMs);
+    },
+    async release(keys, generationTtlMs) {
+      const k = flatKeys(keys);
+      await r.secretsRelease(k.length, ...k, generationTtlMs);
+    },
+    async deletePrefix(prefix) {
+      // The prefix holds a hash tag; escape glob characters in it anyway.
+      const pattern = `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`;
+      let cursor = "0";
+      do {
+        const [next, keys] = await r.scan(cursor, "MATCH", pattern, "COUNT", 500);
+        if (keys.length > 0) await r.unlink(...keys);
+        cursor = next;
+      } while (cursor !== "0");
+    },
+    async close() {
+      redis.disconnect();
+    },
+  };
+}
+
+/**
+ * Connects to Redis and returns the coherent cache over it. Waits for the first
+ * connection at most `connectTimeoutMs`; a Redis that is down at start-up does not
+ * stop the service (reads go to Postgres, and the cache joins when Redis answers).
+ */
+export async function createRedisCache(options: RedisCacheOptions & { connectTimeoutMs?: number }): Promise<SecretCache> {
+  const redis = new Redis(options.url, {
+    lazyConnect: false,
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    maxRetriesPerRequest: 0,
+    commandTimeout: options.commandTimeoutMs ?? 250,
+    connectTimeout: 2_000,
+    retryStrategy: (times) => Math.min(times * 100, 2_000),
+    ...options.redisOptions,
+  });
+  // Connection errors surface through failed commands (and are logged once per
+  // outage); without a listener ioredis would print every reconnect attempt.
+  redis.on("error", () => undefined);
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, options.connectTimeoutMs ?? 2_000);
+    redis.once("ready", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  return createCoherentCache(createRedisStore(redis), {
+    kind: "redis",
+    ttlMs: options.ttlMs,
+    ...(options.onOutage ? { onOutage: options.onOutage } : {}),
+    ...(options.onLookup ? { onLookup: options.onLookup } : {}),
+  });
+}

@@ -1,0 +1,63 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+
+/**
+ * The service's Prometheus metrics, in one registry. Parts of the service get only
+ * the narrow hooks they need (see `callObserver`, `cacheObserver`), so no domain
+ * folder depends on prom-client. Default process metrics (CPU seconds from
+ * process.cpuUsage, resident memory) are included; the benchmark reads them.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  readonly calls: Counter<"method" | "code">;
+  readonly callSeconds: Histogram<"method">;
+  readonly cacheLookups: Counter<"result">;
+  readonly dekCacheSize: Gauge;
+}
+
+export function createMetrics(options: { dekCacheSize?: () => number } = {}): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const dekSize = options.dekCacheSize;
+  return {
+    registry,
+    calls: new Counter({ name: "secrets_grpc_calls_total", help: "gRPC calls by method and status code", labelNames: ["method", "code"], registers: [registry] }),
+    callSeconds: new Histogram({
+      name: "secrets_grpc_call_duration_seconds",
+      help: "gRPC call latency, from the interceptor's start to the status",
+      labelNames: ["method"],
+      buckets: [0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers: [registry],
+    }),
+    cacheLookups: new Counter({
+      name: "secrets_cache_lookups_total",
+      help: "Value cache lookups per name: hit, miss, or error (Redis unreachable)",
+      labelNames: ["result"],
+      registers: [registry],
+    }),
+    dekCacheSize: new Gauge({
+      name: "secrets_dek_cache_entries",
+      help: "Unwrapped data keys held in memory",
+      registers: [registry],
+      collect() {
+        if (dekSize) this.set(dekSize());
+      },
+    }),
+  };
+}
+
+/** The interceptor's hook: one call ended. */
+export type CallObserver = (method: string, code: string, seconds: number) => void;
+
+export function callObserver(m: Metrics): CallObserver {
+  return (method, code, seconds) => {
+    m.calls.inc({ method, code });
+    m.callSeconds.observe({ method }, seconds);
+  };
+}
+
+/** The cache's hook: lookups by result. */
+export type CacheObserver = (result: "hit" | "miss" | "error", count: number) => void;
+
+export function cacheObserver(m: Metrics): CacheObserver {
+  return (result, count) => m.cacheLookups.inc({ result }, count);
+}

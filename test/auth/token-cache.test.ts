@@ -1,0 +1,54 @@
+import { describe, expect, it } from "vitest";
+import type { Principal } from "../../src/auth/principal.js";
+import { cachingVerifier } from "../../src/auth/token-cache.js";
+import { AppError } from "../../src/errors.js";
+
+function fakeVerifier(expiresAt: number) {
+  const calls: string[] = [];
+  return {
+    calls,
+    async verify(token: string): Promise<Principal> {
+      calls.push(token);
+      if (token === "bad") throw new AppError("TOKEN_INVALID", "token malformed");
+      return { developerId: token, scopes: new Set(), allowlist: null, tokenId: undefined, expiresAt };
+    },
+  };
+}
+
+describe("verified-token cache", () => {
+  it("verifies a token once and reuses it until exp + skew", async () => {
+    let t = 1_000_000;
+    const inner = fakeVerifier(1_000 + 60); // exp at t = 1,060,000 ms
+    const v = cachingVerifier(inner, { now: () => t, clockToleranceSeconds: 30 });
+    expect((await v.verify("a")).developerId).toBe("a");
+    await v.verify("a");
+    await v.verify("a");
+    expect(inner.calls).toEqual(["a"]);
+    t = 1_089_999;
+    await v.verify("a");
+    expect(inner.calls).toEqual(["a"]);
+    t = 1_090_000; // exp + 30 s: the cached entry no longer counts
+    await v.verify("a");
+    expect(inner.calls).toEqual(["a", "a"]);
+  });
+
+  it("never caches a failure", async () => {
+    const inner = fakeVerifier(9_999_999_999);
+    const v = cachingVerifier(inner);
+    await expect(v.verify("bad")).rejects.toThrow(AppError);
+    await expect(v.verify("bad")).rejects.toThrow(AppError);
+    expect(inner.calls).toEqual(["bad", "bad"]);
+  });
+
+  it("is bounded, evicting the least recently used", async () => {
+    const inner = fakeVerifier(9_999_999_999);
+    const v = cachingVerifier(inner, { maxEntries: 2 });
+    await v.verify("a");
+    await v.verify("b");
+    await v.verify("a"); // a is now most recent
+    await v.verify("c"); // evicts b
+    await v.verify("a");
+    await v.verify("b");
+    expect(inner.calls).toEqual(["a", "b", "c", "b"]);
+  });
+});

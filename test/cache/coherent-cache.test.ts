@@ -1,0 +1,197 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createCoherentCache, type CacheStore } from "../../src/cache/coherent-cache.js";
+import { createMemoryStore } from "../../src/cache/memory-cache.js";
+import { createRedisCache, createRedisStore } from "../../src/cache/redis-cache.js";
+import {
+  decodeEntry,
+  developerPrefix,
+  encodeEntry,
+  MAX_FILL_READ_AGE_MS,
+  type CachedLookup,
+  type SecretCache,
+} from "../../src/cache/secret-cache.js";
+import { AppError } from "../../src/errors.js";
+import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
+
+// The coherence primitives, run against the in-process store and a real Redis.
+
+const found = (n: number): CachedLookup => ({
+  kind: "found",
+  secretId: randomUUID(),
+  version: n,
+  dekVersion: 1,
+  ciphertext: randomBytes(40),
+});
+
+describe("entry format", () => {
+  it("round-trips found and missing entries and rejects malformed bytes", () => {
+    const f = found(7);
+    expect(decodeEntry(encodeEntry(f))).toEqual(f);
+    expect(decodeEntry(encodeEntry({ kind: "missing" }))).toEqual({ kind: "missing" });
+    const bytes = encodeEntry(f);
+    expect(decodeEntry(bytes.subarray(0, 26))).toBeUndefined(); // no ciphertext
+    expect(decodeEntry(Buffer.from([0x02, 0x01]))).toBeUndefined(); // unknown format
+    expect(decodeEntry(Buffer.from([0x01, 0x02, 0x00]))).toBeUndefined(); // trailing bytes
+    expect(decodeEntry(Buffer.alloc(0))).toBeUndefined();
+  });
+
+  it("keys of one developer share a hash slot tag", () => {
+    const p = developerPrefix("alice");
+    expect(p).toMatch(/^sec:\{[0-9a-f]{16}\}:$/);
+    expect(developerPrefix("bob")).not.toBe(p);
+  });
+});
+
+let redis: PrivateRedis;
+const clients: Redis[] = [];
+
+beforeAll(async () => {
+  redis = await startPrivateRedis();
+});
+
+afterAll(async () => {
+  for (const c of clients) c.disconnect();
+  await redis?.dispose();
+});
+
+const stores: [string, () => CacheStore][] = [
+  ["memory", () => createMemoryStore()],
+  [
+    "redis",
+    () => {
+      const c = new Redis(redis.url, { maxRetriesPerRequest: 0 });
+      clients.push(c);
+      return createRedisStore(c);
+    },
+  ],
+];
+
+describe.each(stores)("coherence primitives on %s", (_label, makeStore) => {
+  let cache: SecretCache;
+  beforeAll(() => {
+    cache = createCoherentCache(makeStore(), { kind: "memory", ttlMs: 30_000 });
+  });
+  const dev = () => `dev-${randomUUID()}`;
+
+  it("a miss fills and the next lookup hits; not-found is cached too", async () => {
+    const d = dev();
+    const [first, second] = await cache.lookup(d, ["a", "b"]);
+    expect(first?.hit).toBeUndefined();
+    const value = found(1);
+    await cache.fill([
+      { ticket: first!.ticket, value },
+      { ticket: second!.ticket, value: { kind: "missing" } },
+    ]);
+    const [a, b] = await cache.lookup(d, ["a", "b"]);
+    expect(a?.hit).toEqual(value);
+    expect(b?.hit).toEqual({ kind: "missing" });
+  });
+
+  it("a write that began after the lookup makes its fill a no-op", async () => {
+    const d = dev();
+    const [miss] = await cache.lookup(d, ["x"]);
+    await cache.beginWrite(d, ["x"]);
+    await cache.fill([{ ticket: miss!.ticket, value: found(1) }]);
+    expect((await cache.lookup(d, ["x"]))[0]?.hit).toBeUndefined();
+    await cache.endWrite(d, ["x"]);
+    // Even after the write ended, the old ticket stays refused (the generation moved on).
+    await cache.fill([{ ticket: miss!.ticket, value: found(1) }]);
+    expect((await cache.lookup(d, ["x"]))[0]?.hit).toBeUndefined();
+  });
+
+  it("a lookup during a write gets a ticket that cannot fill", async () => {
+    const d = dev();
+    await cache.beginWrite(d, ["y"]);
+    const [during] = await cache.lookup(d, ["y"]);
+    expect(during?.ticket.generation).toBeNull();
+    await cache.endWrite(d, ["y"]);
+    await cache.fill([{ ticket: during!.ticket, value: found(1) }]);
+    expect((await cache.lookup(d, ["y"]))[0]?.hit).toBeUndefined();
+    // A lookup after the write can fill.
+    const [after] = await cache.lookup(d, ["y"]);
+    await cache.fill([{ ticket: after!.ticket, value: found(2) }]);
+    expect((await cache.lookup(d, ["y"]))[0]?.hit).toMatchObject({ version: 2 });
+  });
+
+  it("a write deletes the entry; overlapping writes keep the fence until the last one ends", async () => {
+    const d = dev();
+    const [m] = await cache.lookup(d, ["z"]);
+    await cache.fill([{ ticket: m!.ticket, value: found(1) }]);
+    expect((await cache.lookup(d, ["z"]))[0]?.hit).toBeDefined();
+    await cache.beginWrite(d, ["z"]);
+    await cache.beginWrite(d, ["z"]);
+    expect((await cache.lookup(d, ["z"]))[0]?.hit).toBeUndefined();
+    await cache.endWrite(d, ["z"]);
+    expect((await cache.lookup(d, ["z"]))[0]?.ticket.generation).toBeNull(); // still fenced
+    await cache.endWrite(d, ["z"]);
+    expect((await cache.lookup(d, ["z"]))[0]?.ticket.generation).not.toBeNull();
+  });
+
+  it("drops a fill whose lookup is older than the read-age bound", async () => {
+    let t = 1_000_000;
+    const aged = createCoherentCache(makeStore(), { kind: "memory", ttlMs: 30_000, now: () => t });
+    const d = dev();
+    const [m] = await aged.lookup(d, ["old"]);
+    t += MAX_FILL_READ_AGE_MS;
+    await aged.fill([{ ticket: m!.ticket, value: found(1) }]);
+    expect((await aged.lookup(d, ["old"]))[0]?.hit).toBeUndefined();
+  });
+
+  it("evicts every entry of one developer and no other", async () => {
+    const d1 = dev();
+    const d2 = dev();
+    for (const d of [d1, d2]) {
+      const [m] = await cache.lookup(d, ["k"]);
+      await cache.fill([{ ticket: m!.ticket, value: found(1) }]);
+    }
+    await cache.evictDeveloper(d1);
+    expect((await cache.lookup(d1, ["k"]))[0]?.hit).toBeUndefined();
+    expect((await cache.lookup(d2, ["k"]))[0]?.hit).toBeDefined();
+  });
+});
+
+describe("Redis failures", () => {
+  it("a Redis that is down turns lookups into misses and fails writes UNAVAILABLE; it recovers by itself", async () => {
+    const own = await startPrivateRedis();
+    const events: string[] = [];
+    const cache = await createRedisCache({ url: own.url, ttlMs: 30_000, commandTimeoutMs: 200, onOutage: (e) => events.push(e) });
+    try {
+      const d = `dev-${randomUUID()}`;
+      const [m] = await cache.lookup(d, ["s"]);
+      await cache.fill([{ ticket: m!.ticket, value: found(1) }]);
+      expect((await cache.lookup(d, ["s"]))[0]?.hit).toBeDefined();
+
+      await own.stop();
+      for (let i = 0; i < 5; i++) {
+        const [r] = await cache.lookup(d, ["s"]);
+        expect(r?.hit).toBeUndefined();
+        expect(r?.ticket.generation).toBeNull();
+      }
+      const err = await cache.beginWrite(d, ["s"]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(AppError);
+      expect((err as AppError).reason).toBe("BACKEND_UNAVAILABLE");
+      await cache.endWrite(d, ["s"]); // best effort: does not throw
+      expect(events).toEqual(["down"]); // once per outage
+
+      await own.start();
+      let back = false;
+      for (let i = 0; i < 100 && !back; i++) {
+        const [r] = await cache.lookup(d, ["s"]);
+        back = r?.ticket.generation !== null;
+        if (!back) await new Promise((res) => setTimeout(res, 50));
+      }
+      expect(back).toBe(true);
+      expect(events).toEqual(["down", "up"]);
+      await cache.beginWrite(d, ["s"]);
+      await cache.endWrite(d, ["s"]);
+    } finally {
+      await cache.close();
+      await own.dispose();
+    }
+  });
+});

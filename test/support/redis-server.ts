@@ -1,0 +1,82 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+
+/**
+ * A private redis-server on a free loopback port, for tests that stop and restart
+ * Redis: the machine's shared Redis is never touched. Fails (never skips) when the
+ * binary is missing.
+ */
+export interface PrivateRedis {
+  readonly port: number;
+  readonly url: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** Stops it for good and removes its working directory. */
+  dispose(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startPrivateRedis(): Promise<PrivateRedis> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "secrets-redis-"));
+  let child: ChildProcess | undefined;
+
+  const start = async () => {
+    child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], {
+      stdio: "ignore",
+    });
+    const failed = new Promise<never>((_, reject) => child?.once("error", (e) => reject(new Error(`redis-server could not start: ${e.message}`))));
+    const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on("error", () => undefined);
+    try {
+      for (let i = 0; ; i++) {
+        const ok = await Promise.race([probe.connect().then(() => probe.ping()).then(() => true, () => false), failed]);
+        if (ok) break;
+        if (i > 100) throw new Error("redis-server did not answer");
+        probe.disconnect();
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      probe.disconnect();
+    }
+  };
+
+  const stop = async () => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      c.once("exit", () => resolve());
+      c.kill("SIGKILL");
+    });
+  };
+
+  await start();
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    start,
+    async stop() {
+      await stop();
+    },
+    async dispose() {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
