@@ -1,0 +1,188 @@
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mintHs256Token } from "../../src/auth/token-issuer.js";
+import { loadConfig } from "../../src/config.js";
+import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { createLogger, startService, type RunningService } from "../../src/main.js";
+import type { Db } from "../../src/store/db.js";
+import { openPostgres } from "../../src/store/pg-db.js";
+import { expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
+import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
+import { createTestDb, type TestDb } from "../support/test-db.js";
+import { LogCapture } from "../support/test-service.js";
+
+// The Redis cache end to end: a hit needs no Postgres; Redis down never fails a
+// read; what Redis holds is sealed. Postgres sits behind a proxy the test can cut,
+// and Redis is a private instance the test starts and kills.
+
+describe.runIf(process.env["DATABASE_URL"])("Redis cache over real gRPC", () => {
+  let testDb: TestDb;
+  let proxy: TcpProxy;
+  let db: Db;
+  let redis: PrivateRedis;
+  let service: RunningService;
+  let client: TestClient<typeof SecretService>;
+  let token: string;
+  const logs = new LogCapture();
+  const dataDir = mkdtempSync(join(tmpdir(), "secrets-cache-"));
+  const developer = `cache-dev-${randomUUID()}`;
+
+  beforeAll(async () => {
+    testDb = await createTestDb();
+    redis = await startPrivateRedis();
+    const target = new URL(testDb.url as string);
+    proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
+    const viaProxy = new URL(target);
+    viaProxy.port = String(proxy.port);
+    db = await openPostgres(viaProxy.toString(), { maxConnections: 4 });
+    const jwtSecret = "c".repeat(40);
+    const config = loadConfig({
+      SECRETS_GRPC_ADDR: "127.0.0.1:0",
+      SECRETS_DATA_DIR: dataDir,
+      DATABASE_URL: viaProxy.toString(),
+      REDIS_URL: redis.url,
+      SECRETS_MASTER_KEYS: `k1:${Buffer.alloc(32, 5).toString("base64")}`,
+      SECRETS_JWT_SECRET: jwtSecret,
+    });
+    service = await startService(config, { log: createLogger("info", logs), db, shutdownGraceMs: 1_000 });
+    client = secretsClient(`127.0.0.1:${service.port}`);
+    token = await mintHs256Token(new TextEncoder().encode(jwtSecret), {
+      subject: developer,
+      scopes: ["secrets:read", "secrets:write", "secrets:access"],
+      ttlSeconds: 600,
+    });
+  });
+
+  afterAll(async () => {
+    client?.close();
+    await service?.stop();
+    await db?.close();
+    await proxy?.close();
+    await redis?.dispose();
+    await testDb?.cleanup();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("serves hits (values and not-found) with Postgres unreachable: no database round trip on a hit", async () => {
+    for (let i = 0; i < 10; i++) await client.createSecret({ name: `hot_${i}`, value: `hot-value-${i}` }, token);
+    // Warm: the first lookups miss and fill.
+    for (let i = 0; i < 10; i++) expect((await client.accessSecret({ name: `hot_${i}` }, token)).value).toBe(`hot-value-${i}`);
+    await expectCallError(() => client.accessSecret({ name: "never_created" }, token));
+    await new Promise((r) => setTimeout(r, 100)); // fills are off the response path
+
+    await proxy.down();
+    try {
+      for (let i = 0; i < 10; i++) {
+        const r = await client.accessSecret({ name: `hot_${i}` }, token);
+        expect(r).toEqual(expect.objectContaining({ name: `hot_${i}`, version: 1, value: `hot-value-${i}` }));
+      }
+      const resolved = await client.resolveSecrets({ names: ["hot_1", "hot_2", "hot_3"] }, token);
+      expect(resolved.values).toEqual({ hot_1: "hot-value-1", hot_2: "hot-value-2", hot_3: "hot-value-3" });
+      const missing = await expectCallError(() => client.accessSecret({ name: "never_created" }, token));
+      expect(missing.code).toBe(status.NOT_FOUND);
+      // A miss needs the database, and says so.
+      const cold = await expectCallError(() => client.accessSecret({ name: "hot_1", version: 1 }, token));
+      expect(cold.code).toBe(status.UNAVAILABLE);
+    } finally {
+      await proxy.up();
+    }
+  });
+
+  it("a write is visible to the next read at once: update, delete and re-create invalidate", async () => {
+    await client.createSecret({ name: "changing", value: "c-1" }, token);
+    expect((await client.accessSecret({ name: "changing" }, token)).value).toBe("c-1");
+    await client.updateSecret({ name: "changing", value: "c-2" }, token);
+    expect((await client.accessSecret({ name: "changing" }, token))).toMatchObject({ value: "c-2", version: 2 });
+    await client.deleteSecret({ name: "changing" }, token);
+    expect((await expectCallError(() => client.accessSecret({ name: "changing" }, token))).code).toBe(status.NOT_FOUND);
+    await client.createSecret({ name: "changing", value: "c-3" }, token);
+    expect((await client.accessSecret({ name: "changing" }, token))).toMatchObject({ value: "c-3", version: 1 });
+  });
+
+  it("an entry moved under another name in Redis fails to decrypt instead of answering", async () => {
+    await client.createSecret({ name: "entry_a", value: "value-of-a" }, token);
+    await client.createSecret({ name: "entry_b", value: "value-of-b" }, token);
+    await client.accessSecret({ name: "entry_a" }, token);
+    await client.accessSecret({ name: "entry_b" }, token);
+    await new Promise((r) => setTimeout(r, 100));
+    const r = new Redis(redis.url);
+    try {
+      const [keyA] = await r.keys("sec:*:v:entry_a");
+      const [keyB] = await r.keys("sec:*:v:entry_b");
+      expect(keyA && keyB).toBeTruthy();
+      await r.set(keyB as string, (await r.getBuffer(keyA as string)) as Buffer, "PX", 30_000);
+    } finally {
+      r.disconnect();
+    }
+    const err = await expectCallError(() => client.accessSecret({ name: "entry_b" }, token));
+    expect(err.code).toBe(status.INTERNAL);
+    expect(err.details).not.toContain("value-of-a");
+  });
+
+  it("Redis holds no plaintext value, key or token", async () => {
+    const r = new Redis(redis.url);
+    try {
+      const keys = await r.keys("*");
+      expect(keys.length).toBeGreaterThan(10);
+      let dump = Buffer.alloc(0);
+      for (const key of keys) {
+        const v = await r.getBuffer(key);
+        if (v) dump = Buffer.concat([dump, Buffer.from(key), v]);
+      }
+      for (let i = 0; i < 10; i++) {
+        const value = `hot-value-${i}`;
+        for (const form of [value, Buffer.from(value).toString("hex"), Buffer.from(value).toString("base64")]) {
+          expect(dump.includes(Buffer.from(form)), "a value was found in Redis").toBe(false);
+        }
+      }
+      expect(dump.includes(Buffer.from(token))).toBe(false);
+      expect(keys.every((k) => /^sec:\{[0-9a-f]{16}\}:[vgf]:[A-Za-z][A-Za-z0-9_]*$/.test(k))).toBe(true);
+    } finally {
+      r.disconnect();
+    }
+  });
+
+  it("Redis killed under read load: no read fails; writes fail UNAVAILABLE until it is back; one warning per outage", async () => {
+    for (let i = 0; i < 5; i++) await client.createSecret({ name: `load_${i}`, value: `load-value-${i}` }, token);
+    let stop = false;
+    let reads = 0;
+    const failures: unknown[] = [];
+    const readers = Array.from({ length: 8 }, async (_, w) => {
+      for (let n = 0; !stop && n < 100_000; n++) {
+        const name = `load_${(w + n) % 5}`;
+        try {
+          const r = await client.accessSecret({ name }, token);
+          if (r.value !== `load-value-${(w + n) % 5}`) failures.push(new Error("wrong value"));
+          reads += 1;
+        } catch (e) {
+          failures.push(e);
+        }
+      }
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    await redis.stop();
+    await new Promise((r) => setTimeout(r, 500));
+    const write = await expectCallError(() => client.updateSecret({ name: "load_0", description: "while down" }, token));
+    expect(write.code).toBe(status.UNAVAILABLE);
+    expect(write.reason).toBe("BACKEND_UNAVAILABLE");
+    await redis.start();
+    await new Promise((r) => setTimeout(r, 1_500));
+    stop = true;
+    await Promise.all(readers);
+    expect(failures).toEqual([]);
+    expect(reads).toBeGreaterThan(100);
+    const warnings = logs.lines().filter((l) => String(l["msg"]).startsWith("redis unreachable"));
+    expect(warnings).toHaveLength(1);
+    expect(logs.lines().some((l) => l["msg"] === "redis reachable again")).toBe(true);
+    // Writes work again, and the description change that failed was not made.
+    expect((await client.getSecret({ name: "load_0" }, token)).secret?.description).toBe("");
+    await client.updateSecret({ name: "load_0", value: "load-value-0b" }, token);
+    expect((await client.accessSecret({ name: "load_0" }, token)).value).toBe("load-value-0b");
+  });
+});
