@@ -19,9 +19,10 @@ export interface DataKeys {
   /**
    * Runs `fn` in a transaction with the developer's active DEK, whose row is read
    * FOR SHARE inside that transaction (so it cannot be retired under the write).
-   * Creates the developer's first DEK if there is none.
+   * Creates the developer's first DEK if there is none. `encryptions` is how many
+   * values `fn` will seal, counted against the DEK's limit (default 1).
    */
-  withWriteKey<T>(developerId: string, fn: (tx: Queryable, dek: DataKey) => Promise<T>): Promise<T>;
+  withWriteKey<T>(developerId: string, fn: (tx: Queryable, dek: DataKey) => Promise<T>, encryptions?: number): Promise<T>;
   /**
    * The unwrapped DEK `version` of a developer: from memory, else by unwrapping
    * `wrapped` when the caller already read the row, else read from Postgres.
@@ -83,26 +84,27 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
     return { version: row.version, key: await unwrap(row) };
   }
 
-  async function reserve(developerId: string, version: number): Promise<boolean> {
+  async function reserve(developerId: string, version: number, count: number): Promise<boolean> {
     let mine = reserved.get(developerId);
     if (!mine) reserved.set(developerId, (mine = new Map()));
     const left = mine.get(version) ?? 0;
-    if (left > 0) {
-      mine.set(version, left - 1);
+    if (left >= count) {
+      mine.set(version, left - count);
       return true;
     }
-    const total = await keyStore.reserveEncryptions(db, developerId, version, block);
+    const size = Math.max(block, count);
+    const total = await keyStore.reserveEncryptions(db, developerId, version, size);
     if (total === undefined) return false;
-    mine.set(version, block - 1);
+    mine.set(version, size - count);
     return true;
   }
 
   return {
-    async withWriteKey(developerId, fn) {
+    async withWriteKey(developerId, fn, encryptions = 1) {
       for (let attempt = 1; ; attempt++) {
         const dek = await activeKey(developerId);
         try {
-          if (!(await reserve(developerId, dek.version))) throw new StaleDataKey();
+          if (!(await reserve(developerId, dek.version, encryptions))) throw new StaleDataKey();
           return await db.transaction(async (tx) => {
             const locked = await keyStore.findActiveDataKey(tx, developerId, { forShare: true });
             if (locked?.version !== dek.version) throw new StaleDataKey();

@@ -1,0 +1,109 @@
+import * as grpc from "@grpc/grpc-js";
+import { create, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import { Health } from "../src/gen/grpc/health/v1/health_pb.js";
+import { SecretService } from "../src/gen/secrets/v1/secrets_pb.js";
+import { serviceDefinition } from "../src/server/grpc-adapter.js";
+
+/**
+ * One benchmark client process: drives one RPC at a fixed number of calls in
+ * flight for a fixed time against 127.0.0.1, and reports its count and latencies.
+ * Runs as a child of bench/run.ts (fork), which sends a WorkerTask and gets a
+ * WorkerResult back. Bounded in time and count; loopback only.
+ */
+export interface WorkerTask {
+  address: string;
+  service: "health" | "secrets";
+  method: string;
+  /** Request bodies to cycle through; `{n}` in a string is replaced by a unique counter. */
+  requests: unknown[];
+  token?: string;
+  inFlight: number;
+  warmupMs: number;
+  durationMs: number;
+  /** Hard cap on calls, so a run is bounded in count as well as time. */
+  maxCalls: number;
+  /** Offset for `{n}` so several workers generate distinct names. */
+  counterBase: number;
+}
+
+export interface WorkerResult {
+  calls: number;
+  errors: number;
+  firstError?: string;
+  elapsedMs: number;
+  /** Latencies in microseconds of the calls made after the warm-up. */
+  latenciesUs: number[];
+}
+
+const SERVICES: Record<WorkerTask["service"], DescService> = { health: Health, secrets: SecretService };
+
+function fill(template: unknown, n: number): unknown {
+  if (typeof template === "string") return template.replaceAll("{n}", String(n));
+  if (Array.isArray(template)) return template.map((t) => fill(t, n));
+  if (template && typeof template === "object") {
+    return Object.fromEntries(Object.entries(template).map(([k, v]) => [k, fill(v, n)]));
+  }
+  return template;
+}
+
+async function run(task: WorkerTask): Promise<WorkerResult> {
+  const service = SERVICES[task.service];
+  const method = service.methods.find((m) => m.localName === task.method);
+  if (!method) throw new Error(`no method ${task.method}`);
+  const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(service), service.typeName);
+  const client = new Ctor(task.address, grpc.credentials.createInsecure());
+  const fn = (client as unknown as Record<string, Function>)[method.localName] as Function;
+  const metadata = new grpc.Metadata();
+  if (task.token) metadata.set("authorization", `Bearer ${task.token}`);
+  const templated = JSON.stringify(task.requests).includes("{n}");
+  const prebuilt = task.requests.map((r) => create(method.input as DescMessage, r as never));
+
+  let counter = task.counterBase;
+  const call = () =>
+    new Promise<void>((resolve, reject) => {
+      const i = counter++;
+      const req = templated ? create(method.input as DescMessage, fill(task.requests[i % task.requests.length], i) as never) : prebuilt[i % prebuilt.length];
+      fn.call(client, req, metadata, (err: grpc.ServiceError | null) => (err ? reject(err) : resolve()));
+    });
+
+  const latencies: number[] = [];
+  let calls = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const started = performance.now();
+  const measureFrom = started + task.warmupMs;
+  const end = measureFrom + task.durationMs;
+  let issued = 0;
+
+  const loop = async () => {
+    while (issued < task.maxCalls) {
+      const t0 = performance.now();
+      if (t0 >= end) return;
+      issued += 1;
+      try {
+        await call();
+        const t1 = performance.now();
+        if (t0 >= measureFrom) {
+          calls += 1;
+          latencies.push(Math.round((t1 - t0) * 1000));
+        }
+      } catch (e) {
+        errors += 1;
+        firstError ??= `${(e as grpc.ServiceError).code}: ${(e as grpc.ServiceError).details}`;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: task.inFlight }, loop));
+  const elapsedMs = Math.min(performance.now(), end) - measureFrom;
+  client.close();
+  return { calls, errors, ...(firstError ? { firstError } : {}), elapsedMs, latenciesUs: latencies };
+}
+
+process.on("message", (task: WorkerTask) => {
+  run(task).then(
+    (result) => process.send?.(result, () => process.exit(0)),
+    (e: unknown) => {
+      process.send?.({ calls: 0, errors: 1, firstError: String(e), elapsedMs: 0, latenciesUs: [] }, () => process.exit(1));
+    },
+  );
+});
