@@ -24,15 +24,20 @@ import type { WorkerResult, WorkerTask } from "./worker.js";
  * server's own CPU per call (process.cpuUsage, read from its /metrics) as a ratio
  * to the ceiling's. Ratios, not absolute figures, are what compare across runs on
  * a shared machine. Ends by scanning Redis for any seeded value in the clear.
+ * `--profile` runs the cache server under `node --cpu-prof` (profiles in
+ * bench/results/profiles/; summarize with `node .bench-build/bench/profile-summary.js FILE`).
  */
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ROOT = join(here, "..", "..");
 const MAIN = join(ROOT, "dist", "main.js");
 
-const args = new Set(process.argv.slice(2));
+const argv = process.argv.slice(2);
+const args = new Set(argv);
 const QUICK = args.has("--quick");
 const PROFILE = args.has("--profile");
+/** `--only TEXT`: run only the phases whose name contains TEXT (and the ceilings), e.g. to profile one path. */
+const ONLY = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : undefined;
 const PHASE_MS = QUICK ? 1_500 : 5_000;
 const WARMUP_MS = QUICK ? 300 : 1_000;
 const MAX_CALLS = 2_000_000;
@@ -270,7 +275,7 @@ async function main(): Promise<void> {
     }
 
     const results: PhaseResult[] = [];
-    for (const spec of specs) {
+    for (const spec of specs.filter((s) => !ONLY || s.phase.startsWith("ceiling") || s.phase.includes(ONLY))) {
       for (const inFlight of [1, 64]) {
         process.stdout.write(`  ${spec.phase} at ${inFlight} in flight… `);
         const r = await runPhase(spec, inFlight);
