@@ -35,6 +35,9 @@ export interface Config {
   readonly metricsAddr: string | undefined;
   readonly auditStrict: boolean;
   readonly logLevel: string;
+  /** Background key jobs (rewrap, re-encryption): rows per batch and a pause between batches. */
+  readonly keyJobBatch: number;
+  readonly keyJobPauseMs: number;
 }
 
 /** A configuration problem; the message names the variable. */
@@ -156,6 +159,8 @@ export function loadConfig(env: Env): Config {
     metricsAddr,
     auditStrict: flag("SECRETS_AUDIT_STRICT"),
     logLevel,
+    keyJobBatch: int("SECRETS_KEY_JOB_BATCH", 100, 1, 10_000),
+    keyJobPauseMs: int("SECRETS_KEY_JOB_PAUSE_MS", 0, 0, 60_000),
   });
 }
 

@@ -1,4 +1,6 @@
+import { randomBytes } from "node:crypto";
 import { realpathSync } from "node:fs";
+import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import { pino, type Logger } from "pino";
 import { cachingVerifier } from "./auth/token-cache.js";
@@ -13,6 +15,7 @@ import { createLocalKeyProvider, parseKeyring } from "./crypto/key-provider.js";
 import { loadOrCreateDevSecrets, writeDevToken } from "./dev-mode.js";
 import { cacheObserver, callObserver, createMetrics, type CacheObserver } from "./metrics.js";
 import { createDataKeys } from "./secrets/data-keys.js";
+import { createKeyLifecycle, type KeyLifecycle } from "./secrets/key-lifecycle.js";
 import { createSecretService } from "./secrets/secret-service.js";
 import { startMetricsHttp } from "./server/metrics-http.js";
 import { startGrpcServer } from "./server/server.js";
@@ -112,9 +115,32 @@ export async function startService(config: Config, options: StartOptions): Promi
 
     const dekCache = createDekCache();
     const metrics = createMetrics({ dekCacheSize: () => dekCache.size });
-    const dataKeys = createDataKeys({ db, keyProvider, cache: dekCache, activeKekId: () => activeKekId });
+    let keys: KeyLifecycle | undefined;
+    const dataKeys = createDataKeys({
+      db,
+      keyProvider,
+      cache: dekCache,
+      activeKekId: () => keys?.activeKekId() ?? activeKekId,
+      onRotationDue: (developerId) => keys?.rotateInBackground(developerId),
+    });
     const cache = await createCache(config, db, log, cacheObserver(metrics));
     closers.unshift(() => cache.close());
+    const replicaId = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+    keys = createKeyLifecycle({
+      db,
+      keyProvider,
+      dataKeys,
+      cache,
+      replicaId,
+      initialActiveKekId: activeKekId,
+      batchSize: config.keyJobBatch,
+      pauseMs: config.keyJobPauseMs,
+      onError: (what, e) => log.warn({ err: e }, `${what} failed; will retry`),
+      onEvent: (what, fields) => log.info(fields, what),
+    });
+    await keys.start();
+    const lifecycle = keys;
+    closers.unshift(() => lifecycle.stop());
     const secrets = createSecretService({ db, dataKeys, cache, maxVersions: config.maxVersions });
     const verifier = cachingVerifier(
       createTokenVerifier({
@@ -124,7 +150,7 @@ export async function startService(config: Config, options: StartOptions): Promi
         maxTtlSeconds: config.jwtMaxTtlSeconds,
       }),
     );
-    const server = await startGrpcServer(config.grpcAddr, { secrets, verifier, log, onCallEnd: callObserver(metrics) });
+    const server = await startGrpcServer(config.grpcAddr, { secrets, keys, verifier, log, onCallEnd: callObserver(metrics) });
     let metricsPort: number | undefined;
     if (config.metricsAddr) {
       const http = await startMetricsHttp(config.metricsAddr, { registry: metrics.registry, ready: () => databaseReady(db) });
@@ -143,7 +169,7 @@ export async function startService(config: Config, options: StartOptions): Promi
         ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
       });
     }
-    log.info({ port: server.port, metricsPort, mode: config.mode, cache: cache.kind, activeMasterKey: activeKekId }, "serving");
+    log.info({ port: server.port, metricsPort, mode: config.mode, cache: cache.kind, activeMasterKey: keys.activeKekId(), replicaId }, "serving");
 
     let stopping: Promise<void> | undefined;
     return {

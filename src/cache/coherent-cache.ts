@@ -137,7 +137,8 @@ export function createCoherentCache(store: CacheStore, options: CoherentCacheOpt
     },
 
     async evictDeveloper(developerId) {
-      await store.deletePrefix(developerPrefix(developerId));
+      // Entries only: generations and fences stay, so no lookup in flight can fill afterwards.
+      await store.deletePrefix(`${developerPrefix(developerId)}v:`);
     },
 
     close: () => store.close(),

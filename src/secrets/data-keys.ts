@@ -40,10 +40,28 @@ export interface DataKeysDeps {
   activeKekId: () => string;
   /** Encryptions reserved per counter update. */
   reservationBlock?: number;
+  /** Told when a developer's active DEK passes DEK_ROTATE_AT encryptions (starts a rotation). */
+  onRotationDue?: (developerId: string) => void;
 }
 
 /** Thrown inside a write transaction when the active DEK changed since it was read. */
 class StaleDataKey extends Error {}
+
+/**
+ * A data key that no longer exists or was retired (its wrapped key erased). On the
+ * cache-hit path this means "entry too old": the reader falls back to the database.
+ */
+export class DataKeyUnavailable extends Error {
+  override readonly name = "DataKeyUnavailable";
+}
+
+/**
+ * AES-GCM with random 96-bit nonces stays within its bounds well below 2^32
+ * encryptions per key; DESIGN.md rotates before 2^30. Rotation starts at the soft
+ * limit; past the hard limit a write fails rather than encrypt once more.
+ */
+export const DEK_ROTATE_AT = 2 ** 30 - 2 ** 24;
+export const DEK_HARD_LIMIT = 2 ** 30;
 
 const MAX_ATTEMPTS = 3;
 
@@ -56,12 +74,16 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
   async function unwrap(row: keyStore.DataKeyRow): Promise<KeyBytes> {
     const cached = cache.get(row.developerId, row.version);
     if (cached) return cached;
+    if (row.state === "retired" || row.wrappedKey === null) {
+      throw new DataKeyUnavailable(`data key version ${row.version} is retired`);
+    }
+    const wrappedKey = row.wrappedKey;
     if (!keyProvider.has(row.kekId)) {
       throw new AppError("KEY_STATE", "a master key this data needs is not configured", {}, {
         cause: new Error(`master key ${row.kekId} missing from the keyring`),
       });
     }
-    const key = await keyProvider.unwrap(row.kekId, row.wrappedKey, { developerId: row.developerId, dekVersion: row.version });
+    const key = await keyProvider.unwrap(row.kekId, wrappedKey, { developerId: row.developerId, dekVersion: row.version });
     cache.set(row.developerId, row.version, key);
     return key;
   }
@@ -95,6 +117,10 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
     const size = Math.max(block, count);
     const total = await keyStore.reserveEncryptions(db, developerId, version, size);
     if (total === undefined) return false;
+    if (total >= DEK_ROTATE_AT) deps.onRotationDue?.(developerId);
+    if (total > DEK_HARD_LIMIT) {
+      throw new AppError("KEY_STATE", "the data key reached its encryption limit; retry after its rotation", {});
+    }
     mine.set(version, size - count);
     return true;
   }
@@ -122,11 +148,11 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
       const row = wrapped
         ? { developerId, version, kekId: wrapped.kekId, wrappedKey: wrapped.wrappedKey, state: "active" as const }
         : await keyStore.findDataKey(db, developerId, version);
-      if (!row) throw integrityFailure("data key", new Error(`data key version ${version} does not exist`));
+      if (!row) throw new DataKeyUnavailable(`data key version ${version} does not exist`);
       try {
         return await unwrap(row);
       } catch (e) {
-        if (e instanceof AppError) throw e;
+        if (e instanceof AppError || e instanceof DataKeyUnavailable) throw e;
         throw integrityFailure("data key", e);
       }
     },

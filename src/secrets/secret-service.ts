@@ -2,12 +2,12 @@ import { randomUUID } from "node:crypto";
 import type { Principal } from "../auth/principal.js";
 import type { CachedLookup, SecretCache } from "../cache/secret-cache.js";
 import { openValue, sealValue, type ValueBinding } from "../crypto/value-cipher.js";
-import { AppError } from "../errors.js";
+import { AppError, integrityFailure } from "../errors.js";
 import type { Db, Queryable } from "../store/db.js";
 import * as store from "../store/secret-store.js";
 import * as versionStore from "../store/version-store.js";
 import { requireAllowlisted, requireScope } from "./authorize.js";
-import type { DataKeys } from "./data-keys.js";
+import { DataKeyUnavailable, type DataKeys } from "./data-keys.js";
 import { pageTokenCodec } from "./page-token.js";
 import {
   validateDescription,
@@ -102,9 +102,10 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
   const newId = deps.newId ?? randomUUID;
 
   async function open(developerId: string, name: string, row: store.SealedVersionRow): Promise<string> {
-    if (row.state === "destroyed" || !row.ciphertext || row.dekVersion === null || !row.kekId || !row.wrappedKey) {
+    if (row.state === "destroyed" || !row.ciphertext || row.dekVersion === null) {
       throw new AppError("VERSION_DESTROYED", "this version was destroyed", { version: String(row.version) });
     }
+    if (!row.kekId || !row.wrappedKey) throw integrityFailure("data key", new Error("a stored value's data key is missing"));
     const dek = await dataKeys.forRead(developerId, row.dekVersion, { kekId: row.kekId, wrappedKey: row.wrappedKey });
     const binding: ValueBinding = { developerId, secretId: row.secretId, name, version: row.version };
     return openValue(dek, row.dekVersion, row.ciphertext, binding).toString("utf8");
@@ -146,12 +147,26 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
     }
     const values = new Map<string, { version: number; value: string }>();
     const missing: string[] = [];
+    const stale: string[] = [];
     for (const [i, name] of names.entries()) {
       const hit = lookups[i]?.hit;
       const row = byName.get(name);
-      if (hit?.kind === "found") values.set(name, { version: hit.version, value: await openHit(developerId, name, hit) });
-      else if (hit === undefined && row) values.set(name, { version: row.version, value: await open(developerId, name, row) });
+      if (hit?.kind === "found") {
+        try {
+          values.set(name, { version: hit.version, value: await openHit(developerId, name, hit) });
+        } catch (e) {
+          // An entry under a data key since retired or shredded: read the database instead.
+          if (!(e instanceof DataKeyUnavailable)) throw e;
+          stale.push(name);
+        }
+      } else if (hit === undefined && row) values.set(name, { version: row.version, value: await open(developerId, name, row) });
       else missing.push(name);
+    }
+    if (stale.length > 0) {
+      for (const row of await store.findSealedCurrent(db, developerId, stale)) {
+        values.set(row.name, { version: row.version, value: await open(developerId, row.name, row) });
+      }
+      missing.push(...stale.filter((n) => !values.has(n)));
     }
     return { values, missing };
   }

@@ -6,13 +6,16 @@ import type { CallObserver } from "../metrics.js";
 import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
 import { file_google_rpc_status } from "../gen/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health, Health } from "../gen/grpc/health/v1/health_pb.js";
+import { file_secrets_v1_keys, KeyService as KeyServiceDesc } from "../gen/secrets/v1/keys_pb.js";
 import { file_secrets_v1_secrets, SecretService as SecretServiceDesc } from "../gen/secrets/v1/secrets_pb.js";
+import type { KeyLifecycle } from "../secrets/key-lifecycle.js";
 import { AppError } from "../errors.js";
 import type { SecretService } from "../secrets/secret-service.js";
 import { callStateOf, createCallInterceptor } from "./call-interceptor.js";
 import { serviceDefinition, serviceHandlers, type CallContext } from "./grpc-adapter.js";
 import { createHealthStatus, ServingStatus, type HealthStatus } from "./health.js";
 import { addReflection } from "./reflection.js";
+import { keyHandlers } from "./key-handlers.js";
 import { secretHandlers } from "./secret-handlers.js";
 import { toStatus } from "./status.js";
 
@@ -21,6 +24,7 @@ export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 export interface GrpcServerDeps {
   secrets: SecretService;
+  keys: KeyLifecycle;
   verifier: TokenVerifier;
   log: Logger;
   credentials?: grpc.ServerCredentials;
@@ -45,7 +49,7 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
       createCallInterceptor({
         verifier: deps.verifier,
         log,
-        protectedPrefixes: [`/${SecretServiceDesc.typeName}/`],
+        protectedPrefixes: [`/${SecretServiceDesc.typeName}/`, `/${KeyServiceDesc.typeName}/`],
         ...(deps.onCallEnd ? { onCallEnd: deps.onCallEnd } : {}),
       }),
     ],
@@ -62,11 +66,18 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
     return toStatus(error, requestId);
   };
 
-  const health = createHealthStatus([SecretServiceDesc.typeName]);
+  const health = createHealthStatus([SecretServiceDesc.typeName, KeyServiceDesc.typeName]);
   server.addService(serviceDefinition(SecretServiceDesc), serviceHandlers(SecretServiceDesc, secretHandlers(deps.secrets), errorStatus));
+  server.addService(serviceDefinition(KeyServiceDesc), serviceHandlers(KeyServiceDesc, keyHandlers(deps.keys), errorStatus));
   server.addService(serviceDefinition(Health), serviceHandlers(Health, health.impl, errorStatus));
   // The error detail types are reflected too, so buf curl / grpcurl decode ErrorInfo.
-  addReflection(server, [file_secrets_v1_secrets, file_grpc_health_v1_health, file_google_rpc_status, file_google_rpc_error_details]);
+  addReflection(server, [
+    file_secrets_v1_secrets,
+    file_secrets_v1_keys,
+    file_grpc_health_v1_health,
+    file_google_rpc_status,
+    file_google_rpc_error_details,
+  ]);
 
   const credentials = deps.credentials ?? grpc.ServerCredentials.createInsecure();
   const port = await new Promise<number>((resolve, reject) =>

@@ -34,7 +34,8 @@ export interface DataKeyRow {
   developerId: string;
   version: number;
   kekId: string;
-  wrappedKey: Buffer;
+  /** Null once retired: the key is erased. */
+  wrappedKey: Buffer | null;
   state: "active" | "retiring" | "retired";
 }
 
@@ -42,7 +43,7 @@ interface RawDataKey {
   developer_id: string;
   version: number;
   kek_id: string;
-  wrapped_key: Buffer;
+  wrapped_key: Buffer | null;
   state: DataKeyRow["state"];
 }
 
@@ -111,4 +112,206 @@ export async function reserveEncryptions(
     [developerId, version, count],
   );
   return rows[0]?.encryption_count;
+}
+
+/** Records a new active master key; returns the one it replaced. */
+export async function setActiveMasterKey(tx: Queryable, kekId: string): Promise<string> {
+  const { rows } = await tx.query<{ active_kek_id: string }>("SELECT active_kek_id FROM master_key_state WHERE singleton FOR UPDATE");
+  const previous = rows[0]?.active_kek_id;
+  if (previous === undefined) throw new Error("no active master key is recorded");
+  await tx.query("UPDATE master_key_state SET active_kek_id = $1, updated_at = now() WHERE singleton", [kekId]);
+  return previous;
+}
+
+/** Live data keys not wrapped under `activeKekId`, locked for a rewrap; skips rows another replica holds. */
+export async function lockDataKeysToRewrap(tx: Queryable, activeKekId: string, limit: number): Promise<DataKeyRow[]> {
+  const { rows } = await tx.query<RawDataKey>(
+    `SELECT ${DATA_KEY_COLUMNS} FROM data_keys
+     WHERE kek_id <> $1 AND state <> 'retired'
+     ORDER BY developer_id, version LIMIT $2 FOR UPDATE SKIP LOCKED`,
+    [activeKekId, limit],
+  );
+  return rows.map(toDataKey);
+}
+
+export async function countDataKeysToRewrap(q: Queryable, activeKekId: string): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(
+    "SELECT count(*) AS n FROM data_keys WHERE kek_id <> $1 AND state <> 'retired'",
+    [activeKekId],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/** Replaces a locked data key's wrapping (same key bytes, new master key). */
+export async function rewrapDataKey(tx: Queryable, row: DataKeyRow, kekId: string, wrappedKey: Buffer): Promise<void> {
+  await tx.query(
+    "UPDATE data_keys SET kek_id = $4, wrapped_key = $5 WHERE developer_id = $1 AND version = $2 AND kek_id = $3",
+    [row.developerId, row.version, row.kekId, kekId, wrappedKey],
+  );
+}
+
+/**
+ * Locks the developer's active data key FOR UPDATE (waiting for in-flight writes,
+ * which hold it FOR SHARE) and returns it with the next version number.
+ */
+export async function lockActiveForRotation(tx: Queryable, developerId: string): Promise<{ active: DataKeyRow; nextVersion: number } | undefined> {
+  const active = (
+    await tx.query<RawDataKey>(
+      `SELECT ${DATA_KEY_COLUMNS} FROM data_keys WHERE developer_id = $1 AND state = 'active' FOR UPDATE`,
+      [developerId],
+    )
+  ).rows[0];
+  if (!active) return undefined;
+  const { rows } = await tx.query<{ v: number }>("SELECT max(version) AS v FROM data_keys WHERE developer_id = $1", [developerId]);
+  return { active: toDataKey(active), nextVersion: (rows[0]?.v ?? active.version) + 1 };
+}
+
+/** Demotes the active key to retiring and inserts its successor, in the caller's transaction. */
+export async function insertRotatedDataKey(
+  tx: Queryable,
+  developerId: string,
+  previousVersion: number,
+  version: number,
+  kekId: string,
+  wrappedKey: Buffer,
+): Promise<void> {
+  await tx.query("UPDATE data_keys SET state = 'retiring' WHERE developer_id = $1 AND version = $2 AND state = 'active'", [
+    developerId,
+    previousVersion,
+  ]);
+  await tx.query(
+    `INSERT INTO data_keys (developer_id, version, kek_id, wrapped_key, state) VALUES ($1, $2, $3, $4, 'active')`,
+    [developerId, version, kekId, wrappedKey],
+  );
+}
+
+/** A stored ciphertext under a retiring data key, with what re-encryption needs. */
+export interface StaleCiphertextRow {
+  developerId: string;
+  secretId: string;
+  name: string;
+  version: number;
+  dekVersion: number;
+  ciphertext: Buffer;
+}
+
+export async function ciphertextsUnderRetiringKeys(q: Queryable, limit: number): Promise<StaleCiphertextRow[]> {
+  const { rows } = await q.query<{
+    developer_id: string;
+    secret_id: string;
+    name: string;
+    version: number;
+    dek_version: number;
+    ciphertext: Buffer;
+  }>(
+    `SELECT v.developer_id, v.secret_id, s.name, v.version, v.dek_version, v.ciphertext
+     FROM data_keys k
+     JOIN secret_versions v ON v.developer_id = k.developer_id AND v.dek_version = k.version AND v.ciphertext IS NOT NULL
+     JOIN secrets s ON s.id = v.secret_id AND s.developer_id = v.developer_id
+     WHERE k.state = 'retiring'
+     ORDER BY v.developer_id, v.secret_id, v.version LIMIT $1`,
+    [limit],
+  );
+  return rows.map((r) => ({
+    developerId: r.developer_id,
+    secretId: r.secret_id,
+    name: r.name,
+    version: r.version,
+    dekVersion: r.dek_version,
+    ciphertext: r.ciphertext,
+  }));
+}
+
+/** Compare-and-swap of one version's ciphertext: only if it is still exactly the one that was read. */
+export async function swapCiphertext(tx: Queryable, row: StaleCiphertextRow, ciphertext: Buffer, dekVersion: number): Promise<boolean> {
+  const { rowCount } = await tx.query(
+    `UPDATE secret_versions SET ciphertext = $6, dek_version = $7
+     WHERE developer_id = $1 AND secret_id = $2 AND version = $3 AND dek_version = $4 AND ciphertext = $5`,
+    [row.developerId, row.secretId, row.version, row.dekVersion, row.ciphertext, ciphertext, dekVersion],
+  );
+  return rowCount === 1;
+}
+
+export async function retiringDataKeys(q: Queryable): Promise<{ developerId: string; version: number }[]> {
+  const { rows } = await q.query<{ developer_id: string; version: number }>(
+    "SELECT developer_id, version FROM data_keys WHERE state = 'retiring' ORDER BY developer_id, version",
+  );
+  return rows.map((r) => ({ developerId: r.developer_id, version: r.version }));
+}
+
+/**
+ * Retires a retiring data key if, under FOR UPDATE and after a recount, no stored
+ * ciphertext references it: its wrapped key is erased. Returns whether it retired.
+ */
+export async function retireIfUnreferenced(tx: Queryable, developerId: string, version: number): Promise<boolean> {
+  const locked = await tx.query(
+    "SELECT 1 FROM data_keys WHERE developer_id = $1 AND version = $2 AND state = 'retiring' FOR UPDATE",
+    [developerId, version],
+  );
+  if (locked.rowCount === 0) return false;
+  const { rows } = await tx.query<{ n: number }>(
+    "SELECT count(*) AS n FROM secret_versions WHERE developer_id = $1 AND dek_version = $2 AND ciphertext IS NOT NULL",
+    [developerId, version],
+  );
+  if ((rows[0]?.n ?? 0) > 0) return false;
+  await tx.query(
+    `UPDATE data_keys SET state = 'retired', wrapped_key = NULL, retired_at = now()
+     WHERE developer_id = $1 AND version = $2`,
+    [developerId, version],
+  );
+  return true;
+}
+
+export async function countCiphertextsToReencrypt(q: Queryable, developerId?: string): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(
+    `SELECT count(*) AS n FROM data_keys k
+     JOIN secret_versions v ON v.developer_id = k.developer_id AND v.dek_version = k.version AND v.ciphertext IS NOT NULL
+     WHERE k.state = 'retiring' AND ($1::text IS NULL OR k.developer_id = $1)`,
+    [developerId ?? null],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/** Deletes a developer's secrets (and, by cascade, versions) and data keys. */
+export async function shredDeveloperRows(tx: Queryable, developerId: string): Promise<{ secrets: number; dataKeys: number }> {
+  const secrets = await tx.query("DELETE FROM secrets WHERE developer_id = $1", [developerId]);
+  const keys = await tx.query("DELETE FROM data_keys WHERE developer_id = $1", [developerId]);
+  return { secrets: secrets.rowCount, dataKeys: keys.rowCount };
+}
+
+export interface DataKeyInfoRow {
+  developerId: string;
+  version: number;
+  state: DataKeyRow["state"];
+  kekId: string;
+  encryptionCount: number;
+  secretVersions: number;
+  createdAt: Date;
+}
+
+export async function dataKeyInfos(q: Queryable, developerId: string): Promise<DataKeyInfoRow[]> {
+  const { rows } = await q.query<{
+    developer_id: string;
+    version: number;
+    state: DataKeyRow["state"];
+    kek_id: string;
+    encryption_count: number;
+    created_at: Date;
+    n: number;
+  }>(
+    `SELECT k.developer_id, k.version, k.state, k.kek_id, k.encryption_count, k.created_at,
+            (SELECT count(*) FROM secret_versions v
+             WHERE v.developer_id = k.developer_id AND v.dek_version = k.version AND v.ciphertext IS NOT NULL) AS n
+     FROM data_keys k WHERE k.developer_id = $1 ORDER BY k.version DESC`,
+    [developerId],
+  );
+  return rows.map((r) => ({
+    developerId: r.developer_id,
+    version: r.version,
+    state: r.state,
+    kekId: r.kek_id,
+    encryptionCount: r.encryption_count,
+    secretVersions: r.n,
+    createdAt: r.created_at,
+  }));
 }

@@ -68,4 +68,71 @@ CREATE TABLE secret_versions (
 CREATE INDEX secret_versions_by_dek ON secret_versions (developer_id, dek_version) WHERE ciphertext IS NOT NULL;
 `,
   },
+  {
+    version: 2,
+    name: "replicas, key evictions, data key retirement, audit trail",
+    sql: `
+-- Live replicas: each writes a heartbeat every few seconds with the master key ids
+-- it holds; "live" means a heartbeat younger than 30 s.
+CREATE TABLE replicas (
+  id            text PRIMARY KEY,
+  key_ids       text[] NOT NULL,
+  started_at    timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Evictions of a developer's unwrapped data keys (shredding, retirement), which
+-- every live replica applies and acknowledges.
+CREATE TABLE key_evictions (
+  id            bigserial PRIMARY KEY,
+  developer_id  text NOT NULL,
+  created_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE key_eviction_acks (
+  eviction_id  bigint NOT NULL REFERENCES key_evictions (id) ON DELETE CASCADE,
+  replica_id   text NOT NULL,
+  acked_at     timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (eviction_id, replica_id)
+);
+
+-- A retired data key keeps its row (history, counts) and loses its wrapped key.
+ALTER TABLE data_keys ALTER COLUMN wrapped_key DROP NOT NULL;
+ALTER TABLE data_keys ADD CONSTRAINT data_keys_retired_have_no_key CHECK ((state = 'retired') = (wrapped_key IS NULL));
+ALTER TABLE data_keys ADD COLUMN retired_at timestamptz;
+CREATE INDEX data_keys_not_retired ON data_keys (kek_id) WHERE state <> 'retired';
+
+-- The audit trail: append-only (a trigger rejects UPDATE, DELETE and TRUNCATE).
+-- Each writer (one per process) chains its events: hash = sha256(prev_hash, event).
+CREATE TABLE audit_events (
+  id               bigserial PRIMARY KEY,
+  time             timestamptz NOT NULL,
+  developer_id     text NOT NULL,
+  caller_subject   text NOT NULL,
+  caller_token_id  text NOT NULL DEFAULT '',
+  caller_identity  text NOT NULL DEFAULT '',
+  action           text NOT NULL,
+  secret_name      text NOT NULL DEFAULT '',
+  version          integer NOT NULL DEFAULT 0,
+  outcome          text NOT NULL,
+  request_id       text NOT NULL,
+  peer             text NOT NULL DEFAULT '',
+  writer_id        text NOT NULL,
+  writer_sequence  bigint NOT NULL,
+  prev_hash        text NOT NULL,
+  hash             text NOT NULL,
+  CONSTRAINT audit_events_writer_sequence_key UNIQUE (writer_id, writer_sequence)
+);
+CREATE INDEX audit_events_by_developer ON audit_events (developer_id, id DESC);
+
+CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION 'audit_events is append-only' USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;
+CREATE TRIGGER audit_events_no_update_delete BEFORE UPDATE OR DELETE ON audit_events
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+`,
+  },
 ];

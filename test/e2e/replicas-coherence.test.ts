@@ -11,9 +11,12 @@ import { createTestDb, type TestDb } from "../support/test-db.js";
 // Two server processes sharing one Postgres and one Redis (the machine's, when
 // REDIS_URL is set, as in CI). Writes go to one, reads to the other, concurrently;
 // no read may return a state older than a write that had already returned when
-// the read began — creates and deletes included. Bounded: a few seconds of load.
+// the read began — creates and deletes included. Bounded in count and time.
 
-const LOAD_MS = 4_000;
+/** The load runs until both counts are reached, or for at most MAX_LOAD_MS. */
+const TARGET_READS = 1_500;
+const TARGET_WRITES = 100;
+const MAX_LOAD_MS = 20_000;
 const NAMES = 8;
 const READERS = 24;
 
@@ -75,6 +78,10 @@ describe.runIf(process.env["DATABASE_URL"])("two replicas on one Postgres and on
     let notFoundReads = 0;
     const stale: string[] = [];
     const errors: unknown[] = [];
+    // Names written once before the load: their reads should be cache hits.
+    for (let i = 0; i < 4; i++) await writer.createSecret({ name: `stable_${i}`, value: `stable_${i}:1` }, token);
+    let stableReads = 0;
+    const hitsBefore = await cacheLookups(metricsPorts[1] as number, "hit");
 
     // One sequential writer per name: create → update → update → delete → create …
     const writers = Array.from({ length: NAMES }, async (_, i) => {
@@ -100,6 +107,16 @@ describe.runIf(process.env["DATABASE_URL"])("two replicas on one Postgres and on
 
     const readers = Array.from({ length: READERS }, async (_, r) => {
       for (let n = 0; !stop && n < 1_000_000; n++) {
+        if (n % 3 === 2) {
+          const stable = `stable_${n % 4}`;
+          try {
+            if ((await reader.accessSecret({ name: stable }, token)).value !== `${stable}:1`) stale.push(`${stable}: wrong value`);
+            stableReads += 1;
+          } catch (e) {
+            errors.push(e);
+          }
+          continue;
+        }
         const name = `coherent_${(r + n) % NAMES}`;
         const before = returned.get(name) ?? 0;
         try {
@@ -125,17 +142,21 @@ describe.runIf(process.env["DATABASE_URL"])("two replicas on one Postgres and on
       }
     });
 
-    await new Promise((r) => setTimeout(r, LOAD_MS));
+    const deadline = Date.now() + MAX_LOAD_MS;
+    while (Date.now() < deadline && (reads < TARGET_READS || writes < TARGET_WRITES || stableReads < 150)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     stop = true;
     await Promise.all([...writers, ...readers]);
 
     expect(errors).toEqual([]);
     expect(stale).toEqual([]);
-    expect(writes).toBeGreaterThan(50);
-    expect(reads).toBeGreaterThan(500);
+    expect(writes).toBeGreaterThanOrEqual(TARGET_WRITES);
+    expect(reads).toBeGreaterThanOrEqual(TARGET_READS);
     expect(notFoundReads).toBeGreaterThan(0);
     // The reads really went through the cache: the reader replica counted hits.
-    expect(await cacheLookups(metricsPorts[1] as number, "hit")).toBeGreaterThan(100);
+    expect(stableReads).toBeGreaterThanOrEqual(150);
+    expect((await cacheLookups(metricsPorts[1] as number, "hit")) - hitsBefore).toBeGreaterThan(stableReads / 2);
   });
 });
 

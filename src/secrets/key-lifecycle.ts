@@ -1,0 +1,372 @@
+import { SUBJECT_PATTERN, type Principal } from "../auth/principal.js";
+import type { SecretCache } from "../cache/secret-cache.js";
+import type { KeyProvider } from "../crypto/key-provider.js";
+import { KeyBytes } from "../crypto/key-bytes.js";
+import { openValue, sealValue } from "../crypto/value-cipher.js";
+import { AppError, invalid } from "../errors.js";
+import type { Db } from "../store/db.js";
+import * as keyStore from "../store/key-store.js";
+import * as replicaStore from "../store/replica-store.js";
+import { requireScope } from "./authorize.js";
+import type { DataKeys } from "./data-keys.js";
+
+/**
+ * The key lifecycle, run while the service serves traffic (DESIGN.md, Key hierarchy):
+ *
+ * - Master key rotation records a new active master key once every live replica
+ *   holds it; data keys are then rewrapped in the background, in batches, by any
+ *   replica (rows locked FOR UPDATE SKIP LOCKED). All progress lives in the database,
+ *   so a rotation interrupted by a crash resumes when any replica runs again.
+ * - Developer key rotation adds a data key version for new writes (taking the old
+ *   one FOR UPDATE, which waits for writes holding it FOR SHARE) and marks the old
+ *   one retiring; values are re-encrypted row by row with compare-and-swap, and the
+ *   old version is retired, its wrapped key erased, under FOR UPDATE after a recount
+ *   shows nothing references it.
+ * - Shredding deletes a developer's secrets, data keys and cache entries and has
+ *   every live replica evict their unwrapped keys before the call returns.
+ * - Each replica heartbeats (with the ids of the master keys it holds), applies
+ *   published evictions, and refreshes the recorded active master key.
+ */
+
+export interface KeyStatus {
+  activeMasterKeyId: string;
+  dataKeysPerMasterKey: Map<string, number>;
+  dataKeysToRewrap: number;
+  versionsToReencrypt: number;
+  replicas: replicaStore.ReplicaRow[];
+  dataKeys: keyStore.DataKeyInfoRow[];
+}
+
+export interface KeyLifecycle {
+  rotateMasterKey(p: Principal, keyId: string): Promise<{ activeKeyId: string; previousKeyId: string; dataKeysToRewrap: number }>;
+  rotateDeveloperKey(
+    p: Principal,
+    developerId: string,
+  ): Promise<{ developerId: string; newVersion: number; previousVersion: number; versionsToReencrypt: number }>;
+  shredDeveloper(
+    p: Principal,
+    developerId: string,
+    confirmDeveloperId: string,
+  ): Promise<{ developerId: string; secretsDeleted: number; dataKeysDeleted: number; replicasEvicted: number }>;
+  getKeyStatus(p: Principal, developerId: string): Promise<KeyStatus>;
+  /** The master key new data keys are wrapped under, as last read from the database. */
+  activeKekId(): string;
+  /** Starts a rotation of a developer's data key without a caller (encryption limit reached). */
+  rotateInBackground(developerId: string): void;
+  /** Registers this replica (heartbeat) and starts the background loops. */
+  start(): Promise<void>;
+  /** Stops the loops and deregisters this replica. */
+  stop(): Promise<void>;
+  /** One pass of the background work (rewrap, re-encrypt, retire); returns how much it did. */
+  runBackgroundPass(): Promise<{ rewrapped: number; reencrypted: number; retired: number }>;
+}
+
+export interface KeyLifecycleDeps {
+  db: Db;
+  keyProvider: KeyProvider;
+  dataKeys: DataKeys;
+  cache: SecretCache;
+  replicaId: string;
+  initialActiveKekId: string;
+  /** Rows per background batch, and a pause between batches to bound the load (SECRETS_KEY_JOB_*). */
+  batchSize: number;
+  pauseMs: number;
+  heartbeatMs?: number;
+  evictionPollMs?: number;
+  backgroundMs?: number;
+  /** How long ShredDeveloper waits for every live replica to confirm the eviction. */
+  evictionWaitMs?: number;
+  onError?: (what: string, e: unknown) => void;
+  onEvent?: (what: string, fields: Record<string, unknown>) => void;
+}
+
+const KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
+  const { db, keyProvider, dataKeys, cache, replicaId } = deps;
+  let activeKekId = deps.initialActiveKekId;
+  let lastEvictionId = 0;
+  let running = false;
+  const timers = new Set<NodeJS.Timeout>();
+  let backgroundBusy: Promise<unknown> | undefined;
+  let backgroundAgain = false;
+  const rotating = new Set<string>();
+
+  const report = (what: string, e: unknown) => deps.onError?.(what, e);
+  const pause = () => (deps.pauseMs > 0 ? new Promise((r) => setTimeout(r, deps.pauseMs)) : Promise.resolve());
+
+  function every(ms: number, fn: () => Promise<unknown>, what: string): void {
+    const tick = () => {
+      if (!running) return;
+      fn()
+        .catch((e: unknown) => report(what, e))
+        .finally(() => {
+          if (!running) return;
+          const t = setTimeout(() => {
+            timers.delete(t);
+            tick();
+          }, ms);
+          t.unref();
+          timers.add(t);
+        });
+    };
+    tick();
+  }
+
+  async function heartbeatOnce(): Promise<void> {
+    await replicaStore.heartbeat(db, replicaId, keyProvider.keyIds());
+    activeKekId = await keyStore.activeMasterKey(db);
+  }
+
+  async function applyEvictions(): Promise<void> {
+    const evictions = await replicaStore.evictionsAfter(db, lastEvictionId);
+    if (evictions.length === 0) return;
+    for (const e of evictions) dataKeys.evict(e.developerId);
+    await replicaStore.acknowledgeEvictions(db, replicaId, evictions.map((e) => e.id));
+    lastEvictionId = (evictions.at(-1) as { id: number }).id;
+  }
+
+  /** Publishes an eviction, applies it here, and waits for every live replica's acknowledgement. */
+  async function evictEverywhere(developerId: string, wait: boolean): Promise<number> {
+    const id = await replicaStore.publishEviction(db, developerId);
+    dataKeys.evict(developerId);
+    await replicaStore.acknowledgeEvictions(db, replicaId, [id]);
+    if (!wait) return 0;
+    const deadline = Date.now() + (deps.evictionWaitMs ?? 10_000);
+    for (;;) {
+      const missing = await replicaStore.replicasMissingAck(db, id);
+      if (missing.length === 0) break;
+      if (Date.now() > deadline) {
+        throw new AppError("BACKEND_UNAVAILABLE", "not every live replica confirmed the key eviction in time; the shred itself is done", {
+          replicas: missing.join(","),
+        });
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const { rows } = await db.query<{ n: number }>("SELECT count(*) AS n FROM key_eviction_acks WHERE eviction_id = $1", [id]);
+    return rows[0]?.n ?? 0;
+  }
+
+  async function rewrapBatch(): Promise<number> {
+    const kek = activeKekId;
+    if (!keyProvider.has(kek)) return 0;
+    return db.transaction(async (tx) => {
+      const rows = await keyStore.lockDataKeysToRewrap(tx, kek, deps.batchSize);
+      let done = 0;
+      for (const row of rows) {
+        if (!keyProvider.has(row.kekId) || row.wrappedKey === null) continue; // another replica holds that key
+        const context = { developerId: row.developerId, dekVersion: row.version };
+        const dek = await keyProvider.unwrap(row.kekId, row.wrappedKey, context);
+        try {
+          await keyStore.rewrapDataKey(tx, row, kek, await keyProvider.wrap(kek, dek, context));
+        } finally {
+          dek.zeroize(); // our own unwrapped copy, never the one in the DEK cache
+        }
+        done += 1;
+      }
+      return done;
+    });
+  }
+
+  async function reencryptBatch(): Promise<number> {
+    const rows = await keyStore.ciphertextsUnderRetiringKeys(db, deps.batchSize);
+    const byDeveloper = new Map<string, keyStore.StaleCiphertextRow[]>();
+    for (const row of rows) byDeveloper.set(row.developerId, [...(byDeveloper.get(row.developerId) ?? []), row]);
+    let done = 0;
+    for (const [developerId, list] of byDeveloper) {
+      done += await dataKeys.withWriteKey(
+        developerId,
+        async (tx, dek) => {
+          let swapped = 0;
+          for (const row of list) {
+            const binding = { developerId, secretId: row.secretId, name: row.name, version: row.version };
+            const old = await dataKeys.forRead(developerId, row.dekVersion);
+            const plaintext = openValue(old, row.dekVersion, row.ciphertext, binding);
+            try {
+              const sealed = sealValue(dek.key, dek.version, plaintext, binding);
+              if (await keyStore.swapCiphertext(tx, row, sealed, dek.version)) swapped += 1;
+            } finally {
+              plaintext.fill(0);
+            }
+          }
+          return swapped;
+        },
+        list.length,
+      );
+    }
+    return done;
+  }
+
+  async function retireUnreferenced(): Promise<number> {
+    let retired = 0;
+    for (const key of await keyStore.retiringDataKeys(db)) {
+      const done = await db.transaction((tx) => keyStore.retireIfUnreferenced(tx, key.developerId, key.version));
+      if (!done) continue;
+      retired += 1;
+      deps.onEvent?.("data key retired", { developer: key.developerId, version: key.version });
+      await cache.evictDeveloper(key.developerId);
+      await evictEverywhere(key.developerId, false);
+    }
+    return retired;
+  }
+
+  async function backgroundPass(): Promise<{ rewrapped: number; reencrypted: number; retired: number }> {
+    let rewrapped = 0;
+    let reencrypted = 0;
+    for (let n = await rewrapBatch(); n > 0; n = await rewrapBatch()) {
+      rewrapped += n;
+      await pause();
+    }
+    for (let n = await reencryptBatch(); n > 0; n = await reencryptBatch()) {
+      reencrypted += n;
+      await pause();
+    }
+    const retired = await retireUnreferenced();
+    if (rewrapped + reencrypted + retired > 0) deps.onEvent?.("key job pass", { rewrapped, reencrypted, retired });
+    return { rewrapped, reencrypted, retired };
+  }
+
+  /** Runs a background pass now (or right after the running one). */
+  function kick(): void {
+    if (backgroundBusy) {
+      backgroundAgain = true;
+      return;
+    }
+    backgroundBusy = backgroundPass()
+      .catch((e: unknown) => report("key job", e))
+      .finally(() => {
+        backgroundBusy = undefined;
+        if (backgroundAgain && running) {
+          backgroundAgain = false;
+          kick();
+        }
+      });
+  }
+
+  function targetDeveloper(p: Principal, developerId: string): string {
+    if (developerId === "") return p.developerId;
+    if (!SUBJECT_PATTERN.test(developerId)) throw invalid("INVALID_ARGUMENT", "developer_id", "developer_id is malformed");
+    return developerId;
+  }
+
+  async function rotateDeveloper(developerId: string): Promise<{ newVersion: number; previousVersion: number }> {
+    const fresh = KeyBytes.random(32);
+    try {
+      const result = await db.transaction(async (tx) => {
+        const locked = await keyStore.lockActiveForRotation(tx, developerId);
+        if (!locked) throw new AppError("KEY_STATE", "this developer has no data key yet", {});
+        const kek = activeKekId;
+        const wrapped = await keyProvider.wrap(kek, fresh, { developerId, dekVersion: locked.nextVersion });
+        await keyStore.insertRotatedDataKey(tx, developerId, locked.active.version, locked.nextVersion, kek, wrapped);
+        return { newVersion: locked.nextVersion, previousVersion: locked.active.version };
+      });
+      deps.onEvent?.("data key rotated", { developer: developerId, ...result });
+      kick();
+      return result;
+    } finally {
+      fresh.zeroize();
+    }
+  }
+
+  return {
+    activeKekId: () => activeKekId,
+
+    async rotateMasterKey(p, keyId) {
+      requireScope(p, "secrets:operator");
+      if (!KEY_ID_PATTERN.test(keyId)) throw invalid("INVALID_ARGUMENT", "key_id", "key_id must be a master key id ([A-Za-z0-9_-], 1 to 64)");
+      if (!keyProvider.has(keyId)) {
+        throw new AppError("KEY_STATE", "this replica's keyring does not hold that master key", { key_id: keyId, replicas: replicaId });
+      }
+      await heartbeatOnce();
+      const lacking = (await replicaStore.liveReplicas(db)).filter((r) => !r.keyIds.includes(keyId)).map((r) => r.id);
+      if (lacking.length > 0) {
+        throw new AppError("KEY_STATE", `live replicas lack master key ${keyId}: ${lacking.join(", ")}`, {
+          key_id: keyId,
+          replicas: lacking.join(","),
+        });
+      }
+      const previousKeyId = await db.transaction((tx) => keyStore.setActiveMasterKey(tx, keyId));
+      activeKekId = keyId;
+      deps.onEvent?.("master key activated", { keyId, previousKeyId });
+      kick();
+      return { activeKeyId: keyId, previousKeyId, dataKeysToRewrap: await keyStore.countDataKeysToRewrap(db, keyId) };
+    },
+
+    async rotateDeveloperKey(p, rawDeveloperId) {
+      const developerId = targetDeveloper(p, rawDeveloperId);
+      if (developerId === p.developerId && !p.scopes.has("secrets:operator")) requireScope(p, "secrets:keys");
+      else requireScope(p, "secrets:operator");
+      const r = await rotateDeveloper(developerId);
+      return { developerId, ...r, versionsToReencrypt: await keyStore.countCiphertextsToReencrypt(db, developerId) };
+    },
+
+    async shredDeveloper(p, rawDeveloperId, confirm) {
+      requireScope(p, "secrets:operator");
+      if (rawDeveloperId === "") throw invalid("INVALID_ARGUMENT", "developer_id", "developer_id is required");
+      const developerId = targetDeveloper(p, rawDeveloperId);
+      if (confirm !== developerId) {
+        throw invalid("INVALID_ARGUMENT", "confirm_developer_id", "confirm_developer_id must repeat developer_id");
+      }
+      const { rows } = await db.query<{ name: string }>("SELECT name FROM secrets WHERE developer_id = $1", [developerId]);
+      const names = rows.map((r) => r.name);
+      // Fence every name so no lookup in flight can fill a shredded secret back in.
+      for (let i = 0; i < names.length; i += 500) await cache.beginWrite(developerId, names.slice(i, i + 500));
+      let deleted: { secrets: number; dataKeys: number };
+      try {
+        deleted = await db.transaction((tx) => keyStore.shredDeveloperRows(tx, developerId));
+      } finally {
+        for (let i = 0; i < names.length; i += 500) await cache.endWrite(developerId, names.slice(i, i + 500));
+      }
+      await cache.evictDeveloper(developerId);
+      const replicasEvicted = await evictEverywhere(developerId, true);
+      deps.onEvent?.("developer shredded", { developer: developerId, ...deleted, replicasEvicted });
+      return { developerId, secretsDeleted: deleted.secrets, dataKeysDeleted: deleted.dataKeys, replicasEvicted };
+    },
+
+    async getKeyStatus(p, rawDeveloperId) {
+      const operator = p.scopes.has("secrets:operator");
+      const developerId = targetDeveloper(p, rawDeveloperId);
+      if (!operator) {
+        requireScope(p, "secrets:keys");
+        if (developerId !== p.developerId) requireScope(p, "secrets:operator");
+      }
+      const own = !operator || rawDeveloperId !== "";
+      const perKek = operator ? await keyStore.dataKeysPerMasterKey(db) : new Map<string, number>();
+      return {
+        activeMasterKeyId: operator ? activeKekId : "",
+        dataKeysPerMasterKey: perKek,
+        dataKeysToRewrap: operator ? await keyStore.countDataKeysToRewrap(db, activeKekId) : 0,
+        versionsToReencrypt: await keyStore.countCiphertextsToReencrypt(db, operator && rawDeveloperId === "" ? undefined : developerId),
+        replicas: operator ? await replicaStore.liveReplicas(db) : [],
+        dataKeys: own ? await keyStore.dataKeyInfos(db, developerId) : [],
+      };
+    },
+
+    rotateInBackground(developerId) {
+      if (rotating.has(developerId)) return;
+      rotating.add(developerId);
+      rotateDeveloper(developerId)
+        .catch((e: unknown) => report("automatic data key rotation", e))
+        .finally(() => rotating.delete(developerId));
+    },
+
+    async start() {
+      await heartbeatOnce();
+      lastEvictionId = await replicaStore.latestEvictionId(db);
+      running = true;
+      every(deps.heartbeatMs ?? 5_000, heartbeatOnce, "heartbeat");
+      every(deps.evictionPollMs ?? 500, applyEvictions, "key evictions");
+      every(deps.backgroundMs ?? 5_000, async () => kick(), "key jobs");
+    },
+
+    async stop() {
+      running = false;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      await backgroundBusy;
+      await replicaStore.removeReplica(db, replicaId).catch((e: unknown) => report("deregister replica", e));
+    },
+
+    runBackgroundPass: backgroundPass,
+  };
+}
