@@ -104,13 +104,13 @@ export async function startService(config: Config, options: StartOptions): Promi
   try {
     const firstKeyId = keyProvider.keyIds()[0] as string;
     const activeKekId = await ensureActiveMasterKey(db, firstKeyId);
-    if (!keyProvider.has(activeKekId)) {
-      throw new ConfigError(`${config.masterKeysSource} lacks the active master key "${activeKekId}" recorded in the database`);
-    }
     for (const [kekId, count] of await dataKeysPerMasterKey(db)) {
       if (!keyProvider.has(kekId)) {
         throw new ConfigError(`${config.masterKeysSource} lacks master key "${kekId}", which ${count} data key(s) are wrapped under`);
       }
+    }
+    if (!keyProvider.has(activeKekId)) {
+      throw new ConfigError(`${config.masterKeysSource} lacks the active master key "${activeKekId}" recorded in the database`);
     }
 
     const dekCache = createDekCache();

@@ -243,10 +243,17 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
       });
   }
 
-  function targetDeveloper(p: Principal, developerId: string): string {
-    if (developerId === "") return p.developerId;
-    if (!SUBJECT_PATTERN.test(developerId)) throw invalid("INVALID_ARGUMENT", "developer_id", "developer_id is malformed");
-    return developerId;
+  /**
+   * The developer a key call is about: empty means the caller. The scope is checked
+   * before the id is validated (DESIGN.md's order): one's own needs `ownScope`,
+   * anyone else's needs operator.
+   */
+  function authorizeDeveloper(p: Principal, developerId: string, ownScope: "secrets:keys" | "secrets:operator"): string {
+    const target = developerId === "" ? p.developerId : developerId;
+    if (target === p.developerId && !p.scopes.has("secrets:operator")) requireScope(p, ownScope);
+    else requireScope(p, "secrets:operator");
+    if (!SUBJECT_PATTERN.test(target)) throw invalid("INVALID_ARGUMENT", "developer_id", "developer_id is malformed");
+    return target;
   }
 
   async function rotateDeveloper(developerId: string): Promise<{ newVersion: number; previousVersion: number }> {
@@ -293,9 +300,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
     },
 
     async rotateDeveloperKey(p, rawDeveloperId) {
-      const developerId = targetDeveloper(p, rawDeveloperId);
-      if (developerId === p.developerId && !p.scopes.has("secrets:operator")) requireScope(p, "secrets:keys");
-      else requireScope(p, "secrets:operator");
+      const developerId = authorizeDeveloper(p, rawDeveloperId, "secrets:keys");
       const r = await rotateDeveloper(developerId);
       return { developerId, ...r, versionsToReencrypt: await keyStore.countCiphertextsToReencrypt(db, developerId) };
     },
@@ -303,7 +308,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
     async shredDeveloper(p, rawDeveloperId, confirm) {
       requireScope(p, "secrets:operator");
       if (rawDeveloperId === "") throw invalid("INVALID_ARGUMENT", "developer_id", "developer_id is required");
-      const developerId = targetDeveloper(p, rawDeveloperId);
+      const developerId = authorizeDeveloper(p, rawDeveloperId, "secrets:operator");
       if (confirm !== developerId) {
         throw invalid("INVALID_ARGUMENT", "confirm_developer_id", "confirm_developer_id must repeat developer_id");
       }
@@ -325,11 +330,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
 
     async getKeyStatus(p, rawDeveloperId) {
       const operator = p.scopes.has("secrets:operator");
-      const developerId = targetDeveloper(p, rawDeveloperId);
-      if (!operator) {
-        requireScope(p, "secrets:keys");
-        if (developerId !== p.developerId) requireScope(p, "secrets:operator");
-      }
+      const developerId = authorizeDeveloper(p, rawDeveloperId, "secrets:keys");
       const own = !operator || rawDeveloperId !== "";
       const perKek = operator ? await keyStore.dataKeysPerMasterKey(db) : new Map<string, number>();
       return {
