@@ -88,9 +88,24 @@ export function serviceHandlers<S extends DescService>(
 }
 
 function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): CallContext {
-  const controller = new AbortController();
-  call.once("cancelled", () => controller.abort());
-  return { metadata: call.metadata, peer: call.getPeer(), signal: controller.signal };
+  // The abort signal is made only when a handler asks for it: an AbortController per
+  // unary call cost several percent of a cache hit's CPU (profiled), and unary
+  // handlers here never wait on anything a cancellation should interrupt.
+  let controller: AbortController | undefined;
+  return {
+    metadata: call.metadata,
+    get peer() {
+      return call.getPeer();
+    },
+    get signal() {
+      if (!controller) {
+        const c = (controller = new AbortController());
+        if (call.cancelled) c.abort();
+        else call.once("cancelled", () => c.abort());
+      }
+      return controller.signal;
+    },
+  };
 }
 
 function unary(

@@ -41,8 +41,8 @@ export function startServerProcess(env: Record<string, string>): ServerProcess {
       for (;;) {
         const m = out.match(pattern);
         if (m) return m;
-        if (child.exitCode !== null) throw new Error(`server exited (${child.exitCode}) before ${pattern}: ${err.slice(-2000)}`);
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}; stderr: ${err.slice(-2000)}`);
+        if (child.exitCode !== null) throw new Error(`server exited (${child.exitCode}) before ${pattern}: ${err.slice(-2000)}${out.slice(-2000)}`);
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${pattern}; stderr: ${err.slice(-2000)}; stdout: ${out.slice(-2000)}`);
         await new Promise((r) => setTimeout(r, 50));
       }
     },

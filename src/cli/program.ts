@@ -1,0 +1,48 @@
+import { Command, Option } from "commander";
+import { registerExportCommand } from "./commands/export-command.js";
+import { registerImportCommand } from "./commands/import-command.js";
+import { registerRunCommand } from "./commands/run-command.js";
+import { registerSecretCommands } from "./commands/secret-commands.js";
+import { registerTokenCommand } from "./commands/token-command.js";
+import type { Session } from "./session.js";
+
+/**
+ * The `secrets` command line: global options, every command, and the help text
+ * that says where the address, token and values come from.
+ */
+
+const HELP_AFTER = `
+Address and token come from SECRETS_ADDR and SECRETS_TOKEN (or --addr and --token;
+the flag is visible to other users in the process list). In dev mode:
+  export SECRETS_TOKEN=$(secrets token)
+
+Values are read from stdin or --value-file. --value works but is discouraged: the
+value shows in the process list (ps) and in your shell history. Only access,
+resolve and export print values.
+
+Exit codes: 0 done; 1 the service refused the request (the reason is printed);
+2 bad usage or invalid input (nothing was sent); 3 the service was unreachable
+or did not answer in time. run exits with the command's own status.`;
+
+/** The program, its settings inherited by every command (so set before they are added). */
+export function buildProgram(session: Session): Command {
+  const program = new Command("secrets")
+    .description("the secrets service from the command line")
+    .addOption(new Option("--addr <host:port>", "the service's address").env("SECRETS_ADDR").default("127.0.0.1:50051"))
+    .addOption(new Option("--token <jwt>", "bearer token (prefer SECRETS_TOKEN: a flag shows in the process list)").env("SECRETS_TOKEN"))
+    .option("--tls", "connect with TLS (system root certificates)")
+    .option("--ca <file>", "connect with TLS, trusting this PEM certificate authority")
+    .option("--timeout <ms>", "deadline of each call, retries included", "10000")
+    .option("--json", "print JSON for scripts instead of tables")
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(`secrets: ${text.replace(/^error: /, "")}`) })
+    .showHelpAfterError("(secrets --help shows the commands and options)")
+    .addHelpText("after", HELP_AFTER);
+
+  registerSecretCommands(program, session);
+  registerImportCommand(program, session);
+  registerExportCommand(program, session);
+  registerRunCommand(program, session);
+  registerTokenCommand(program, session);
+  return program;
+}

@@ -1,0 +1,65 @@
+import type { Command } from "commander";
+import { SecretsClient, type TlsOptions } from "../client/index.js";
+import { CliError, EXIT } from "./cli-error.js";
+
+/**
+ * One invocation of the CLI: the global options, and the SDK client made from
+ * them on first use (commands such as `token` need no client, nor a token).
+ * main.ts closes it when the command is done, so the process can exit.
+ */
+
+/** The options every command accepts (declared in program.ts). */
+export interface GlobalOptions {
+  addr: string;
+  token?: string;
+  tls?: boolean;
+  ca?: string;
+  timeout: string;
+  json?: boolean;
+}
+
+/** What a command's action works with. */
+export interface Session {
+  /** The global options, as given to `command`. */
+  options(command: Command): GlobalOptions;
+  /** The SDK client for `command`'s global options (made once). */
+  client(command: Command): SecretsClient;
+  /** The address in use, once a client exists (for error hints). */
+  readonly address: string | undefined;
+  close(): void;
+}
+
+/** A session for this process. */
+export function createSession(): Session {
+  let client: SecretsClient | undefined;
+  let address: string | undefined;
+
+  const options = (command: Command) => command.optsWithGlobals<GlobalOptions>();
+
+  return {
+    options,
+    client(command) {
+      if (client) return client;
+      const opts = options(command);
+      if (!opts.token) {
+        throw new CliError(
+          "no token: set SECRETS_TOKEN (or --token); against a dev-mode server: export SECRETS_TOKEN=$(secrets token)",
+          EXIT.usage,
+        );
+      }
+      const deadlineMs = Number(opts.timeout);
+      if (!Number.isInteger(deadlineMs) || deadlineMs <= 0) throw new CliError("--timeout must be a positive number of milliseconds");
+      const tls: TlsOptions = opts.ca ? { ca: opts.ca } : opts.tls === true;
+      address = opts.addr;
+      client = new SecretsClient({ address: opts.addr, token: opts.token, tls, deadlineMs });
+      return client;
+    },
+    get address() {
+      return address;
+    },
+    close() {
+      client?.close();
+      client = undefined;
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  VersionState as ProtoVersionState,
+  type Secret as ProtoSecret,
+  type SecretVersion as ProtoSecretVersion,
+} from "../gen/secrets/v1/secrets_pb.js";
+import type { JsonObject, Secret, SecretVersion, VersionState } from "./types.js";
+
+/**
+ * Generated messages → the SDK's plain objects. Kept apart so that the client
+ * reads as a list of calls and no protobuf type leaks into the public API.
+ */
+
+/** A generated Secret as a plain object. */
+export function secretOf(message: ProtoSecret | undefined): Secret {
+  if (!message) throw new Error("the service answered without a secret");
+  return {
+    id: message.id,
+    name: message.name,
+    description: message.description,
+    // protobuf-es gives google.protobuf.Struct as a JSON object already.
+    metadata: (message.metadata ?? {}) as JsonObject,
+    version: message.version,
+    createdAt: dateOf(message.createdAt),
+    updatedAt: dateOf(message.updatedAt),
+    createdBy: message.createdBy,
+    updatedBy: message.updatedBy,
+  };
+}
+
+/** A generated SecretVersion as a plain object. */
+export function versionOf(message: ProtoSecretVersion | undefined): SecretVersion {
+  if (!message) throw new Error("the service answered without a version");
+  return {
+    version: message.version,
+    state: stateOf(message.state),
+    createdAt: dateOf(message.createdAt),
+    createdBy: message.createdBy,
+  };
+}
+
+function stateOf(state: ProtoVersionState): VersionState {
+  switch (state) {
+    case ProtoVersionState.ENABLED:
+      return "enabled";
+    case ProtoVersionState.DESTROYED:
+      return "destroyed";
+    default:
+      throw new Error(`the service sent an unknown version state (${state})`);
+  }
+}
+
+function dateOf(timestamp: Timestamp | undefined): Date {
+  return timestamp ? timestampDate(timestamp) : new Date(0);
+}

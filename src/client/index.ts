@@ -1,0 +1,43 @@
+/**
+ * The secrets SDK, imported as `secrets-service/client`: a client of
+ * `secrets.v1.SecretService` with plain objects in and out, typed errors to branch
+ * on, deadlines, retries of idempotent calls and an opt-in cache for agent runtimes;
+ * the secrets a task definition references (and resolving them in one call); and
+ * redaction of secret values from text before it is shown or stored.
+ */
+export { SecretsClient, type SecretsApi, type SecretsClientOptions } from "./secrets-client.js";
+export {
+  SecretsError,
+  SecretsUnavailableError,
+  SecretsDeadlineError,
+  isTransient,
+  type SecretsReason,
+  type StatusCodeName,
+} from "./errors.js";
+export type { Reason } from "../errors.js";
+export { SECRET_NAME_PATTERN, VALUE_MAX_BYTES, RESOLVE_MAX_NAMES, valueProblem } from "./limits.js";
+export type { RetryOptions } from "./retry.js";
+export type { CacheOptions } from "./value-cache.js";
+export type { TlsOptions, TokenSource } from "./transport.js";
+export type {
+  AccessedSecret,
+  CallOptions,
+  CreateSecretInput,
+  JsonObject,
+  JsonValue,
+  ListSecretsOptions,
+  Secret,
+  SecretVersion,
+  UpdateSecretInput,
+  VersionState,
+} from "./types.js";
+export {
+  collectSecretReferences,
+  resolveTaskSecrets,
+  TaskReferencesError,
+  TooManySecretReferencesError,
+  type SecretReferences,
+  type TaskReferenceError,
+  type TaskSecretsClient,
+} from "./task-references.js";
+export { redactSecrets, createSecretRedactor, MIN_ENCODED_REDACTION_BYTES, type RedactOptions } from "./redact.js";

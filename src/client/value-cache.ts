@@ -1,0 +1,181 @@
+import { isTransient } from "./errors.js";
+import type { AccessedSecret } from "./types.js";
+
+/**
+ * The opt-in client cache for agent runtimes, which look up the same few secrets
+ * many times a second. It holds current values only (AccessSecret version 0 and
+ * ResolveSecrets), in this process's memory.
+ *
+ * - TTL: an entry answers for `ttlMs` after it was fetched. Staleness is bounded by
+ *   the TTL: a change made by another client (or another process) may stay
+ *   invisible here for up to `ttlMs`. A write through the same client (update,
+ *   delete, …) drops that name at once.
+ * - Single-flight: concurrent lookups of a name that is not cached share one call
+ *   (a lookup that joins another's call waits for it, under that call's deadline).
+ * - Stale-if-error: when a refresh fails UNAVAILABLE or DEADLINE_EXCEEDED, an entry
+ *   that expired at most `staleIfErrorMs` ago answers instead; any other failure
+ *   (NOT_FOUND after a delete, PERMISSION_DENIED, …) is thrown, never papered over.
+ * - Bounded: at most `maxEntries` names, least recently used evicted first.
+ *
+ * Invariant: a load that was in flight when its name was invalidated never stores
+ * its result, so a lookup that starts after a write has returned never sees the
+ * value from before it.
+ */
+
+/** How the client cache behaves. */
+export interface CacheOptions {
+  /** How long a fetched value answers lookups (> 0). */
+  ttlMs: number;
+  /** How long after expiry a value may still answer when the service is unreachable (default 0: never). */
+  staleIfErrorMs?: number;
+  /** The most names kept (default 1,000). */
+  maxEntries?: number;
+}
+
+/** The cache as SecretsClient uses it. */
+export interface ValueCache {
+  /** `access(name)` of the current version, through the cache. */
+  access(name: string, load: () => Promise<AccessedSecret>): Promise<AccessedSecret>;
+  /** `resolve(names)` through the cache: one load for all the names neither cached nor in flight. */
+  resolve(names: readonly string[], load: (names: string[]) => Promise<Record<string, string>>): Promise<Record<string, string>>;
+  /** Forget a name (after a write to it through this client). */
+  invalidate(name: string): void;
+  /** Forget everything. */
+  clear(): void;
+}
+
+interface Entry {
+  readonly value: string;
+  /** Unknown when the value came from ResolveSecrets, which does not say. */
+  readonly version: number | undefined;
+  readonly expiresAt: number;
+}
+
+interface Flight {
+  readonly promise: Promise<Entry>;
+  /** Whether the entry will know its version (an AccessSecret load). */
+  readonly withVersion: boolean;
+  /** Set by invalidate: the result must not be stored. */
+  invalidated: boolean;
+}
+
+/** A cache with `options`; `now` is injectable for tests. */
+export function createValueCache(options: CacheOptions, now: () => number = Date.now): ValueCache {
+  const ttlMs = options.ttlMs;
+  const staleMs = options.staleIfErrorMs ?? 0;
+  const maxEntries = options.maxEntries ?? 1_000;
+  if (!(ttlMs > 0)) throw new RangeError("cache.ttlMs must be positive");
+  if (!(staleMs >= 0)) throw new RangeError("cache.staleIfErrorMs must not be negative");
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError("cache.maxEntries must be a positive integer");
+
+  // Map order is recency order: a hit moves its name to the end; eviction takes the first.
+  const entries = new Map<string, Entry>();
+  const flights = new Map<string, Flight>();
+
+  function fresh(name: string): Entry | undefined {
+    const entry = entries.get(name);
+    if (!entry || entry.expiresAt <= now()) return undefined;
+    entries.delete(name);
+    entries.set(name, entry);
+    return entry;
+  }
+
+  function stale(name: string): Entry | undefined {
+    const entry = entries.get(name);
+    return entry && now() <= entry.expiresAt + staleMs ? entry : undefined;
+  }
+
+  function store(name: string, entry: Entry): void {
+    entries.delete(name);
+    entries.set(name, entry);
+    while (entries.size > maxEntries) {
+      const oldest = entries.keys().next();
+      if (oldest.done) break;
+      entries.delete(oldest.value);
+    }
+  }
+
+  function fly(name: string, promise: Promise<Entry>, withVersion: boolean): Flight {
+    const flight: Flight = { promise, withVersion, invalidated: false };
+    flights.set(name, flight);
+    promise.then(
+      (entry) => {
+        if (!flight.invalidated) store(name, entry);
+      },
+      () => undefined, // the caller that started the load sees the failure
+    ).finally(() => {
+      if (flights.get(name) === flight) flights.delete(name);
+    });
+    return flight;
+  }
+
+  async function settle(name: string, flight: Flight, needVersion: boolean): Promise<Entry> {
+    try {
+      return await flight.promise;
+    } catch (e) {
+      const old = isTransient(e) ? stale(name) : undefined;
+      if (old && (!needVersion || old.version !== undefined)) return old;
+      throw e;
+    }
+  }
+
+  const entryOf = (value: string, version: number | undefined): Entry => ({ value, version, expiresAt: now() + ttlMs });
+
+  return {
+    async access(name, load) {
+      const hit = fresh(name);
+      if (hit?.version !== undefined) return { name, version: hit.version, value: hit.value };
+      let flight = flights.get(name);
+      if (!flight?.withVersion) {
+        flight = fly(name, load().then((r) => entryOf(r.value, r.version)), true);
+      }
+      const entry = await settle(name, flight, true);
+      return { name, version: entry.version as number, value: entry.value };
+    },
+
+    async resolve(names, load) {
+      const plan = new Map<string, Entry | Flight>();
+      const missing: string[] = [];
+      for (const name of names) {
+        if (plan.has(name) || missing.includes(name)) continue;
+        const known = fresh(name) ?? flights.get(name);
+        if (known) plan.set(name, known);
+        else missing.push(name);
+      }
+      if (missing.length > 0) {
+        const batch = load(missing);
+        for (const name of missing) {
+          const promise = batch.then((values) => {
+            const value = values[name];
+            // The service answers every name or fails the call; a gap is a broken server.
+            if (value === undefined) throw new Error("ResolveSecrets answered without a requested name");
+            return entryOf(value, undefined);
+          });
+          plan.set(name, fly(name, promise, false));
+        }
+      }
+      const out: Record<string, string> = {};
+      await Promise.all(
+        [...plan].map(async ([name, known]) => {
+          out[name] = ("promise" in known ? await settle(name, known, false) : known).value;
+        }),
+      );
+      return out;
+    },
+
+    invalidate(name) {
+      entries.delete(name);
+      const flight = flights.get(name);
+      if (flight) {
+        flight.invalidated = true;
+        flights.delete(name);
+      }
+    },
+
+    clear() {
+      entries.clear();
+      for (const flight of flights.values()) flight.invalidated = true;
+      flights.clear();
+    },
+  };
+}

@@ -1,0 +1,32 @@
+import { SecretsError } from "../../src/client/index.js";
+import type { LogCapture } from "../support/test-service.js";
+
+/** The server's log lines for calls of `method` (e.g. "AccessSecret") made by `developer`. */
+export function callsOf(logs: LogCapture, method: string, developer: string): Record<string, unknown>[] {
+  return logs
+    .lines()
+    .filter((l) => l["method"] === `/secrets.v1.SecretService/${method}` && l["developer"] === developer);
+}
+
+/** Runs `fn` expecting a SecretsError; returns it for assertions. */
+export async function expectSecretsError(fn: () => Promise<unknown>): Promise<SecretsError> {
+  try {
+    await fn();
+  } catch (e) {
+    if (e instanceof SecretsError) return e;
+    throw e;
+  }
+  throw new Error("expected the call to fail, and it succeeded");
+}
+
+/** A random value that cannot appear in output by chance. */
+export function randomValue(label: string): string {
+  return `val_${label}_${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+}
+
+/** Collects an async iterable. */
+export async function all<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
