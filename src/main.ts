@@ -15,6 +15,8 @@ import { createLocalKeyProvider, parseKeyring } from "./crypto/key-provider.js";
 import { loadOrCreateDevSecrets, writeDevToken } from "./dev-mode.js";
 import { cacheObserver, callObserver, createMetrics, type CacheObserver } from "./metrics.js";
 import { createDataKeys } from "./secrets/data-keys.js";
+import { createAuditLog } from "./secrets/audit-log.js";
+import { createAuditService } from "./secrets/audit-service.js";
 import { createKeyLifecycle, type KeyLifecycle } from "./secrets/key-lifecycle.js";
 import { createSecretService } from "./secrets/secret-service.js";
 import { startMetricsHttp } from "./server/metrics-http.js";
@@ -153,6 +155,19 @@ export async function startService(config: Config, options: StartOptions): Promi
     const lifecycle = keys;
     closers.unshift(() => lifecycle.stop());
     const secrets = createSecretService({ db, dataKeys, cache, maxVersions: config.maxVersions });
+    const auditLog = createAuditLog({
+      db,
+      writerId: `${replicaId}:${Date.now()}`,
+      onError: (e, pending) => log.error({ err: e, pending }, "audit events could not be written; retrying (calls slow down rather than lose them)"),
+    });
+    // Flushed after the server has drained (closers run newest first); bounded, so a
+    // database that stays down cannot hold the process forever: what is lost is logged.
+    closers.unshift(async () => {
+      const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 10_000).unref());
+      if ((await Promise.race([auditLog.close(), timeout])) === "timeout") {
+        log.error({ lost: auditLog.queueDepth }, "audit events not written before shutdown");
+      }
+    });
     const verifier = cachingVerifier(
       createTokenVerifier({
         key: jwtKey,
@@ -161,7 +176,16 @@ export async function startService(config: Config, options: StartOptions): Promi
         maxTtlSeconds: config.jwtMaxTtlSeconds,
       }),
     );
-    const server = await startGrpcServer(config.grpcAddr, { secrets, keys, verifier, log, onCallEnd: callObserver(metrics) });
+    const server = await startGrpcServer(config.grpcAddr, {
+      secrets,
+      keys,
+      auditService: createAuditService({ db }),
+      auditLog,
+      auditStrict: config.auditStrict,
+      verifier,
+      log,
+      onCallEnd: callObserver(metrics),
+    });
     let metricsPort: number | undefined;
     if (config.metricsAddr) {
       const http = await startMetricsHttp(config.metricsAddr, { registry: metrics.registry, ready: () => databaseReady(db) });

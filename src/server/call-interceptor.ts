@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { Principal } from "../auth/principal.js";
 import type { TokenVerifier } from "../auth/token-verifier.js";
 import type { CallObserver } from "../metrics.js";
+import { auditSecretName, type AuditEventInput, type AuditLog } from "../secrets/audit-log.js";
 import { AppError } from "../errors.js";
 import { toStatus } from "./status.js";
 
@@ -22,6 +23,23 @@ export interface CallState {
   principal: Principal | undefined;
   /** Extra safe fields for this call's log line (AppError.logFields). */
   logFields: Readonly<Record<string, unknown>> | undefined;
+  /** What the call is about, for its audit event (set by the handler from the request). */
+  subject: AuditSubject | undefined;
+  /** Set once the call's audit event is recorded (strict value reads record before the response). */
+  audited: boolean;
+}
+
+/** The secret names, version and target developer an audited call is about. */
+export interface AuditSubject {
+  names: readonly string[];
+  version: number;
+  /** The developer whose secrets or keys are touched, when not the caller (operator calls). */
+  developerId?: string;
+}
+
+/** Handlers say what a call is about before doing it, so even a failure is audited with its subject. */
+export function noteAuditSubject(metadata: grpc.Metadata, subject: AuditSubject): void {
+  callStateOf(metadata).subject = subject;
 }
 
 // Keyed by the call's Metadata object, which grpc-js hands from the interceptor to
@@ -48,6 +66,13 @@ export interface CallInterceptorDeps {
   /** Path prefixes (`/package.Service/`) whose calls need a bearer token. */
   protectedPrefixes: readonly string[];
   onCallEnd?: CallObserver;
+  /** Records one audit event per authenticated call to these path prefixes. */
+  audit?: {
+    log: AuditLog;
+    auditedPrefixes: readonly string[];
+    /** SECRETS_AUDIT_STRICT: these methods (full paths) send their response only once their event is committed. */
+    strictPaths: ReadonlySet<string>;
+  };
 }
 
 const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]+)$/;
@@ -66,7 +91,33 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
   return (methodDescriptor, call) => {
     const method = methodDescriptor.path;
     const needsToken = deps.protectedPrefixes.some((p) => method.startsWith(p));
-    const state: CallState = { requestId: randomUUID(), method, startedAt: process.hrtime.bigint(), principal: undefined, logFields: undefined };
+    const state: CallState = {
+      requestId: randomUUID(),
+      method,
+      startedAt: process.hrtime.bigint(),
+      principal: undefined,
+      logFields: undefined,
+      subject: undefined,
+      audited: false,
+    };
+    const audit = deps.audit && deps.audit.auditedPrefixes.some((p) => method.startsWith(p)) ? deps.audit : undefined;
+    const event = (outcome: string): AuditEventInput | undefined => {
+      const p = state.principal;
+      if (!p) return undefined; // unauthenticated: no developer to attribute, the log line records it
+      return {
+        time: new Date(),
+        developerId: state.subject?.developerId ?? p.developerId,
+        callerSubject: p.developerId,
+        callerTokenId: p.tokenId ?? "",
+        callerIdentity: "",
+        action: method.slice(method.lastIndexOf("/") + 1),
+        secretName: auditSecretName(state.subject?.names ?? []),
+        version: state.subject?.version ?? 0,
+        outcome,
+        requestId: state.requestId,
+        peer: call.getPeer(),
+      };
+    };
 
     return new grpc.ServerInterceptingCall(call, {
       start(next) {
@@ -84,6 +135,20 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
           },
         });
       },
+      sendMessage(message, next) {
+        const e = audit?.strictPaths.has(method) ? event("OK") : undefined;
+        if (!audit || !e) return next(message);
+        audit.log.recordDurable(e).then(
+          () => {
+            state.audited = true;
+            next(message);
+          },
+          (error: unknown) => {
+            log.error({ err: error, requestId: state.requestId }, "audit event could not be committed; response withheld");
+            call.sendStatus(toStatus(new AppError("BACKEND_UNAVAILABLE", "the audit trail is unavailable"), state.requestId));
+          },
+        );
+      },
       sendStatus(status, next) {
         const metadata = status.metadata ?? new grpc.Metadata();
         metadata.set("x-request-id", state.requestId);
@@ -100,7 +165,17 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
         };
         if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) log.error(line, "call failed");
         else log.info(line, "call");
-        next({ ...status, metadata });
+        const e = audit && !state.audited ? event(grpc.status[status.code]) : undefined;
+        if (!audit || !e) return next({ ...status, metadata });
+        state.audited = true;
+        // Awaiting the queue applies the audit log's per-developer back-pressure to this call.
+        audit.log.record(e).then(
+          () => next({ ...status, metadata }),
+          (error: unknown) => {
+            log.error({ err: error, requestId: state.requestId }, "audit event could not be queued");
+            next({ ...status, metadata });
+          },
+        );
       },
     });
   };

@@ -8,7 +8,7 @@ import {
 } from "../gen/secrets/v1/secrets_pb.js";
 import type { Secret, SecretService, SecretVersion } from "../secrets/secret-service.js";
 import type { JsonObject } from "../secrets/validation.js";
-import { principalOf } from "./call-interceptor.js";
+import { noteAuditSubject, principalOf } from "./call-interceptor.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
 
 /**
@@ -18,6 +18,7 @@ import type { ServiceImpl } from "./grpc-adapter.js";
 export function secretHandlers(service: SecretService): ServiceImpl<typeof SecretServiceDesc> {
   return {
     async createSecret(req, ctx) {
+      noteAuditSubject(ctx.metadata, { names: [req.name], version: 0 });
       const secret = await service.createSecret(principalOf(ctx.metadata), {
         name: req.name,
         value: req.value,
@@ -28,10 +29,12 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
     },
 
     async getSecret(req, ctx) {
+      noteAuditSubject(ctx.metadata, { names: [req.name], version: 0 });
       return { secret: secretMessage(await service.getSecret(principalOf(ctx.metadata), req.name)) };
     },
 
     async listSecrets(req, ctx) {
+      noteAuditSubject(ctx.metadata, { names: [], version: 0 });
       const page = await service.listSecrets(principalOf(ctx.metadata), {
         pageSize: req.pageSize,
         pageToken: req.pageToken,
@@ -42,6 +45,7 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
     },
 
     async updateSecret(req, ctx) {
+      noteAuditSubject(ctx.metadata, { names: [req.name], version: req.expectedVersion });
       const secret = await service.updateSecret(principalOf(ctx.metadata), {
         name: req.name,
         value: req.value,
@@ -53,24 +57,29 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
     },
 
     async deleteSecret(req, ctx) {
+      noteAuditSubject(ctx.metadata, { names: [req.name], version: req.expectedVersion });
       await service.deleteSecret(principalOf(ctx.metadata), req.name, req.expectedVersion);
       return {};
     },
 
     async accessSecret(req, ctx) {
+      noteAuditSubject(ctx.metadata, { names: [req.name], version: req.version });
       return service.accessSecret(principalOf(ctx.metadata), req.name, req.version);
     },
 
     async listSecretVersions(req, ctx) {
+      noteAuditSubject(ctx.metadata, { names: [req.name], version: 0 });
       const page = await service.listSecretVersions(principalOf(ctx.metadata), req.name, req.pageSize, req.pageToken);
       return { versions: page.items.map(versionMessage), nextPageToken: page.nextPageToken };
     },
 
     async destroySecretVersion(req, ctx) {
+      noteAuditSubject(ctx.metadata, { names: [req.name], version: req.version });
       return { version: versionMessage(await service.destroySecretVersion(principalOf(ctx.metadata), req.name, req.version)) };
     },
 
     async resolveSecrets(req, ctx) {
+      noteAuditSubject(ctx.metadata, { names: req.names, version: 0 });
       const values = await service.resolveSecrets(principalOf(ctx.metadata), req.names);
       return { values: Object.fromEntries(values) };
     },

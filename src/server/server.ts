@@ -6,9 +6,13 @@ import type { CallObserver } from "../metrics.js";
 import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
 import { file_google_rpc_status } from "../gen/google/rpc/status_pb.js";
 import { file_grpc_health_v1_health, Health } from "../gen/grpc/health/v1/health_pb.js";
+import { AuditService as AuditServiceDesc, file_secrets_v1_audit } from "../gen/secrets/v1/audit_pb.js";
 import { file_secrets_v1_keys, KeyService as KeyServiceDesc } from "../gen/secrets/v1/keys_pb.js";
 import { file_secrets_v1_secrets, SecretService as SecretServiceDesc } from "../gen/secrets/v1/secrets_pb.js";
+import type { AuditLog } from "../secrets/audit-log.js";
+import type { AuditService } from "../secrets/audit-service.js";
 import type { KeyLifecycle } from "../secrets/key-lifecycle.js";
+import { auditHandlers } from "./audit-handlers.js";
 import { AppError } from "../errors.js";
 import type { SecretService } from "../secrets/secret-service.js";
 import { callStateOf, createCallInterceptor } from "./call-interceptor.js";
@@ -25,6 +29,10 @@ export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 export interface GrpcServerDeps {
   secrets: SecretService;
   keys: KeyLifecycle;
+  auditService: AuditService;
+  auditLog: AuditLog;
+  /** SECRETS_AUDIT_STRICT: value reads answer only once their audit event is committed. */
+  auditStrict: boolean;
   verifier: TokenVerifier;
   log: Logger;
   credentials?: grpc.ServerCredentials;
@@ -49,7 +57,16 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
       createCallInterceptor({
         verifier: deps.verifier,
         log,
-        protectedPrefixes: [`/${SecretServiceDesc.typeName}/`, `/${KeyServiceDesc.typeName}/`],
+        protectedPrefixes: [`/${SecretServiceDesc.typeName}/`, `/${KeyServiceDesc.typeName}/`, `/${AuditServiceDesc.typeName}/`],
+        audit: {
+          log: deps.auditLog,
+          auditedPrefixes: [`/${SecretServiceDesc.typeName}/`, `/${KeyServiceDesc.typeName}/`],
+          strictPaths: new Set(
+            deps.auditStrict
+              ? [SecretServiceDesc.method.accessSecret, SecretServiceDesc.method.resolveSecrets].map((m) => `/${SecretServiceDesc.typeName}/${m.name}`)
+              : [],
+          ),
+        },
         ...(deps.onCallEnd ? { onCallEnd: deps.onCallEnd } : {}),
       }),
     ],
@@ -66,14 +83,16 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
     return toStatus(error, requestId);
   };
 
-  const health = createHealthStatus([SecretServiceDesc.typeName, KeyServiceDesc.typeName]);
+  const health = createHealthStatus([SecretServiceDesc.typeName, KeyServiceDesc.typeName, AuditServiceDesc.typeName]);
   server.addService(serviceDefinition(SecretServiceDesc), serviceHandlers(SecretServiceDesc, secretHandlers(deps.secrets), errorStatus));
   server.addService(serviceDefinition(KeyServiceDesc), serviceHandlers(KeyServiceDesc, keyHandlers(deps.keys), errorStatus));
+  server.addService(serviceDefinition(AuditServiceDesc), serviceHandlers(AuditServiceDesc, auditHandlers(deps.auditService), errorStatus));
   server.addService(serviceDefinition(Health), serviceHandlers(Health, health.impl, errorStatus));
   // The error detail types are reflected too, so buf curl / grpcurl decode ErrorInfo.
   addReflection(server, [
     file_secrets_v1_secrets,
     file_secrets_v1_keys,
+    file_secrets_v1_audit,
     file_grpc_health_v1_health,
     file_google_rpc_status,
     file_google_rpc_error_details,

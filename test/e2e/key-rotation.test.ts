@@ -122,11 +122,13 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
     const a = await cluster.start([k2, k3], slow);
     const operator = await cluster.token("ops", OPERATOR);
     await a.keys.rotateMasterKey({ keyId: "k3" }, operator);
-    // Wait until the rewrap is under way but not done, then kill.
-    for (let i = 0; i < 100; i++) {
+    // Wait until the rewrap is under way with at least two batches (≥ 500 ms) to go, then kill.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
       const left = (await a.keys.getKeyStatus({}, operator)).dataKeysToRewrap;
-      if (left > 0n && left < BigInt(DEVELOPERS)) break;
-      await new Promise((r) => setTimeout(r, 50));
+      if (left >= 4n && left <= BigInt(DEVELOPERS - 4)) break;
+      if (Date.now() > deadline) throw new Error(`rewrap never seen half-way (left: ${left})`);
+      await new Promise((r) => setTimeout(r, 20));
     }
     expect(await a.stop("SIGKILL")).toBe("SIGKILL");
     const { rows } = await testDb.db.query<{ n: number }>("SELECT count(*) AS n FROM data_keys WHERE kek_id = 'k2'");

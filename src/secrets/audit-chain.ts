@@ -1,0 +1,68 @@
+import { createHash } from "node:crypto";
+
+/**
+ * The per-writer hash chain of the audit trail, shared by the writer (audit-log.ts)
+ * and the verifier (tools/audit-verify.ts): both must encode an event identically,
+ * so the encoding lives here and nowhere else.
+ *
+ * hash = hex SHA-256 of the length-prefixed parts
+ *   FORMAT, prevHash, time (integer ms since the epoch), developer id,
+ *   caller subject, caller token id, caller identity, action, secret name,
+ *   version, outcome, request id, peer, writer id, writer sequence
+ * where each part is its UTF-8 byte length as a 4-byte big-endian integer followed
+ * by its bytes, and numbers are written in decimal. Length prefixes make the
+ * encoding injective: no two events (and no shifting of text between fields)
+ * encode alike. Changing the encoding breaks every stored chain: bump FORMAT and
+ * teach the verifier both, never edit it in place.
+ */
+
+/** The `prev_hash` of a writer's first event (sequence 1). */
+export const GENESIS_HASH = "0".repeat(64);
+
+/** Names the encoding above; hashed first so that a future format cannot collide with this one. */
+const FORMAT = "secrets.v1/audit-event/1";
+
+/** Every stored field of an event that the chain covers (all but id, prev_hash and hash). */
+export interface StoredAuditEvent {
+  time: Date;
+  developerId: string;
+  callerSubject: string;
+  callerTokenId: string;
+  callerIdentity: string;
+  action: string;
+  secretName: string;
+  version: number;
+  outcome: string;
+  requestId: string;
+  peer: string;
+  writerId: string;
+  writerSequence: number;
+}
+
+/** The hash of event `e` chained to `prevHash` (see the module comment). */
+export function chainHash(prevHash: string, e: StoredAuditEvent): string {
+  const h = createHash("sha256");
+  const part = (s: string): void => {
+    const bytes = Buffer.from(s, "utf8");
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length);
+    h.update(length);
+    h.update(bytes);
+  };
+  part(FORMAT);
+  part(prevHash);
+  part(String(e.time.getTime()));
+  part(e.developerId);
+  part(e.callerSubject);
+  part(e.callerTokenId);
+  part(e.callerIdentity);
+  part(e.action);
+  part(e.secretName);
+  part(String(e.version));
+  part(e.outcome);
+  part(e.requestId);
+  part(e.peer);
+  part(e.writerId);
+  part(String(e.writerSequence));
+  return h.digest("hex");
+}

@@ -1,0 +1,370 @@
+import type { Db } from "../store/db.js";
+import { isUniqueViolation } from "../store/db.js";
+import { findWriterHashes, insertAuditEvents, type NewAuditEvent } from "../store/audit-store.js";
+import { GENESIS_HASH, chainHash, type StoredAuditEvent } from "./audit-chain.js";
+import { describeRejectedName } from "./validation.js";
+import { NAME_PATTERN } from "./limits.js";
+
+/**
+ * The audit writer (DESIGN.md, Audit): one per process, queueing events in memory
+ * and writing them in batched multi-row INSERTs.
+ *
+ * What must stay true:
+ * - Chain order. Sequence and hash are assigned when an event enters the queue, in
+ *   that order, and batches are written one at a time from the front of the queue,
+ *   so rows reach the table in chain order.
+ * - Nothing is dropped. A failed INSERT keeps its batch at the front and retries it
+ *   with capped backoff; `onError` is told each time. A full queue makes the
+ *   developer who filled it wait (back-pressure), and nobody else.
+ * - What is hashed is what is stored: text is made storable (well-formed UTF-8, no
+ *   U+0000, which Postgres text refuses) before it is hashed, so a batch can never
+ *   be rejected for its content and block the queue, and the verifier recomputes
+ *   exactly the hash written.
+ * - The timers are unref()ed: the log never keeps a process alive. `close()` at
+ *   shutdown is what writes the tail; while it waits, retries keep the process
+ *   alive (with the database down, close() waits until it is back: a caller that
+ *   must stop anyway bounds it with its own timeout, and the loss is what is left
+ *   in `queueDepth`).
+ */
+
+/** One audited call. Never a value; for an invalid name the caller passes a description (length and hash), not the name. */
+export interface AuditEventInput {
+  time: Date;
+  developerId: string;
+  callerSubject: string;
+  callerTokenId: string;
+  callerIdentity: string;
+  /** The RPC name, e.g. "AccessSecret". */
+  action: string;
+  /** "" if none; several names joined with "," (see `auditSecretName`). */
+  secretName: string;
+  /** 0 if none. */
+  version: number;
+  /** "OK" or the gRPC status name, e.g. "NOT_FOUND". */
+  outcome: string;
+  requestId: string;
+  peer: string;
+}
+
+export interface AuditLog {
+  /** Queues the event. Resolves at once unless this developer already has `perDeveloperLimit` events waiting: then it waits (back-pressure per developer; events are never dropped). */
+  record(e: AuditEventInput): Promise<void>;
+  /** Queues the event and resolves only once it is committed (SECRETS_AUDIT_STRICT=1 for value reads). */
+  recordDurable(e: AuditEventInput): Promise<void>;
+  /** Writes everything queued so far and resolves when committed. */
+  flush(): Promise<void>;
+  /** flush(), then stop the timer. Events recorded after close are rejected with an Error. */
+  close(): Promise<void>;
+  /** Events recorded and not yet committed, including those waiting for room in their developer's queue. */
+  readonly queueDepth: number;
+}
+
+export interface AuditLogOptions {
+  db: Db;
+  /** This process's chain, e.g. `${replicaId}:${processStartMillis}`; unique across all processes ever. */
+  writerId: string;
+  /** Most events per INSERT; a batch this full is written at once. Default 1000. */
+  batchSize?: number;
+  /** Longest an event waits before its batch is written. Default 100. */
+  intervalMs?: number;
+  /** Events one developer may have waiting before `record` waits too. Default 1000. */
+  perDeveloperLimit?: number;
+  /** Longest pause between retries of a failed INSERT (backoff doubles from 50 ms up to this). Default 5000. */
+  maxRetryDelayMs?: number;
+  /** Told of every failed INSERT (the batch is kept and retried), with the number of events not yet committed. */
+  onError?: (e: unknown, pending: number) => void;
+  /** The clock, for an event whose time cannot be stored (invalid or outside years 1–9999). */
+  now?: () => Date;
+}
+
+/**
+ * The `secretName` of an event about `names`: joined with ",". A name that breaks
+ * the naming rule may be a pasted value, so it is replaced by its length and a hash
+ * prefix, in a form that holds no comma and is never itself a valid name.
+ */
+export function auditSecretName(names: readonly string[]): string {
+  return names
+    .map((n) => {
+      if (NAME_PATTERN.test(n)) return n;
+      const d = describeRejectedName(n);
+      return `<invalid:length=${d.length}:sha256=${d.sha256}>`;
+    })
+    .join(",");
+}
+
+/** An event in the queue: its row, and who waits for its commit. */
+interface Entry {
+  row: NewAuditEvent;
+  onCommit: (() => void)[] | undefined;
+}
+
+/** An event made storable, before it has a place in the chain. */
+type Unchained = Omit<StoredAuditEvent, "writerSequence">;
+
+/** A record() call waiting for room in its developer's queue. */
+interface Waiter {
+  event: Unchained;
+  admitted: () => void;
+  onCommit: (() => void)[] | undefined;
+}
+
+const RETRY_INITIAL_MS = 50;
+// Timestamp's range (0001-01-01 to 9999-12-31), well inside both JS Date and Postgres timestamptz.
+const MIN_TIME = new Date(0).setUTCFullYear(1, 0, 1);
+const MAX_TIME = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+export function createAuditLog(options: AuditLogOptions): AuditLog {
+  const { db } = options;
+  const writerId = text(options.writerId);
+  const batchSize = options.batchSize ?? 1000;
+  const intervalMs = options.intervalMs ?? 100;
+  const perDeveloperLimit = options.perDeveloperLimit ?? 1000;
+  const maxRetryDelayMs = options.maxRetryDelayMs ?? 5000;
+  const now = options.now ?? (() => new Date());
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError("batchSize must be a positive integer");
+  if (!Number.isInteger(perDeveloperLimit) || perDeveloperLimit < 1) {
+    throw new RangeError("perDeveloperLimit must be a positive integer");
+  }
+
+  let lastSequence = 0;
+  let lastHash = GENESIS_HASH;
+  /** Admitted, not yet committed, in chain order. */
+  const queue: Entry[] = [];
+  /** Per developer: events in `queue`. */
+  const queued = new Map<string, number>();
+  /** Per developer: record() calls waiting for room, first come first served. */
+  const waiting = new Map<string, Waiter[]>();
+  let waitingCount = 0;
+  /** Highest sequence someone awaits (recordDurable): the writer does not wait for the timer up to there. */
+  let urgentUpTo = 0;
+  /** flush() / close() calls in progress: while any is, nothing waits for the timer. */
+  let draining = 0;
+  let writing = false;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  /** Give the event its place in the chain and queue it. */
+  function admit(event: Unchained, onCommit: (() => void)[] | undefined): void {
+    const stored: StoredAuditEvent = { ...event, writerSequence: lastSequence + 1 };
+    const hash = chainHash(lastHash, stored);
+    const row: NewAuditEvent = { ...stored, prevHash: lastHash, hash };
+    lastSequence = stored.writerSequence;
+    lastHash = hash;
+    queue.push({ row, onCommit });
+    queued.set(event.developerId, (queued.get(event.developerId) ?? 0) + 1);
+    if (onCommit !== undefined) urgentUpTo = lastSequence;
+    schedule();
+  }
+
+  /** Admit waiters of `developerId` while their queue has room. */
+  function admitWaiting(developerId: string): void {
+    const list = waiting.get(developerId);
+    while (list !== undefined && list.length > 0 && (queued.get(developerId) ?? 0) < perDeveloperLimit) {
+      const w = list.shift() as Waiter;
+      waitingCount -= 1;
+      admit(w.event, w.onCommit);
+      w.admitted();
+    }
+    if (list !== undefined && list.length === 0) waiting.delete(developerId);
+  }
+
+  /** Queue the event now if its developer has room (and nobody of theirs waits ahead); otherwise wait in line. */
+  function enqueue(input: AuditEventInput, onCommit: (() => void)[] | undefined): Promise<void> {
+    if (closed) return Promise.reject(new Error("audit log is closed"));
+    let event: Unchained;
+    try {
+      event = storable(input, writerId, now);
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error("unstorable audit event"));
+    }
+    // Keyed by the stored developer id, which is what the writer counts down on commit.
+    const dev = event.developerId;
+    if (!waiting.has(dev) && (queued.get(dev) ?? 0) < perDeveloperLimit) {
+      admit(event, onCommit);
+      return Promise.resolve();
+    }
+    return new Promise<void>((admitted) => {
+      const list = waiting.get(dev) ?? [];
+      list.push({ event, admitted, onCommit });
+      waiting.set(dev, list);
+      waitingCount += 1;
+    });
+  }
+
+  /** Start writing now if a batch is full or someone awaits a commit; otherwise within intervalMs. */
+  function schedule(): void {
+    if (writing || queue.length === 0) return;
+    if (due()) {
+      void pump();
+      return;
+    }
+    if (timer === undefined) {
+      timer = setTimeout(() => {
+        timer = undefined;
+        void pump();
+      }, intervalMs);
+      timer.unref();
+    }
+  }
+
+  /** The one writer: batches from the front of the queue, one INSERT at a time, until nothing is due. */
+  async function pump(): Promise<void> {
+    if (writing) return;
+    writing = true;
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    try {
+      let failures = 0;
+      while (queue.length > 0) {
+        const batch = queue.slice(0, batchSize);
+        const rows = batch.map((e) => e.row);
+        try {
+          await writeBatch(rows);
+          failures = 0;
+        } catch (e) {
+          failures += 1;
+          try {
+            options.onError?.(e, depth());
+          } catch {
+            // A failing reporter must not stop the writer.
+          }
+          // Unref'd like the batch timer, except once close() waits: then the tail must be written.
+          await sleep(Math.min(maxRetryDelayMs, RETRY_INITIAL_MS * 2 ** Math.min(failures - 1, 20)), !closed);
+          continue;
+        }
+        queue.splice(0, batch.length);
+        const developers = new Set<string>();
+        for (const entry of batch) {
+          const dev = entry.row.developerId;
+          queued.set(dev, (queued.get(dev) ?? 1) - 1);
+          if (queued.get(dev) === 0) queued.delete(dev);
+          developers.add(dev);
+          for (const done of entry.onCommit ?? []) done();
+        }
+        for (const dev of developers) admitWaiting(dev);
+        // Not due yet: leave the rest to the timer, so a trickle of events still batches.
+        if (!due()) break;
+      }
+    } finally {
+      writing = false;
+      schedule();
+    }
+  }
+
+  /**
+   * One INSERT. A unique violation on (writer, sequence) is what a retry sees when
+   * the previous attempt committed but its acknowledgement was lost: if every row is
+   * there with the same hash, the batch is written. Otherwise another process uses
+   * this writer id, which must never happen; the error is reported and retried.
+   */
+  async function writeBatch(rows: NewAuditEvent[]): Promise<void> {
+    try {
+      await insertAuditEvents(db, rows);
+    } catch (e) {
+      if (!isUniqueViolation(e, "audit_events_writer_sequence_key")) throw e;
+      const stored = await findWriterHashes(db, writerId, rows.map((r) => r.writerSequence));
+      if (rows.every((r) => stored.get(r.writerSequence) === r.hash)) return;
+      throw new Error(`audit writer id ${writerId} is used by another process: its sequences clash`, { cause: e });
+    }
+  }
+
+  /** Whether the front of the queue should be written now rather than when the timer fires. */
+  function due(): boolean {
+    const front = queue[0];
+    if (front === undefined) return false;
+    return queue.length >= batchSize || draining > 0 || front.row.writerSequence <= urgentUpTo;
+  }
+
+  function depth(): number {
+    return queue.length + waitingCount;
+  }
+
+  /** Resolves when every event recorded so far (queued or waiting for room) is committed. */
+  function committedAll(): Promise<void> {
+    const targets: { onCommit: (() => void)[] | undefined }[] = [];
+    const last = queue.at(-1);
+    if (last !== undefined) targets.push(last);
+    // A developer's waiters are admitted in order, and commits happen in order:
+    // once the last one of each is committed, so is everything before it.
+    for (const list of waiting.values()) {
+      const w = list.at(-1);
+      if (w !== undefined) targets.push(w);
+    }
+    if (targets.length === 0) return Promise.resolve();
+    draining += 1;
+    const done = Promise.all(
+      targets.map(
+        (t) =>
+          new Promise<void>((resolve) => {
+            (t.onCommit ??= []).push(resolve);
+          }),
+      ),
+    ).then(() => {
+      draining -= 1;
+    });
+    schedule();
+    return done;
+  }
+
+  return {
+    record(e) {
+      return enqueue(e, undefined);
+    },
+
+    recordDurable(e) {
+      return new Promise<void>((resolve, reject) => {
+        enqueue(e, [resolve]).catch(reject);
+      });
+    },
+
+    flush() {
+      return committedAll();
+    },
+
+    async close() {
+      closed = true;
+      await committedAll();
+      if (timer !== undefined) {
+        clearTimeout(timer);
+        timer = undefined;
+      }
+    },
+
+    get queueDepth() {
+      return depth();
+    },
+  };
+}
+
+/** The stored form of an event: text made storable, time in whole milliseconds within Timestamp's range. */
+function storable(e: AuditEventInput, writerId: string, now: () => Date): Unchained {
+  const ms = e.time.getTime();
+  return {
+    time: new Date(Number.isInteger(ms) && ms >= MIN_TIME && ms <= MAX_TIME ? ms : now().getTime()),
+    developerId: text(e.developerId),
+    callerSubject: text(e.callerSubject),
+    callerTokenId: text(e.callerTokenId),
+    callerIdentity: text(e.callerIdentity),
+    action: text(e.action),
+    secretName: text(e.secretName),
+    version: Number.isInteger(e.version) && e.version >= -(2 ** 31) && e.version < 2 ** 31 ? e.version : 0,
+    outcome: text(e.outcome),
+    requestId: text(e.requestId),
+    peer: text(e.peer),
+    writerId: text(writerId),
+  };
+}
+
+/** Well-formed UTF-8 without U+0000 (Postgres text refuses it): what is hashed is then exactly what is stored. */
+function text(s: string): string {
+  return s.toWellFormed().replaceAll("\u0000", "\uFFFD");
+}
+
+function sleep(ms: number, unref: boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    if (unref) t.unref();
+  });
+}

@@ -1,0 +1,204 @@
+import type { Queryable } from "./db.js";
+
+/**
+ * The SQL of the audit trail. The table is append-only (a trigger rejects UPDATE,
+ * DELETE and TRUNCATE), so this file only inserts and reads. Listing is always
+ * filtered by developer id; the verifier's reads are per writer.
+ */
+
+/** An event as the writer inserts it: every column but `id`. */
+export interface NewAuditEvent {
+  time: Date;
+  developerId: string;
+  callerSubject: string;
+  callerTokenId: string;
+  callerIdentity: string;
+  action: string;
+  secretName: string;
+  version: number;
+  outcome: string;
+  requestId: string;
+  peer: string;
+  writerId: string;
+  writerSequence: number;
+  prevHash: string;
+  hash: string;
+}
+
+/** A stored event. */
+export interface AuditEventRow extends NewAuditEvent {
+  /** Assigned by the table; increasing in insert order. */
+  id: number;
+}
+
+/**
+ * A stored event as the verifier reads it. `time` is rebuilt from `timeMicros` at
+ * millisecond precision (the writer stores whole milliseconds); `timeMicros` is the
+ * exact stored instant, so an edit below the millisecond is still visible.
+ */
+export interface AuditChainRow extends AuditEventRow {
+  timeMicros: number;
+}
+
+interface RawEvent {
+  id: number;
+  time: Date;
+  developer_id: string;
+  caller_subject: string;
+  caller_token_id: string;
+  caller_identity: string;
+  action: string;
+  secret_name: string;
+  version: number;
+  outcome: string;
+  request_id: string;
+  peer: string;
+  writer_id: string;
+  writer_sequence: number;
+  prev_hash: string;
+  hash: string;
+}
+
+const EVENT_COLUMNS =
+  "id, time, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name, version, outcome, " +
+  "request_id, peer, writer_id, writer_sequence, prev_hash, hash";
+
+function toEvent(r: RawEvent): AuditEventRow {
+  return {
+    id: r.id,
+    time: r.time,
+    developerId: r.developer_id,
+    callerSubject: r.caller_subject,
+    callerTokenId: r.caller_token_id,
+    callerIdentity: r.caller_identity,
+    action: r.action,
+    secretName: r.secret_name,
+    version: r.version,
+    outcome: r.outcome,
+    requestId: r.request_id,
+    peer: r.peer,
+    writerId: r.writer_id,
+    writerSequence: r.writer_sequence,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  };
+}
+
+/**
+ * Inserts `events` in one statement, in array order (ids increase in that order).
+ * The time goes as integer milliseconds and is rebuilt exactly in SQL, so the
+ * stored instant is the one the writer hashed.
+ */
+export async function insertAuditEvents(q: Queryable, events: readonly NewAuditEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await q.query(
+    `INSERT INTO audit_events (time, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name,
+                               version, outcome, request_id, peer, writer_id, writer_sequence, prev_hash, hash)
+     SELECT timestamptz 'epoch' + e.ms * interval '1 millisecond', e.developer_id, e.caller_subject, e.caller_token_id,
+            e.caller_identity, e.action, e.secret_name, e.version, e.outcome, e.request_id, e.peer, e.writer_id,
+            e.writer_sequence, e.prev_hash, e.hash
+     FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int4[],
+                 $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::text[])
+          WITH ORDINALITY AS e(ms, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name,
+                               version, outcome, request_id, peer, writer_id, writer_sequence, prev_hash, hash, ord)
+     ORDER BY e.ord`,
+    [
+      events.map((e) => e.time.getTime()),
+      events.map((e) => e.developerId),
+      events.map((e) => e.callerSubject),
+      events.map((e) => e.callerTokenId),
+      events.map((e) => e.callerIdentity),
+      events.map((e) => e.action),
+      events.map((e) => e.secretName),
+      events.map((e) => e.version),
+      events.map((e) => e.outcome),
+      events.map((e) => e.requestId),
+      events.map((e) => e.peer),
+      events.map((e) => e.writerId),
+      events.map((e) => e.writerSequence),
+      events.map((e) => e.prevHash),
+      events.map((e) => e.hash),
+    ],
+  );
+}
+
+/** The (sequence, hash) pairs of one writer's events among `sequences`: to tell a lost commit acknowledgement from a clash. */
+export async function findWriterHashes(
+  q: Queryable,
+  writerId: string,
+  sequences: readonly number[],
+): Promise<Map<number, string>> {
+  const { rows } = await q.query<{ writer_sequence: number; hash: string }>(
+    "SELECT writer_sequence, hash FROM audit_events WHERE writer_id = $1 AND writer_sequence = ANY($2::int8[])",
+    [writerId, sequences],
+  );
+  return new Map(rows.map((r) => [r.writer_sequence, r.hash]));
+}
+
+export interface AuditListQuery {
+  developerId: string;
+  /** Keyset: events with an id strictly below this one. */
+  beforeId: number | undefined;
+  /** Events naming this secret, alone or among comma-joined names; undefined matches all. */
+  secretName: string | undefined;
+  action: string | undefined;
+  outcome: string | undefined;
+  /** [start, end): at or after start, before end. */
+  start: Date | undefined;
+  end: Date | undefined;
+  /**
+   * Only events whose names all lie in this set (events naming no secret included):
+   * a token's allowlist. Undefined means no restriction.
+   */
+  onlyNames: readonly string[] | undefined;
+  limit: number;
+}
+
+/** One page of a developer's events, newest (highest id) first. */
+export async function listAuditEvents(q: Queryable, l: AuditListQuery): Promise<AuditEventRow[]> {
+  const params: unknown[] = [l.developerId, l.limit];
+  const where = ["developer_id = $1"];
+  const add = (sql: (n: string) => string, value: unknown) => {
+    params.push(value);
+    where.push(sql(`$${params.length}`));
+  };
+  if (l.beforeId !== undefined) add((p) => `id < ${p}`, l.beforeId);
+  if (l.secretName !== undefined) {
+    add((p) => `(secret_name = ${p} OR ${p} = ANY(string_to_array(secret_name, ',')))`, l.secretName);
+  }
+  if (l.action !== undefined) add((p) => `action = ${p}`, l.action);
+  if (l.outcome !== undefined) add((p) => `outcome = ${p}`, l.outcome);
+  if (l.start !== undefined) add((p) => `time >= ${p}`, l.start);
+  if (l.end !== undefined) add((p) => `time < ${p}`, l.end);
+  // string_to_array('', ',') is '{}', which every set contains: events naming no secret pass.
+  if (l.onlyNames !== undefined) add((p) => `string_to_array(secret_name, ',') <@ ${p}::text[]`, l.onlyNames);
+  const { rows } = await q.query<RawEvent>(
+    `SELECT ${EVENT_COLUMNS} FROM audit_events WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT $2`,
+    params,
+  );
+  return rows.map(toEvent);
+}
+
+/** Every writer that has events, with how many, ordered by writer id. */
+export async function listAuditWriters(q: Queryable): Promise<{ writerId: string; events: number }[]> {
+  const { rows } = await q.query<{ writer_id: string; n: number }>(
+    "SELECT writer_id, count(*) AS n FROM audit_events GROUP BY writer_id ORDER BY writer_id",
+  );
+  return rows.map((r) => ({ writerId: r.writer_id, events: r.n }));
+}
+
+/** One page of a writer's events in chain order: sequences strictly after `afterSequence`. */
+export async function listWriterEvents(
+  q: Queryable,
+  writerId: string,
+  afterSequence: number,
+  limit: number,
+): Promise<AuditChainRow[]> {
+  const { rows } = await q.query<RawEvent & { time_micros: number }>(
+    `SELECT ${EVENT_COLUMNS}, floor(extract(epoch FROM time) * 1000000)::int8 AS time_micros
+     FROM audit_events WHERE writer_id = $1 AND writer_sequence > $2
+     ORDER BY writer_sequence LIMIT $3`,
+    [writerId, afterSequence, limit],
+  );
+  return rows.map((r) => ({ ...toEvent(r), time: new Date(Math.floor(r.time_micros / 1000)), timeMicros: r.time_micros }));
+}

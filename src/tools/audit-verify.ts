@@ -1,0 +1,200 @@
+/**
+ * `npm run audit:verify`: checks every writer's hash chain in the audit table.
+ *
+ *   node dist/tools/audit-verify.js                 # DATABASE_URL, else the embedded database
+ *   node dist/tools/audit-verify.js --data-dir DIR  # the embedded database in DIR
+ *
+ * Prints one line per writer and exits 0 when every chain holds; otherwise prints
+ * the first broken event (id, writer, sequence and what is wrong, never any other
+ * field) and exits 1. Exit 2: usage or the database could not be opened.
+ *
+ * What the chain proves: an event changed, removed or moved inside a writer's
+ * chain is found. It does not prove that the newest events of a chain were not cut
+ * off, nor stop someone who can write the table from recomputing a whole chain;
+ * for that, copy each writer's head (printed here) somewhere the database's
+ * administrators cannot write.
+ */
+import { existsSync, realpathSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { GENESIS_HASH, chainHash } from "../secrets/audit-chain.js";
+import { listAuditWriters, listWriterEvents } from "../store/audit-store.js";
+import type { Db, Queryable } from "../store/db.js";
+import { openPglite, openPostgres } from "../store/index.js";
+
+/** A broken link: which event, and what is wrong with it (never the event's content). */
+export interface ChainProblem {
+  id: number;
+  writerId: string;
+  sequence: number;
+  /** `sequence`: not the next in the chain (events missing or moved); `prev_hash`: not the previous event's hash; `hash`: does not match the event's content. */
+  kind: "sequence" | "prev_hash" | "hash";
+  message: string;
+}
+
+/** One writer's chain as read. */
+export interface ChainSummary {
+  writerId: string;
+  events: number;
+  lastSequence: number;
+  /** The hash of the newest event: worth keeping outside the database (see the module comment). */
+  headHash: string;
+  problems: number;
+}
+
+export interface VerifyResult {
+  writers: number;
+  events: number;
+  /** In writer order, then chain order; at most `maxProblems`. */
+  problems: ChainProblem[];
+  chains: ChainSummary[];
+}
+
+/**
+ * Verify every writer's chain: sequences contiguous from 1, each prev_hash equal to
+ * the previous event's hash (the first's to GENESIS_HASH), each hash recomputed
+ * from the stored fields. Reads each chain in pages, in sequence order. After a
+ * broken link it carries on from the event as stored, so one edit is one problem.
+ */
+export async function verifyAuditChains(
+  db: Queryable,
+  options: { pageSize?: number; maxProblems?: number } = {},
+): Promise<VerifyResult> {
+  const pageSize = options.pageSize ?? 1000;
+  const maxProblems = options.maxProblems ?? 1000;
+  const problems: ChainProblem[] = [];
+  const chains: ChainSummary[] = [];
+  let events = 0;
+
+  for (const { writerId } of await listAuditWriters(db)) {
+    const chain: ChainSummary = { writerId, events: 0, lastSequence: 0, headHash: GENESIS_HASH, problems: 0 };
+    const report = (id: number, sequence: number, kind: ChainProblem["kind"], message: string) => {
+      chain.problems += 1;
+      if (problems.length < maxProblems) problems.push({ id, writerId, sequence, kind, message });
+    };
+    for (;;) {
+      const rows = await listWriterEvents(db, writerId, chain.lastSequence, pageSize);
+      for (const row of rows) {
+        const seq = row.writerSequence;
+        const expected = chain.lastSequence + 1;
+        if (seq !== expected) {
+          report(
+            row.id,
+            seq,
+            "sequence",
+            chain.lastSequence === 0
+              ? `the chain starts at sequence ${seq}, not 1: ${seq - 1} events missing`
+              : `sequence ${seq} follows ${chain.lastSequence}: ${seq - expected} events missing`,
+          );
+        } else if (row.prevHash !== chain.headHash) {
+          report(
+            row.id,
+            seq,
+            "prev_hash",
+            seq === 1 ? "prev_hash of the first event is not the genesis hash" : `prev_hash is not the hash of sequence ${seq - 1}`,
+          );
+        } else if (row.timeMicros % 1000 !== 0 || chainHash(row.prevHash, row) !== row.hash) {
+          report(row.id, seq, "hash", "hash does not match the event's stored fields: the event was altered");
+        }
+        chain.events += 1;
+        chain.lastSequence = seq;
+        chain.headHash = row.hash;
+      }
+      if (rows.length < pageSize) break;
+    }
+    events += chain.events;
+    chains.push(chain);
+  }
+  return { writers: chains.length, events, problems, chains };
+}
+
+/** The command: parse arguments, open the database, verify, print, exit code. */
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  const err = (line: string) => process.stderr.write(`audit-verify: ${line}\n`);
+
+  let dataDir: string | undefined;
+  const args = argv.slice(2);
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === "--help" || arg === "-h") {
+      out("usage: audit-verify [--data-dir DIR]   (DATABASE_URL is used unless --data-dir is given)");
+      return 0;
+    }
+    if (arg === "--data-dir" && args[i + 1] !== undefined) {
+      dataDir = args[++i];
+    } else if (arg.startsWith("--data-dir=")) {
+      dataDir = arg.slice("--data-dir=".length);
+    } else {
+      err("unknown argument; usage: audit-verify [--data-dir DIR]");
+      return 2;
+    }
+  }
+
+  const databaseUrl = dataDir === undefined ? env["DATABASE_URL"] : undefined;
+  const embeddedDir = dataDir ?? env["SECRETS_DATA_DIR"] ?? ".secrets-data";
+  if (!databaseUrl && !existsSync(path.join(embeddedDir, "pglite"))) {
+    err(`no embedded database in ${embeddedDir} (set DATABASE_URL or pass --data-dir)`);
+    return 2;
+  }
+
+  // Opened without migrating: a check must not change the database it checks.
+  // Never print the URL: it may hold a password.
+  const what = databaseUrl ? "the database (DATABASE_URL)" : `the embedded database in ${embeddedDir}`;
+  let db: Db;
+  try {
+    db = databaseUrl
+      ? await openPostgres(databaseUrl, { maxConnections: 1, applicationName: "secrets-audit-verify" })
+      : await openPglite(path.join(embeddedDir, "pglite"));
+  } catch (e) {
+    err(`cannot open ${what}: ${e instanceof Error ? e.message : String(e)}`);
+    return 2;
+  }
+  try {
+    let result: VerifyResult;
+    try {
+      const { rows } = await db.query<{ t: string | null }>("SELECT to_regclass('audit_events')::text AS t");
+      if (!rows[0]?.t) {
+        err(`${what} has no audit_events table (the service has not migrated it)`);
+        return 2;
+      }
+      result = await verifyAuditChains(db);
+    } catch (e) {
+      err(`cannot read the audit table of ${what}: ${e instanceof Error ? e.message : String(e)}`);
+      return 2;
+    }
+    for (const c of result.chains) {
+      out(
+        `writer ${JSON.stringify(c.writerId)}: ${c.events} events, last sequence ${c.lastSequence}, head ${c.headHash}: ` +
+          (c.problems === 0 ? "ok" : `BROKEN (${c.problems} ${c.problems === 1 ? "problem" : "problems"})`),
+      );
+    }
+    const first = result.problems[0];
+    if (first !== undefined) {
+      const total = result.chains.reduce((n, c) => n + c.problems, 0);
+      out(
+        `audit chain broken: event id ${first.id}, writer ${JSON.stringify(first.writerId)}, sequence ${first.sequence}: ${first.message}` +
+          (total > 1 ? ` (${total} problems in all)` : ""),
+      );
+      return 1;
+    }
+    out(`audit chains intact: ${result.writers} writers, ${result.events} events`);
+    return 0;
+  } finally {
+    await db.close();
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+if (invokedDirectly) {
+  main(process.argv).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`audit-verify: failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exitCode = 2;
+    },
+  );
+}

@@ -1,0 +1,78 @@
+/**
+ * The chain encoding: frozen vectors (stored chains must keep verifying across
+ * releases), every field covered, and no two events encoding alike.
+ */
+import { describe, expect, it } from "vitest";
+
+import { AuditService } from "../../src/gen/secrets/v1/audit_pb.js";
+import { KeyService } from "../../src/gen/secrets/v1/keys_pb.js";
+import { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { GENESIS_HASH, chainHash, type StoredAuditEvent } from "../../src/secrets/audit-chain.js";
+import { AUDIT_ACTIONS } from "../../src/secrets/audit-service.js";
+
+const EVENT: StoredAuditEvent = {
+  time: new Date("2025-01-02T03:04:05.678Z"),
+  developerId: "dev-1",
+  callerSubject: "dev-1",
+  callerTokenId: "jti-9",
+  callerIdentity: "",
+  action: "AccessSecret",
+  secretName: "openai_api_key",
+  version: 3,
+  outcome: "OK",
+  requestId: "8f14e45f-ceea-467f-a0f3-2a1d9c1b7e10",
+  peer: "ipv4:10.0.0.7:51234",
+  writerId: "replica-a:1735787045000",
+  writerSequence: 1,
+};
+
+describe("chainHash", () => {
+  it("matches frozen vectors (also computed independently from the documented encoding)", () => {
+    expect(GENESIS_HASH).toBe("0".repeat(64));
+    const first = chainHash(GENESIS_HASH, EVENT);
+    expect(first).toBe("567cf7bb43b1186371b216d77593630f90e234c0501d92d70414b4b6df10b9e3");
+    expect(chainHash(first, { ...EVENT, writerSequence: 2, outcome: "NOT_FOUND", version: 0 })).toBe(
+      "2bf6ef89315f7d7046972c4bf1d0a9b783d7287e3a86b1dd3a15acfbb13f0c43",
+    );
+  });
+
+  it("changes with the previous hash and with every stored field", () => {
+    const base = chainHash(GENESIS_HASH, EVENT);
+    expect(chainHash("1".repeat(64), EVENT)).not.toBe(base);
+    const changed: Partial<StoredAuditEvent>[] = [
+      { time: new Date(EVENT.time.getTime() + 1) },
+      { developerId: "dev-2" },
+      { callerSubject: "ops" },
+      { callerTokenId: "jti-8" },
+      { callerIdentity: "spiffe://x" },
+      { action: "GetSecret" },
+      { secretName: "other_key" },
+      { version: 4 },
+      { outcome: "INTERNAL" },
+      { requestId: "other" },
+      { peer: "ipv4:10.0.0.8:51234" },
+      { writerId: "replica-b:1" },
+      { writerSequence: 2 },
+    ];
+    const hashes = changed.map((c) => chainHash(GENESIS_HASH, { ...EVENT, ...c }));
+    expect(new Set([base, ...hashes]).size).toBe(changed.length + 1);
+  });
+
+  it("does not let text move between adjacent fields unnoticed (length prefixes)", () => {
+    const a = chainHash(GENESIS_HASH, { ...EVENT, callerTokenId: "ab", callerIdentity: "c" });
+    const b = chainHash(GENESIS_HASH, { ...EVENT, callerTokenId: "a", callerIdentity: "bc" });
+    const c = chainHash(GENESIS_HASH, { ...EVENT, callerTokenId: "", callerIdentity: "abc" });
+    expect(new Set([a, b, c]).size).toBe(3);
+  });
+
+  it("is lowercase hex SHA-256", () => {
+    expect(chainHash(GENESIS_HASH, EVENT)).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe("AUDIT_ACTIONS", () => {
+  it("is exactly the RPC names of the services, so the action filter accepts every audited call", () => {
+    const rpcs = [SecretService, KeyService, AuditService].flatMap((s) => s.methods.map((m) => m.name));
+    expect([...AUDIT_ACTIONS].sort()).toEqual(rpcs.sort());
+  });
+});

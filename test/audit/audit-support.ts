@@ -1,0 +1,137 @@
+/**
+ * Helpers shared by the audit tests: Db wrappers that count or hold back the audit
+ * INSERTs, an event factory, and direct reads of the table.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+
+import { backendUnavailable, type Db, type Queryable, type QueryResult } from "../../src/store/db.js";
+import type { AuditEventInput } from "../../src/secrets/audit-log.js";
+
+export const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString("hex")}`;
+
+const isAuditInsert = (text: string) => /^\s*INSERT INTO audit_events/.test(text);
+
+/** A Db that forwards everything to `db` and lets `intercept` see (or replace) each audit INSERT. */
+export function wrapDb(
+  db: Db,
+  intercept: (run: () => Promise<QueryResult<unknown>>, text: string) => Promise<QueryResult<unknown>>,
+): Db {
+  return {
+    kind: db.kind,
+    query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+      const run = () => db.query<R>(text, params) as Promise<QueryResult<unknown>>;
+      return (isAuditInsert(text) ? intercept(run, text) : run()) as Promise<QueryResult<R>>;
+    },
+    transaction: (fn) => db.transaction(fn),
+    session: (fn) => db.session(fn),
+    close: () => db.close(),
+  };
+}
+
+/** Counts the audit INSERT statements sent. */
+export function countingDb(db: Db): { db: Db; inserts: () => number } {
+  let n = 0;
+  return {
+    db: wrapDb(db, (run) => {
+      n += 1;
+      return run();
+    }),
+    inserts: () => n,
+  };
+}
+
+/**
+ * The database "down" for audit INSERTs: each one fails BACKEND_UNAVAILABLE (as the
+ * adapters report a lost database) until `release()`.
+ */
+export function failingDb(db: Db): { db: Db; attempts: () => number; release: () => void } {
+  let down = true;
+  let attempts = 0;
+  return {
+    db: wrapDb(db, (run) => {
+      attempts += 1;
+      return down ? Promise.reject(backendUnavailable(new Error("connection refused (test)"))) : run();
+    }),
+    attempts: () => attempts,
+    release: () => {
+      down = false;
+    },
+  };
+}
+
+/** Audit INSERTs wait until `release()`, then run. */
+export function heldDb(db: Db): { db: Db; release: () => void; waiting: () => number } {
+  let open = false;
+  let waiters: (() => void)[] = [];
+  return {
+    db: wrapDb(db, async (run) => {
+      if (!open) await new Promise<void>((resolve) => waiters.push(resolve));
+      return run();
+    }),
+    release: () => {
+      open = true;
+      for (const w of waiters) w();
+      waiters = [];
+    },
+    waiting: () => waiters.length,
+  };
+}
+
+export function auditEvent(overrides: Partial<AuditEventInput> = {}): AuditEventInput {
+  return {
+    time: new Date(),
+    developerId: "dev-default",
+    callerSubject: overrides.developerId ?? "dev-default",
+    callerTokenId: "",
+    callerIdentity: "",
+    action: "AccessSecret",
+    secretName: "api_key",
+    version: 0,
+    outcome: "OK",
+    requestId: randomUUID(),
+    peer: "ipv4:127.0.0.1:40000",
+    ...overrides,
+  };
+}
+
+export interface RawAuditRow {
+  id: number;
+  time: Date;
+  developer_id: string;
+  caller_identity: string;
+  action: string;
+  secret_name: string;
+  outcome: string;
+  request_id: string;
+  writer_id: string;
+  writer_sequence: number;
+  prev_hash: string;
+  hash: string;
+}
+
+/** A writer's rows in id order. */
+export async function rowsOf(q: Queryable, writerId: string): Promise<RawAuditRow[]> {
+  const { rows } = await q.query<RawAuditRow>("SELECT * FROM audit_events WHERE writer_id = $1 ORDER BY id", [writerId]);
+  return rows;
+}
+
+/** Whether `p` is still pending after the event loop has had `ms` to run. */
+export async function isPending(p: Promise<unknown>, ms = 20): Promise<boolean> {
+  let settled = false;
+  p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await new Promise((r) => setTimeout(r, ms));
+  return !settled;
+}
+
+/** Runs `fn` with the append-only triggers disabled, as the table owner can; re-enables them after. */
+export async function withTriggersDisabled<T>(db: Db, fn: () => Promise<T>): Promise<T> {
+  await db.query("ALTER TABLE audit_events DISABLE TRIGGER USER");
+  try {
+    return await fn();
+  } finally {
+    await db.query("ALTER TABLE audit_events ENABLE TRIGGER USER");
+  }
+}
