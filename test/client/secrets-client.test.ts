@@ -13,6 +13,7 @@ import {
 } from "../../src/client/index.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 import { startTestService, type TestService } from "../support/test-service.js";
+import { taskFixturesDirectory } from "../support/fixtures.js";
 import { all, callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
 
 // The SDK over real gRPC against the real service on 127.0.0.1:0: every method,
@@ -137,7 +138,7 @@ describe("task secrets", () => {
     await client.secrets.create({ name: "weather_api_key", value: "wk-1234567890" });
     await client.secrets.create({ name: "chat_bot_token", value: "cb-1234567890" });
     await client.secrets.create({ name: "unrelated", value: "not-asked-for" });
-    const task = readFileSync(join(PROJECT_ROOT, "..", "shared", "fixtures", "tasks", "weather-digest.yaml"), "utf8");
+    const task = readFileSync(join(taskFixturesDirectory(), "weather-digest.yaml"), "utf8");
     expect(await resolveTaskSecrets(client, task)).toEqual({ weather_api_key: "wk-1234567890", chat_bot_token: "cb-1234567890" });
     expect(callsOf(svc.logs, "ResolveSecrets", "sdk-task")).toHaveLength(1);
   });

@@ -14,19 +14,9 @@ import {
   type TaskSecretsClient,
   TooManySecretReferencesError,
 } from "../../src/client/task-references.js";
+import { taskFixturesDirectory } from "../support/fixtures.js";
 
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
-
-/**
- * The shared fixtures live in `shared/` beside the repository (CI clones the repository with a copy of
- * `shared/` beside it); `/work/shared` is where they stand on a development machine. Missing fixtures fail.
- */
-function fixturesDirectory(): string {
-  const candidates = [path.join(repoRoot, "..", "shared", "fixtures", "tasks"), "/work/shared/fixtures/tasks"];
-  const found = candidates.find((dir) => existsSync(dir));
-  if (found === undefined) throw new Error(`task fixtures not found in any of: ${candidates.join(", ")}`);
-  return found;
-}
+const fixturesDirectory = taskFixturesDirectory;
 
 /** 1-based line and column of the first occurrence of `needle` in `text`. */
 function positionOf(text: string, needle: string): { line: number; column: number } {
