@@ -11,7 +11,6 @@ import {
   resolveTaskSecrets,
   type SecretsClientOptions,
 } from "../../src/client/index.js";
-import { PROJECT_ROOT } from "../support/server-process.js";
 import { startTestService, type TestService } from "../support/test-service.js";
 import { taskFixturesDirectory } from "../support/fixtures.js";
 import { all, callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
