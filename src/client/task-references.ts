@@ -15,7 +15,6 @@ import {
   isScalar,
   isSeq,
   LineCounter,
-  type Node as YamlNode,
   parseDocument,
   type Scalar,
 } from "yaml";
