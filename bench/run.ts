@@ -218,7 +218,8 @@ async function main(): Promise<void> {
     const common = { DATABASE_URL: dbUrl.toString(), SECRETS_MASTER_KEYS: masterKeys, SECRETS_JWT_SECRET: jwtSecret };
     servers.push(await startServer("cache", { ...common, REDIS_URL }));
     servers.push(await startServer("nocache", common));
-    const [cached, uncached] = servers as [Server, Server];
+    servers.push(await startServer("strict", { ...common, REDIS_URL, SECRETS_AUDIT_STRICT: "1" }));
+    const [cached, uncached, strict] = servers as [Server, Server, Server];
 
     const secret = new TextEncoder().encode(jwtSecret);
     const scopes: Scope[] = ["secrets:read", "secrets:access", "secrets:write"];
@@ -270,6 +271,10 @@ async function main(): Promise<void> {
       { phase: "AccessSecret, cache off", server: uncached, service: "secrets", method: "accessSecret", requests: tenNames.map((name) => ({ name })), token: tokens.hit },
       { phase: "AccessSecret, 1,000 stored, cache off", server: uncached, service: "secrets", method: "accessSecret", requests: sampleNames(1_000), token: tokens.small },
     ];
+    specs.push(
+      { phase: "ceiling: Health/Check (strict-audit server)", server: strict, service: "health", method: "check", requests: [{}] },
+      { phase: "AccessSecret, cache hit, SECRETS_AUDIT_STRICT=1", server: strict, service: "secrets", method: "accessSecret", requests: tenNames.map((name) => ({ name })), token: tokens.hit },
+    );
     if (LARGE_SEED) {
       specs.push({ phase: "AccessSecret, 100,000 stored, cache off", server: uncached, service: "secrets", method: "accessSecret", requests: sampleNames(LARGE_SEED), token: tokens.large });
     }
