@@ -41,28 +41,32 @@ export interface StoredAuditEvent {
 
 /** The hash of event `e` chained to `prevHash` (see the module comment). */
 export function chainHash(prevHash: string, e: StoredAuditEvent): string {
-  const h = createHash("sha256");
-  const part = (s: string): void => {
-    const bytes = Buffer.from(s, "utf8");
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(bytes.length);
-    h.update(length);
-    h.update(bytes);
-  };
-  part(FORMAT);
-  part(prevHash);
-  part(String(e.time.getTime()));
-  part(e.developerId);
-  part(e.callerSubject);
-  part(e.callerTokenId);
-  part(e.callerIdentity);
-  part(e.action);
-  part(e.secretName);
-  part(String(e.version));
-  part(e.outcome);
-  part(e.requestId);
-  part(e.peer);
-  part(e.writerId);
-  part(String(e.writerSequence));
-  return h.digest("hex");
+  const parts = [
+    FORMAT,
+    prevHash,
+    String(e.time.getTime()),
+    e.developerId,
+    e.callerSubject,
+    e.callerTokenId,
+    e.callerIdentity,
+    e.action,
+    e.secretName,
+    String(e.version),
+    e.outcome,
+    e.requestId,
+    e.peer,
+    e.writerId,
+    String(e.writerSequence),
+  ];
+  // One buffer and one update: this runs once per audited call.
+  let size = 0;
+  for (const p of parts) size += 4 + Buffer.byteLength(p, "utf8");
+  const bytes = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const p of parts) {
+    const n = bytes.write(p, at + 4, "utf8");
+    bytes.writeUInt32BE(n, at);
+    at += 4 + n;
+  }
+  return createHash("sha256").update(bytes).digest("hex");
 }

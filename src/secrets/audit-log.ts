@@ -359,6 +359,7 @@ function storable(e: AuditEventInput, writerId: string, now: () => Date): Unchai
 
 /** Well-formed UTF-8 without U+0000 (Postgres text refuses it): what is hashed is then exactly what is stored. */
 function text(s: string): string {
+  if (s.isWellFormed() && !s.includes("\u0000")) return s;
   return s.toWellFormed().replaceAll("\u0000", "\uFFFD");
 }
 

@@ -79,6 +79,10 @@ const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]+)$/;
 
 export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInterceptor {
   const { verifier, log } = deps;
+  // The per-call line has a fixed set of fields built here (method, code, duration,
+  // developer, request id, peer, a rejected name's length and hash): it can hold no
+  // value, so it skips the redaction pass, which was several percent of a call's CPU.
+  const callLog = log.child({}, { redact: { paths: [] } });
 
   async function authenticate(metadata: grpc.Metadata): Promise<Principal> {
     const values = metadata.get("authorization");
@@ -163,8 +167,8 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
           peer: call.getPeer(),
           ...state.logFields,
         };
-        if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) log.error(line, "call failed");
-        else log.info(line, "call");
+        if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) callLog.error(line, "call failed");
+        else callLog.info(line, "call");
         const e = audit && !state.audited ? event(grpc.status[status.code]) : undefined;
         if (!audit || !e) return next({ ...status, metadata });
         state.audited = true;
