@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { realpathSync } from "node:fs";
 import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
+import type * as grpc from "@grpc/grpc-js";
 import { pino, type Logger } from "pino";
 import { cachingVerifier } from "./auth/token-cache.js";
 import { mintHs256Token } from "./auth/token-issuer.js";
@@ -20,6 +21,7 @@ import { createAuditService } from "./secrets/audit-service.js";
 import { createKeyLifecycle, type KeyLifecycle } from "./secrets/key-lifecycle.js";
 import { createSecretService } from "./secrets/secret-service.js";
 import { startMetricsHttp } from "./server/metrics-http.js";
+import { serverCredentials } from "./server/tls.js";
 import { startGrpcServer } from "./server/server.js";
 import type { Db } from "./store/db.js";
 import { MIGRATIONS, openDatabase } from "./store/index.js";
@@ -185,6 +187,8 @@ export async function startService(config: Config, options: StartOptions): Promi
       verifier,
       log,
       onCallEnd: callObserver(metrics),
+      credentials: tlsCredentials(config),
+      ...(config.tls?.clientCaFile ? { operatorIdentities: new Set(config.operatorIdentities) } : {}),
     });
     let metricsPort: number | undefined;
     if (config.metricsAddr) {
@@ -220,6 +224,15 @@ export async function startService(config: Config, options: StartOptions): Promi
   } catch (e) {
     await closeAll();
     throw e;
+  }
+}
+
+/** Server credentials from the TLS files; a file that cannot be read stops start-up naming its variable. */
+function tlsCredentials(config: Config): grpc.ServerCredentials {
+  try {
+    return serverCredentials(config.tls);
+  } catch (e) {
+    throw new ConfigError(`SECRETS_TLS_CERT, SECRETS_TLS_KEY or SECRETS_TLS_CLIENT_CA cannot be read or parsed (${(e as NodeJS.ErrnoException).code ?? "invalid"})`);
   }
 }
 

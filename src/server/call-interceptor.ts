@@ -7,6 +7,7 @@ import type { CallObserver } from "../metrics.js";
 import { auditSecretName, type AuditEventInput, type AuditLog } from "../secrets/audit-log.js";
 import { AppError } from "../errors.js";
 import { toStatus } from "./status.js";
+import { clientIdentity } from "./tls.js";
 
 /**
  * The server interceptor every call passes through, before its handler runs:
@@ -27,6 +28,8 @@ export interface CallState {
   subject: AuditSubject | undefined;
   /** Set once the call's audit event is recorded (strict value reads record before the response). */
   audited: boolean;
+  /** The mTLS client identity, when the call came over mutual TLS. */
+  identity: string | undefined;
 }
 
 /** The secret names, version and target developer an audited call is about. */
@@ -66,6 +69,12 @@ export interface CallInterceptorDeps {
   /** Path prefixes (`/package.Service/`) whose calls need a bearer token. */
   protectedPrefixes: readonly string[];
   onCallEnd?: CallObserver;
+  /**
+   * With mTLS on: the client identities whose tokens may use secrets:operator
+   * (SECRETS_OPERATOR_IDENTITIES). A token's operator scope from any other client
+   * is dropped for the call. Undefined when mTLS is off.
+   */
+  operatorIdentities?: ReadonlySet<string>;
   /** Records one audit event per authenticated call to these path prefixes. */
   audit?: {
     log: AuditLog;
@@ -103,6 +112,7 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
       logFields: undefined,
       subject: undefined,
       audited: false,
+      identity: undefined,
     };
     const audit = deps.audit && deps.audit.auditedPrefixes.some((p) => method.startsWith(p)) ? deps.audit : undefined;
     const event = (outcome: string): AuditEventInput | undefined => {
@@ -113,7 +123,7 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
         developerId: state.subject?.developerId ?? p.developerId,
         callerSubject: p.developerId,
         callerTokenId: p.tokenId ?? "",
-        callerIdentity: "",
+        callerIdentity: state.identity ?? "",
         action: method.slice(method.lastIndexOf("/") + 1),
         secretName: auditSecretName(state.subject?.names ?? []),
         version: state.subject?.version ?? 0,
@@ -128,10 +138,11 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
         next({
           onReceiveMetadata(metadata, nextMetadata) {
             states.set(metadata, state);
+            state.identity = clientIdentity(call.getAuthContext().sslPeerCertificate);
             if (!needsToken) return nextMetadata(metadata);
             authenticate(metadata).then(
               (principal) => {
-                state.principal = principal;
+                state.principal = withOperatorRule(principal, state.identity, deps.operatorIdentities);
                 nextMetadata(metadata);
               },
               (error: unknown) => call.sendStatus(interceptorStatus(error, state, log)),
@@ -165,6 +176,7 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
           developer: state.principal?.developerId,
           requestId: state.requestId,
           peer: call.getPeer(),
+          identity: state.identity,
           ...state.logFields,
         };
         if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) callLog.error(line, "call failed");
@@ -183,6 +195,18 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
       },
     });
   };
+}
+
+/**
+ * With mTLS on, secrets:operator needs both the scope in the token and a client
+ * certificate whose identity is listed; otherwise the scope is dropped for this call.
+ */
+function withOperatorRule(p: Principal, identity: string | undefined, allowed: ReadonlySet<string> | undefined): Principal {
+  if (!allowed || !p.scopes.has("secrets:operator")) return p;
+  if (identity !== undefined && allowed.has(identity)) return p;
+  const scopes = new Set(p.scopes);
+  scopes.delete("secrets:operator");
+  return { ...p, scopes };
 }
 
 function interceptorStatus(error: unknown, state: CallState, log: Logger): grpc.StatusObject {

@@ -36,6 +36,8 @@ export interface GrpcServerDeps {
   verifier: TokenVerifier;
   log: Logger;
   credentials?: grpc.ServerCredentials;
+  /** Set when mTLS is on (SECRETS_TLS_CLIENT_CA): who may use the operator scope. */
+  operatorIdentities?: ReadonlySet<string>;
   onCallEnd?: CallObserver;
 }
 
@@ -58,6 +60,7 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
         verifier: deps.verifier,
         log,
         protectedPrefixes: [`/${SecretServiceDesc.typeName}/`, `/${KeyServiceDesc.typeName}/`, `/${AuditServiceDesc.typeName}/`],
+        ...(deps.operatorIdentities ? { operatorIdentities: deps.operatorIdentities } : {}),
         audit: {
           log: deps.auditLog,
           auditedPrefixes: [`/${SecretServiceDesc.typeName}/`, `/${KeyServiceDesc.typeName}/`],

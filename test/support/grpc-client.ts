@@ -31,9 +31,14 @@ export type TestClient<S extends DescService> = {
   ) => Promise<MessageShape<Methods<S>[K]["output"]>>;
 } & { close(): void; raw: grpc.Client };
 
-export function createTestClient<S extends DescService>(service: S, address: string): TestClient<S> {
+export function createTestClient<S extends DescService>(
+  service: S,
+  address: string,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  options: grpc.ChannelOptions = {},
+): TestClient<S> {
   const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(service), service.typeName);
-  const raw = new Ctor(address, grpc.credentials.createInsecure());
+  const raw = new Ctor(address, credentials, options);
   const client: Record<string, unknown> = { close: () => raw.close(), raw };
   for (const method of service.methods) {
     client[method.localName] = (request: MessageInitShape<typeof method.input>, token?: string) =>
