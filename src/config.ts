@@ -38,6 +38,10 @@ export interface Config {
   /** Background key jobs (rewrap, re-encryption): rows per batch and a pause between batches. */
   readonly keyJobBatch: number;
   readonly keyJobPauseMs: number;
+  /** Per-developer limits; rates are per replica, 0 turns a rate limit off. */
+  readonly maxSecretsPerDeveloper: number;
+  readonly readRatePerSecond: number;
+  readonly writeRatePerSecond: number;
 }
 
 /** A configuration problem; the message names the variable. */
@@ -161,6 +165,9 @@ export function loadConfig(env: Env): Config {
     logLevel,
     keyJobBatch: int("SECRETS_KEY_JOB_BATCH", 100, 1, 10_000),
     keyJobPauseMs: int("SECRETS_KEY_JOB_PAUSE_MS", 0, 0, 60_000),
+    maxSecretsPerDeveloper: int("SECRETS_MAX_SECRETS_PER_DEVELOPER", 10_000, 1, 10_000_000),
+    readRatePerSecond: int("SECRETS_READ_RATE", 10_000, 0, 10_000_000),
+    writeRatePerSecond: int("SECRETS_WRITE_RATE", 1_000, 0, 10_000_000),
   });
 }
 

@@ -19,6 +19,7 @@ import { createDataKeys } from "./secrets/data-keys.js";
 import { createAuditLog } from "./secrets/audit-log.js";
 import { createAuditService } from "./secrets/audit-service.js";
 import { createKeyLifecycle, type KeyLifecycle } from "./secrets/key-lifecycle.js";
+import { createRateLimiter } from "./secrets/rate-limiter.js";
 import { createSecretService } from "./secrets/secret-service.js";
 import { startMetricsHttp } from "./server/metrics-http.js";
 import { serverCredentials } from "./server/tls.js";
@@ -156,7 +157,17 @@ export async function startService(config: Config, options: StartOptions): Promi
     await keys.start();
     const lifecycle = keys;
     closers.unshift(() => lifecycle.stop());
-    const secrets = createSecretService({ db, dataKeys, cache, maxVersions: config.maxVersions });
+    const secrets = createSecretService({
+      db,
+      dataKeys,
+      cache,
+      maxVersions: config.maxVersions,
+      limits: {
+        maxSecrets: config.maxSecretsPerDeveloper,
+        reads: createRateLimiter({ ratePerSecond: config.readRatePerSecond, kind: "read" }),
+        writes: createRateLimiter({ ratePerSecond: config.writeRatePerSecond, kind: "write" }),
+      },
+    });
     const auditLog = createAuditLog({
       db,
       writerId: `${replicaId}:${Date.now()}`,

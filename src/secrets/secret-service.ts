@@ -9,6 +9,7 @@ import * as versionStore from "../store/version-store.js";
 import { requireAllowlisted, requireScope } from "./authorize.js";
 import { DataKeyUnavailable, type DataKeys } from "./data-keys.js";
 import { pageTokenCodec } from "./page-token.js";
+import { createRateLimiter, type RateLimiter } from "./rate-limiter.js";
 import {
   validateDescription,
   validateMetadata,
@@ -91,6 +92,8 @@ export interface SecretServiceDeps {
   cache: SecretCache;
   /** Versions that keep their ciphertext; older ones are destroyed (SECRETS_MAX_VERSIONS). */
   maxVersions: number;
+  /** Per-developer caps (RESOURCE_EXHAUSTED): secrets stored, and read / write call rates. */
+  limits?: { maxSecrets: number; reads: RateLimiter; writes: RateLimiter };
   newId?: () => string;
 }
 
@@ -100,6 +103,11 @@ const versionTokens = pageTokenCodec((k): k is number => Number.isInteger(k) && 
 export function createSecretService(deps: SecretServiceDeps): SecretService {
   const { db, dataKeys, cache, maxVersions } = deps;
   const newId = deps.newId ?? randomUUID;
+  const limits = deps.limits ?? {
+    maxSecrets: Number.MAX_SAFE_INTEGER,
+    reads: createRateLimiter({ ratePerSecond: 0, kind: "read" }),
+    writes: createRateLimiter({ ratePerSecond: 0, kind: "write" }),
+  };
 
   async function open(developerId: string, name: string, row: store.SealedVersionRow): Promise<string> {
     if (row.state === "destroyed" || !row.ciphertext || row.dekVersion === null) {
@@ -185,10 +193,16 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const description = validateDescription(input.description);
       const metadataJson = validateMetadata(input.metadata ?? {});
       requireAllowlisted(p, [name]);
+      limits.writes.take(p.developerId);
 
       const id = newId();
-      const row = await fenced(p.developerId, name, () => dataKeys.withWriteKey(p.developerId, (tx, dek) =>
-        store.insertSecret(tx, {
+      const row = await fenced(p.developerId, name, () => dataKeys.withWriteKey(p.developerId, async (tx, dek) => {
+        if ((await store.countSecrets(tx, p.developerId)) >= limits.maxSecrets) {
+          throw new AppError("QUOTA_EXCEEDED", `a developer may store at most ${limits.maxSecrets} secrets`, {
+            limit: String(limits.maxSecrets),
+          });
+        }
+        return store.insertSecret(tx, {
           id,
           developerId: p.developerId,
           name,
@@ -197,8 +211,8 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
           createdBy: p.developerId,
           ciphertext: sealValue(dek.key, dek.version, value, { developerId: p.developerId, secretId: id, name, version: 1 }),
           dekVersion: dek.version,
-        }),
-      ));
+        });
+      }));
       return toSecret(row);
     },
 
@@ -206,6 +220,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       requireScope(p, "secrets:read");
       const name = validateName(rawName);
       requireAllowlisted(p, [name]);
+      limits.reads.take(p.developerId);
       return toSecret(await mustFind(db, p.developerId, name));
     },
 
@@ -219,6 +234,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const onlyNames = p.allowlist ? [...p.allowlist].sort() : undefined;
       const binding = [p.developerId, namePrefix, canonicalJson(input.metadataFilter ?? {}), JSON.stringify(onlyNames ?? null)];
       const afterName = nameTokens.decode(input.pageToken, binding);
+      limits.reads.take(p.developerId);
 
       const rows = await store.listSecrets(db, {
         developerId: p.developerId,
@@ -249,6 +265,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
         });
       }
       requireAllowlisted(p, [name]);
+      limits.writes.take(p.developerId);
 
       const change = { description, metadataJson, updatedBy: p.developerId };
       const row = await fenced(p.developerId, name, async () =>
@@ -281,6 +298,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const name = validateName(rawName);
       const expected = validateVersion(expectedVersion, "expected_version", true);
       requireAllowlisted(p, [name]);
+      limits.writes.take(p.developerId);
       await fenced(p.developerId, name, () =>
         db.transaction(async (tx) => {
           const current = await lockForChange(tx, p.developerId, name, expected);
@@ -294,6 +312,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const name = validateName(rawName);
       const version = validateVersion(rawVersion, "version", true);
       requireAllowlisted(p, [name]);
+      limits.reads.take(p.developerId);
       if (version === 0) {
         const { values } = await currentValues(p.developerId, [name]);
         const current = values.get(name);
@@ -313,6 +332,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const name = validateName(rawName);
       const pageSize = validatePageSize(rawPageSize);
       requireAllowlisted(p, [name]);
+      limits.reads.take(p.developerId);
       const secret = await mustFind(db, p.developerId, name);
       // Bound to the secret's id: a token from a deleted and re-created name is refused.
       const binding = [p.developerId, secret.id];
@@ -331,6 +351,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const name = validateName(rawName);
       const version = validateVersion(rawVersion, "version", false);
       requireAllowlisted(p, [name]);
+      limits.writes.take(p.developerId);
       const row = await fenced(p.developerId, name, () => db.transaction(async (tx) => {
         const current = await mustFind(tx, p.developerId, name, true);
         if (version > current.currentVersion) throw versionNotFound(version);
@@ -350,6 +371,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       requireScope(p, "secrets:access");
       const names = validateNameList(rawNames);
       requireAllowlisted(p, names);
+      limits.reads.take(p.developerId, names.length);
       const { values, missing } = await currentValues(p.developerId, names);
       if (missing.length > 0) {
         throw new AppError("SECRET_NOT_FOUND", `secrets not found: ${missing.join(", ")}`, { names: missing.join(",") });

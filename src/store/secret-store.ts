@@ -101,6 +101,12 @@ export async function insertSecret(tx: Queryable, s: NewSecret): Promise<SecretR
   }
 }
 
+/** How many secrets a developer stores (the per-developer quota). */
+export async function countSecrets(q: Queryable, developerId: string): Promise<number> {
+  const { rows } = await q.query<{ n: number }>("SELECT count(*) AS n FROM secrets WHERE developer_id = $1", [developerId]);
+  return rows[0]?.n ?? 0;
+}
+
 /** A secret's attributes; `forUpdate` locks the row for the rest of the transaction. */
 export async function findSecret(
   q: Queryable,

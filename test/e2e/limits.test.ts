@@ -1,0 +1,59 @@
+import { status } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
+import { startTestService, type TestService } from "../support/test-service.js";
+
+// Per-developer limits over real gRPC: RESOURCE_EXHAUSTED with its reason, and a
+// rejected call changes nothing.
+
+let svc: TestService;
+let client: TestClient<typeof SecretService>;
+
+beforeAll(async () => {
+  svc = await startTestService({ SECRETS_MAX_SECRETS_PER_DEVELOPER: "3", SECRETS_WRITE_RATE: "4", SECRETS_READ_RATE: "10" });
+  client = secretsClient(svc.address);
+});
+
+afterAll(async () => {
+  client?.close();
+  await svc?.stop();
+});
+
+describe("per-developer limits", () => {
+  it("caps the number of secrets a developer stores (QUOTA_EXCEEDED), and other developers are unaffected", async () => {
+    const a = await svc.token("quota-a");
+    for (let i = 0; i < 3; i++) await client.createSecret({ name: `q${i}`, value: "v" }, a);
+    const err = await expectCallError(() => client.createSecret({ name: "q3", value: "v" }, a));
+    expect(err.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(err.reason).toBe("QUOTA_EXCEEDED");
+    expect(err.errorInfo?.metadata["limit"]).toBe("3");
+    expect((await expectCallError(() => client.getSecret({ name: "q3" }, a))).code).toBe(status.NOT_FOUND);
+    await client.deleteSecret({ name: "q0" }, a);
+    await client.createSecret({ name: "q3", value: "v" }, a); // room again
+    const b = await svc.token("quota-b");
+    await client.createSecret({ name: "q0", value: "v" }, b);
+  });
+
+  it("limits a developer's write and read rates (RATE_LIMITED with a retry hint)", async () => {
+    const w = await svc.token("rate-writer");
+    await client.createSecret({ name: "hot", value: "v0" }, w);
+    const results = await Promise.allSettled(Array.from({ length: 12 }, (_, i) => client.updateSecret({ name: "hot", value: `v${i + 1}` }, w)));
+    const limited = results.filter((r) => r.status === "rejected");
+    expect(limited.length).toBeGreaterThan(0);
+    for (const r of limited) {
+      const e = (r as PromiseRejectedResult).reason as { code: number; reason: string; errorInfo?: { metadata: Record<string, string> } };
+      expect(e.code).toBe(status.RESOURCE_EXHAUSTED);
+      expect(e.reason).toBe("RATE_LIMITED");
+      expect(Number(e.errorInfo?.metadata["retry_after_ms"])).toBeGreaterThan(0);
+    }
+    // A limited call wrote nothing: one version per update that succeeded.
+    const { secret } = await client.getSecret({ name: "hot" }, w);
+    expect(secret?.version).toBe(1 + 12 - limited.length);
+
+    const reader = await svc.token("rate-reader");
+    // ResolveSecrets of n names costs n: 25 names exceed a burst of 20 at once.
+    const big = await expectCallError(() => client.resolveSecrets({ names: Array.from({ length: 25 }, (_, i) => `n${i}`) }, reader));
+    expect(big.reason).toBe("RATE_LIMITED");
+  });
+});
