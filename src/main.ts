@@ -26,7 +26,7 @@ import { serverCredentials } from "./server/tls.js";
 import { startGrpcServer } from "./server/server.js";
 import type { Db } from "./store/db.js";
 import { MIGRATIONS, openDatabase } from "./store/index.js";
-import { dataKeysPerMasterKey, ensureActiveMasterKey } from "./store/key-store.js";
+import { countCiphertextsToReencrypt, countDataKeysToRewrap, dataKeysPerMasterKey, ensureActiveMasterKey } from "./store/key-store.js";
 
 /**
  * The composition root: the only place that reads configuration and wires the
@@ -130,7 +130,16 @@ export async function startService(config: Config, options: StartOptions): Promi
     }
 
     const dekCache = createDekCache();
-    const metrics = createMetrics({ dekCacheSize: () => dekCache.size });
+    const metrics = createMetrics({
+      dekCacheSize: () => dekCache.size,
+      poolStats: () => db.poolStats(),
+      // Both are created below; Prometheus scrapes only after start-up.
+      auditQueueDepth: () => auditLog.queueDepth,
+      keyJobsPending: async () => ({
+        rewrap: await countDataKeysToRewrap(db, lifecycle.activeKekId()),
+        reencrypt: await countCiphertextsToReencrypt(db),
+      }),
+    });
     let keys: KeyLifecycle | undefined;
     const dataKeys = createDataKeys({
       db,

@@ -14,10 +14,53 @@ export interface Metrics {
   readonly dekCacheSize: Gauge;
 }
 
-export function createMetrics(options: { dekCacheSize?: () => number } = {}): Metrics {
+/** Readings taken when Prometheus scrapes. */
+export interface MetricsSources {
+  dekCacheSize?: () => number;
+  poolStats?: () => { total: number; idle: number; waiting: number };
+  auditQueueDepth?: () => number;
+  /** Data keys awaiting rewrap under the active master key, and values awaiting re-encryption. */
+  keyJobsPending?: () => Promise<{ rewrap: number; reencrypt: number }>;
+}
+
+export function createMetrics(sources: MetricsSources = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const dekSize = options.dekCacheSize;
+  const dekSize = sources.dekCacheSize;
+  const { poolStats, auditQueueDepth, keyJobsPending } = sources;
+  new Gauge({
+    name: "secrets_db_pool_connections",
+    help: "Postgres pool connections by state (total, idle, waiting requests)",
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      if (!poolStats) return;
+      const s = poolStats();
+      this.set({ state: "total" }, s.total);
+      this.set({ state: "idle" }, s.idle);
+      this.set({ state: "waiting" }, s.waiting);
+    },
+  });
+  new Gauge({
+    name: "secrets_audit_queue_depth",
+    help: "Audit events recorded and not yet committed",
+    registers: [registry],
+    collect() {
+      if (auditQueueDepth) this.set(auditQueueDepth());
+    },
+  });
+  new Gauge({
+    name: "secrets_key_jobs_pending",
+    help: "Key rotation progress: data keys to rewrap (job=rewrap), secret versions to re-encrypt (job=reencrypt)",
+    labelNames: ["job"],
+    registers: [registry],
+    async collect() {
+      if (!keyJobsPending) return;
+      const p = await keyJobsPending();
+      this.set({ job: "rewrap" }, p.rewrap);
+      this.set({ job: "reencrypt" }, p.reencrypt);
+    },
+  });
   return {
     registry,
     calls: new Counter({ name: "secrets_grpc_calls_total", help: "gRPC calls by method and status code", labelNames: ["method", "code"], registers: [registry] }),

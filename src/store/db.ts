@@ -69,6 +69,8 @@ export interface Db extends Queryable {
   session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T>;
   /** Close the pool or the instance; later calls fail with BACKEND_UNAVAILABLE. */
   close(): Promise<void>;
+  /** Connection pool use, for metrics (PGlite has no pool: one in-process session). */
+  poolStats(): { total: number; idle: number; waiting: number };
 }
 
 /**

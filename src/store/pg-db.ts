@@ -213,6 +213,10 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
       closing ??= pool.end();
       return closing;
     },
+
+    poolStats() {
+      return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
+    },
   };
 
   try {

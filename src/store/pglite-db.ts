@@ -171,6 +171,10 @@ export async function openPglite(dataDir: string): Promise<Db> {
       });
       return closing;
     },
+
+    poolStats() {
+      return { total: 1, idle: 1, waiting: 0 };
+    },
   };
 }
 

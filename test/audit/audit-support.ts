@@ -25,6 +25,7 @@ export function wrapDb(
     transaction: (fn) => db.transaction(fn),
     session: (fn) => db.session(fn),
     close: () => db.close(),
+    poolStats: () => db.poolStats(),
   };
 }
 
