@@ -17,6 +17,11 @@ export interface Config {
   readonly grpcAddr: string;
   readonly databaseUrl: string | undefined;
   readonly redisUrl: string | undefined;
+  /** Redis Sentinel: sentinel addresses and the monitored master's name (REDIS_URL then only carries credentials/TLS). */
+  readonly redisSentinels: readonly { host: string; port: number }[];
+  readonly redisSentinelName: string | undefined;
+  /** Redis Cluster: seed node addresses. */
+  readonly redisClusterNodes: readonly { host: string; port: number }[];
   readonly dataDir: string;
   /** Keyring text (`id:base64[,…]`), from SECRETS_MASTER_KEYS or SECRETS_MASTER_KEY_FILE; dev mode may generate it. */
   readonly masterKeys: string | undefined;
@@ -135,6 +140,26 @@ export function loadConfig(env: Env): Config {
     throw new ConfigError("SECRETS_JWT_SECRET or SECRETS_JWT_PUBLIC_KEY is required when DATABASE_URL is set");
   }
 
+  const hostList = (name: string): { host: string; port: number }[] =>
+    (get(name) ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map((entry) => {
+        const host = hostOf(entry);
+        if (host === undefined) throw new ConfigError(`${name} must be a comma-separated list of host:port`);
+        return { host, port: Number(entry.slice(entry.lastIndexOf(":") + 1)) };
+      });
+  const redisSentinels = hostList("SECRETS_REDIS_SENTINELS");
+  const redisSentinelName = get("SECRETS_REDIS_SENTINEL_NAME");
+  const redisClusterNodes = hostList("SECRETS_REDIS_CLUSTER_NODES");
+  if (redisSentinels.length > 0 && !redisSentinelName) {
+    throw new ConfigError("SECRETS_REDIS_SENTINEL_NAME (the monitored master's name) is required with SECRETS_REDIS_SENTINELS");
+  }
+  if (redisSentinels.length > 0 && redisClusterNodes.length > 0) {
+    throw new ConfigError("set only one of SECRETS_REDIS_SENTINELS and SECRETS_REDIS_CLUSTER_NODES");
+  }
+
   const metricsAddr = get("SECRETS_METRICS_ADDR");
   if (metricsAddr !== undefined && hostOf(metricsAddr) === undefined) {
     throw new ConfigError("SECRETS_METRICS_ADDR must be host:port (IPv6 in brackets)");
@@ -148,6 +173,9 @@ export function loadConfig(env: Env): Config {
     grpcAddr,
     databaseUrl,
     redisUrl: get("REDIS_URL"),
+    redisSentinels: Object.freeze(redisSentinels),
+    redisSentinelName,
+    redisClusterNodes: Object.freeze(redisClusterNodes),
     dataDir: get("SECRETS_DATA_DIR") ?? ".secrets-data",
     masterKeys,
     masterKeysSource: keyFile ? "SECRETS_MASTER_KEY_FILE" : "SECRETS_MASTER_KEYS",

@@ -9,7 +9,7 @@ import { mintHs256Token } from "./auth/token-issuer.js";
 import { createTokenVerifier, type VerificationKey } from "./auth/token-verifier.js";
 import { ConfigError, loadConfig, type Config } from "./config.js";
 import { createMemoryCache } from "./cache/memory-cache.js";
-import { createRedisCache } from "./cache/redis-cache.js";
+import { createRedisCache, type RedisTopology } from "./cache/redis-cache.js";
 import { noCache, type SecretCache } from "./cache/secret-cache.js";
 import { createDekCache } from "./crypto/dek-cache.js";
 import { createLocalKeyProvider, parseKeyring } from "./crypto/key-provider.js";
@@ -269,9 +269,17 @@ async function databaseReady(db: Db): Promise<boolean> {
  */
 async function createCache(config: Config, db: Db, log: Logger, onLookup: CacheObserver): Promise<SecretCache> {
   const ttlMs = config.cacheTtlSeconds * 1000;
-  if (config.redisUrl) {
+  const topology: RedisTopology | undefined =
+    config.redisSentinels.length > 0
+      ? { kind: "sentinel", sentinels: config.redisSentinels, name: config.redisSentinelName as string, url: config.redisUrl }
+      : config.redisClusterNodes.length > 0
+        ? { kind: "cluster", nodes: config.redisClusterNodes, url: config.redisUrl }
+        : config.redisUrl
+          ? { kind: "single", url: config.redisUrl }
+          : undefined;
+  if (topology) {
     return createRedisCache({
-      url: config.redisUrl,
+      topology,
       ttlMs,
       onLookup,
       onOutage: (event, error) =>

@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
 import { createCoherentCache, type CacheStore } from "./coherent-cache.js";
 import type { NameKeys, SecretCache } from "./secret-cache.js";
 
@@ -47,26 +47,32 @@ for i = 1, #KEYS, 3 do
 end
 return 1`;
 
-type Scripted = Redis & {
+type Client = Redis | Cluster;
+type Scripted = Client & {
   secretsFill(...args: (string | Buffer | number)[]): Promise<number>;
   secretsFence(...args: (string | number)[]): Promise<number>;
   secretsRelease(...args: (string | number)[]): Promise<number>;
 };
 
+/** Where Redis is: one server (or a TLS `rediss://` URL), a Sentinel-managed master, or a Cluster. */
+export type RedisTopology =
+  | { kind: "single"; url: string }
+  | { kind: "sentinel"; sentinels: readonly { host: string; port: number }[]; name: string; url: string | undefined }
+  | { kind: "cluster"; nodes: readonly { host: string; port: number }[]; url: string | undefined };
+
 export interface RedisCacheOptions {
-  url: string;
+  topology: RedisTopology;
   ttlMs: number;
   /** Per-command timeout; past it a read falls back to Postgres. */
   commandTimeoutMs?: number;
+  connectTimeoutMs?: number;
   onOutage?: (event: "down" | "up", error?: unknown) => void;
   onLookup?: (result: "hit" | "miss" | "error", count: number) => void;
-  /** Extra ioredis options (Sentinel, TLS, …). */
-  redisOptions?: RedisOptions;
 }
 
 const flatKeys = (keys: readonly NameKeys[]) => keys.flatMap((k) => [k.entry, k.generation, k.fence]);
 
-export function createRedisStore(redis: Redis): CacheStore {
+export function createRedisStore(redis: Client): CacheStore {
   const r = redis as Scripted;
   r.defineCommand("secretsFill", { lua: FILL });
   r.defineCommand("secretsFence", { lua: FENCE });
@@ -98,14 +104,19 @@ export function createRedisStore(redis: Redis): CacheStore {
       await r.secretsRelease(k.length, ...k, generationTtlMs);
     },
     async deletePrefix(prefix) {
-      // The prefix holds a hash tag; escape glob characters in it anyway.
+      // The prefix holds a hash tag; escape glob characters in it anyway. On a
+      // Cluster every key of the prefix lives on the master that owns its slot,
+      // but SCAN is per node, so each master is scanned.
       const pattern = `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`;
-      let cursor = "0";
-      do {
-        const [next, keys] = await r.scan(cursor, "MATCH", pattern, "COUNT", 500);
-        if (keys.length > 0) await r.unlink(...keys);
-        cursor = next;
-      } while (cursor !== "0");
+      const nodes: Redis[] = redis instanceof Cluster ? redis.nodes("master") : [redis];
+      for (const node of nodes) {
+        let cursor = "0";
+        do {
+          const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 500);
+          if (keys.length > 0) await node.unlink(...keys);
+          cursor = next;
+        } while (cursor !== "0");
+      }
     },
     async close() {
       redis.disconnect();
@@ -113,13 +124,9 @@ export function createRedisStore(redis: Redis): CacheStore {
   };
 }
 
-/**
- * Connects to Redis and returns the coherent cache over it. Waits for the first
- * connection at most `connectTimeoutMs`; a Redis that is down at start-up does not
- * stop the service (reads go to Postgres, and the cache joins when Redis answers).
- */
-export async function createRedisCache(options: RedisCacheOptions & { connectTimeoutMs?: number }): Promise<SecretCache> {
-  const redis = new Redis(options.url, {
+/** ioredis options every topology shares: fail fast instead of queueing, pipeline automatically. */
+function commonOptions(options: RedisCacheOptions): RedisOptions {
+  return {
     lazyConnect: false,
     enableOfflineQueue: false,
     enableAutoPipelining: true,
@@ -127,8 +134,42 @@ export async function createRedisCache(options: RedisCacheOptions & { connectTim
     commandTimeout: options.commandTimeoutMs ?? 250,
     connectTimeout: 2_000,
     retryStrategy: (times) => Math.min(times * 100, 2_000),
-    ...options.redisOptions,
+  };
+}
+
+/** Credentials and TLS from a redis:// or rediss:// URL, for Sentinel and Cluster nodes. */
+function credentialsOf(url: string | undefined): RedisOptions {
+  if (!url) return {};
+  const u = new URL(url);
+  return {
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === "rediss:" ? { tls: {} } : {}),
+  };
+}
+
+function connect(options: RedisCacheOptions): Client {
+  const t = options.topology;
+  const base = commonOptions(options);
+  if (t.kind === "single") return new Redis(t.url, base);
+  if (t.kind === "sentinel") {
+    return new Redis({ ...base, ...credentialsOf(t.url), sentinels: [...t.sentinels], name: t.name });
+  }
+  return new Cluster([...t.nodes], {
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    clusterRetryStrategy: (times) => Math.min(times * 100, 2_000),
+    redisOptions: { ...base, ...credentialsOf(t.url) },
   });
+}
+
+/**
+ * Connects to Redis and returns the coherent cache over it. Waits for the first
+ * connection at most `connectTimeoutMs`; a Redis that is down at start-up does not
+ * stop the service (reads go to Postgres, and the cache joins when Redis answers).
+ */
+export async function createRedisCache(options: RedisCacheOptions): Promise<SecretCache> {
+  const redis = connect(options);
   // Connection errors surface through failed commands (and are logged once per
   // outage); without a listener ioredis would print every reconnect attempt.
   redis.on("error", () => undefined);

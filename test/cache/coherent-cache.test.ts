@@ -13,7 +13,7 @@ import {
   type SecretCache,
 } from "../../src/cache/secret-cache.js";
 import { AppError } from "../../src/errors.js";
-import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
+import { startPrivateRedis, startPrivateSentinel, type PrivateRedis } from "../support/redis-server.js";
 
 // The coherence primitives, run against the in-process store and a real Redis.
 
@@ -156,7 +156,12 @@ describe("Redis failures", () => {
   it("a Redis that is down turns lookups into misses and fails writes UNAVAILABLE; it recovers by itself", async () => {
     const own = await startPrivateRedis();
     const events: string[] = [];
-    const cache = await createRedisCache({ url: own.url, ttlMs: 30_000, commandTimeoutMs: 200, onOutage: (e) => events.push(e) });
+    const cache = await createRedisCache({
+      topology: { kind: "single", url: own.url },
+      ttlMs: 30_000,
+      commandTimeoutMs: 200,
+      onOutage: (e) => events.push(e),
+    });
     try {
       const d = `dev-${randomUUID()}`;
       const [m] = await cache.lookup(d, ["s"]);
@@ -192,6 +197,36 @@ describe("Redis failures", () => {
     } finally {
       await cache.close();
       await own.dispose();
+    }
+  });
+});
+
+describe("Redis Sentinel", () => {
+  it("finds the master through a sentinel and serves the cache from it", async () => {
+    const master = await startPrivateRedis();
+    const sentinel = await startPrivateSentinel(master.port, "secrets-master");
+    const cache = await createRedisCache({
+      topology: { kind: "sentinel", sentinels: [{ host: "127.0.0.1", port: sentinel.port }], name: "secrets-master", url: undefined },
+      ttlMs: 30_000,
+      connectTimeoutMs: 5_000,
+    });
+    try {
+      const d = `dev-${randomUUID()}`;
+      const [m] = await cache.lookup(d, ["via_sentinel"]);
+      expect(m?.ticket.generation).not.toBeNull(); // connected: a real ticket, not an outage miss
+      await cache.fill([{ ticket: m!.ticket, value: found(4) }]);
+      expect((await cache.lookup(d, ["via_sentinel"]))[0]?.hit).toMatchObject({ version: 4 });
+      // The entry is on the master the sentinel named.
+      const direct = new Redis(master.url);
+      try {
+        expect((await direct.keys("sec:*:v:via_sentinel")).length).toBe(1);
+      } finally {
+        direct.disconnect();
+      }
+    } finally {
+      await cache.close();
+      await sentinel.dispose();
+      await master.dispose();
     }
   });
 });

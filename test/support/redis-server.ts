@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -76,6 +76,43 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     },
     async dispose() {
       await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A private Redis Sentinel (redis-server --sentinel) monitoring a private Redis on `masterPort`. */
+export async function startPrivateSentinel(masterPort: number, name: string): Promise<{ port: number; dispose(): Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "secrets-sentinel-"));
+  const conf = join(dir, "sentinel.conf");
+  writeFileSync(conf, [`port ${port}`, "bind 127.0.0.1", `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${masterPort} 1`, ""].join("\n"));
+  const child = spawn("redis-server", [conf, "--sentinel"], { stdio: "ignore" });
+  const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on("error", () => undefined);
+  try {
+    for (let i = 0; ; i++) {
+      const master = await probe
+        .connect()
+        .then(() => probe.call("SENTINEL", "get-master-addr-by-name", name))
+        .catch(() => null);
+      if (Array.isArray(master) && master.length === 2) break;
+      if (i > 100 || child.exitCode !== null) throw new Error("redis sentinel did not start");
+      probe.disconnect();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    probe.disconnect();
+  }
+  return {
+    port,
+    async dispose() {
+      if (child.exitCode === null) {
+        await new Promise<void>((resolve) => {
+          child.once("exit", () => resolve());
+          child.kill("SIGKILL");
+        });
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };
