@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { NewAuditEvent } from "../store/audit-store.js";
 
 /**
  * The per-writer hash chain of the audit trail, shared by the writer (audit-log.ts)
@@ -23,21 +24,7 @@ export const GENESIS_HASH = "0".repeat(64);
 const FORMAT = "secrets.v1/audit-event/1";
 
 /** Every stored field of an event that the chain covers (all but id, prev_hash and hash). */
-export interface StoredAuditEvent {
-  time: Date;
-  developerId: string;
-  callerSubject: string;
-  callerTokenId: string;
-  callerIdentity: string;
-  action: string;
-  secretName: string;
-  version: number;
-  outcome: string;
-  requestId: string;
-  peer: string;
-  writerId: string;
-  writerSequence: number;
-}
+export type StoredAuditEvent = Omit<NewAuditEvent, "prevHash" | "hash">;
 
 /** The hash of event `e` chained to `prevHash` (see the module comment). */
 export function chainHash(prevHash: string, e: StoredAuditEvent): string {

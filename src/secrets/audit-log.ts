@@ -27,24 +27,12 @@ import { NAME_PATTERN } from "./limits.js";
  *   in `queueDepth`).
  */
 
-/** One audited call. Never a value; for an invalid name the caller passes a description (length and hash), not the name. */
-export interface AuditEventInput {
-  time: Date;
-  developerId: string;
-  callerSubject: string;
-  callerTokenId: string;
-  callerIdentity: string;
-  /** The RPC name, e.g. "AccessSecret". */
-  action: string;
-  /** "" if none; several names joined with "," (see `auditSecretName`). */
-  secretName: string;
-  /** 0 if none. */
-  version: number;
-  /** "OK" or the gRPC status name, e.g. "NOT_FOUND". */
-  outcome: string;
-  requestId: string;
-  peer: string;
-}
+/**
+ * One audited call, as the caller describes it (the writer adds its id, the
+ * sequence and the hashes). Never a value; for an invalid name the caller passes a
+ * description (length and hash), not the name (see `auditSecretName`).
+ */
+export type AuditEventInput = Omit<StoredAuditEvent, "writerId" | "writerSequence">;
 
 export interface AuditLog {
   /** Queues the event. Resolves at once unless this developer already has `perDeveloperLimit` events waiting: then it waits (back-pressure per developer; events are never dropped). */

@@ -7,24 +7,8 @@ import { pageTokenCodec } from "./page-token.js";
 import type { Page } from "./secret-service.js";
 import { validateName, validatePageSize } from "./validation.js";
 
-/** An audit event as the API returns it. Events never hold a value. */
-export interface AuditEvent {
-  id: number;
-  time: Date;
-  developerId: string;
-  callerSubject: string;
-  callerTokenId: string;
-  callerIdentity: string;
-  action: string;
-  secretName: string;
-  version: number;
-  outcome: string;
-  requestId: string;
-  peer: string;
-  writerId: string;
-  writerSequence: number;
-  hash: string;
-}
+/** An audit event as the API returns it (the stored row without its previous hash). Events never hold a value. */
+export type AuditEvent = Omit<store.AuditEventRow, "prevHash">;
 
 export interface AuditListInput {
   /** Empty: the caller. Another developer needs secrets:operator. */
@@ -169,21 +153,7 @@ function validTime(t: Date | undefined, field: string): Date | undefined {
 }
 
 function toEvent(r: store.AuditEventRow): AuditEvent {
-  return {
-    id: r.id,
-    time: r.time,
-    developerId: r.developerId,
-    callerSubject: r.callerSubject,
-    callerTokenId: r.callerTokenId,
-    callerIdentity: r.callerIdentity,
-    action: r.action,
-    secretName: r.secretName,
-    version: r.version,
-    outcome: r.outcome,
-    requestId: r.requestId,
-    peer: r.peer,
-    writerId: r.writerId,
-    writerSequence: r.writerSequence,
-    hash: r.hash,
-  };
+  const { prevHash, ...event } = r; // the previous hash is for the verifier, not the API
+  void prevHash;
+  return event;
 }
