@@ -1,72 +1,36 @@
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mintHs256Token } from "../../src/auth/token-issuer.js";
-import { loadConfig } from "../../src/config.js";
 import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
-import { createLogger, startService, type RunningService } from "../../src/main.js";
-import type { Db } from "../../src/store/db.js";
-import { openPostgres } from "../../src/store/pg-db.js";
-import { expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
+import { expectCallError, type TestClient } from "../support/grpc-client.js";
+import { startProxiedService, type ProxiedService } from "../support/proxied-service.js";
 import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
-import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
-import { createTestDb, type TestDb } from "../support/test-db.js";
-import { LogCapture } from "../support/test-service.js";
+import type { TcpProxy } from "../support/tcp-proxy.js";
+import type { LogCapture } from "../support/test-service.js";
 
 // The Redis cache end to end: a hit needs no Postgres; Redis down never fails a
 // read; what Redis holds is sealed. Postgres sits behind a proxy the test can cut,
 // and Redis is a private instance the test starts and kills.
 
 describe.runIf(process.env["DATABASE_URL"])("Redis cache over real gRPC", () => {
-  let testDb: TestDb;
-  let proxy: TcpProxy;
-  let db: Db;
+  let svc: ProxiedService;
   let redis: PrivateRedis;
-  let service: RunningService;
+  let proxy: TcpProxy;
   let client: TestClient<typeof SecretService>;
+  let logs: LogCapture;
   let token: string;
-  const logs = new LogCapture();
-  const dataDir = mkdtempSync(join(tmpdir(), "secrets-cache-"));
-  const developer = `cache-dev-${randomUUID()}`;
 
   beforeAll(async () => {
-    testDb = await createTestDb();
     redis = await startPrivateRedis();
-    const target = new URL(testDb.url as string);
-    proxy = await startTcpProxy(target.hostname, Number(target.port || 5432));
-    const viaProxy = new URL(target);
-    viaProxy.port = String(proxy.port);
-    db = await openPostgres(viaProxy.toString(), { maxConnections: 4 });
-    const jwtSecret = "c".repeat(40);
-    const config = loadConfig({
-      SECRETS_GRPC_ADDR: "127.0.0.1:0",
-      SECRETS_DATA_DIR: dataDir,
-      DATABASE_URL: viaProxy.toString(),
-      REDIS_URL: redis.url,
-      SECRETS_MASTER_KEYS: `k1:${Buffer.alloc(32, 5).toString("base64")}`,
-      SECRETS_JWT_SECRET: jwtSecret,
-    });
-    service = await startService(config, { log: createLogger("info", logs), db, shutdownGraceMs: 1_000 });
-    client = secretsClient(`127.0.0.1:${service.port}`);
-    token = await mintHs256Token(new TextEncoder().encode(jwtSecret), {
-      subject: developer,
-      scopes: ["secrets:read", "secrets:write", "secrets:access"],
-      ttlSeconds: 600,
-    });
+    svc = await startProxiedService({ REDIS_URL: redis.url });
+    ({ proxy, client, logs } = svc);
+    token = await svc.token(`cache-dev-${randomUUID()}`);
   });
 
   afterAll(async () => {
-    client?.close();
-    await service?.stop();
-    await db?.close();
-    await proxy?.close();
+    await svc?.stop();
     await redis?.dispose();
-    await testDb?.cleanup();
-    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it("serves hits (values and not-found) with Postgres unreachable: no database round trip on a hit", async () => {
