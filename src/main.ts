@@ -256,10 +256,14 @@ function tlsCredentials(config: Config): grpc.ServerCredentials {
   }
 }
 
-/** Ready: the database answers and every migration this build knows is applied. */
+/**
+ * Ready: the database answers and every migration this build knows is applied. A
+ * newer schema (a newer release migrated it during a rolling update) still counts:
+ * migrations only add, so the old pods keep serving until they are replaced.
+ */
 async function databaseReady(db: Db): Promise<boolean> {
   const { rows } = await db.query<{ v: number | null }>("SELECT max(version) AS v FROM schema_migrations");
-  return rows[0]?.v === MIGRATIONS.at(-1)?.version;
+  return (rows[0]?.v ?? 0) >= (MIGRATIONS.at(-1)?.version ?? 0);
 }
 
 /**

@@ -153,7 +153,17 @@ function connect(options: RedisCacheOptions): Client {
   const base = commonOptions(options);
   if (t.kind === "single") return new Redis(t.url, base);
   if (t.kind === "sentinel") {
-    return new Redis({ ...base, ...credentialsOf(t.url), sentinels: [...t.sentinels], name: t.name });
+    // The same credentials (and TLS) serve the sentinels and the master they name.
+    const creds = credentialsOf(t.url);
+    return new Redis({
+      ...base,
+      ...creds,
+      sentinels: [...t.sentinels],
+      name: t.name,
+      ...(creds.username ? { sentinelUsername: creds.username } : {}),
+      ...(creds.password ? { sentinelPassword: creds.password } : {}),
+      ...(creds.tls ? { enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+    });
   }
   return new Cluster([...t.nodes], {
     enableOfflineQueue: false,

@@ -113,9 +113,12 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
     tick();
   }
 
+  let beats = 0;
   async function heartbeatOnce(): Promise<void> {
     await replicaStore.heartbeat(db, replicaId, keyProvider.keyIds());
     activeKekId = await keyStore.activeMasterKey(db);
+    // Now and then, forget evictions every replica applied long ago (the DEK cache TTL is minutes).
+    if (beats++ % 100 === 0) await replicaStore.pruneEvictions(db, 3_600);
   }
 
   async function applyEvictions(): Promise<void> {
