@@ -24,3 +24,6 @@ export interface Principal {
 
 /** `sub` format (DESIGN.md, Authentication). */
 export const SUBJECT_PATTERN = /^[A-Za-z0-9._@:-]{1,128}$/;
+
+/** A secret name (DESIGN.md, Limits): what the `secrets` allowlist claim may hold. */
+export const ALLOWLIST_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;

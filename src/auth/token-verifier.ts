@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { errors as joseErrors, jwtVerify, type JWTPayload } from "jose";
 import { AppError } from "../errors.js";
-import { SCOPES, SUBJECT_PATTERN, type Principal, type Scope } from "./principal.js";
+import { ALLOWLIST_NAME_PATTERN, SCOPES, SUBJECT_PATTERN, type Principal, type Scope } from "./principal.js";
 
 /** Turns a bearer token into a Principal, or fails UNAUTHENTICATED. */
 export interface TokenVerifier {
@@ -101,7 +101,9 @@ function principalFrom(payload: JWTPayload, exp: number): Principal {
     if (!Array.isArray(secretsClaim) || !secretsClaim.every((n) => typeof n === "string")) {
       throw new AppError("TOKEN_INVALID", "token secrets claim must be an array of names");
     }
-    allowlist = new Set(secretsClaim as string[]);
+    // An entry that is not a valid name can never match one; it is dropped here so that
+    // nothing malformed (U+0000, say) travels further, e.g. into a query parameter.
+    allowlist = new Set((secretsClaim as string[]).filter((n) => ALLOWLIST_NAME_PATTERN.test(n)));
   }
 
   const jti = typeof payload.jti === "string" ? payload.jti : undefined;

@@ -268,6 +268,9 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       limits.writes.take(p.developerId);
 
       const change = { description, metadataJson, updatedBy: p.developerId };
+      // A new value needs the developer's data key, which a first write creates: make
+      // sure there is something to update before that (the lock below re-checks).
+      if (value !== undefined) await mustFind(db, p.developerId, name);
       const row = await fenced(p.developerId, name, async () =>
         value === undefined
           ? await db.transaction(async (tx) => {

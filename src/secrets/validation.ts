@@ -56,6 +56,8 @@ export function validateDescription(description: string): string {
     throw invalid("INVALID_DESCRIPTION", "description", `description is longer than ${LIMITS.descriptionMaxChars} characters`);
   }
   if (!description.isWellFormed()) throw invalid("INVALID_DESCRIPTION", "description", "description must be valid UTF-8");
+  // Postgres text cannot hold U+0000.
+  if (description.includes("\u0000")) throw invalid("INVALID_DESCRIPTION", "description", "description must not contain U+0000");
   return description;
 }
 

@@ -115,6 +115,29 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
       identity: undefined,
     };
     const audit = deps.audit && deps.audit.auditedPrefixes.some((p) => method.startsWith(p)) ? deps.audit : undefined;
+    /**
+     * What every finished call gets, whichever way its status leaves: the request id
+     * trailer, a metrics observation and its log line. Returns the trailers to send.
+     */
+    const finish = (status: { code: grpc.status; metadata?: grpc.Metadata | null | undefined }): grpc.Metadata => {
+      const metadata = status.metadata ?? new grpc.Metadata();
+      metadata.set("x-request-id", state.requestId);
+      const durationMs = Number(process.hrtime.bigint() - state.startedAt) / 1e6;
+      deps.onCallEnd?.(method, grpc.status[status.code], durationMs / 1000);
+      const line = {
+        method,
+        code: grpc.status[status.code],
+        durationMs: Math.round(durationMs * 1000) / 1000,
+        developer: state.principal?.developerId,
+        requestId: state.requestId,
+        peer: call.getPeer(),
+        identity: state.identity,
+        ...state.logFields,
+      };
+      if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) callLog.error(line, "call failed");
+      else callLog.info(line, "call");
+      return metadata;
+    };
     const event = (outcome: string): AuditEventInput | undefined => {
       const p = state.principal;
       if (!p) return undefined; // unauthenticated: no developer to attribute, the log line records it
@@ -145,7 +168,12 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
                 state.principal = withOperatorRule(principal, state.identity, deps.operatorIdentities);
                 nextMetadata(metadata);
               },
-              (error: unknown) => call.sendStatus(interceptorStatus(error, state, log)),
+              (error: unknown) => {
+                // Sent straight to the transport (the call never reaches a handler), so
+                // it is finished here: a refused token leaves its log line and metric too.
+                const status = interceptorStatus(error, state, log);
+                call.sendStatus({ ...status, metadata: finish(status) });
+              },
             );
           },
         });
@@ -160,27 +188,13 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
           },
           (error: unknown) => {
             log.error({ err: error, requestId: state.requestId }, "audit event could not be committed; response withheld");
-            call.sendStatus(toStatus(new AppError("BACKEND_UNAVAILABLE", "the audit trail is unavailable"), state.requestId));
+            const status = toStatus(new AppError("BACKEND_UNAVAILABLE", "the audit trail is unavailable"), state.requestId);
+            call.sendStatus({ ...status, metadata: finish(status) });
           },
         );
       },
       sendStatus(status, next) {
-        const metadata = status.metadata ?? new grpc.Metadata();
-        metadata.set("x-request-id", state.requestId);
-        const durationMs = Number(process.hrtime.bigint() - state.startedAt) / 1e6;
-        deps.onCallEnd?.(method, grpc.status[status.code], durationMs / 1000);
-        const line = {
-          method,
-          code: grpc.status[status.code],
-          durationMs: Math.round(durationMs * 1000) / 1000,
-          developer: state.principal?.developerId,
-          requestId: state.requestId,
-          peer: call.getPeer(),
-          identity: state.identity,
-          ...state.logFields,
-        };
-        if (status.code === grpc.status.INTERNAL || status.code === grpc.status.UNKNOWN) callLog.error(line, "call failed");
-        else callLog.info(line, "call");
+        const metadata = finish(status);
         const e = audit && !state.audited ? event(grpc.status[status.code]) : undefined;
         if (!audit || !e) return next({ ...status, metadata });
         state.audited = true;

@@ -1,4 +1,5 @@
 import type * as grpc from "@grpc/grpc-js";
+import { AppError } from "../errors.js";
 import {
   create,
   fromBinary,
@@ -57,13 +58,38 @@ export function serviceDefinition(service: DescService): grpc.ServiceDefinition 
       requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
       requestSerialize: (m: MessageShape<DescMessage>) => Buffer.from(toBinary(method.input, m)),
-      requestDeserialize: (b: Buffer) => fromBinary(method.input, b),
+      // May yield the Malformed marker instead of a message: the handler wrappers check for it.
+      requestDeserialize: (b: Buffer) => parseRequest(method, b) as MessageShape<DescMessage>,
       responseSerialize: (m: MessageShape<DescMessage>) => Buffer.from(toBinary(method.output, m)),
       responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
     };
   }
   return definition;
 }
+
+/**
+ * A request body that does not parse (random bytes, or nesting past protobuf-es's
+ * recursion limit). grpc-js would answer a throwing deserializer INTERNAL with no
+ * details; the marker lets the handler wrapper answer INVALID_ARGUMENT through the
+ * usual path (ErrorInfo, request id, log line, audit event).
+ */
+const MALFORMED = Symbol("malformed request");
+type Malformed = { readonly [MALFORMED]: true };
+
+function parseRequest(method: DescMethod, bytes: Buffer): MessageShape<DescMessage> | Malformed {
+  try {
+    return fromBinary(method.input, bytes);
+  } catch {
+    return { [MALFORMED]: true };
+  }
+}
+
+function isMalformed(request: unknown): request is Malformed {
+  return typeof request === "object" && request !== null && MALFORMED in request;
+}
+
+const malformedError = () =>
+  new AppError("INVALID_ARGUMENT", "the request is not a valid protobuf message for this method", { field: "request" });
 
 /** grpc-js handlers for `impl`; errors thrown by a handler are mapped by `toStatus`. */
 export function serviceHandlers<S extends DescService>(
@@ -115,6 +141,7 @@ function unary(
 ): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
   return (call, callback) => {
     const ctx = contextOf(call);
+    if (isMalformed(call.request)) return callback(toStatus(malformedError(), ctx, method));
     fn(call.request, ctx).then(
       (response) => callback(null, create(method.output, response)),
       (error: unknown) => callback(toStatus(error, ctx, method)),
@@ -130,6 +157,7 @@ function serverStreaming(
   return (call) => {
     const ctx = contextOf(call);
     (async () => {
+      if (isMalformed(call.request)) throw malformedError();
       for await (const message of fn(call.request, ctx)) {
         if (ctx.signal.aborted) return;
         if (!call.write(create(method.output, message))) {
