@@ -1,9 +1,10 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mintHs256Token } from "../../src/auth/token-issuer.js";
 import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
-import { CallError, secretsClient, type TestClient } from "../support/grpc-client.js";
+import { runCoherenceLoad, valueOf } from "../support/coherence.js";
+import { secretsClient, type TestClient } from "../support/grpc-client.js";
+import { cacheLookups } from "../support/metrics-scrape.js";
 import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 import { createTestDb, type TestDb } from "../support/test-db.js";
@@ -69,100 +70,32 @@ describe.runIf(process.env["DATABASE_URL"])("two replicas on one Postgres and on
 
   it("zero stale reads under concurrent writes on one replica and reads on the other", async () => {
     const [writer, reader] = clients as [TestClient<typeof SecretService>, TestClient<typeof SecretService>];
-    /** Per name: the seq of the last write that returned, and whether each seq left the secret existing. */
-    const returned = new Map<string, number>();
-    const exists = new Map<string, boolean[]>();
-    let stop = false;
-    let writes = 0;
-    let reads = 0;
-    let notFoundReads = 0;
-    const stale: string[] = [];
-    const errors: unknown[] = [];
     // Names written once before the load: their reads should be cache hits.
-    for (let i = 0; i < 4; i++) await writer.createSecret({ name: `stable_${i}`, value: `stable_${i}:1` }, token);
-    let stableReads = 0;
+    const stableNames = Array.from({ length: 4 }, (_, i) => `stable_${i}`);
+    for (const name of stableNames) await writer.createSecret({ name, value: valueOf(name, 1) }, token);
     const hitsBefore = await cacheLookups(metricsPorts[1] as number, "hit");
 
-    // One sequential writer per name: create → update → update → delete → create …
-    const writers = Array.from({ length: NAMES }, async (_, i) => {
-      const name = `coherent_${i}`;
-      const states: boolean[] = [false];
-      exists.set(name, states);
-      returned.set(name, 0);
-      for (let seq = 1; !stop && seq < 10_000; seq++) {
-        const step = (seq - 1) % 4;
-        try {
-          if (step === 0) await writer.createSecret({ name, value: `${name}:${seq}` }, token);
-          else if (step === 3) await writer.deleteSecret({ name }, token);
-          else await writer.updateSecret({ name, value: `${name}:${seq}` }, token);
-        } catch (e) {
-          errors.push(e);
-          return;
-        }
-        states[seq] = step !== 3;
-        returned.set(name, seq);
-        writes += 1;
-      }
+    const r = await runCoherenceLoad({
+      token,
+      prefix: "coherent",
+      names: NAMES,
+      writerFor: () => writer,
+      readers: READERS,
+      readerFor: () => reader,
+      stableNames,
+      targetWrites: TARGET_WRITES,
+      targetReads: TARGET_READS,
+      targetStableReads: 150,
+      maxLoadMs: MAX_LOAD_MS,
     });
 
-    const readers = Array.from({ length: READERS }, async (_, r) => {
-      for (let n = 0; !stop && n < 1_000_000; n++) {
-        if (n % 3 === 2) {
-          const stable = `stable_${n % 4}`;
-          try {
-            if ((await reader.accessSecret({ name: stable }, token)).value !== `${stable}:1`) stale.push(`${stable}: wrong value`);
-            stableReads += 1;
-          } catch (e) {
-            errors.push(e);
-          }
-          continue;
-        }
-        const name = `coherent_${(r + n) % NAMES}`;
-        const before = returned.get(name) ?? 0;
-        try {
-          const result =
-            n % 5 === 0
-              ? (await reader.resolveSecrets({ names: [name] }, token)).values[name]
-              : (await reader.accessSecret({ name }, token)).value;
-          const seq = Number(String(result).split(":")[1]);
-          if (!(seq >= before)) stale.push(`${name}: read seq ${seq} after write ${before} returned`);
-        } catch (e) {
-          if (!(e instanceof CallError) || e.code !== status.NOT_FOUND) {
-            errors.push(e);
-            continue;
-          }
-          notFoundReads += 1;
-          // NOT_FOUND is fresh only if the secret was absent at some state from `before` on.
-          const states = exists.get(name) ?? [];
-          let absentSince = false;
-          for (let s = before; s < states.length + 1 && !absentSince; s++) absentSince = states[s] !== true;
-          if (!absentSince) stale.push(`${name}: NOT_FOUND after write ${before} (exists) returned`);
-        }
-        reads += 1;
-      }
-    });
-
-    const deadline = Date.now() + MAX_LOAD_MS;
-    while (Date.now() < deadline && (reads < TARGET_READS || writes < TARGET_WRITES || stableReads < 150)) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    stop = true;
-    await Promise.all([...writers, ...readers]);
-
-    expect(errors).toEqual([]);
-    expect(stale).toEqual([]);
-    expect(writes).toBeGreaterThanOrEqual(TARGET_WRITES);
-    expect(reads).toBeGreaterThanOrEqual(TARGET_READS);
-    expect(notFoundReads).toBeGreaterThan(0);
+    expect(r.errors).toEqual([]);
+    expect(r.stale).toEqual([]);
+    expect(r.writes).toBeGreaterThanOrEqual(TARGET_WRITES);
+    expect(r.reads).toBeGreaterThanOrEqual(TARGET_READS);
+    expect(r.notFoundReads).toBeGreaterThan(0);
     // The reads really went through the cache: the reader replica counted hits.
-    expect(stableReads).toBeGreaterThanOrEqual(150);
-    expect((await cacheLookups(metricsPorts[1] as number, "hit")) - hitsBefore).toBeGreaterThan(stableReads / 2);
+    expect(r.stableReads).toBeGreaterThanOrEqual(150);
+    expect((await cacheLookups(metricsPorts[1] as number, "hit")) - hitsBefore).toBeGreaterThan(r.stableReads / 2);
   });
 });
-
-/** A replica's own count of cache lookups with this result, from its /metrics. */
-async function cacheLookups(port: number, result: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const m = text.match(new RegExp(`^secrets_cache_lookups_total\\{result="${result}"\\} (\\d+)`, "m"));
-  return m ? Number(m[1]) : 0;
-}

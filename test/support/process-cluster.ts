@@ -42,7 +42,15 @@ export function processCluster(databaseUrl: string): ProcessCluster {
         SECRETS_LOG_LEVEL: "info",
         ...env,
       });
-      const [, port, replicaId] = await process.waitFor(/"port":(\d+)[^\n]*"replicaId":"([^"]+)"[^\n]*"msg":"serving"/);
+      let match: RegExpMatchArray;
+      try {
+        match = await process.waitFor(/"port":(\d+)[^\n]*"replicaId":"([^"]+)"[^\n]*"msg":"serving"/);
+      } catch (e) {
+        // Never leave a server behind that never said it was serving.
+        if (process.child.exitCode === null) process.kill("SIGKILL");
+        throw e;
+      }
+      const [, port, replicaId] = match;
       const address = `127.0.0.1:${port}`;
       const replica: Replica = {
         process,
