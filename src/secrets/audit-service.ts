@@ -3,8 +3,7 @@ import { AppError, invalid } from "../errors.js";
 import type { Db } from "../store/db.js";
 import * as store from "../store/audit-store.js";
 import { requireAllowlisted } from "./authorize.js";
-import { pageTokenCodec } from "./page-token.js";
-import type { Page } from "./secret-service.js";
+import { pageOf, pageTokenCodec, type Page } from "./page-token.js";
 import { validateName, validatePageSize } from "./validation.js";
 
 /** An audit event as the API returns it (the stored row without its previous hash). Events never hold a value. */
@@ -133,12 +132,7 @@ export function createAuditService(deps: AuditServiceDeps): AuditService {
         onlyNames,
         limit: pageSize + 1,
       });
-      const page = rows.slice(0, pageSize);
-      const last = page.at(-1);
-      return {
-        items: page.map(toEvent),
-        nextPageToken: rows.length > pageSize && last ? idTokens.encode(last.id, binding) : "",
-      };
+      return pageOf(rows, pageSize, toEvent, (r) => r.id, idTokens, binding);
     },
   };
 }

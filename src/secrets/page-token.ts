@@ -43,3 +43,30 @@ export function pageTokenCodec<K extends string | number>(isKey: (k: unknown) =>
     },
   };
 }
+
+/** One page of a listing. */
+export interface Page<T> {
+  items: T[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+/**
+ * The page of `rows` fetched with a limit of `pageSize + 1`: the extra row only says
+ * that a next page exists, and the token continues after the last row shown.
+ */
+export function pageOf<R, K extends string | number, T>(
+  rows: readonly R[],
+  pageSize: number,
+  show: (row: R) => T,
+  keyOf: (row: R) => K,
+  tokens: PageTokenCodec<K>,
+  binding: readonly string[],
+): Page<T> {
+  const page = rows.slice(0, pageSize);
+  const last = page.at(-1);
+  return {
+    items: page.map(show),
+    nextPageToken: rows.length > pageSize && last !== undefined ? tokens.encode(keyOf(last), binding) : "",
+  };
+}

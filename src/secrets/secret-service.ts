@@ -8,7 +8,7 @@ import * as store from "../store/secret-store.js";
 import * as versionStore from "../store/version-store.js";
 import { requireAllowlisted, requireScope } from "./authorize.js";
 import { DataKeyUnavailable, type DataKeys } from "./data-keys.js";
-import { pageTokenCodec } from "./page-token.js";
+import { pageOf, pageTokenCodec, type Page } from "./page-token.js";
 import { createRateLimiter, type RateLimiter } from "./rate-limiter.js";
 import {
   validateDescription,
@@ -44,11 +44,7 @@ export interface SecretVersion {
   createdBy: string;
 }
 
-export interface Page<T> {
-  items: T[];
-  /** Empty on the last page. */
-  nextPageToken: string;
-}
+export type { Page } from "./page-token.js";
 
 export interface CreateInput {
   name: string;
@@ -244,12 +240,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
         onlyNames,
         limit: pageSize + 1,
       });
-      const page = rows.slice(0, pageSize);
-      const last = page.at(-1);
-      return {
-        items: page.map(toSecret),
-        nextPageToken: rows.length > pageSize && last ? nameTokens.encode(last.name, binding) : "",
-      };
+      return pageOf(rows, pageSize, toSecret, (r) => r.name, nameTokens, binding);
     },
 
     async updateSecret(p, input) {
@@ -341,12 +332,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const binding = [p.developerId, secret.id];
       const before = versionTokens.decode(pageToken, binding);
       const rows = await versionStore.listVersions(db, p.developerId, secret.id, before, pageSize + 1);
-      const page = rows.slice(0, pageSize);
-      const last = page.at(-1);
-      return {
-        items: page.map(toVersion),
-        nextPageToken: rows.length > pageSize && last ? versionTokens.encode(last.version, binding) : "",
-      };
+      return pageOf(rows, pageSize, toVersion, (r) => r.version, versionTokens, binding);
     },
 
     async destroySecretVersion(p, rawName, rawVersion) {
