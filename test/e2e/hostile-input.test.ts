@@ -88,23 +88,6 @@ import { startTestService, type TestService } from "../support/test-service.js";
  * `it.fails` fail: then delete the entry and turn the `it.fails` into `it`.
  */
 const KNOWN_BUGS = {
-  /** description containing U+0000 → INTERNAL (Postgres text cannot hold NUL, SQLSTATE 22021). */
-  nulDescription: false,
-  /** token allowlist (`secrets` claim) entry containing U+0000 → ListSecrets / ListAuditEvents INTERNAL. */
-  nulInAllowlist: false,
-  /** a rejected write by a developer without a data key leaves a new data key (created before the lookup fails). */
-  dataKeyOnRejectedFirstWrite: false,
-  /**
-   * a call refused UNAUTHENTICATED by the interceptor has no call log line, no x-request-id trailer and
-   * no metrics observation (the status is sent past the interceptor's own sendStatus hook).
-   */
-  unauthenticatedNotLogged: false,
-  /**
-   * metadata nested deeper than protobuf-es's recursion limit (100 message levels: 50 JSON levels, with
-   * or without arrays) fails to parse, so grpc-js answers INTERNAL "Error deserializing request"
-   * without an ErrorInfo, where DESIGN.md documents INVALID_ARGUMENT (INVALID_METADATA, depth > 8).
-   */
-  deepMetadata: false,
   /**
    * embedded database only: a text value that starts with U+FEFF comes back without it (PGlite's wire
    * protocol reader decodes with `new TextDecoder("utf-8")`, which strips a leading BOM), so a
@@ -380,11 +363,6 @@ function metadataInvalid(meta: { [k: string]: Json }): boolean {
   return bad || keys > 256 || utf8Bytes(JSON.stringify(meta)) > 16 * KIB;
 }
 
-/** Switches of the oracle that model a known bug's behaviour (see expectationFor). */
-interface Flags {
-  /** Treat a description with U+0000 as valid (the server's current behaviour, KNOWN_BUGS.nulDescription). */
-  nulDescriptionPasses?: boolean;
-}
 
 /** next_page_token values the server handed out: replaying one is OK or INVALID_PAGE_TOKEN depending on the parameters. */
 const realTokens = new Set<string>();
@@ -395,8 +373,8 @@ const tokenLate = (t: string): Reason[] => (realTokens.has(t) ? ["INVALID_PAGE_T
 // The validation rules of DESIGN.md's Limits, each giving the reasons a field breaks.
 const nameV = (n: string): Reason[] => (NAME_RE.test(n) ? [] : ["INVALID_NAME"]);
 const valueV = (v: string): Reason[] => (v === "" ? ["INVALID_VALUE"] : utf8Bytes(v) > 64 * KIB ? ["VALUE_TOO_LARGE"] : []);
-const descV = (d: string, f: Flags): Reason[] =>
-  [...d].length > 1024 || (d.includes("\u0000") && !f.nulDescriptionPasses) ? ["INVALID_DESCRIPTION"] : [];
+const descV = (d: string): Reason[] =>
+  [...d].length > 1024 || d.includes("\u0000") ? ["INVALID_DESCRIPTION"] : [];
 const metaV = (meta: unknown): Reason[] => (meta !== undefined && metadataInvalid(meta as { [k: string]: Json }) ? ["INVALID_METADATA"] : []);
 const pageSizeV = (n: number): Reason[] => (n < 0 ? ["INVALID_PAGE_SIZE"] : []);
 const versionV = (v: number, allowZero: boolean): Reason[] => (v < 0 || (!allowZero && v === 0) ? ["INVALID_VERSION"] : []);
@@ -422,7 +400,7 @@ function staged(
   return e.allow(...late);
 }
 
-function secretOracle(method: DescMethod, r: Req, p: Principal, f: Flags): Expectation {
+function secretOracle(method: DescMethod, r: Req, p: Principal): Expectation {
   const e = new Expectation();
   const has = (s: string) => p.scopes.has(s);
   const read = has("secrets:read");
@@ -436,7 +414,7 @@ function secretOracle(method: DescMethod, r: Req, p: Principal, f: Flags): Expec
         e,
         p,
         write,
-        [...nameV(name), ...valueV(r["value"] as string), ...descV(r["description"] as string, f), ...metaV(r["metadata"] ?? {})],
+        [...nameV(name), ...valueV(r["value"] as string), ...descV(r["description"] as string), ...metaV(r["metadata"] ?? {})],
         [name],
         ["SECRET_EXISTS", "QUOTA_EXCEEDED", ...common],
         true,
@@ -467,7 +445,7 @@ function secretOracle(method: DescMethod, r: Req, p: Principal, f: Flags): Expec
       const v: Reason[] = [
         ...nameV(name),
         ...(value === undefined ? [] : valueV(value)),
-        ...(description === undefined ? [] : descV(description, f)),
+        ...(description === undefined ? [] : descV(description)),
         ...metaV(metadata),
         ...versionV(r["expectedVersion"] as number, true),
       ];
@@ -590,9 +568,9 @@ function healthOracle(method: DescMethod, r: Req): Expectation {
   return e;
 }
 
-function methodOracle(method: DescMethod, r: Req, p: Principal, f: Flags): Expectation {
+function methodOracle(method: DescMethod, r: Req, p: Principal): Expectation {
   const service = SERVICE_OF.get(method);
-  if (service === SecretService) return secretOracle(method, r, p, f);
+  if (service === SecretService) return secretOracle(method, r, p);
   if (service === KeyService) return keyOracle(method, r, p);
   if (service === AuditService) return auditOracle(r, p);
   throw new Error(`no oracle for ${method.name}`);
@@ -640,24 +618,8 @@ function expectationFor(
     // The client library encoded it from a typed request, so it is a request the server must answer
     // itself: the only such failure is metadata nested past protobuf's recursion limit.
     e.allow("INVALID_METADATA", "INVALID_ARGUMENT");
-    if (KNOWN_BUGS.deepMetadata) {
-      e.transport.add("unparseable");
-      e.bugs.add("deepMetadata");
-    }
   } else if (!request) unparseable();
-  else {
-    e.merge(methodOracle(method, request, p, {}));
-    if (KNOWN_BUGS.nulDescription && (method === m.create || method === m.update) && ((request["description"] as string | undefined) ?? "").includes("\u0000")) {
-      const buggy = methodOracle(method, request, p, { nulDescriptionPasses: true });
-      if (buggy.ok) buggy.allow("INTERNAL");
-      e.merge(buggy);
-      e.bugs.add("nulDescription");
-    }
-    if (KNOWN_BUGS.nulInAllowlist && (method === m.list || method === m.audit) && p.allowlist && [...p.allowlist].some((n) => n.includes("\u0000")) && e.ok) {
-      e.allow("INTERNAL");
-      e.bugs.add("nulInAllowlist");
-    }
-  }
+  else e.merge(methodOracle(method, request, p));
   return { expect: e, request, principal: p };
 }
 
@@ -891,12 +853,8 @@ async function exercise(method: DescMethod, body: Uint8Array, auth: Auth, tally:
     if (o.statusDetailsCode !== o.code) fail("google.rpc.Status code differs from the gRPC status");
     if (!o.requestInfoId) fail("no RequestInfo in the status details");
     if (o.requestId !== undefined && o.requestId !== o.requestInfoId) fail("x-request-id differs from RequestInfo.request_id");
-    if (KNOWN_BUGS.unauthenticatedNotLogged && o.code === grpc.status.UNAUTHENTICATED) {
-      if (o.requestId === undefined) tally.bugHits.set("unauthenticatedNotLogged", (tally.bugHits.get("unauthenticatedNotLogged") ?? 0) + 1);
-    } else {
-      if (o.requestId === undefined) fail("no x-request-id trailer");
-      loggedRequestIds.push({ id: o.requestInfoId!, what: `${method.name} ${grpc.status[o.code]}/${o.info.reason}` });
-    }
+    if (o.requestId === undefined) fail("no x-request-id trailer");
+    loggedRequestIds.push({ id: o.requestInfoId!, what: `${method.name} ${grpc.status[o.code]}/${o.info.reason}` });
     const allowed = ex.errors.get(o.code);
     if (!allowed?.has(o.info.reason)) fail("status / reason not documented for this situation");
     if (!DOCUMENTED.has(o.code) && !(o.code === grpc.status.INTERNAL && ex.bugs.size > 0)) fail("status outside the documented set");
@@ -913,13 +871,7 @@ async function exercise(method: DescMethod, body: Uint8Array, auth: Auth, tally:
   snapshotCache.delete(`${devs[0]}\u0000${devs[1] ?? devs[0]}`);
   const after = await snapshot(devs);
   if (JSON.stringify(after) !== JSON.stringify(before)) {
-    const onlyNewDataKey =
-      after.secrets_hash === before.secrets_hash && after.versions_hash === before.versions_hash && before.data_keys === 0 && after.data_keys === 1;
-    if (KNOWN_BUGS.dataKeyOnRejectedFirstWrite && onlyNewDataKey) {
-      tally.bugHits.set("dataKeyOnRejectedFirstWrite", (tally.bugHits.get("dataKeyOnRejectedFirstWrite") ?? 0) + 1);
-    } else {
-      fail(`a rejected call changed stored rows: before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
-    }
+    fail(`a rejected call changed stored rows: before ${JSON.stringify(before)} after ${JSON.stringify(after)}`);
   }
 
   // ResolveSecrets NOT_FOUND names exactly the missing ones.
@@ -1549,7 +1501,7 @@ describe("hostile input: afterwards", () => {
   });
 });
 
-describe("hostile input: server bugs this test found (it.fails while open; see KNOWN_BUGS)", () => {
+describe("hostile input: the server bugs this test found (regressions; it.fails while one is open, see KNOWN_BUGS)", () => {
   it("nulDescription: a description containing U+0000 is INVALID_DESCRIPTION, not INTERNAL", async () => {
     const o = await send(pathOf(m.create), toBinary(m.create.input, create(m.create.input, { name: "bug_nul_desc", value: "v", description: "a\u0000b" })), await authHeaders({ kind: "token", sub: REG_DEV, scopes: BASE_SCOPES }));
     expect([grpc.status[o.code], o.info?.reason]).toEqual(["INVALID_ARGUMENT", "INVALID_DESCRIPTION"]);
