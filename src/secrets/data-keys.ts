@@ -64,6 +64,7 @@ export const DEK_ROTATE_AT = 2 ** 30 - 2 ** 24;
 export const DEK_HARD_LIMIT = 2 ** 30;
 
 const MAX_ATTEMPTS = 3;
+const MAX_RESERVING_DEVELOPERS = 100_000;
 
 export function createDataKeys(deps: DataKeysDeps): DataKeys {
   const { db, keyProvider, cache } = deps;
@@ -108,7 +109,11 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
 
   async function reserve(developerId: string, version: number, count: number): Promise<boolean> {
     let mine = reserved.get(developerId);
-    if (!mine) reserved.set(developerId, (mine = new Map()));
+    if (!mine) {
+      reserved.set(developerId, (mine = new Map()));
+      // Bounded: forgetting a reservation only wastes counted encryptions (it over-counts, never under).
+      if (reserved.size > MAX_RESERVING_DEVELOPERS) reserved.delete(reserved.keys().next().value as string);
+    }
     const left = mine.get(version) ?? 0;
     if (left >= count) {
       mine.set(version, left - count);
