@@ -5,7 +5,7 @@ import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
 import { runCoherenceLoad, valueOf } from "../support/coherence.js";
 import { secretsClient, type TestClient } from "../support/grpc-client.js";
 import { cacheLookups } from "../support/metrics-scrape.js";
-import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
+import { sharedOrPrivateRedis } from "../support/redis-server.js";
 import { startServerProcess, type ServerProcess } from "../support/server-process.js";
 import { createTestDb, type TestDb } from "../support/test-db.js";
 
@@ -23,7 +23,7 @@ const READERS = 24;
 
 describe.runIf(process.env["DATABASE_URL"])("two replicas on one Postgres and one Redis", () => {
   let testDb: TestDb;
-  let privateRedis: PrivateRedis | undefined;
+  let redis: { url: string; dispose(): Promise<void> } | undefined;
   const servers: ServerProcess[] = [];
   const clients: TestClient<typeof SecretService>[] = [];
   const metricsPorts: number[] = [];
@@ -31,11 +31,8 @@ describe.runIf(process.env["DATABASE_URL"])("two replicas on one Postgres and on
 
   beforeAll(async () => {
     testDb = await createTestDb();
-    let redisUrl = process.env["REDIS_URL"];
-    if (!redisUrl) {
-      privateRedis = await startPrivateRedis();
-      redisUrl = privateRedis.url;
-    }
+    redis = await sharedOrPrivateRedis();
+    const redisUrl = redis.url;
     const jwtSecret = randomBytes(32).toString("base64url");
     const env = {
       DATABASE_URL: testDb.url as string,
@@ -64,7 +61,7 @@ describe.runIf(process.env["DATABASE_URL"])("two replicas on one Postgres and on
     for (const c of clients) c.close();
     for (const s of servers) s.kill("SIGTERM");
     await Promise.all(servers.map((s) => s.exited));
-    await privateRedis?.dispose();
+    await redis?.dispose();
     await testDb?.cleanup();
   });
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CallError } from "../support/grpc-client.js";
 import { NO_RATE_LIMITS } from "../support/fault-env.js";
 import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
-import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
+import { sharedOrPrivateRedis } from "../support/redis-server.js";
 import { createTestDb, type TestDb } from "../support/test-db.js";
 
 // Optimistic concurrency across processes: 16 client loops over 2 replica
@@ -28,18 +28,15 @@ interface Win {
 
 describe.runIf(process.env["DATABASE_URL"])("concurrent UpdateSecret with expected_version across replicas", () => {
   let testDb: TestDb;
-  let privateRedis: PrivateRedis | undefined;
+  let redis: { url: string; dispose(): Promise<void> } | undefined;
   let cluster: ProcessCluster;
   const replicas: Replica[] = [];
   let token: string;
 
   beforeAll(async () => {
     testDb = await createTestDb();
-    let redisUrl = process.env["REDIS_URL"];
-    if (!redisUrl) {
-      privateRedis = await startPrivateRedis();
-      redisUrl = privateRedis.url;
-    }
+    redis = await sharedOrPrivateRedis();
+    const redisUrl = redis.url;
     cluster = processCluster(testDb.url as string);
     const keyring = [masterKey("k1")];
     for (let i = 0; i < REPLICAS; i++) {
@@ -50,7 +47,7 @@ describe.runIf(process.env["DATABASE_URL"])("concurrent UpdateSecret with expect
 
   afterAll(async () => {
     await cluster?.stopAll();
-    await privateRedis?.dispose();
+    await redis?.dispose();
     await testDb?.cleanup();
   });
 

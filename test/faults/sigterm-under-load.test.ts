@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
 import { NO_RATE_LIMITS } from "../support/fault-env.js";
 import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
-import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
+import { sharedOrPrivateRedis } from "../support/redis-server.js";
 import { createTestDb, type TestDb } from "../support/test-db.js";
 import { outcomeOf, tracedCall, type TracedResult } from "../support/traced-call.js";
 
@@ -29,7 +29,7 @@ type Result = TracedResult<keyof (typeof SecretService)["method"]> & { name: str
 
 describe.runIf(process.env["DATABASE_URL"])("SIGTERM under load (production mode)", () => {
   let testDb: TestDb;
-  let privateRedis: PrivateRedis | undefined;
+  let redis: { url: string; dispose(): Promise<void> } | undefined;
   let cluster: ProcessCluster;
   let replica: Replica;
   let locker: pg.Client | undefined;
@@ -38,11 +38,8 @@ describe.runIf(process.env["DATABASE_URL"])("SIGTERM under load (production mode
 
   beforeAll(async () => {
     testDb = await createTestDb();
-    let redisUrl = process.env["REDIS_URL"];
-    if (!redisUrl) {
-      privateRedis = await startPrivateRedis();
-      redisUrl = privateRedis.url;
-    }
+    redis = await sharedOrPrivateRedis();
+    const redisUrl = redis.url;
     cluster = processCluster(testDb.url as string);
     replica = await cluster.start([masterKey("k1")], { REDIS_URL: redisUrl, SECRETS_MAX_VERSIONS: "10000", ...NO_RATE_LIMITS });
     for (const developer of developers) tokens.push(await cluster.token(developer, ["secrets:read", "secrets:write", "secrets:access"]));
@@ -51,7 +48,7 @@ describe.runIf(process.env["DATABASE_URL"])("SIGTERM under load (production mode
   afterAll(async () => {
     await locker?.end().catch(() => undefined);
     await cluster?.stopAll();
-    await privateRedis?.dispose();
+    await redis?.dispose();
     await testDb?.cleanup();
   });
 

@@ -4,7 +4,7 @@ import { runCoherenceLoad, valueOf } from "../support/coherence.js";
 import { cacheLookups, metricValue } from "../support/metrics-scrape.js";
 import { NO_RATE_LIMITS } from "../support/fault-env.js";
 import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
-import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
+import { sharedOrPrivateRedis } from "../support/redis-server.js";
 import { createTestDb, type TestDb } from "../support/test-db.js";
 
 // Three server processes on one Postgres and one Redis (the machine's when
@@ -25,7 +25,7 @@ const METHODS = ["CreateSecret", "UpdateSecret", "DeleteSecret", "AccessSecret",
 
 describe.runIf(process.env["DATABASE_URL"])("three replicas on one Postgres and one Redis under mixed load", () => {
   let testDb: TestDb;
-  let privateRedis: PrivateRedis | undefined;
+  let redis: { url: string; dispose(): Promise<void> } | undefined;
   let cluster: ProcessCluster;
   const replicas: Replica[] = [];
   const metricsPorts: number[] = [];
@@ -33,11 +33,8 @@ describe.runIf(process.env["DATABASE_URL"])("three replicas on one Postgres and 
 
   beforeAll(async () => {
     testDb = await createTestDb();
-    let redisUrl = process.env["REDIS_URL"];
-    if (!redisUrl) {
-      privateRedis = await startPrivateRedis();
-      redisUrl = privateRedis.url;
-    }
+    redis = await sharedOrPrivateRedis();
+    const redisUrl = redis.url;
     cluster = processCluster(testDb.url as string);
     const keyring = [masterKey("k1")];
     // Started together, as a rolling deploy would: migrations run once under the advisory lock.
@@ -53,7 +50,7 @@ describe.runIf(process.env["DATABASE_URL"])("three replicas on one Postgres and 
   afterAll(async () => {
     await Promise.all(replicas.map((r) => r.stop("SIGTERM")));
     await cluster?.stopAll();
-    await privateRedis?.dispose();
+    await redis?.dispose();
     await testDb?.cleanup();
   });
 

@@ -117,3 +117,14 @@ export async function startPrivateSentinel(masterPort: number, name: string): Pr
     },
   };
 }
+
+/**
+ * The Redis a multi-process test shares: the machine's (REDIS_URL, as in CI) when
+ * set, else a private one this call starts. `dispose` stops only what it started.
+ */
+export async function sharedOrPrivateRedis(): Promise<{ url: string; dispose(): Promise<void> }> {
+  const shared = process.env["REDIS_URL"];
+  if (shared) return { url: shared, dispose: async () => {} };
+  const own = await startPrivateRedis();
+  return { url: own.url, dispose: () => own.dispose() };
+}
