@@ -16,16 +16,18 @@ import type { WorkerResult, WorkerTask } from "./worker.js";
 
 /**
  * `npm run bench [-- --quick] [-- --profile]`: the service's speed, measured as a
- * user would meet it. Starts two server processes from the build (one with the
- * Redis cache, one with no value cache) on a fresh Postgres database, drives them
- * from separate client processes over loopback, and reports, per phase and at 1
- * and 64 calls in flight: calls/s, p50, p99, each as a ratio to the ceiling (an
- * empty Health/Check on the same server, measured in the same run), and the
- * server's own CPU per call (process.cpuUsage, read from its /metrics) as a ratio
- * to the ceiling's. Ratios, not absolute figures, are what compare across runs on
- * a shared machine. Ends by scanning Redis for any seeded value in the clear.
+ * user would meet it. Starts three server processes from the build (Redis cache;
+ * no value cache; Redis cache with strict audit) on a fresh Postgres database,
+ * drives them from two client processes over loopback, and reports, per phase and
+ * at 1 and 64 calls in flight: calls/s, p50, p99, each as a ratio to the ceiling
+ * (an empty Health/Check on the same server), and the server's own CPU per call
+ * (process.cpuUsage, read from its /metrics) as a ratio to the ceiling's. A
+ * server's phases and its ceiling are measured in interleaved rounds (see
+ * measureGroup), since ratios, not absolute figures, are what compare on a shared
+ * machine. Ends by scanning Redis for any seeded value in the clear.
  * `--profile` runs the cache server under `node --cpu-prof` (profiles in
- * bench/results/profiles/; summarize with `node .bench-build/bench/profile-summary.js FILE`).
+ * bench/results/profiles/; summarize one phase with
+ * `node .bench-build/bench/profile-summary.js FILE --results RESULTS.json --phase TEXT`).
  */
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -38,7 +40,11 @@ const QUICK = args.has("--quick");
 const PROFILE = args.has("--profile");
 /** `--only TEXT`: run only the phases whose name contains TEXT (and the ceilings), e.g. to profile one path. */
 const ONLY = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : undefined;
-const PHASE_MS = QUICK ? 1_500 : 5_000;
+/** Each phase is measured in ROUNDS segments of SEGMENT_MS (after SEGMENT_WARMUP_MS unmeasured), interleaved. */
+const ROUNDS = QUICK ? 3 : 5;
+const SEGMENT_MS = QUICK ? 500 : 1_000;
+const SEGMENT_WARMUP_MS = 100;
+/** Once per phase and number in flight, before its rounds. */
 const WARMUP_MS = QUICK ? 300 : 1_000;
 const MAX_CALLS = 2_000_000;
 const ADMIN_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -67,6 +73,10 @@ interface PhaseResult {
   /** Secrets delivered per call (ResolveSecrets: 10). */
   secretsPerCall: number;
   ratio?: { throughput: number; p50: number; p99: number; cpu: number };
+  /** Each round's segment, for the spread between rounds. */
+  rounds: { callsPerSecond: number; cpuUsPerCall: number }[];
+  /** Per round, this phase against the ceiling's segment of the same round. */
+  roundRatios?: { throughput: number; cpu: number }[];
 }
 
 function startServer(name: string, env: Record<string, string>): Promise<Server> {
@@ -101,14 +111,35 @@ async function serverStats(server: Server): Promise<{ cpuSeconds: number; rssByt
   return { cpuSeconds: read("process_cpu_seconds_total"), rssBytes: read("process_resident_memory_bytes") };
 }
 
-function runWorker(task: WorkerTask): Promise<WorkerResult> {
-  return new Promise((resolve, reject) => {
-    const child = fork(join(here, "worker.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    child.once("message", (m) => resolve(m as WorkerResult));
-    child.once("error", reject);
-    child.once("exit", (code) => (code !== 0 ? reject(new Error(`worker exited ${code}`)) : undefined));
-    child.send(task);
-  });
+/**
+ * The client processes, started once and kept for the whole run (each keeps its
+ * connections), so that a measurement can be cut into short segments.
+ */
+class Workers {
+  private constructor(private readonly children: ChildProcess[]) {}
+
+  static start(n: number): Workers {
+    return new Workers(Array.from({ length: n }, () => fork(join(here, "worker.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] })));
+  }
+
+  /** Runs `task` on worker `i` and resolves with its result. */
+  run(i: number, task: WorkerTask): Promise<WorkerResult> {
+    const child = this.children[i];
+    if (!child) throw new Error(`no worker ${i}`);
+    return new Promise((resolve, reject) => {
+      const onExit = (code: number | null) => reject(new Error(`worker exited ${code}`));
+      child.once("exit", onExit);
+      child.once("message", (m) => {
+        child.off("exit", onExit);
+        resolve(m as WorkerResult);
+      });
+      child.send(task);
+    });
+  }
+
+  close(): void {
+    for (const c of this.children) if (c.connected) c.disconnect();
+  }
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -126,49 +157,102 @@ interface PhaseSpec {
   secretsPerCall?: number;
 }
 
-let counterBase = 0;
+/** One measured stretch of one phase. */
+interface Segment {
+  calls: number;
+  errors: number;
+  firstError: string | undefined;
+  seconds: number;
+  latenciesUs: number[];
+  cpuSeconds: number;
+  /** Calls the server's CPU window covered: the measured ones plus, by rate, those of the warm-up. */
+  windowCalls: number;
+  rssBytes: number;
+}
 
-async function runPhase(spec: PhaseSpec, inFlight: number): Promise<PhaseResult> {
-  const workers = inFlight === 1 ? 1 : 2;
+let counterBase = 0;
+/** With --profile: when each measured segment ran, for `profile-summary --phase`. */
+const profileWindows: { phase: string; inFlight: number; startUs: number; endUs: number }[] = [];
+
+async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, warmupMs: number, durationMs: number): Promise<Segment> {
+  const count = inFlight === 1 ? 1 : 2;
   const before = await serverStats(spec.server);
+  const startNs = process.hrtime.bigint();
   const results = await Promise.all(
-    Array.from({ length: workers }, (_, w) =>
-      runWorker({
+    Array.from({ length: count }, (_, w) =>
+      workers.run(w, {
         address: spec.server.address,
         service: spec.service,
         method: spec.method,
         requests: spec.requests,
         ...(spec.token ? { token: spec.token } : {}),
-        inFlight: inFlight / workers,
-        warmupMs: WARMUP_MS,
-        durationMs: PHASE_MS,
+        inFlight: inFlight / count,
+        warmupMs,
+        durationMs,
         maxCalls: MAX_CALLS,
         counterBase: (counterBase += 10_000_000) + w * 1_000_000,
       }),
     ),
   );
+  const endNs = process.hrtime.bigint();
   const after = await serverStats(spec.server);
-  const latencies = results.flatMap((r) => r.latenciesUs).sort((a, b) => a - b);
+  // From the end of the warm-up (the clock V8 stamps profile samples with: monotonic, µs).
+  profileWindows.push({ phase: spec.phase, inFlight, startUs: Number(startNs / 1000n) + warmupMs * 1000, endUs: Number(endNs / 1000n) });
   const calls = results.reduce((n, r) => n + r.calls, 0);
-  const errors = results.reduce((n, r) => n + r.errors, 0);
-  const firstError = results.find((r) => r.firstError)?.firstError;
-  if (errors > 0) console.error(`  ${spec.phase} x${inFlight}: ${errors} errors, first: ${firstError}`);
-  const seconds = Math.max(...results.map((r) => r.elapsedMs)) / 1000;
-  // The CPU window includes the warm-up; count the calls made in it too, by rate.
-  const windowCalls = calls * ((PHASE_MS + WARMUP_MS) / PHASE_MS);
   return {
-    phase: spec.phase,
-    server: spec.server.name,
-    inFlight,
     calls,
-    errors,
-    callsPerSecond: calls / seconds,
-    p50Us: percentile(latencies, 50),
-    p99Us: percentile(latencies, 99),
-    cpuUsPerCall: ((after.cpuSeconds - before.cpuSeconds) * 1e6) / windowCalls,
-    rssMb: after.rssBytes / 2 ** 20,
-    secretsPerCall: spec.secretsPerCall ?? 1,
+    errors: results.reduce((n, r) => n + r.errors, 0),
+    firstError: results.find((r) => r.firstError)?.firstError,
+    seconds: Math.max(...results.map((r) => r.elapsedMs)) / 1000,
+    latenciesUs: results.flatMap((r) => r.latenciesUs),
+    cpuSeconds: after.cpuSeconds - before.cpuSeconds,
+    windowCalls: calls * ((durationMs + warmupMs) / durationMs),
+    rssBytes: after.rssBytes,
   };
+}
+
+/**
+ * Measures a server's phases, its ceiling first, at one number of calls in flight:
+ * each phase is warmed up once, then run in ROUNDS short segments, interleaved
+ * with the other phases and the ceiling (the order reversed every other round),
+ * so that a ratio to the ceiling compares stretches of time a few seconds apart
+ * rather than phases a minute apart on a machine whose speed drifts.
+ */
+async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: number): Promise<PhaseResult[]> {
+  const segments = new Map<PhaseSpec, Segment[]>(specs.map((s) => [s, []]));
+  for (const spec of specs) {
+    process.stdout.write(`  ${spec.phase} at ${inFlight} in flight: warm-up… `);
+    const w = await runSegment(workers, spec, inFlight, 0, WARMUP_MS);
+    console.log(`${(w.calls / w.seconds).toFixed(0)} calls/s`);
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? specs : [...specs].reverse();
+    for (const spec of order) segments.get(spec)?.push(await runSegment(workers, spec, inFlight, SEGMENT_WARMUP_MS, SEGMENT_MS));
+  }
+  const results = specs.map((spec) => {
+    const segs = segments.get(spec) ?? [];
+    const sum = (f: (s: Segment) => number) => segs.reduce((n, s) => n + f(s), 0);
+    const latencies = segs.flatMap((s) => s.latenciesUs).sort((a, b) => a - b);
+    const errors = sum((s) => s.errors);
+    if (errors > 0) console.error(`  ${spec.phase} x${inFlight}: ${errors} errors, first: ${segs.find((s) => s.firstError)?.firstError}`);
+    const result: PhaseResult = {
+      phase: spec.phase,
+      server: spec.server.name,
+      inFlight,
+      calls: sum((s) => s.calls),
+      errors,
+      callsPerSecond: sum((s) => s.calls) / sum((s) => s.seconds),
+      p50Us: percentile(latencies, 50),
+      p99Us: percentile(latencies, 99),
+      cpuUsPerCall: (sum((s) => s.cpuSeconds) * 1e6) / sum((s) => s.windowCalls),
+      rssMb: Math.max(...segs.map((s) => s.rssBytes)) / 2 ** 20,
+      secretsPerCall: spec.secretsPerCall ?? 1,
+      rounds: segs.map((s) => ({ callsPerSecond: s.calls / s.seconds, cpuUsPerCall: (s.cpuSeconds * 1e6) / s.windowCalls })),
+    };
+    console.log(`  ${spec.phase} at ${inFlight} in flight: ${result.callsPerSecond.toFixed(0)} calls/s`);
+    return result;
+  });
+  return results;
 }
 
 function table(rows: PhaseResult[]): string {
@@ -203,6 +287,7 @@ async function main(): Promise<void> {
   const masterKeys = `k1:${randomBytes(32).toString("base64")}`;
   const jwtSecret = randomBytes(32).toString("base64url");
   const servers: Server[] = [];
+  const workers = Workers.start(2);
   const developers = { hit: `bench-hit-${process.pid}`, small: `bench-1k-${process.pid}`, large: `bench-100k-${process.pid}`, writes: `bench-w-${process.pid}` };
   const seededValue = (dev: string, i: number) => `bench-value-${dev}-${i}-${"x".repeat(24)}`;
   let exitCode = 0;
@@ -232,7 +317,7 @@ async function main(): Promise<void> {
     };
 
     // Ten secrets for the hit and resolve phases, created through the API.
-    const setup = await runWorker({
+    const setup = await workers.run(0, {
       address: cached.address,
       service: "secrets",
       method: "createSecret",
@@ -246,7 +331,7 @@ async function main(): Promise<void> {
     });
     if (setup.errors > 0) throw new Error(`setup failed: ${setup.firstError}`);
     // Twenty secrets to update.
-    await runWorker({
+    await workers.run(0, {
       address: cached.address,
       service: "secrets",
       method: "createSecret",
@@ -280,15 +365,13 @@ async function main(): Promise<void> {
     }
 
     const results: PhaseResult[] = [];
-    for (const spec of specs.filter((s) => !ONLY || s.phase.startsWith("ceiling") || s.phase.includes(ONLY))) {
-      for (const inFlight of [1, 64]) {
-        process.stdout.write(`  ${spec.phase} at ${inFlight} in flight… `);
-        const r = await runPhase(spec, inFlight);
-        results.push(r);
-        console.log(`${r.callsPerSecond.toFixed(0)} calls/s`);
-        if (r.errors > 0) exitCode = 1;
-      }
+    const selected = specs.filter((s) => !ONLY || s.phase.startsWith("ceiling") || s.phase.includes(ONLY));
+    for (const server of servers) {
+      const group = selected.filter((s) => s.server === server);
+      if (group.length <= 1) continue;
+      for (const inFlight of [1, 64]) results.push(...(await measureGroup(workers, group, inFlight)));
     }
+    if (results.some((r) => r.errors > 0)) exitCode = 1;
     for (const r of results) {
       const ceiling = results.find((c) => c.phase.startsWith("ceiling") && c.server === r.server && c.inFlight === r.inFlight);
       if (ceiling) {
@@ -298,6 +381,10 @@ async function main(): Promise<void> {
           p99: r.p99Us / ceiling.p99Us,
           cpu: r.cpuUsPerCall / ceiling.cpuUsPerCall,
         };
+        r.roundRatios = r.rounds.map((round, i) => ({
+          throughput: round.callsPerSecond / (ceiling.rounds[i]?.callsPerSecond ?? NaN),
+          cpu: round.cpuUsPerCall / (ceiling.rounds[i]?.cpuUsPerCall ?? NaN),
+        }));
       }
     }
 
@@ -351,7 +438,8 @@ async function main(): Promise<void> {
     const report = {
       when: new Date().toISOString(),
       quick: QUICK,
-      phaseSeconds: PHASE_MS / 1000,
+      rounds: ROUNDS,
+      segmentSeconds: SEGMENT_MS / 1000,
       machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
       results,
       targets: targets.map(([name, value, bound, op]) => ({
@@ -361,10 +449,18 @@ async function main(): Promise<void> {
         holds: value === undefined ? null : op === ">=" ? value >= bound : value <= bound,
       })),
       redisScan: { keys: scanned, plaintextValuesFound: leaks.length },
+      ...(PROFILE ? { profileWindows } : {}),
     };
     console.log(`\n${table(results)}\n`);
+    const spread: Record<string, number[] | undefined> = {
+      [targets[0][0]]: hit(64)?.roundRatios?.map((r) => r.throughput),
+      [targets[2][0]]: hit(64)?.roundRatios?.map((r) => r.cpu),
+      [targets[3][0]]: off(64)?.roundRatios?.map((r) => r.throughput),
+    };
     for (const t of report.targets) {
-      console.log(`${t.holds === null ? "n/a " : t.holds ? "HOLDS" : "MISSES"}  ${t.name}: ${t.value === undefined ? "not measured" : (t.value as number).toFixed(2)}`);
+      const rounds = spread[t.name];
+      const range = rounds ? ` (rounds ${Math.min(...rounds).toFixed(2)}–${Math.max(...rounds).toFixed(2)})` : "";
+      console.log(`${t.holds === null ? "n/a " : t.holds ? "HOLDS" : "MISSES"}  ${t.name}: ${t.value === undefined ? "not measured" : (t.value as number).toFixed(2)}${range}`);
     }
     console.log(`\nRedis after the run: ${scanned} keys of the bench's developers scanned, ${leaks.length} holding a seeded value in the clear.`);
     const outDir = join(ROOT, "bench", "results");
@@ -373,6 +469,7 @@ async function main(): Promise<void> {
     writeFileSync(outFile, `${JSON.stringify(report, null, 2)}\n`);
     console.log(`results: ${outFile} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
   } finally {
+    workers.close();
     for (const s of servers) s.child.kill("SIGTERM");
     await Promise.all(servers.map((s) => (s.child.exitCode !== null ? undefined : new Promise((r) => s.child.once("exit", r)))));
     for (const s of servers) rmSync(s.logFile, { force: true });

@@ -5,10 +5,13 @@ import { SecretService } from "../src/gen/secrets/v1/secrets_pb.js";
 import { serviceDefinition } from "../src/server/grpc-adapter.js";
 
 /**
- * One benchmark client process: drives one RPC at a fixed number of calls in
- * flight for a fixed time against 127.0.0.1, and reports its count and latencies.
- * Runs as a child of bench/run.ts (fork), which sends a WorkerTask and gets a
- * WorkerResult back. Bounded in time and count; loopback only.
+ * One benchmark client process: for each WorkerTask it is sent, drives one RPC at
+ * a fixed number of calls in flight for a fixed time against 127.0.0.1, and sends
+ * back a WorkerResult with its count and latencies. Runs as a child of
+ * bench/run.ts (fork) for the whole run, keeping one channel per server, so that
+ * short interleaved measurements pay no process start or connection set-up.
+ * Bounded in time and count per task; loopback only. Exits when its parent
+ * disconnects.
  */
 export interface WorkerTask {
   address: string;
@@ -46,12 +49,31 @@ function fill(template: unknown, n: number): unknown {
   return template;
 }
 
+/** One channel per server address, shared by both services' clients. */
+const channels = new Map<string, grpc.Channel>();
+const clients = new Map<string, grpc.Client>();
+
+function clientFor(address: string, service: DescService): grpc.Client {
+  const key = `${address} ${service.typeName}`;
+  let client = clients.get(key);
+  if (client === undefined) {
+    let channel = channels.get(address);
+    if (channel === undefined) {
+      channel = new grpc.Channel(address, grpc.credentials.createInsecure(), {});
+      channels.set(address, channel);
+    }
+    const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(service), service.typeName);
+    client = new Ctor(address, grpc.credentials.createInsecure(), { channelOverride: channel });
+    clients.set(key, client);
+  }
+  return client;
+}
+
 async function run(task: WorkerTask): Promise<WorkerResult> {
   const service = SERVICES[task.service];
   const method = service.methods.find((m) => m.localName === task.method);
   if (!method) throw new Error(`no method ${task.method}`);
-  const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(service), service.typeName);
-  const client = new Ctor(task.address, grpc.credentials.createInsecure());
+  const client = clientFor(task.address, service);
   const fn = (client as unknown as Record<string, Function>)[method.localName] as Function;
   const metadata = new grpc.Metadata();
   if (task.token) metadata.set("authorization", `Bearer ${task.token}`);
@@ -95,15 +117,17 @@ async function run(task: WorkerTask): Promise<WorkerResult> {
   };
   await Promise.all(Array.from({ length: task.inFlight }, loop));
   const elapsedMs = Math.min(performance.now(), end) - measureFrom;
-  client.close();
   return { calls, errors, ...(firstError ? { firstError } : {}), elapsedMs, latenciesUs: latencies };
 }
 
 process.on("message", (task: WorkerTask) => {
   run(task).then(
-    (result) => process.send?.(result, () => process.exit(0)),
-    (e: unknown) => {
-      process.send?.({ calls: 0, errors: 1, firstError: String(e), elapsedMs: 0, latenciesUs: [] }, () => process.exit(1));
-    },
+    (result) => process.send?.(result),
+    (e: unknown) => process.send?.({ calls: 0, errors: 1, firstError: String(e), elapsedMs: 0, latenciesUs: [] }),
   );
+});
+process.on("disconnect", () => {
+  for (const c of clients.values()) c.close();
+  for (const c of channels.values()) c.close();
+  process.exit(0);
 });

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { NewAuditEvent } from "../store/audit-store.js";
 
 /**
@@ -45,7 +45,27 @@ export function chainHash(prevHash: string, e: StoredAuditEvent): string {
     e.writerId,
     String(e.writerSequence),
   ];
-  // One buffer and one update: this runs once per audited call.
+  return hash("sha256", encode(parts), "hex");
+}
+
+/** ASCII only: UTF-8 and Latin-1 encode these code points alike, one byte each. */
+const ASCII = /^[\x00-\x7f]*$/;
+
+/** The length-prefixed parts as bytes (see the module comment). Runs once per audited call. */
+function encode(parts: readonly string[]): Buffer {
+  // Fast path, the usual case: every part is ASCII, so its UTF-8 byte length is its
+  // string length, and the whole encoding can be built as one Latin-1 string (the
+  // length prefixes as four char codes of 0-255) and converted in one native call.
+  let latin1 = "";
+  for (const p of parts) {
+    if (!ASCII.test(p)) return encodeUtf8(parts);
+    const n = p.length;
+    latin1 += String.fromCharCode(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff) + p;
+  }
+  return Buffer.from(latin1, "latin1");
+}
+
+function encodeUtf8(parts: readonly string[]): Buffer {
   let size = 0;
   for (const p of parts) size += 4 + Buffer.byteLength(p, "utf8");
   const bytes = Buffer.allocUnsafe(size);
@@ -55,5 +75,5 @@ export function chainHash(prevHash: string, e: StoredAuditEvent): string {
     bytes.writeUInt32BE(n, at);
     at += 4 + n;
   }
-  return createHash("sha256").update(bytes).digest("hex");
+  return bytes;
 }

@@ -91,34 +91,20 @@ function toEvent(r: RawEvent): AuditEventRow {
  */
 export async function insertAuditEvents(q: Queryable, events: readonly NewAuditEvent[]): Promise<void> {
   if (events.length === 0) return;
+  // One JSON parameter (JSON.stringify is native; pg's per-element array escaping
+  // cost more than the rest of the writer together). `time` goes as Date's ISO
+  // form, whole milliseconds in UTC, which timestamptz reads back to the same instant.
   await q.query(
     `INSERT INTO audit_events (time, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name,
                                version, outcome, request_id, peer, writer_id, writer_sequence, prev_hash, hash)
-     SELECT timestamptz 'epoch' + e.ms * interval '1 millisecond', e.developer_id, e.caller_subject, e.caller_token_id,
-            e.caller_identity, e.action, e.secret_name, e.version, e.outcome, e.request_id, e.peer, e.writer_id,
-            e.writer_sequence, e.prev_hash, e.hash
-     FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int4[],
-                 $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::text[], $15::text[])
-          WITH ORDINALITY AS e(ms, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name,
-                               version, outcome, request_id, peer, writer_id, writer_sequence, prev_hash, hash, ord)
-     ORDER BY e.ord`,
-    [
-      events.map((e) => e.time.getTime()),
-      events.map((e) => e.developerId),
-      events.map((e) => e.callerSubject),
-      events.map((e) => e.callerTokenId),
-      events.map((e) => e.callerIdentity),
-      events.map((e) => e.action),
-      events.map((e) => e.secretName),
-      events.map((e) => e.version),
-      events.map((e) => e.outcome),
-      events.map((e) => e.requestId),
-      events.map((e) => e.peer),
-      events.map((e) => e.writerId),
-      events.map((e) => e.writerSequence),
-      events.map((e) => e.prevHash),
-      events.map((e) => e.hash),
-    ],
+     SELECT e.time, e."developerId", e."callerSubject", e."callerTokenId", e."callerIdentity", e.action, e."secretName",
+            e.version, e.outcome, e."requestId", e.peer, e."writerId", e."writerSequence", e."prevHash", e.hash
+     FROM ROWS FROM (json_to_recordset($1::json) AS (time timestamptz, "developerId" text, "callerSubject" text,
+            "callerTokenId" text, "callerIdentity" text, action text, "secretName" text, version int4, outcome text,
+            "requestId" text, peer text, "writerId" text, "writerSequence" int8, "prevHash" text, hash text))
+          WITH ORDINALITY AS e
+     ORDER BY e.ordinality`,
+    [JSON.stringify(events)],
   );
 }
 

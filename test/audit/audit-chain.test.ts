@@ -2,6 +2,7 @@
  * The chain encoding: frozen vectors (stored chains must keep verifying across
  * releases), every field covered, and no two events encoding alike.
  */
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 
 import { AuditService } from "../../src/gen/secrets/v1/audit_pb.js";
@@ -63,6 +64,35 @@ describe("chainHash", () => {
     const b = chainHash(GENESIS_HASH, { ...EVENT, callerTokenId: "a", callerIdentity: "bc" });
     const c = chainHash(GENESIS_HASH, { ...EVENT, callerTokenId: "", callerIdentity: "abc" });
     expect(new Set([a, b, c]).size).toBe(3);
+  });
+
+  it("encodes non-ASCII text as UTF-8 and lengths past one byte big-endian, as documented", () => {
+    // An independent encoder, written from the module comment.
+    const documented = (prev: string, e: StoredAuditEvent): string => {
+      const parts = ["secrets.v1/audit-event/1", prev, String(e.time.getTime()), e.developerId, e.callerSubject,
+        e.callerTokenId, e.callerIdentity, e.action, e.secretName, String(e.version), e.outcome, e.requestId, e.peer,
+        e.writerId, String(e.writerSequence)];
+      const chunks = parts.flatMap((p) => {
+        const bytes = Buffer.from(p, "utf8");
+        const length = Buffer.alloc(4);
+        length.writeUInt32BE(bytes.length);
+        return [length, bytes];
+      });
+      return createHash("sha256").update(Buffer.concat(chunks)).digest("hex");
+    };
+    const cases: Partial<StoredAuditEvent>[] = [
+      {},
+      { callerIdentity: "spiffe://exämple.org/agent" },
+      { secretName: "<invalid:length=3:sha256=ab>", peer: "ipv6:[::1]:5000" },
+      { requestId: "r".repeat(300) }, // a length prefix of two bytes
+      { callerTokenId: "x".repeat(70_000) }, // three bytes
+      { developerId: "dév-🙂" },
+      { peer: "\u007f\u0080" }, // the last ASCII code point and the first that is not
+    ];
+    for (const c of cases) {
+      const e = { ...EVENT, ...c };
+      expect(chainHash(GENESIS_HASH, e)).toBe(documented(GENESIS_HASH, e));
+    }
   });
 
   it("is lowercase hex SHA-256", () => {
