@@ -40,8 +40,14 @@ const QUICK = args.has("--quick");
 const PROFILE = args.has("--profile");
 /** `--only TEXT`: run only the phases whose name contains TEXT (and the ceilings), e.g. to profile one path. */
 const ONLY = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : undefined;
-/** Each phase is measured in ROUNDS segments of SEGMENT_MS (after SEGMENT_WARMUP_MS unmeasured), interleaved. */
-const ROUNDS = QUICK ? 3 : 5;
+/**
+ * `--baseline DIR`: also start a cache server from DIR/dist/main.js (another build,
+ * e.g. a worktree of the previous commit) and measure its phases interleaved with
+ * this build's, for a before/after comparison within one run.
+ */
+const BASELINE = argv.includes("--baseline") ? argv[argv.indexOf("--baseline") + 1] : undefined;
+/** Each phase is measured in ROUNDS segments (`--rounds N` to change) of SEGMENT_MS (after SEGMENT_WARMUP_MS unmeasured), interleaved. */
+const ROUNDS = argv.includes("--rounds") ? Number(argv[argv.indexOf("--rounds") + 1]) : QUICK ? 3 : 5;
 const SEGMENT_MS = QUICK ? 500 : 1_000;
 const SEGMENT_WARMUP_MS = 100;
 /** Once per phase and number in flight, before its rounds. */
@@ -79,14 +85,14 @@ interface PhaseResult {
   roundRatios?: { throughput: number; cpu: number }[];
 }
 
-function startServer(name: string, env: Record<string, string>): Promise<Server> {
+function startServer(name: string, env: Record<string, string>, main = MAIN): Promise<Server> {
   const logFile = join(tmpdir(), `secrets-bench-${name}-${process.pid}.log`);
   const fd = openSync(logFile, "w");
   const clean = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith("SECRETS_") && k !== "DATABASE_URL" && k !== "REDIS_URL"),
   );
   const nodeArgs = PROFILE && name === "cache" ? ["--cpu-prof", `--cpu-prof-dir=${join(ROOT, "bench", "results", "profiles")}`] : [];
-  const child = spawn(process.execPath, [...nodeArgs, MAIN], {
+  const child = spawn(process.execPath, [...nodeArgs, main], {
     cwd: ROOT,
     env: { ...clean, ...env, SECRETS_GRPC_ADDR: "127.0.0.1:0", SECRETS_METRICS_ADDR: "127.0.0.1:0" },
     stdio: ["ignore", fd, fd],
@@ -304,6 +310,8 @@ async function main(): Promise<void> {
     servers.push(await startServer("cache", { ...common, REDIS_URL }));
     servers.push(await startServer("nocache", common));
     servers.push(await startServer("strict", { ...common, REDIS_URL, SECRETS_AUDIT_STRICT: "1" }));
+    const baseline = BASELINE ? await startServer("baseline", { ...common, REDIS_URL }, join(BASELINE, "dist", "main.js")) : undefined;
+    if (baseline) servers.push(baseline);
     const [cached, uncached, strict] = servers as [Server, Server, Server];
 
     const secret = new TextEncoder().encode(jwtSecret);
@@ -366,8 +374,14 @@ async function main(): Promise<void> {
 
     const results: PhaseResult[] = [];
     const selected = specs.filter((s) => !ONLY || s.phase.startsWith("ceiling") || s.phase.includes(ONLY));
+    if (baseline) {
+      // The baseline build's copies of the cache server's phases, measured in the same rounds.
+      const mirrored = selected.filter((s) => s.server === cached).map((s) => ({ ...s, phase: `${s.phase} [baseline]`, server: baseline }));
+      selected.push(...mirrored);
+    }
     for (const server of servers) {
-      const group = selected.filter((s) => s.server === server);
+      if (server === baseline) continue;
+      const group = selected.filter((s) => s.server === server || (server === cached && s.server === baseline));
       if (group.length <= 1) continue;
       for (const inFlight of [1, 64]) results.push(...(await measureGroup(workers, group, inFlight)));
     }
@@ -461,6 +475,19 @@ async function main(): Promise<void> {
       const rounds = spread[t.name];
       const range = rounds ? ` (rounds ${Math.min(...rounds).toFixed(2)}–${Math.max(...rounds).toFixed(2)})` : "";
       console.log(`${t.holds === null ? "n/a " : t.holds ? "HOLDS" : "MISSES"}  ${t.name}: ${t.value === undefined ? "not measured" : (t.value as number).toFixed(2)}${range}`);
+    }
+    if (baseline) {
+      console.log("\nthis build against the baseline build (same rounds; below 1 is less CPU, above 1 more calls/s):");
+      for (const b of results.filter((r) => r.server === "baseline")) {
+        const mine = results.find((r) => r.server === "cache" && `${r.phase} [baseline]` === b.phase && r.inFlight === b.inFlight);
+        if (!mine) continue;
+        const cpu = mine.cpuUsPerCall / b.cpuUsPerCall;
+        const rounds = mine.rounds.map((r, i) => r.cpuUsPerCall / (b.rounds[i]?.cpuUsPerCall ?? NaN));
+        console.log(
+          `  ${mine.phase} at ${mine.inFlight}: CPU/call ${cpu.toFixed(2)} (rounds ${Math.min(...rounds).toFixed(2)}–${Math.max(...rounds).toFixed(2)}), ` +
+            `calls/s ${(mine.callsPerSecond / b.callsPerSecond).toFixed(2)}, ratio to own ceiling ${mine.ratio?.cpu.toFixed(2)} vs ${b.ratio?.cpu.toFixed(2)}`,
+        );
+      }
     }
     console.log(`\nRedis after the run: ${scanned} keys of the bench's developers scanned, ${leaks.length} holding a seeded value in the clear.`);
     const outDir = join(ROOT, "bench", "results");
