@@ -75,10 +75,12 @@ export interface SecretService {
   listSecrets(p: Principal, input: ListInput): Promise<Page<Secret>>;
   updateSecret(p: Principal, input: UpdateInput): Promise<Secret>;
   deleteSecret(p: Principal, name: string, expectedVersion: number): Promise<void>;
-  accessSecret(p: Principal, name: string, version: number): Promise<{ name: string; version: number; value: string }>;
+  /** The value as its UTF-8 bytes, straight from decryption (the handler writes them to the wire as they are). */
+  accessSecret(p: Principal, name: string, version: number): Promise<{ name: string; version: number; value: Buffer }>;
   listSecretVersions(p: Principal, name: string, pageSize: number, pageToken: string): Promise<Page<SecretVersion>>;
   destroySecretVersion(p: Principal, name: string, version: number): Promise<SecretVersion>;
-  resolveSecrets(p: Principal, names: readonly string[]): Promise<Map<string, string>>;
+  /** Name → value as UTF-8 bytes. */
+  resolveSecrets(p: Principal, names: readonly string[]): Promise<Map<string, Buffer>>;
 }
 
 export interface SecretServiceDeps {
@@ -105,21 +107,21 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
     writes: createRateLimiter({ ratePerSecond: 0, kind: "write" }),
   };
 
-  async function open(developerId: string, name: string, row: store.SealedVersionRow): Promise<string> {
+  async function open(developerId: string, name: string, row: store.SealedVersionRow): Promise<Buffer> {
     if (row.state === "destroyed" || !row.ciphertext || row.dekVersion === null) {
       throw new AppError("VERSION_DESTROYED", "this version was destroyed", { version: String(row.version) });
     }
     if (!row.kekId || !row.wrappedKey) throw integrityFailure("data key", new Error("a stored value's data key is missing"));
     const dek = await dataKeys.forRead(developerId, row.dekVersion, { kekId: row.kekId, wrappedKey: row.wrappedKey });
     const binding: ValueBinding = { developerId, secretId: row.secretId, name, version: row.version };
-    return openValue(dek, row.dekVersion, row.ciphertext, binding).toString("utf8");
+    return openValue(dek, row.dekVersion, row.ciphertext, binding);
   }
 
   /** Opens a cache hit. The AAD is built from the developer and the name asked for, never from the entry. */
-  async function openHit(developerId: string, name: string, hit: Extract<CachedLookup, { kind: "found" }>): Promise<string> {
+  async function openHit(developerId: string, name: string, hit: Extract<CachedLookup, { kind: "found" }>): Promise<Buffer> {
     const dek = await dataKeys.forRead(developerId, hit.dekVersion);
     const binding: ValueBinding = { developerId, secretId: hit.secretId, name, version: hit.version };
-    return openValue(dek, hit.dekVersion, hit.ciphertext, binding).toString("utf8");
+    return openValue(dek, hit.dekVersion, hit.ciphertext, binding);
   }
 
   /** A write: fenced in the cache before it commits, released after (DESIGN.md, The cache). */
@@ -136,7 +138,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
   async function currentValues(
     developerId: string,
     names: readonly string[],
-  ): Promise<{ values: Map<string, { version: number; value: string }>; missing: string[] }> {
+  ): Promise<{ values: Map<string, { version: number; value: Buffer }>; missing: string[] }> {
     const lookups = await cache.lookup(developerId, names);
     const missNames = names.filter((_, i) => lookups[i]?.hit === undefined);
     const rows = missNames.length > 0 ? await store.findSealedCurrent(db, developerId, missNames) : [];
@@ -149,7 +151,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       // Off the response path: a fill that fails or loses a race only costs a later miss.
       void cache.fill(fills);
     }
-    const values = new Map<string, { version: number; value: string }>();
+    const values = new Map<string, { version: number; value: Buffer }>();
     const missing: string[] = [];
     const stale: string[] = [];
     for (const [i, name] of names.entries()) {

@@ -28,10 +28,20 @@ export interface CallContext {
 }
 
 
+/**
+ * A response already in wire form, made by a hand-written encoder (wire-encoders.ts)
+ * for the hottest calls; branded with its schema so a handler can only return the
+ * encoding of its own output type. Everything else goes through protobuf-es.
+ */
+export class EncodedResponse<O extends DescMessage> {
+  declare private readonly schema: O;
+  constructor(readonly bytes: Buffer) {}
+}
+
 export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,
   ctx: CallContext,
-) => Promise<MessageInitShape<O>>;
+) => Promise<MessageInitShape<O> | EncodedResponse<O>>;
 
 export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,
@@ -50,21 +60,30 @@ export type ErrorToStatus = (error: unknown, ctx: CallContext, method: DescMetho
 
 /** The grpc-js ServiceDefinition of a protobuf-es service descriptor. */
 export function serviceDefinition(service: DescService): grpc.ServiceDefinition {
-  const definition: Record<string, grpc.MethodDefinition<MessageShape<DescMessage>, MessageShape<DescMessage>>> = {};
+  const definition: Record<
+    string,
+    grpc.MethodDefinition<MessageShape<DescMessage>, MessageShape<DescMessage> | EncodedResponse<DescMessage>>
+  > = {};
   for (const method of service.methods) {
     definition[method.localName] = {
       path: `/${service.typeName}/${method.name}`,
       originalName: method.name,
       requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
       responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
-      requestSerialize: (m: MessageShape<DescMessage>) => Buffer.from(toBinary(method.input, m)),
+      requestSerialize: (m: MessageShape<DescMessage>) => toBuffer(toBinary(method.input, m)),
       // May yield the Malformed marker instead of a message: the handler wrappers check for it.
       requestDeserialize: (b: Buffer) => parseRequest(method, b) as MessageShape<DescMessage>,
-      responseSerialize: (m: MessageShape<DescMessage>) => Buffer.from(toBinary(method.output, m)),
+      responseSerialize: (m: MessageShape<DescMessage> | EncodedResponse<DescMessage>) =>
+        m instanceof EncodedResponse ? m.bytes : toBuffer(toBinary(method.output, m)),
       responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
     };
   }
   return definition;
+}
+
+/** A Buffer over the same bytes (no copy). */
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /**
@@ -138,12 +157,12 @@ function unary(
   method: DescMethod,
   fn: UnaryHandler<DescMessage, DescMessage>,
   toStatus: ErrorToStatus,
-): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
+): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage> | EncodedResponse<DescMessage>> {
   return (call, callback) => {
     const ctx = contextOf(call);
     if (isMalformed(call.request)) return callback(toStatus(malformedError(), ctx, method));
     fn(call.request, ctx).then(
-      (response) => callback(null, create(method.output, response)),
+      (response) => callback(null, response instanceof EncodedResponse ? response : create(method.output, response)),
       (error: unknown) => callback(toStatus(error, ctx, method)),
     );
   };

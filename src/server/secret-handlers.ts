@@ -10,6 +10,7 @@ import type { Secret, SecretService, SecretVersion } from "../secrets/secret-ser
 import type { JsonObject } from "../secrets/validation.js";
 import { noteAuditSubject, principalOf } from "./call-interceptor.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
+import { encodeAccessSecretResponse, encodeResolveSecretsResponse } from "./wire-encoders.js";
 
 /**
  * SecretService handlers: translate proto ↔ domain and nothing more. Authorization,
@@ -64,7 +65,8 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
 
     async accessSecret(req, ctx) {
       noteAuditSubject(ctx.metadata, { names: [req.name], version: req.version });
-      return service.accessSecret(principalOf(ctx.metadata), req.name, req.version);
+      const { name, version, value } = await service.accessSecret(principalOf(ctx.metadata), req.name, req.version);
+      return encodeAccessSecretResponse(name, version, value);
     },
 
     async listSecretVersions(req, ctx) {
@@ -80,8 +82,7 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
 
     async resolveSecrets(req, ctx) {
       noteAuditSubject(ctx.metadata, { names: req.names, version: 0 });
-      const values = await service.resolveSecrets(principalOf(ctx.metadata), req.names);
-      return { values: Object.fromEntries(values) };
+      return encodeResolveSecretsResponse(await service.resolveSecrets(principalOf(ctx.metadata), req.names));
     },
   };
 }
