@@ -201,6 +201,109 @@ describe("Redis failures", () => {
   });
 });
 
+describe("coalesced lookups", () => {
+  /** A store over the private Redis whose MGETs are counted (and, when `hold` is set, held back). */
+  function countingStore() {
+    const c = new Redis(redis.url, { maxRetriesPerRequest: 0, autoPipeliningIgnoredCommands: ["mget"] });
+    clients.push(c);
+    const mgets: number[] = [];
+    let hold: Promise<void> | undefined;
+    const real = c.mgetBuffer.bind(c) as (keys: string[]) => Promise<(Buffer | null)[]>;
+    (c as unknown as { mgetBuffer: unknown }).mgetBuffer = async (keys: string[]) => {
+      mgets.push(keys.length);
+      const h = hold;
+      if (h) await h;
+      return real(keys);
+    };
+    return {
+      cache: createCoherentCache(createRedisStore(c), { kind: "redis", ttlMs: 30_000 }),
+      mgets,
+      holdNext(until: Promise<void>) {
+        hold = until;
+      },
+    };
+  }
+
+  /** Fill `names` of `d` with distinct entries (version = index + 1); returns them. */
+  async function seed(cache: SecretCache, d: string, names: string[]): Promise<CachedLookup[]> {
+    const entries = names.map((_, i) => found(i + 1));
+    const lookups = await cache.lookup(d, names);
+    await cache.fill(lookups.map((l, i) => ({ ticket: l.ticket, value: entries[i] as CachedLookup })));
+    return entries;
+  }
+
+  it("lookups made in one turn share one MGET, and each gets its own entries", async () => {
+    const { cache, mgets } = countingStore();
+    const devs = [`dev-${randomUUID()}`, `dev-${randomUUID()}`];
+    const names = Array.from({ length: 50 }, (_, i) => `n${i}`);
+    const seeded = await Promise.all(devs.map((d) => seed(cache, d, names)));
+    mgets.length = 0;
+    // 100 lookups of one or two names each, both developers, some names never filled.
+    const asks = Array.from({ length: 100 }, (_, i) => ({ d: i % 2, names: [`n${i % 50}`, ...(i % 3 === 0 ? [`absent${i}`] : [])] }));
+    const results = await Promise.all(asks.map((a) => cache.lookup(devs[a.d] as string, a.names)));
+    expect(mgets).toHaveLength(1);
+    expect(mgets[0]).toBe(asks.reduce((n, a) => n + a.names.length * 3, 0));
+    for (const [i, a] of asks.entries()) {
+      expect(results[i]?.[0]?.hit).toEqual(seeded[a.d]?.[i % 50]);
+      if (a.names.length > 1) expect(results[i]?.[1]?.hit).toBeUndefined();
+    }
+  });
+
+  it("lookups made while an MGET is on the wire wait for it, then go out together", async () => {
+    const { cache, mgets, holdNext } = countingStore();
+    const d = `dev-${randomUUID()}`;
+    const seeded = await seed(cache, d, ["a", "b", "c"]);
+    mgets.length = 0;
+    let release = () => undefined as void;
+    holdNext(new Promise<void>((r) => (release = r)));
+    const first = cache.lookup(d, ["a"]);
+    await new Promise((r) => setImmediate(r)); // the first MGET is sent, and held
+    holdNext(Promise.resolve());
+    const later = [cache.lookup(d, ["b"]), cache.lookup(d, ["c"])];
+    await new Promise((r) => setTimeout(r, 2)); // several turns, still under the stall bound
+    expect(mgets).toEqual([3]);
+    release();
+    const [a, b, c] = await Promise.all([first, ...later]);
+    expect(mgets).toEqual([3, 6]);
+    expect([a?.[0]?.hit, b?.[0]?.hit, c?.[0]?.hit]).toEqual(seeded);
+  });
+
+  it("behind a stalled MGET, later lookups go out on their own", async () => {
+    const { cache, mgets, holdNext } = countingStore();
+    const d = `dev-${randomUUID()}`;
+    const [entry] = await seed(cache, d, ["a"]);
+    mgets.length = 0;
+    let release = () => undefined as void;
+    holdNext(new Promise<void>((r) => (release = r)));
+    const stalled = cache.lookup(d, ["a"]);
+    await new Promise((r) => setTimeout(r, 50)); // past the stall bound
+    holdNext(Promise.resolve());
+    const [later] = await cache.lookup(d, ["a"]); // answered while the first is still held
+    expect(later?.hit).toEqual(entry);
+    expect(mgets).toEqual([3, 3]);
+    release();
+    expect((await stalled)[0]?.hit).toEqual(entry);
+  });
+
+  it("a failed MGET fails every lookup in it (each falls back to the database), and the next ones succeed", async () => {
+    const c = new Redis(redis.url, { maxRetriesPerRequest: 0 });
+    clients.push(c);
+    let fail = true;
+    const real = c.mgetBuffer.bind(c) as (keys: string[]) => Promise<(Buffer | null)[]>;
+    (c as unknown as { mgetBuffer: unknown }).mgetBuffer = (keys: string[]) =>
+      fail ? Promise.reject(new Error("boom")) : real(keys);
+    const lookups: string[] = [];
+    const cache = createCoherentCache(createRedisStore(c), { kind: "redis", ttlMs: 30_000, onLookup: (r, n) => lookups.push(`${r}:${n}`) });
+    const d = `dev-${randomUUID()}`;
+    const failed = await Promise.all([cache.lookup(d, ["a"]), cache.lookup(d, ["b", "c"])]);
+    expect(failed.flat().map((l) => [l.hit, l.ticket.generation])).toEqual([[undefined, null], [undefined, null], [undefined, null]]);
+    expect(lookups).toEqual(["error:1", "error:2"]);
+    fail = false;
+    const [ok] = await cache.lookup(d, ["a"]);
+    expect(ok?.ticket.generation).toBe("");
+  });
+});
+
 describe("Redis Sentinel", () => {
   it("finds the master through a sentinel and serves the cache from it", async () => {
     const master = await startPrivateRedis();
