@@ -39,6 +39,8 @@ export interface Config {
   readonly allowPlaintext: boolean;
   readonly metricsAddr: string | undefined;
   readonly auditStrict: boolean;
+  /** SECRETS_DB_SCOPE_CHECKS: a development check with a cost on every call (store/db.ts, ScopeGuard). */
+  readonly dbScopeChecks: boolean;
   readonly logLevel: string;
   /** Background key jobs (rewrap, re-encryption): rows per batch and a pause between batches. */
   readonly keyJobBatch: number;
@@ -190,6 +192,7 @@ export function loadConfig(env: Env): Config {
     allowPlaintext,
     metricsAddr,
     auditStrict: flag("SECRETS_AUDIT_STRICT"),
+    dbScopeChecks: flag("SECRETS_DB_SCOPE_CHECKS"),
     logLevel,
     keyJobBatch: int("SECRETS_KEY_JOB_BATCH", 100, 1, 10_000),
     keyJobPauseMs: int("SECRETS_KEY_JOB_PAUSE_MS", 0, 0, 60_000),

@@ -110,7 +110,7 @@ export async function startService(config: Config, options: StartOptions): Promi
   for (const key of keyring.values()) key.zeroize();
 
   const ownsDb = options.db === undefined;
-  const db = options.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir }));
+  const db = options.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, scopeChecks: config.dbScopeChecks }));
   /** What to close, newest first, whether start-up finishes or fails half-way. */
   const closers: (() => Promise<void> | void)[] = [() => keyProvider.destroy()];
   if (ownsDb) closers.unshift(() => db.close());

@@ -22,6 +22,12 @@ describe("configuration", () => {
     const c = loadConfig({});
     expect(c).toMatchObject({ mode: "dev", grpcAddr: "127.0.0.1:50051", dataDir: ".secrets-data", cacheTtlSeconds: 30, maxVersions: 20 });
     expect(c.jwtMaxTtlSeconds).toBe(86_400);
+    expect(c.dbScopeChecks).toBe(false);
+  });
+
+  it("turns on the store's development check with SECRETS_DB_SCOPE_CHECKS", () => {
+    expect(loadConfig({ SECRETS_DB_SCOPE_CHECKS: "1" }).dbScopeChecks).toBe(true);
+    expect(error({ SECRETS_DB_SCOPE_CHECKS: "maybe" })).toMatch(/SECRETS_DB_SCOPE_CHECKS/);
   });
 
   it("dev mode refuses a non-loopback address; production needs TLS or SECRETS_ALLOW_PLAINTEXT there", () => {

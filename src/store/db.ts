@@ -159,14 +159,24 @@ export function normalizeRowCount(tagCount: number | null | undefined, rows: rea
  * Stops a callback of `transaction` / `session` from calling its own Db (which
  * would deadlock on PGlite and escape the transaction on Postgres). One per Db:
  * AsyncLocalStorage tells the callback's own async work apart from unrelated
- * concurrent callers. @internal
+ * concurrent callers.
+ *
+ * A development check: on by default in the adapters (`scopeChecks`), off in the
+ * service unless SECRETS_DB_SCOPE_CHECKS=1, which the test suite sets. On Node 20
+ * the first AsyncLocalStorage.run turns on async hooks for the whole process, and
+ * every promise of every call then pays for them (see the README's Performance
+ * section). The mistake it catches belongs to a code path, which the tests run. @internal
  */
 export class ScopeGuard {
-  readonly #inside = new AsyncLocalStorage<{ active: boolean }>();
+  readonly #inside: AsyncLocalStorage<{ active: boolean }> | undefined;
+
+  constructor(enabled: boolean) {
+    this.#inside = enabled ? new AsyncLocalStorage() : undefined;
+  }
 
   /** Throw if the current async context is inside one of this Db's scopes. */
   check(): void {
-    if (this.#inside.getStore()?.active === true) {
+    if (this.#inside?.getStore()?.active === true) {
       throw new Error(
         "Db called from inside its own transaction/session callback: use the handle the callback receives",
       );
@@ -175,6 +185,7 @@ export class ScopeGuard {
 
   /** Run fn as a scope; the mark ends with fn, even for work fn left running. */
   async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#inside === undefined) return fn();
     const state = { active: true };
     try {
       return await this.#inside.run(state, fn);

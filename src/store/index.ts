@@ -19,11 +19,12 @@ export { MIGRATIONS, type Migration } from "./schema.js";
  * Open the configured database, migrated and ready: Postgres when `databaseUrl`
  * is set, otherwise the embedded PGlite persisted at `<dataDir>/pglite`.
  */
-export async function openDatabase(options: { databaseUrl?: string; dataDir: string }): Promise<Db> {
+export async function openDatabase(options: { databaseUrl?: string; dataDir: string; scopeChecks: boolean }): Promise<Db> {
+  const { scopeChecks } = options;
   const db =
     options.databaseUrl !== undefined && options.databaseUrl !== ""
-      ? await openPostgres(options.databaseUrl)
-      : await openPglite(path.join(options.dataDir, "pglite"));
+      ? await openPostgres(options.databaseUrl, { scopeChecks })
+      : await openPglite(path.join(options.dataDir, "pglite"), { scopeChecks });
   try {
     await migrate(db);
   } catch (e) {

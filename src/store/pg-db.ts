@@ -26,6 +26,8 @@ export interface PostgresOptions {
   statementTimeoutMs?: number;
   /** `application_name`, shown in pg_stat_activity (default "secrets-service"). */
   applicationName?: string;
+  /** Refuse calls on the Db from inside its own transaction/session callbacks (default true; see ScopeGuard). */
+  scopeChecks?: boolean;
   /**
    * Called with errors of idle pooled connections (e.g. the server restarted).
    * The pool drops such a connection by itself; this is for logging.
@@ -118,7 +120,7 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   // without a listener it would crash the process. The pool discards that client.
   pool.on("error", (err) => options.onBackgroundError?.(err));
 
-  const guard = new ScopeGuard();
+  const guard = new ScopeGuard(options.scopeChecks ?? true);
   let closing: Promise<void> | undefined;
 
   async function connect(): Promise<pg.PoolClient> {

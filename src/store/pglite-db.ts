@@ -87,7 +87,7 @@ class Queue {
  * first use takes seconds), or in memory for "memory://". A lock file stops a
  * second process, or a second open in this one, from using the same directory.
  */
-export async function openPglite(dataDir: string): Promise<Db> {
+export async function openPglite(dataDir: string, options: { scopeChecks?: boolean } = {}): Promise<Db> {
   const inMemory = dataDir === PGLITE_IN_MEMORY;
   let lock: DataDirLock | undefined;
   if (!inMemory) {
@@ -104,7 +104,8 @@ export async function openPglite(dataDir: string): Promise<Db> {
   }
 
   const queue = new Queue();
-  const guard = new ScopeGuard();
+  // Refuse calls on the Db from inside its own callbacks (default true; see ScopeGuard).
+  const guard = new ScopeGuard(options.scopeChecks ?? true);
   let closing: Promise<void> | undefined;
 
   function ensureOpen(): void {

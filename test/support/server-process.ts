@@ -21,8 +21,11 @@ export interface ServerProcess {
 
 export function startServerProcess(env: Record<string, string>): ServerProcess {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build (npm test does it first)`);
+  // The test's own service settings stay out; the development check the suite turns on goes in.
   const clean = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("SECRETS_") && k !== "DATABASE_URL" && k !== "REDIS_URL"),
+    Object.entries(process.env).filter(
+      ([k]) => (!k.startsWith("SECRETS_") || k === "SECRETS_DB_SCOPE_CHECKS") && k !== "DATABASE_URL" && k !== "REDIS_URL",
+    ),
   );
   const child = spawn(process.execPath, [MAIN], { cwd: PROJECT_ROOT, env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
