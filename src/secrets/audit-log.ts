@@ -37,6 +37,12 @@ export type AuditEventInput = Omit<StoredAuditEvent, "writerId" | "writerSequenc
 export interface AuditLog {
   /** Queues the event. Resolves at once unless this developer already has `perDeveloperLimit` events waiting: then it waits (back-pressure per developer; events are never dropped). */
   record(e: AuditEventInput): Promise<void>;
+  /**
+   * Queues the event if its developer has room now and returns true; returns false,
+   * queueing nothing, if the caller must wait with `record`. Throws where `record`
+   * rejects. The hot path's form of `record`: no promise when there is room.
+   */
+  tryRecord(e: AuditEventInput): boolean;
   /** Queues the event and resolves only once it is committed (SECRETS_AUDIT_STRICT=1 for value reads). */
   recordDurable(e: AuditEventInput): Promise<void>;
   /** Writes everything queued so far and resolves when committed. */
@@ -86,8 +92,8 @@ interface Entry {
   onCommit: (() => void)[] | undefined;
 }
 
-/** An event made storable, before it has a place in the chain. */
-type Unchained = Omit<StoredAuditEvent, "writerSequence">;
+/** An event made storable; its place in the chain (sequence and hashes) is filled in by `admit`. */
+type Unchained = NewAuditEvent;
 
 /** A record() call waiting for room in its developer's queue. */
 interface Waiter {
@@ -132,14 +138,14 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   let closed = false;
 
   /** Give the event its place in the chain and queue it. */
-  function admit(event: Unchained, onCommit: (() => void)[] | undefined): void {
-    const stored: StoredAuditEvent = { ...event, writerSequence: lastSequence + 1 };
-    const hash = chainHash(lastHash, stored);
-    const row: NewAuditEvent = { ...stored, prevHash: lastHash, hash };
-    lastSequence = stored.writerSequence;
-    lastHash = hash;
+  function admit(row: Unchained, onCommit: (() => void)[] | undefined): void {
+    row.writerSequence = lastSequence + 1;
+    row.prevHash = lastHash;
+    row.hash = chainHash(lastHash, row);
+    lastSequence = row.writerSequence;
+    lastHash = row.hash;
     queue.push({ row, onCommit });
-    queued.set(event.developerId, (queued.get(event.developerId) ?? 0) + 1);
+    queued.set(row.developerId, (queued.get(row.developerId) ?? 0) + 1);
     if (onCommit !== undefined) urgentUpTo = lastSequence;
     schedule();
   }
@@ -156,18 +162,31 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     if (list !== undefined && list.length === 0) waiting.delete(developerId);
   }
 
-  /** Queue the event now if its developer has room (and nobody of theirs waits ahead); otherwise wait in line. */
+  /** The event made storable; throws if it cannot be (or the log is closed). */
+  function prepare(input: AuditEventInput): Unchained {
+    if (closed) throw new Error("audit log is closed");
+    try {
+      return storable(input, writerId, now);
+    } catch (e) {
+      throw e instanceof Error ? e : new Error("unstorable audit event");
+    }
+  }
+
+  /** Whether the developer's queue has room now (and nobody of theirs waits ahead). Keyed by the stored developer id, which is what the writer counts down on commit. */
+  function hasRoom(dev: string): boolean {
+    return !waiting.has(dev) && (queued.get(dev) ?? 0) < perDeveloperLimit;
+  }
+
+  /** Queue the event now if its developer has room; otherwise wait in line. */
   function enqueue(input: AuditEventInput, onCommit: (() => void)[] | undefined): Promise<void> {
-    if (closed) return Promise.reject(new Error("audit log is closed"));
     let event: Unchained;
     try {
-      event = storable(input, writerId, now);
+      event = prepare(input);
     } catch (e) {
-      return Promise.reject(e instanceof Error ? e : new Error("unstorable audit event"));
+      return Promise.reject(e as Error);
     }
-    // Keyed by the stored developer id, which is what the writer counts down on commit.
     const dev = event.developerId;
-    if (!waiting.has(dev) && (queued.get(dev) ?? 0) < perDeveloperLimit) {
+    if (hasRoom(dev)) {
       admit(event, onCommit);
       return Promise.resolve();
     }
@@ -301,6 +320,13 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       return enqueue(e, undefined);
     },
 
+    tryRecord(e) {
+      const event = prepare(e);
+      if (!hasRoom(event.developerId)) return false;
+      admit(event, undefined);
+      return true;
+    },
+
     recordDurable(e) {
       return new Promise<void>((resolve, reject) => {
         enqueue(e, [resolve]).catch(reject);
@@ -329,6 +355,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 /** The stored form of an event: text made storable, time in whole milliseconds within Timestamp's range. */
 function storable(e: AuditEventInput, writerId: string, now: () => Date): Unchained {
   const ms = e.time.getTime();
+  // Field order as in NewAuditEvent, the chain fields last (set by admit): one shape for every row.
   return {
     time: new Date(Number.isInteger(ms) && ms >= MIN_TIME && ms <= MAX_TIME ? ms : now().getTime()),
     developerId: text(e.developerId),
@@ -341,7 +368,10 @@ function storable(e: AuditEventInput, writerId: string, now: () => Date): Unchai
     outcome: text(e.outcome),
     requestId: text(e.requestId),
     peer: text(e.peer),
-    writerId: text(writerId),
+    writerId,
+    writerSequence: 0,
+    prevHash: "",
+    hash: "",
   };
 }
 

@@ -293,6 +293,23 @@ describe(`audit log on ${testDatabaseKind()}`, () => {
     await log.close();
   });
 
+  it("tryRecord queues while the developer has room, and queues nothing once they have not", async () => {
+    const writerId = newId("w");
+    const log = createAuditLog({ db: t.db, writerId, intervalMs: 60_000, perDeveloperLimit: 2 });
+    const [dev, other] = [newId("dev"), newId("dev")];
+    expect(log.tryRecord(auditEvent({ developerId: dev }))).toBe(true);
+    expect(log.tryRecord(auditEvent({ developerId: dev }))).toBe(true);
+    expect(log.tryRecord(auditEvent({ developerId: dev }))).toBe(false); // full: the caller must wait with record()
+    expect(log.queueDepth).toBe(2);
+    expect(log.tryRecord(auditEvent({ developerId: other }))).toBe(true); // another developer is not held back
+    const waited = log.record(auditEvent({ developerId: dev }));
+    await log.flush();
+    await waited;
+    await expectIntactChain(t.db, writerId, 4);
+    await log.close();
+    expect(() => log.tryRecord(auditEvent({ developerId: dev }))).toThrow(/closed/);
+  });
+
   it("close writes the queue, then refuses new events", async () => {
     const writerId = newId("w");
     const log = createAuditLog({ db: t.db, writerId, intervalMs: 60_000 });
