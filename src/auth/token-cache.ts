@@ -21,18 +21,25 @@ export function cachingVerifier(inner: TokenVerifier, options: TokenCacheOptions
   const now = options.now ?? Date.now;
   const verified = new Map<string, { principal: Principal; validUntil: number }>();
 
+  function known(token: string): Principal | undefined {
+    const hit = verified.get(token);
+    if (hit === undefined) return undefined;
+    if (now() < hit.validUntil) {
+      // Refresh recency: delete and re-insert moves it to the end of the Map's order.
+      verified.delete(token);
+      verified.set(token, hit);
+      return hit.principal;
+    }
+    verified.delete(token);
+    return undefined;
+  }
+
   return {
+    verified: known,
+
     async verify(token) {
-      const hit = verified.get(token);
-      if (hit) {
-        if (now() < hit.validUntil) {
-          // Refresh recency: delete and re-insert moves it to the end of the Map's order.
-          verified.delete(token);
-          verified.set(token, hit);
-          return hit.principal;
-        }
-        verified.delete(token);
-      }
+      const hit = known(token);
+      if (hit !== undefined) return hit;
       const principal = await inner.verify(token);
       verified.set(token, { principal, validUntil: principal.expiresAt * 1000 + skewMs });
       if (verified.size > maxEntries) verified.delete(verified.keys().next().value as string);

@@ -32,6 +32,20 @@ describe("verified-token cache", () => {
     expect(inner.calls).toEqual(["a", "a"]);
   });
 
+  it("answers `verified` at once only for a token verified before and still valid", async () => {
+    let t = 1_000_000;
+    const inner = fakeVerifier(1_000 + 60);
+    const v = cachingVerifier(inner, { now: () => t, clockToleranceSeconds: 30 });
+    expect(v.verified?.("a")).toBeUndefined();
+    await v.verify("a");
+    expect(v.verified?.("a")?.developerId).toBe("a");
+    await expect(v.verify("bad")).rejects.toThrow();
+    expect(v.verified?.("bad")).toBeUndefined();
+    t = 1_090_000;
+    expect(v.verified?.("a")).toBeUndefined();
+    expect(inner.calls).toEqual(["a", "bad"]);
+  });
+
   it("never caches a failure", async () => {
     const inner = fakeVerifier(9_999_999_999);
     const v = cachingVerifier(inner);
