@@ -92,9 +92,20 @@ export function createMetrics(sources: MetricsSources = {}): Metrics {
 export type CallObserver = (method: string, code: string, seconds: number) => void;
 
 export function callObserver(m: Metrics): CallObserver {
+  // prom-client hashes the label values on every inc/observe; the label-bound
+  // children are kept instead (per call, that hashing showed in profiles). Bounded,
+  // since a client can name any method path.
+  const children = new Map<string, { calls: { inc(): void }; seconds: { observe(v: number): void } }>();
   return (method, code, seconds) => {
-    m.calls.inc({ method, code });
-    m.callSeconds.observe({ method }, seconds);
+    const key = `${method} ${code}`;
+    let c = children.get(key);
+    if (c === undefined) {
+      if (children.size >= 1_000) children.clear();
+      c = { calls: m.calls.labels(method, code), seconds: m.callSeconds.labels(method) };
+      children.set(key, c);
+    }
+    c.calls.inc();
+    c.seconds.observe(seconds);
   };
 }
 
@@ -102,5 +113,7 @@ export function callObserver(m: Metrics): CallObserver {
 export type CacheObserver = (result: "hit" | "miss" | "error", count: number) => void;
 
 export function cacheObserver(m: Metrics): CacheObserver {
-  return (result, count) => m.cacheLookups.inc({ result }, count);
+  return (result, count) => {
+    if (count > 0) m.cacheLookups.inc({ result }, count);
+  };
 }
