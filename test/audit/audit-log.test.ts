@@ -109,6 +109,21 @@ describe(`audit log on ${testDatabaseKind()}`, () => {
     await log.close();
   });
 
+  it("stores text exactly, whatever JSON or SQL would make of it", async () => {
+    const writerId = newId("w");
+    const log = createAuditLog({ db: t.db, writerId });
+    const awkward = ['"quoted" \\back\\slash', "line\nbreak\ttab\u0001", "\\u0041 not an escape", "dév 🙂 𝄞", "'); DROP TABLE audit_events; --", "[1,2]", "{\"a\":1}"];
+    for (const [i, text] of awkward.entries()) {
+      await log.record(auditEvent({ developerId: newId("dev"), secretName: text, peer: text, version: i === 0 ? -(2 ** 31) : 2 ** 31 - 1 }));
+    }
+    await log.flush();
+    const rows = await rowsOf(t.db, writerId);
+    expect(rows.map((r) => [r.secret_name, r.peer])).toEqual(awkward.map((a) => [a, a]));
+    expect(rows[0]?.version).toBe(-(2 ** 31));
+    await expectIntactChain(t.db, writerId, awkward.length);
+    await log.close();
+  });
+
   it("counts back-pressure by the developer id as stored, so an unstorable one is not stuck", async () => {
     const writerId = newId("w");
     const log = createAuditLog({ db: t.db, writerId, intervalMs: 1, perDeveloperLimit: 1 });
