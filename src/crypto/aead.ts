@@ -50,7 +50,8 @@ export function aesGcmOpen(key: KeyBytes, nonce: Uint8Array, sealed: Uint8Array,
     const head = decipher.update(sealed.subarray(0, split));
     // final() throws when the tag does not check; `head` is then dropped unread.
     const tail = decipher.final();
-    return Buffer.concat([head, tail]);
+    // GCM is a stream mode: final() yields nothing, and the copy a concat makes is skipped.
+    return tail.length === 0 ? head : Buffer.concat([head, tail]);
   } catch (cause) {
     throw integrityFailure("aead: authentication failed", cause);
   }

@@ -28,6 +28,8 @@ export interface DataKeys {
    * `wrapped` when the caller already read the row, else read from Postgres.
    */
   forRead(developerId: string, version: number, wrapped?: { kekId: string; wrappedKey: Buffer }): Promise<KeyBytes>;
+  /** The unwrapped DEK if it is in memory, at once (the cache-hit path); undefined means: use forRead. */
+  inMemory(developerId: string, version: number): KeyBytes | undefined;
   /** Forgets a developer's unwrapped keys (shredding, retirement). */
   evict(developerId: string): void;
 }
@@ -145,6 +147,10 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
           if (!(e instanceof StaleDataKey) || attempt >= MAX_ATTEMPTS) throw e;
         }
       }
+    },
+
+    inMemory(developerId, version) {
+      return cache.get(developerId, version);
     },
 
     async forRead(developerId, version, wrapped) {

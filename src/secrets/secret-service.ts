@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Principal } from "../auth/principal.js";
 import type { CachedLookup, SecretCache } from "../cache/secret-cache.js";
+import type { KeyBytes } from "../crypto/key-bytes.js";
 import { openValue, sealValue, type ValueBinding } from "../crypto/value-cipher.js";
 import { AppError, integrityFailure } from "../errors.js";
 import type { Db, Queryable } from "../store/db.js";
@@ -117,9 +118,20 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
     return openValue(dek, row.dekVersion, row.ciphertext, binding);
   }
 
-  /** Opens a cache hit. The AAD is built from the developer and the name asked for, never from the entry. */
-  async function openHit(developerId: string, name: string, hit: Extract<CachedLookup, { kind: "found" }>): Promise<Buffer> {
-    const dek = await dataKeys.forRead(developerId, hit.dekVersion);
+  /**
+   * Opens a cache hit. The AAD is built from the developer and the name asked for,
+   * never from the entry. With the DEK in memory (the usual case) it returns the
+   * value itself rather than a promise.
+   */
+  function openHit(developerId: string, name: string, hit: Extract<CachedLookup, { kind: "found" }>): Buffer | Promise<Buffer> {
+    const dek = dataKeys.inMemory(developerId, hit.dekVersion);
+    if (dek === undefined) {
+      return dataKeys.forRead(developerId, hit.dekVersion).then((key) => openHitWith(key, developerId, name, hit));
+    }
+    return openHitWith(dek, developerId, name, hit);
+  }
+
+  function openHitWith(dek: KeyBytes, developerId: string, name: string, hit: Extract<CachedLookup, { kind: "found" }>): Buffer {
     const binding: ValueBinding = { developerId, secretId: hit.secretId, name, version: hit.version };
     return openValue(dek, hit.dekVersion, hit.ciphertext, binding);
   }
@@ -159,7 +171,8 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const row = byName.get(name);
       if (hit?.kind === "found") {
         try {
-          values.set(name, { version: hit.version, value: await openHit(developerId, name, hit) });
+          const opened = openHit(developerId, name, hit);
+          values.set(name, { version: hit.version, value: opened instanceof Buffer ? opened : await opened });
         } catch (e) {
           // An entry under a data key since retired or shredded: read the database instead.
           if (!(e instanceof DataKeyUnavailable)) throw e;

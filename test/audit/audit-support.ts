@@ -99,11 +99,15 @@ export interface RawAuditRow {
   id: number;
   time: Date;
   developer_id: string;
+  caller_subject: string;
+  caller_token_id: string;
   caller_identity: string;
   action: string;
   secret_name: string;
+  version: number;
   outcome: string;
   request_id: string;
+  peer: string;
   writer_id: string;
   writer_sequence: number;
   prev_hash: string;
