@@ -41,9 +41,9 @@ const PROFILE = args.has("--profile");
 /** `--only TEXT`: run only the phases whose name contains TEXT (and the ceilings), e.g. to profile one path. */
 const ONLY = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : undefined;
 /**
- * `--baseline DIR`: also start a cache server from DIR/dist/main.js (another build,
- * e.g. a worktree of the previous commit) and measure its phases interleaved with
- * this build's, for a before/after comparison within one run.
+ * `--baseline DIR`: also start a cache and a no-cache server from DIR/dist/main.js
+ * (another build, e.g. a worktree of the previous commit) and measure their phases
+ * interleaved with this build's, for a before/after comparison within one run.
  */
 const BASELINE = argv.includes("--baseline") ? argv[argv.indexOf("--baseline") + 1] : undefined;
 /** Each phase is measured in ROUNDS segments (`--rounds N` to change) of SEGMENT_MS (after SEGMENT_WARMUP_MS unmeasured), interleaved. */
@@ -310,8 +310,14 @@ async function main(): Promise<void> {
     servers.push(await startServer("cache", { ...common, REDIS_URL }));
     servers.push(await startServer("nocache", common));
     servers.push(await startServer("strict", { ...common, REDIS_URL, SECRETS_AUDIT_STRICT: "1" }));
-    const baseline = BASELINE ? await startServer("baseline", { ...common, REDIS_URL }, join(BASELINE, "dist", "main.js")) : undefined;
-    if (baseline) servers.push(baseline);
+    // Server name → the baseline build's server of the same kind.
+    const baselines = new Map<string, Server>();
+    if (BASELINE) {
+      const main = join(BASELINE, "dist", "main.js");
+      baselines.set("cache", await startServer("cache [baseline]", { ...common, REDIS_URL }, main));
+      baselines.set("nocache", await startServer("nocache [baseline]", common, main));
+      servers.push(...baselines.values());
+    }
     const [cached, uncached, strict] = servers as [Server, Server, Server];
 
     const secret = new TextEncoder().encode(jwtSecret);
@@ -374,15 +380,15 @@ async function main(): Promise<void> {
 
     const results: PhaseResult[] = [];
     const selected = specs.filter((s) => !ONLY || s.phase.startsWith("ceiling") || s.phase.includes(ONLY));
-    if (baseline) {
-      // The baseline build's copies of the cache server's phases, measured in the same rounds.
-      const mirrored = selected.filter((s) => s.server === cached).map((s) => ({ ...s, phase: `${s.phase} [baseline]`, server: baseline }));
-      selected.push(...mirrored);
+    // The baseline build's copies of its servers' phases, measured in the same rounds.
+    for (const spec of [...selected]) {
+      const b = baselines.get(spec.server.name);
+      if (b) selected.push({ ...spec, phase: `${spec.phase} [baseline]`, server: b });
     }
     for (const server of servers) {
-      if (server === baseline) continue;
-      const group = selected.filter((s) => s.server === server || (server === cached && s.server === baseline));
-      if (group.length <= 1) continue;
+      if (server.name.endsWith("[baseline]")) continue;
+      const group = selected.filter((s) => s.server === server || s.server === baselines.get(server.name));
+      if (!group.some((s) => !s.phase.startsWith("ceiling"))) continue;
       for (const inFlight of [1, 64]) results.push(...(await measureGroup(workers, group, inFlight)));
     }
     if (results.some((r) => r.errors > 0)) exitCode = 1;
@@ -476,10 +482,10 @@ async function main(): Promise<void> {
       const range = rounds ? ` (rounds ${Math.min(...rounds).toFixed(2)}–${Math.max(...rounds).toFixed(2)})` : "";
       console.log(`${t.holds === null ? "n/a " : t.holds ? "HOLDS" : "MISSES"}  ${t.name}: ${t.value === undefined ? "not measured" : (t.value as number).toFixed(2)}${range}`);
     }
-    if (baseline) {
+    if (baselines.size > 0) {
       console.log("\nthis build against the baseline build (same rounds; below 1 is less CPU, above 1 more calls/s):");
-      for (const b of results.filter((r) => r.server === "baseline")) {
-        const mine = results.find((r) => r.server === "cache" && `${r.phase} [baseline]` === b.phase && r.inFlight === b.inFlight);
+      for (const b of results.filter((r) => r.server.endsWith("[baseline]"))) {
+        const mine = results.find((r) => `${r.phase} [baseline]` === b.phase && r.inFlight === b.inFlight);
         if (!mine) continue;
         const cpu = mine.cpuUsPerCall / b.cpuUsPerCall;
         const rounds = mine.rounds.map((r, i) => r.cpuUsPerCall / (b.rounds[i]?.cpuUsPerCall ?? NaN));
