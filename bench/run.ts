@@ -25,7 +25,7 @@ import type { WorkerResult, WorkerTask } from "./worker.js";
  * server's phases and its ceiling are measured in interleaved rounds (see
  * measureGroup), since ratios, not absolute figures, are what compare on a shared
  * machine. Ends by scanning Redis for any seeded value in the clear.
- * `--profile` runs the cache server under `node --cpu-prof` (profiles in
+ * `--profile [nocache|strict]` runs the cache (or the named) server under `node --cpu-prof` (profiles in
  * bench/results/profiles/; summarize one phase with
  * `node .bench-build/bench/profile-summary.js FILE --results RESULTS.json --phase TEXT`).
  */
@@ -38,6 +38,8 @@ const argv = process.argv.slice(2);
 const args = new Set(argv);
 const QUICK = args.has("--quick");
 const PROFILE = args.has("--profile");
+/** `--profile [SERVER]`: which server runs under the profiler (cache, nocache or strict; default cache). */
+const PROFILED = PROFILE && argv[argv.indexOf("--profile") + 1]?.match(/^(cache|nocache|strict)$/) ? (argv[argv.indexOf("--profile") + 1] as string) : "cache";
 /** `--only TEXT`: run only the phases whose name contains TEXT (and the ceilings), e.g. to profile one path. */
 const ONLY = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : undefined;
 /**
@@ -91,7 +93,7 @@ function startServer(name: string, env: Record<string, string>, main = MAIN): Pr
   const clean = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith("SECRETS_") && k !== "DATABASE_URL" && k !== "REDIS_URL"),
   );
-  const nodeArgs = PROFILE && name === "cache" ? ["--cpu-prof", `--cpu-prof-dir=${join(ROOT, "bench", "results", "profiles")}`] : [];
+  const nodeArgs = PROFILE && name === PROFILED ? ["--cpu-prof", `--cpu-prof-dir=${join(ROOT, "bench", "results", "profiles")}`] : [];
   const child = spawn(process.execPath, [...nodeArgs, main], {
     cwd: ROOT,
     env: { ...clean, ...env, SECRETS_GRPC_ADDR: "127.0.0.1:0", SECRETS_METRICS_ADDR: "127.0.0.1:0" },
