@@ -5,6 +5,7 @@ import type { KeyBytes } from "../crypto/key-bytes.js";
 import { openValue, sealValue, type ValueBinding } from "../crypto/value-cipher.js";
 import { AppError, integrityFailure } from "../errors.js";
 import type { Db, Queryable } from "../store/db.js";
+import { createCurrentReader } from "../store/current-reader.js";
 import * as store from "../store/secret-store.js";
 import * as versionStore from "../store/version-store.js";
 import { requireAllowlisted, requireScope } from "./authorize.js";
@@ -101,6 +102,8 @@ const versionTokens = pageTokenCodec((k): k is number => Number.isInteger(k) && 
 
 export function createSecretService(deps: SecretServiceDeps): SecretService {
   const { db, dataKeys, cache, maxVersions } = deps;
+  // Misses of concurrent calls share queries (store/current-reader.ts).
+  const readCurrent = createCurrentReader(db);
   const newId = deps.newId ?? randomUUID;
   const limits = deps.limits ?? {
     maxSecrets: Number.MAX_SAFE_INTEGER,
@@ -153,7 +156,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
   ): Promise<{ values: Map<string, { version: number; value: Buffer }>; missing: string[] }> {
     const lookups = await cache.lookup(developerId, names);
     const missNames = names.filter((_, i) => lookups[i]?.hit === undefined);
-    const rows = missNames.length > 0 ? await store.findSealedCurrent(db, developerId, missNames) : [];
+    const rows = missNames.length > 0 ? await readCurrent(developerId, missNames) : [];
     const byName = new Map(rows.map((r) => [r.name, r]));
     if (missNames.length > 0) {
       const fills = lookups

@@ -244,6 +244,26 @@ export async function findSealedVersion(
   return rows[0] ? toSealed(rows[0]) : undefined;
 }
 
+/**
+ * The current versions of secrets of several developers in one query: each row
+ * comes back with the developer it belongs to, read from the row itself, so a
+ * caller can be handed only its own developer's rows.
+ */
+export async function findSealedCurrentOfMany(
+  q: Queryable,
+  wanted: readonly { developerId: string; name: string }[],
+): Promise<(SealedVersionRow & { developerId: string })[]> {
+  const { rows } = await q.query<RawSealed & { developer_id: string }>(
+    `SELECT s.developer_id, s.id AS secret_id, s.name, v.version, v.state, v.ciphertext, v.dek_version, k.kek_id, k.wrapped_key
+     FROM unnest($1::text[], $2::text[]) AS w(developer_id, name)
+     JOIN secrets s ON s.developer_id = w.developer_id AND s.name = w.name
+     JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version AND v.developer_id = s.developer_id
+     ${SEALED_DEK_JOIN}`,
+    [wanted.map((w) => w.developerId), wanted.map((w) => w.name)],
+  );
+  return rows.map((r) => ({ ...toSealed(r), developerId: r.developer_id }));
+}
+
 /** The current versions of several secrets in one query; missing names are simply absent. */
 export async function findSealedCurrent(
   q: Queryable,

@@ -1,0 +1,150 @@
+/**
+ * The coalescing reader of current sealed values: concurrent reads share
+ * statements, and each read gets exactly its own developer's rows.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { createCurrentReader } from "../../src/store/current-reader.js";
+import type { Db } from "../../src/store/db.js";
+import { insertSecret } from "../../src/store/secret-store.js";
+import { createTestDb, type TestDb } from "../support/test-db.js";
+
+let t: TestDb;
+beforeAll(async () => {
+  t = await createTestDb();
+});
+afterAll(async () => {
+  await t?.cleanup();
+});
+
+const newDeveloper = () => `dev-${randomBytes(6).toString("hex")}`;
+
+/** Stores `names` for `developerId`, each with a ciphertext unique to (developer, name). */
+async function store(developerId: string, names: string[]): Promise<Map<string, Buffer>> {
+  const stored = new Map<string, Buffer>();
+  for (const name of names) {
+    const ciphertext = randomBytes(24);
+    await insertSecret(t.db, {
+      id: randomUUID(),
+      developerId,
+      name,
+      description: "",
+      metadataJson: "{}",
+      createdBy: developerId,
+      ciphertext,
+      dekVersion: 1,
+    });
+    stored.set(name, ciphertext);
+  }
+  return stored;
+}
+
+/** The Db, with its statements counted and, while `hold` is set, held back before they run. */
+function watched(db: Db) {
+  const statements: unknown[][] = [];
+  let hold: Promise<void> | undefined;
+  let fail: Error | undefined;
+  const wrapped: Db = {
+    ...db,
+    async query(text, params) {
+      statements.push([...(params ?? [])]);
+      if (hold) await hold;
+      if (fail) throw fail;
+      return db.query(text, params);
+    },
+  };
+  return {
+    db: wrapped,
+    statements,
+    hold(until: Promise<void> | undefined) {
+      hold = until;
+    },
+    failWith(e: Error | undefined) {
+      fail = e;
+    },
+  };
+}
+
+const released = () => {
+  let release = () => undefined as void;
+  const until = new Promise<void>((r) => (release = r));
+  return { until, release };
+};
+
+describe("current-value reader", () => {
+  it("sends the first read on an idle wire at once, and the reads of the same turn behind it in one statement, each getting only its own developer's secrets", async () => {
+    const [alice, bob] = [newDeveloper(), newDeveloper()];
+    // The same names for both: only the developer tells the rows apart.
+    const aliceStored = await store(alice, ["api_key", "db_password", "only_alice"]);
+    const bobStored = await store(bob, ["api_key", "db_password"]);
+    const w = watched(t.db);
+    const read = createCurrentReader(w.db);
+    const [a, b, c, none] = await Promise.all([
+      read(alice, ["api_key", "db_password", "absent"]),
+      read(bob, ["api_key", "db_password", "only_alice"]),
+      read(alice, ["only_alice", "only_alice"]),
+      read(newDeveloper(), ["api_key"]),
+    ]);
+    expect(w.statements).toHaveLength(2);
+    expect(w.statements[0]).toEqual([alice, ["api_key", "db_password", "absent"]]);
+    const byName = (rows: typeof a) => new Map(rows.map((r) => [r.name, r.ciphertext]));
+    expect(byName(a)).toEqual(new Map([["api_key", aliceStored.get("api_key")], ["db_password", aliceStored.get("db_password")]]));
+    expect(byName(b)).toEqual(new Map([["api_key", bobStored.get("api_key")], ["db_password", bobStored.get("db_password")]]));
+    expect(c.map((r) => r.name)).toEqual(["only_alice"]); // once, though asked twice
+    expect(none).toEqual([]);
+  });
+
+  it("holds later reads while the wire is full and sends them together when a batch returns", async () => {
+    const dev = newDeveloper();
+    await store(dev, ["a", "b", "c", "d"]);
+    const w = watched(t.db);
+    const read = createCurrentReader(w.db);
+    const gate = released();
+    w.hold(gate.until);
+    const first = [read(dev, ["a"])];
+    await new Promise((r) => setImmediate(r));
+    first.push(read(dev, ["b"]));
+    await new Promise((r) => setImmediate(r));
+    expect(w.statements).toHaveLength(2); // two batches on the wire: it is full
+    w.hold(undefined);
+    const later = [read(dev, ["c"]), read(dev, ["d"])];
+    await new Promise((r) => setTimeout(r, 5));
+    expect(w.statements).toHaveLength(2);
+    gate.release();
+    const rows = await Promise.all([...first, ...later]);
+    expect(w.statements).toHaveLength(3);
+    expect(w.statements[2]).toEqual([dev, ["c", "d"]]); // one developer: the plain query
+    expect(rows.map((r) => r.map((x) => x.name))).toEqual([["a"], ["b"], ["c"], ["d"]]);
+  });
+
+  it("lets reads past batches stalled longer than the bound", async () => {
+    const dev = newDeveloper();
+    await store(dev, ["a"]);
+    const w = watched(t.db);
+    const read = createCurrentReader(w.db);
+    const gate = released();
+    w.hold(gate.until);
+    const stalled = [read(dev, ["a"])];
+    await new Promise((r) => setImmediate(r));
+    stalled.push(read(dev, ["a"]));
+    await new Promise((r) => setTimeout(r, 60));
+    w.hold(undefined);
+    expect((await read(dev, ["a"])).map((r) => r.name)).toEqual(["a"]);
+    gate.release();
+    expect((await Promise.all(stalled)).flat()).toHaveLength(2);
+  });
+
+  it("fails every read of a failed batch with its error, and reads again afterwards", async () => {
+    const dev = newDeveloper();
+    await store(dev, ["a"]);
+    const w = watched(t.db);
+    const read = createCurrentReader(w.db);
+    const boom = new Error("connection lost");
+    w.failWith(boom);
+    const results = await Promise.allSettled([read(dev, ["a"]), read(newDeveloper(), ["b"])]);
+    expect(results.map((r) => r.status === "rejected" && r.reason)).toEqual([boom, boom]);
+    w.failWith(undefined);
+    expect((await read(dev, ["a"])).map((r) => r.name)).toEqual(["a"]);
+  });
+});
