@@ -95,12 +95,13 @@ const STALL_MS = 10;
 
 /**
  * Lookups coalesced into MGETs ("smart batching"). A lookup made while no MGET of
- * its lane is on the wire goes out at once; lookups made while one is on the wire
- * wait for its reply and then go out together. Under load one write and one reply carry many calls'
+ * its lane is on the wire goes out at the end of this event-loop turn, with any
+ * other made in that turn; lookups made while one is on the wire wait for its reply
+ * and then go out together. Under load one write and one reply carry many calls'
  * lookups (the system calls of a Redis round trip were the largest cost of a cache
  * hit over an empty call, profiled), and the calls answered by one reply are written
- * back to their clients in one turn too. At one call in flight it saves the
- * setImmediate of ioredis's auto-pipelining. Behind a stalled MGET, lookups go
+ * back to their clients in one turn too. At one call in flight it adds only the
+ * setImmediate that ioredis's auto-pipelining had. Behind a stalled MGET, lookups go
  * out on their own again, so a slow Redis delays a read by at most one command
  * timeout, as before.
  *
@@ -152,10 +153,7 @@ function coalescedMget(redis: Client): (laneKey: string, keys: string[]) => Prom
     const l = lane;
     return new Promise((resolve, reject) => {
       l.queue.push({ keys, resolve, reject });
-      if (l.scheduled) return;
-      // An idle lane: no one to wait for, so no waiting for the turn to end either.
-      if (l.inFlight === 0) send(key, l);
-      else if (Date.now() - l.sentAt > STALL_MS) {
+      if (!l.scheduled && (l.inFlight === 0 || Date.now() - l.sentAt > STALL_MS)) {
         l.scheduled = true;
         setImmediate(send, key, l);
       }

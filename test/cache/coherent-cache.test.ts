@@ -232,7 +232,7 @@ describe("coalesced lookups", () => {
     return entries;
   }
 
-  it("the first lookup on an idle lane goes at once, the rest of its turn share one MGET, and each gets its own entries", async () => {
+  it("lookups made in one turn share one MGET, and each gets its own entries", async () => {
     const { cache, mgets } = countingStore();
     const devs = [`dev-${randomUUID()}`, `dev-${randomUUID()}`];
     const names = Array.from({ length: 50 }, (_, i) => `n${i}`);
@@ -241,8 +241,8 @@ describe("coalesced lookups", () => {
     // 100 lookups of one or two names each, both developers, some names never filled.
     const asks = Array.from({ length: 100 }, (_, i) => ({ d: i % 2, names: [`n${i % 50}`, ...(i % 3 === 0 ? [`absent${i}`] : [])] }));
     const results = await Promise.all(asks.map((a) => cache.lookup(devs[a.d] as string, a.names)));
-    const keys = asks.map((a) => a.names.length * 3);
-    expect(mgets).toEqual([keys[0], keys.slice(1).reduce((n, k) => n + k, 0)]);
+    expect(mgets).toHaveLength(1);
+    expect(mgets[0]).toBe(asks.reduce((n, a) => n + a.names.length * 3, 0));
     for (const [i, a] of asks.entries()) {
       expect(results[i]?.[0]?.hit).toEqual(seeded[a.d]?.[i % 50]);
       if (a.names.length > 1) expect(results[i]?.[1]?.hit).toBeUndefined();
