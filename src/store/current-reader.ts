@@ -4,14 +4,14 @@ import { findSealedCurrent, findSealedCurrentOfMany, type SealedVersionRow } fro
 /**
  * Reads of current sealed values (the cache misses of AccessSecret and
  * ResolveSecrets, and every such read when there is no value cache), coalesced
- * across concurrent calls: "smart batching". A read made while nothing is on the
- * wire goes out at once; one made while fewer than MAX_IN_FLIGHT batches are goes
- * out at the end of this event-loop turn, with the others made in it; reads made
- * while the wire is full wait for a batch to come back and then go out together.
- * Under load one query serves many calls, which is what a lookup costs most on a
- * machine where Postgres shares the cores: the round trip (system calls on both
- * sides) and the statement's parse and plan, not the index probe. At one call in
- * flight nothing changes.
+ * across concurrent calls: "smart batching". A read made while fewer than
+ * MAX_IN_FLIGHT batches are on the wire goes out at the end of this event-loop
+ * turn, with the others made in it (the requests of one socket read arrive in one
+ * turn); reads made while the wire is full wait for a batch to come back and then
+ * go out together. Under load one query serves many calls, which is what a lookup
+ * costs most on a machine where Postgres shares the cores: the round trip (system
+ * calls on both sides) and the statement's parse and plan, not the index probe. At
+ * one call in flight it adds one setImmediate.
  *
  * Each batch is one statement, so every read in it sees one snapshot taken after
  * the read was asked for: what a read of its own would have seen, for the cache's
@@ -109,9 +109,7 @@ export function createCurrentReader(db: Db): CurrentReader {
     if (names.length === 0) return Promise.resolve([]);
     return new Promise((resolve, reject) => {
       queue.push({ developerId, names, resolve, reject });
-      // An idle wire: no one to wait for, so no waiting for the turn to end either.
-      if (inFlight.size === 0 && !scheduled) send();
-      else schedule();
+      schedule();
     });
   };
 }

@@ -73,7 +73,7 @@ const released = () => {
 };
 
 describe("current-value reader", () => {
-  it("sends the first read on an idle wire at once, and the reads of the same turn behind it in one statement, each getting only its own developer's secrets", async () => {
+  it("serves reads made in one turn with one statement, each with only its own developer's secrets", async () => {
     const [alice, bob] = [newDeveloper(), newDeveloper()];
     // The same names for both: only the developer tells the rows apart.
     const aliceStored = await store(alice, ["api_key", "db_password", "only_alice"]);
@@ -86,8 +86,7 @@ describe("current-value reader", () => {
       read(alice, ["only_alice", "only_alice"]),
       read(newDeveloper(), ["api_key"]),
     ]);
-    expect(w.statements).toHaveLength(2);
-    expect(w.statements[0]).toEqual([alice, ["api_key", "db_password", "absent"]]);
+    expect(w.statements).toHaveLength(1);
     const byName = (rows: typeof a) => new Map(rows.map((r) => [r.name, r.ciphertext]));
     expect(byName(a)).toEqual(new Map([["api_key", aliceStored.get("api_key")], ["db_password", aliceStored.get("db_password")]]));
     expect(byName(b)).toEqual(new Map([["api_key", bobStored.get("api_key")], ["db_password", bobStored.get("db_password")]]));
