@@ -46,6 +46,29 @@ describe("valueAad", () => {
     expect(new Set(encodings).size).toBe(tuples.length);
   });
 
+  it("encodes as documented whatever the text (the ASCII fast path and the general one agree)", () => {
+    // An independent encoder, written from the module comment.
+    const field = (bytes: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, 0].map((_, i) => (bytes.length >>> (24 - 8 * i)) & 0xff)), bytes]);
+    const u32 = (n: number) => Buffer.from([n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
+    const documented = (t: { developerId: string; secretId: string; name: string; version: number; header: Uint8Array }) =>
+      Buffer.concat([
+        field(Buffer.from("secrets.v1/value")),
+        field(Buffer.from(t.developerId, "utf8")),
+        field(Buffer.from(t.secretId, "utf8")),
+        field(Buffer.from(t.name, "utf8")),
+        field(u32(t.version)),
+        field(Buffer.from(t.header)),
+      ]).toString("hex");
+    const cases = [
+      { developerId: "dev-1", secretId: "8f14e45f-ceea-467f-a0f3-2a1d9c1b7e10", name: "stripe_api_key", version: 7, header },
+      { developerId: "dév", secretId: "s", name: "n", version: 1, header },
+      { developerId: "d".repeat(300), secretId: "s", name: "n", version: 2 ** 32 - 1, header: Buffer.from([0xff, 0x80, 0x00, 0x7f]) },
+      { developerId: "\u007f", secretId: "\u0080", name: "🙂", version: 0, header: new Uint8Array(0) },
+      { developerId: "x".repeat(70_000), secretId: "", name: "", version: 256, header: Buffer.alloc(300, 0xab).subarray(10, 290) },
+    ];
+    for (const t of cases) expect(valueAad(t).toString("hex")).toBe(documented(t));
+  });
+
   it("rejects strings that UTF-8 cannot encode faithfully", () => {
     const lone = { developerId: "dev", secretId: "id", name: "a\ud800", version: 1, header };
     expect(() => valueAad(lone)).toThrow(/well-formed/);
