@@ -1,6 +1,6 @@
 import type { Db } from "../store/db.js";
 import { isUniqueViolation } from "../store/db.js";
-import { findWriterHashes, insertAuditEvents, type NewAuditEvent } from "../store/audit-store.js";
+import { encodeAuditEvent, findWriterHashes, insertEncodedAuditEvents, type NewAuditEvent } from "../store/audit-store.js";
 import { GENESIS_HASH, chainHash, type StoredAuditEvent } from "./audit-chain.js";
 import { describeRejectedName } from "./validation.js";
 import { NAME_PATTERN } from "./limits.js";
@@ -86,9 +86,16 @@ export function auditSecretName(names: readonly string[]): string {
     .join(",");
 }
 
-/** An event in the queue: its row, and who waits for its commit. */
+/**
+ * An event in the queue: its row already encoded for the INSERT (one string, not an
+ * object of fifteen fields: see encodeAuditEvent), what the writer needs of it, and
+ * who waits for its commit.
+ */
 interface Entry {
-  row: NewAuditEvent;
+  encoded: string;
+  developerId: string;
+  writerSequence: number;
+  hash: string;
   onCommit: (() => void)[] | undefined;
 }
 
@@ -144,7 +151,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     row.hash = chainHash(lastHash, row);
     lastSequence = row.writerSequence;
     lastHash = row.hash;
-    queue.push({ row, onCommit });
+    queue.push({ encoded: encodeAuditEvent(row), developerId: row.developerId, writerSequence: row.writerSequence, hash: row.hash, onCommit });
     queued.set(row.developerId, (queued.get(row.developerId) ?? 0) + 1);
     if (onCommit !== undefined) urgentUpTo = lastSequence;
     schedule();
@@ -226,9 +233,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       let failures = 0;
       while (queue.length > 0) {
         const batch = queue.slice(0, batchSize);
-        const rows = batch.map((e) => e.row);
         try {
-          await writeBatch(rows);
+          await writeBatch(batch);
           failures = 0;
         } catch (e) {
           failures += 1;
@@ -244,7 +250,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
         queue.splice(0, batch.length);
         const developers = new Set<string>();
         for (const entry of batch) {
-          const dev = entry.row.developerId;
+          const dev = entry.developerId;
           queued.set(dev, (queued.get(dev) ?? 1) - 1);
           if (queued.get(dev) === 0) queued.delete(dev);
           developers.add(dev);
@@ -266,13 +272,13 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
    * there with the same hash, the batch is written. Otherwise another process uses
    * this writer id, which must never happen; the error is reported and retried.
    */
-  async function writeBatch(rows: NewAuditEvent[]): Promise<void> {
+  async function writeBatch(entries: readonly Entry[]): Promise<void> {
     try {
-      await insertAuditEvents(db, rows);
+      await insertEncodedAuditEvents(db, entries.map((e) => e.encoded));
     } catch (e) {
       if (!isUniqueViolation(e, "audit_events_writer_sequence_key")) throw e;
-      const stored = await findWriterHashes(db, writerId, rows.map((r) => r.writerSequence));
-      if (rows.every((r) => stored.get(r.writerSequence) === r.hash)) return;
+      const stored = await findWriterHashes(db, writerId, entries.map((r) => r.writerSequence));
+      if (entries.every((r) => stored.get(r.writerSequence) === r.hash)) return;
       throw new Error(`audit writer id ${writerId} is used by another process: its sequences clash`, { cause: e });
     }
   }
@@ -281,7 +287,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   function due(): boolean {
     const front = queue[0];
     if (front === undefined) return false;
-    return queue.length >= batchSize || draining > 0 || front.row.writerSequence <= urgentUpTo;
+    return queue.length >= batchSize || draining > 0 || front.writerSequence <= urgentUpTo;
   }
 
   function depth(): number {

@@ -85,18 +85,15 @@ function toEvent(r: RawEvent): AuditEventRow {
 }
 
 /**
- * Inserts `events` in one statement, in array order (ids increase in that order).
- * The time goes as integer milliseconds and is rebuilt exactly in SQL, so the
- * stored instant is the one the writer hashed.
+ * An event in the form `insertEncodedAuditEvents` takes: a JSON array of its
+ * columns, the time as integer milliseconds (rebuilt exactly in SQL, so the stored
+ * instant is the one the writer hashed). The writer encodes each event as it
+ * queues it, so a queued event is one string rather than an object of fifteen
+ * fields (events wait up to a batch interval, long enough to outlive a young-
+ * generation collection).
  */
-export async function insertAuditEvents(q: Queryable, events: readonly NewAuditEvent[]): Promise<void> {
-  if (events.length === 0) return;
-  // One JSON parameter, an array per event: JSON.stringify is native, and arrays of
-  // strings and numbers stay on its fast path (pg's per-element escaping of fifteen
-  // array parameters, or a Date's toJSON, cost several times more). The time goes as
-  // integer milliseconds and is rebuilt exactly in SQL, so the stored instant is the
-  // one the writer hashed.
-  const rows = events.map((e) => [
+export function encodeAuditEvent(e: NewAuditEvent): string {
+  return JSON.stringify([
     e.time.getTime(),
     e.developerId,
     e.callerSubject,
@@ -113,6 +110,16 @@ export async function insertAuditEvents(q: Queryable, events: readonly NewAuditE
     e.prevHash,
     e.hash,
   ]);
+}
+
+/**
+ * Inserts encoded events in one statement, in array order (ids increase in that
+ * order). One JSON parameter: JSON.stringify is native, and arrays of strings and
+ * numbers stay on its fast path (pg's per-element escaping of fifteen array
+ * parameters, or a Date's toJSON, cost several times more).
+ */
+export async function insertEncodedAuditEvents(q: Queryable, encoded: readonly string[]): Promise<void> {
+  if (encoded.length === 0) return;
   await q.query(
     `INSERT INTO audit_events (time, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name,
                                version, outcome, request_id, peer, writer_id, writer_sequence, prev_hash, hash)
@@ -120,7 +127,7 @@ export async function insertAuditEvents(q: Queryable, events: readonly NewAuditE
             e.v->>5, e.v->>6, (e.v->>7)::int4, e.v->>8, e.v->>9, e.v->>10, e.v->>11, (e.v->>12)::int8, e.v->>13, e.v->>14
      FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, ord)
      ORDER BY e.ord`,
-    [JSON.stringify(rows)],
+    [`[${encoded.join(",")}]`],
   );
 }
 
