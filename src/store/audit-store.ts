@@ -40,7 +40,8 @@ export interface AuditChainRow extends AuditEventRow {
   timeMicros: number;
 }
 
-interface RawEvent {
+/** A row of audit_events as Postgres returns it (column names). */
+export interface RawEvent {
   id: number;
   time: Date;
   developer_id: string;

@@ -6,6 +6,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 
 import { backendUnavailable, type Db, type Queryable, type QueryResult } from "../../src/store/db.js";
 import type { AuditEventInput } from "../../src/secrets/audit-log.js";
+import type { RawEvent } from "../../src/store/audit-store.js";
 
 export const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString("hex")}`;
 
@@ -95,24 +96,8 @@ export function auditEvent(overrides: Partial<AuditEventInput> = {}): AuditEvent
   };
 }
 
-export interface RawAuditRow {
-  id: number;
-  time: Date;
-  developer_id: string;
-  caller_subject: string;
-  caller_token_id: string;
-  caller_identity: string;
-  action: string;
-  secret_name: string;
-  version: number;
-  outcome: string;
-  request_id: string;
-  peer: string;
-  writer_id: string;
-  writer_sequence: number;
-  prev_hash: string;
-  hash: string;
-}
+/** A stored row, columns as named in the table. */
+export type RawAuditRow = RawEvent;
 
 /** A writer's rows in id order. */
 export async function rowsOf(q: Queryable, writerId: string): Promise<RawAuditRow[]> {
