@@ -1,4 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from "ioredis";
+import { smartBatcher, type SmartBatcher } from "../smart-batch.js";
 import { createCoherentCache, type CacheStore } from "./coherent-cache.js";
 import type { NameKeys, SecretCache } from "./secret-cache.js";
 
@@ -72,92 +73,47 @@ export interface RedisCacheOptions {
 
 const flatKeys = (keys: readonly NameKeys[]) => keys.flatMap((k) => [k.entry, k.generation, k.fence]);
 
-/** A lookup waiting to go out in a coalesced MGET. */
-interface PendingRead {
-  keys: string[];
-  resolve: (values: (Buffer | null)[]) => void;
-  reject: (e: unknown) => void;
-}
-
-/** One queue of lookups that may share an MGET: all of them, or on a Cluster one developer's (one hash slot). */
-interface Lane {
-  queue: PendingRead[];
-  /** MGETs on the wire, and when the last one was sent. */
-  inFlight: number;
-  sentAt: number;
-  scheduled: boolean;
-}
-
 /** Most keys in one coalesced MGET (three per name); more wait for the next. */
 const MAX_BATCH_KEYS = 3_000;
 /** An MGET unanswered this long no longer holds back the lookups behind it: they go out on their own. */
 const STALL_MS = 10;
 
 /**
- * Lookups coalesced into MGETs ("smart batching"). A lookup made while no MGET of
- * its lane is on the wire goes out at the end of this event-loop turn, with any
- * other made in that turn; lookups made while one is on the wire wait for its reply
- * and then go out together. Under load one write and one reply carry many calls'
- * lookups (the system calls of a Redis round trip were the largest cost of a cache
- * hit over an empty call, profiled), and the calls answered by one reply are written
- * back to their clients in one turn too. At one call in flight it adds only the
- * setImmediate that ioredis's auto-pipelining had. Behind a stalled MGET, lookups go
- * out on their own again, so a slow Redis delays a read by at most one command
- * timeout, as before.
+ * Lookups coalesced into MGETs (smart-batch.ts), one MGET on the wire at a time per
+ * lane: all lookups, or on a Cluster one developer's (one hash slot). Under load one
+ * write and one reply carry many calls' lookups (the system calls of a Redis round
+ * trip were the largest cost of a cache hit over an empty call), and the calls one
+ * reply answers are written back to their clients in one turn too.
  *
  * Coherence is unchanged: each MGET is atomic in Redis, so every lookup still reads
  * its entry, generation and fence at one instant after it began (secret-cache.ts).
  */
 function coalescedMget(redis: Client): (laneKey: string, keys: string[]) => Promise<(Buffer | null)[]> {
   const cluster = redis instanceof Cluster;
-  const lanes = new Map<string, Lane>();
-
-  function send(laneKey: string, lane: Lane): void {
-    lane.scheduled = false;
-    if (lane.queue.length === 0) return;
-    let size = 0;
-    let n = 0;
-    while (n < lane.queue.length && (n === 0 || size + (lane.queue[n] as PendingRead).keys.length <= MAX_BATCH_KEYS)) {
-      size += (lane.queue[n] as PendingRead).keys.length;
-      n += 1;
-    }
-    const batch = lane.queue.splice(0, n);
-    const keys = batch.length === 1 ? (batch[0] as PendingRead).keys : batch.flatMap((p) => p.keys);
-    lane.inFlight += 1;
-    lane.sentAt = Date.now();
-    redis.mgetBuffer(keys).then(
-      (values) => {
+  const lanes = new Map<string, SmartBatcher<string[], (Buffer | null)[]>>();
+  const newLane = () =>
+    smartBatcher<string[], (Buffer | null)[]>({
+      maxInFlight: 1,
+      stallMs: STALL_MS,
+      maxBatchSize: MAX_BATCH_KEYS,
+      sizeOf: (keys) => keys.length,
+      async send(batch) {
+        const values = await redis.mgetBuffer(batch.length === 1 ? (batch[0] as string[]) : batch.flat());
         let at = 0;
-        for (const p of batch) {
-          p.resolve(values.slice(at, at + p.keys.length));
-          at += p.keys.length;
-        }
+        return batch.map((keys) => values.slice(at, (at += keys.length)));
       },
-      (e: unknown) => {
-        for (const p of batch) p.reject(e);
-      },
-    ).finally(() => {
-      lane.inFlight -= 1;
-      if (lane.queue.length > 0 && !lane.scheduled) send(laneKey, lane);
-      else if (lane.inFlight === 0 && lane.queue.length === 0 && cluster) lanes.delete(laneKey);
     });
-  }
 
-  return (laneKey, keys) => {
+  return async (laneKey, keys) => {
     const key = cluster ? laneKey : "";
     let lane = lanes.get(key);
-    if (lane === undefined) {
-      lane = { queue: [], inFlight: 0, sentAt: 0, scheduled: false };
-      lanes.set(key, lane);
+    if (lane === undefined) lanes.set(key, (lane = newLane()));
+    try {
+      return await lane(keys);
+    } finally {
+      // A Cluster has a lane per developer seen: an idle one is dropped.
+      if (cluster && lane.idle && lanes.get(key) === lane) lanes.delete(key);
     }
-    const l = lane;
-    return new Promise((resolve, reject) => {
-      l.queue.push({ keys, resolve, reject });
-      if (!l.scheduled && (l.inFlight === 0 || Date.now() - l.sentAt > STALL_MS)) {
-        l.scheduled = true;
-        setImmediate(send, key, l);
-      }
-    });
   };
 }
 

@@ -1,33 +1,22 @@
+import { smartBatcher } from "../smart-batch.js";
 import type { Db } from "./db.js";
 import { findSealedCurrent, findSealedCurrentOfMany, type SealedVersionRow } from "./secret-store.js";
 
 /**
  * Reads of current sealed values (the cache misses of AccessSecret and
  * ResolveSecrets, and every such read when there is no value cache), coalesced
- * across concurrent calls: "smart batching". A read made while fewer than
- * MAX_IN_FLIGHT batches are on the wire goes out at the end of this event-loop
- * turn, with the others made in it (the requests of one socket read arrive in one
- * turn); reads made while the wire is full wait for a batch to come back and then
- * go out together. Under load one query serves many calls, which is what a lookup
- * costs most on a machine where Postgres shares the cores: the round trip (system
- * calls on both sides) and the statement's parse and plan, not the index probe. At
- * one call in flight it adds one setImmediate.
- *
- * Each batch is one statement, so every read in it sees one snapshot taken after
- * the read was asked for: what a read of its own would have seen, for the cache's
- * coherence argument (src/cache/secret-cache.ts) as for anything else. Rows are
- * handed back by the developer id and name read from the row itself, so a caller
- * only ever receives its own developer's secrets. A failed batch fails every read
- * in it, with the same error a read of its own would have had.
+ * across concurrent calls (smart-batch.ts): under load one statement serves many
+ * calls, which is what a lookup costs most on a machine where Postgres shares the
+ * cores: the round trip and the statement's parse and plan, not the index probe.
+ * Rows are handed back by the developer id and name read from the row itself, so a
+ * caller only ever receives its own developer's secrets.
  */
 
 export type CurrentReader = (developerId: string, names: readonly string[]) => Promise<SealedVersionRow[]>;
 
-interface PendingRead {
+interface Read {
   developerId: string;
   names: readonly string[];
-  resolve: (rows: SealedVersionRow[]) => void;
-  reject: (e: unknown) => void;
 }
 
 /** Batches on the wire at once: one per Postgres core this machine class has. */
@@ -38,59 +27,12 @@ const MAX_BATCH_NAMES = 1_000;
 const STALL_MS = 25;
 
 export function createCurrentReader(db: Db): CurrentReader {
-  const queue: PendingRead[] = [];
-  /** The batches on the wire, by when each was sent. */
-  const inFlight = new Set<{ sentAt: number }>();
-  let scheduled = false;
-
-  const wireFull = (now: number) => {
-    if (inFlight.size < MAX_IN_FLIGHT) return false;
-    for (const b of inFlight) if (now - b.sentAt <= STALL_MS) return true;
-    return false;
-  };
-
-  function schedule(): void {
-    if (scheduled || queue.length === 0 || wireFull(Date.now())) return;
-    scheduled = true;
-    setImmediate(send);
-  }
-
-  function send(): void {
-    scheduled = false;
-    if (queue.length === 0) return;
-    let size = 0;
-    let n = 0;
-    while (n < queue.length && (n === 0 || size + (queue[n] as PendingRead).names.length <= MAX_BATCH_NAMES)) {
-      size += (queue[n] as PendingRead).names.length;
-      n += 1;
-    }
-    const batch = queue.splice(0, n);
-    const onWire = { sentAt: Date.now() };
-    inFlight.add(onWire);
-    readBatch(batch).then(
-      (byDeveloper) => {
-        for (const r of batch) {
-          const own = byDeveloper.get(r.developerId);
-          // Each secret once, as a query of its own would return it.
-          r.resolve(own === undefined ? [] : [...new Set(r.names)].flatMap((name) => own.get(name) ?? []));
-        }
-      },
-      (e: unknown) => {
-        for (const r of batch) r.reject(e);
-      },
-    ).finally(() => {
-      inFlight.delete(onWire);
-      schedule();
-    });
-    schedule(); // more than one batch's worth may be waiting
-  }
-
   /**
    * The batch's rows by developer and name. One developer's batch (the usual one)
    * takes the plain query, which Postgres plans faster than a join on unnest
    * (measured: about 0.1 ms a query); several developers' take the join.
    */
-  async function readBatch(batch: readonly PendingRead[]): Promise<Map<string, Map<string, SealedVersionRow>>> {
+  async function readBatch(batch: readonly Read[]): Promise<SealedVersionRow[][]> {
     const [only, ...others] = new Set(batch.map((r) => r.developerId));
     const rows =
       only !== undefined && others.length === 0
@@ -102,14 +44,19 @@ export function createCurrentReader(db: Db): CurrentReader {
       if (names === undefined) byDeveloper.set(developerId, (names = new Map()));
       names.set(row.name, row);
     }
-    return byDeveloper;
+    return batch.map((r) => {
+      const own = byDeveloper.get(r.developerId);
+      // Each secret once, as a query of its own would return it.
+      return own === undefined ? [] : [...new Set(r.names)].flatMap((name) => own.get(name) ?? []);
+    });
   }
 
-  return (developerId, names) => {
-    if (names.length === 0) return Promise.resolve([]);
-    return new Promise((resolve, reject) => {
-      queue.push({ developerId, names, resolve, reject });
-      schedule();
-    });
-  };
+  const read = smartBatcher<Read, SealedVersionRow[]>({
+    maxInFlight: MAX_IN_FLIGHT,
+    stallMs: STALL_MS,
+    maxBatchSize: MAX_BATCH_NAMES,
+    sizeOf: (r) => r.names.length,
+    send: readBatch,
+  });
+  return (developerId, names) => (names.length === 0 ? Promise.resolve([]) : read({ developerId, names }));
 }
