@@ -1,10 +1,10 @@
 import { execFile, execFileSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { freePort } from "./free-port.js";
 
 /**
  * A private PostgreSQL server on a free loopback port, in its own temp directory,
@@ -46,18 +46,6 @@ export function postgresBinDir(): string {
     : [];
   if (versions.length === 0) throw new Error(`no initdb under ${root}/*/bin (set PG_BIN_DIR to the directory holding initdb and pg_ctl)`);
   return join(root, versions[0] as string, "bin");
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** uid and gid of the `postgres` OS user, from the passwd database. */
