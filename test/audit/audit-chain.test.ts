@@ -3,6 +3,7 @@
  * releases), every field covered, and no two events encoding alike.
  */
 import { createHash } from "node:crypto";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
 import { AuditService } from "../../src/gen/secrets/v1/audit_pb.js";
@@ -26,6 +27,20 @@ const EVENT: StoredAuditEvent = {
   writerId: "replica-a:1735787045000",
   writerSequence: 1,
 };
+
+// An independent encoder, written from the module comment.
+function documented(prev: string, e: StoredAuditEvent): string {
+  const parts = ["secrets.v1/audit-event/1", prev, String(e.time.getTime()), e.developerId, e.callerSubject,
+    e.callerTokenId, e.callerIdentity, e.action, e.secretName, String(e.version), e.outcome, e.requestId, e.peer,
+    e.writerId, String(e.writerSequence)];
+  const chunks = parts.flatMap((p) => {
+    const bytes = Buffer.from(p, "utf8");
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length);
+    return [length, bytes];
+  });
+  return createHash("sha256").update(Buffer.concat(chunks)).digest("hex");
+}
 
 describe("chainHash", () => {
   it("matches frozen vectors (also computed independently from the documented encoding)", () => {
@@ -67,19 +82,6 @@ describe("chainHash", () => {
   });
 
   it("encodes non-ASCII text as UTF-8 and lengths past one byte big-endian, as documented", () => {
-    // An independent encoder, written from the module comment.
-    const documented = (prev: string, e: StoredAuditEvent): string => {
-      const parts = ["secrets.v1/audit-event/1", prev, String(e.time.getTime()), e.developerId, e.callerSubject,
-        e.callerTokenId, e.callerIdentity, e.action, e.secretName, String(e.version), e.outcome, e.requestId, e.peer,
-        e.writerId, String(e.writerSequence)];
-      const chunks = parts.flatMap((p) => {
-        const bytes = Buffer.from(p, "utf8");
-        const length = Buffer.alloc(4);
-        length.writeUInt32BE(bytes.length);
-        return [length, bytes];
-      });
-      return createHash("sha256").update(Buffer.concat(chunks)).digest("hex");
-    };
     const cases: Partial<StoredAuditEvent>[] = [
       {},
       { callerIdentity: "spiffe://exämple.org/agent" },
@@ -93,6 +95,35 @@ describe("chainHash", () => {
       const e = { ...EVENT, ...c };
       expect(chainHash(GENESIS_HASH, e)).toBe(documented(GENESIS_HASH, e));
     }
+  });
+
+  it("hashes any event exactly as documented, on its ASCII fast path and off it", () => {
+    // ASCII in every field (the fast path) except, in most events, one field that
+    // leaves it (any code point, lone surrogates included) or has a length around the
+    // edge of a length that fits one byte (255, 256).
+    const short = fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)), maxLength: 40 });
+    const edge = fc.oneof(
+      fc.integer({ min: 254, max: 257 }).chain((n) => fc.string({ minLength: n, maxLength: n })),
+      fc.string({ unit: "binary", minLength: 1, maxLength: 20 }),
+      fc.constantFrom("\u0000", "\u007f", "\u0080", "é", "🙂", "\ud800"),
+    );
+    const textFields = ["developerId", "callerSubject", "callerTokenId", "callerIdentity", "action", "secretName", "outcome",
+      "requestId", "peer", "writerId"] as const;
+    const event = fc.record({
+      time: fc.integer({ min: -62_135_596_800_000, max: 253_402_300_799_999 }).map((ms) => new Date(ms)),
+      developerId: short, callerSubject: short, callerTokenId: short, callerIdentity: short, action: short,
+      secretName: short, version: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), outcome: short,
+      requestId: short, peer: short, writerId: short, writerSequence: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+    });
+    const prev = fc.oneof(fc.constant(GENESIS_HASH), fc.stringMatching(/^[0-9a-f]{64}$/), edge);
+    const override = fc.option(fc.tuple(fc.constantFrom(...textFields), edge), { freq: 4 });
+    fc.assert(
+      fc.property(prev, event, override, (p, e, o) => {
+        const ev: StoredAuditEvent = o === null ? e : { ...e, [o[0]]: o[1] };
+        expect(chainHash(p, ev)).toBe(documented(p, ev));
+      }),
+      { numRuns: 1_000 },
+    );
   });
 
   it("is lowercase hex SHA-256", () => {
