@@ -21,7 +21,9 @@ import type { WorkerResult, WorkerTask } from "./worker.js";
  * drives them from two client processes over loopback, and reports, per phase and
  * at 1 and 64 calls in flight: calls/s, p50, p99, each as a ratio to the ceiling
  * (an empty Health/Check on the same server), and the server's own CPU per call
- * (process.cpuUsage, read from its /metrics) as a ratio to the ceiling's. A
+ * (process.cpuUsage, read from its /metrics) as a ratio to the ceiling's, and
+ * the client processes' CPU per call (which, with Postgres and Redis, shares the
+ * machine's two cores with the server, and so weighs in its calls/s). A
  * server's phases and its ceiling are measured in interleaved rounds (see
  * measureGroup), since ratios, not absolute figures, are what compare on a shared
  * machine. Ends by scanning Redis for any seeded value in the clear.
@@ -77,6 +79,8 @@ interface PhaseResult {
   p50Us: number;
   p99Us: number;
   cpuUsPerCall: number;
+  /** The client processes' own CPU per call: the rest of what the machine spends on a call, beside Redis and Postgres. */
+  clientCpuUsPerCall: number;
   rssMb: number;
   /** Secrets delivered per call (ResolveSecrets: 10). */
   secretsPerCall: number;
@@ -182,6 +186,9 @@ interface Segment {
   /** Calls the server's CPU window covered: the measured ones plus, by rate, those of the warm-up. */
   windowCalls: number;
   rssBytes: number;
+  /** The clients' CPU over the segment, warm-up included, and the calls they made in it. */
+  clientCpuSeconds: number;
+  clientCalls: number;
 }
 
 let counterBase = 0;
@@ -222,6 +229,8 @@ async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, w
     cpuSeconds: after.cpuSeconds - before.cpuSeconds,
     windowCalls: calls * ((durationMs + warmupMs) / durationMs),
     rssBytes: after.rssBytes,
+    clientCpuSeconds: results.reduce((n, r) => n + r.cpuUs, 0) / 1e6,
+    clientCalls: results.reduce((n, r) => n + r.issued, 0),
   };
 }
 
@@ -259,6 +268,7 @@ async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: numb
       p50Us: percentile(latencies, 50),
       p99Us: percentile(latencies, 99),
       cpuUsPerCall: (sum((s) => s.cpuSeconds) * 1e6) / sum((s) => s.windowCalls),
+      clientCpuUsPerCall: (sum((s) => s.clientCpuSeconds) * 1e6) / sum((s) => s.clientCalls),
       rssMb: Math.max(...segs.map((s) => s.rssBytes)) / 2 ** 20,
       secretsPerCall: spec.secretsPerCall ?? 1,
       rounds: segs.map((s) => ({ callsPerSecond: s.calls / s.seconds, cpuUsPerCall: (s.cpuSeconds * 1e6) / s.windowCalls })),
@@ -270,7 +280,7 @@ async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: numb
 }
 
 function table(rows: PhaseResult[]): string {
-  const head = ["phase", "in flight", "calls/s", "secrets/s", "p50 µs", "p99 µs", "× ceiling calls/s", "× ceiling p99", "CPU µs/call", "× ceiling CPU", "RSS MB", "errors"];
+  const head = ["phase", "in flight", "calls/s", "secrets/s", "p50 µs", "p99 µs", "× ceiling calls/s", "× ceiling p99", "CPU µs/call", "× ceiling CPU", "client CPU µs/call", "RSS MB", "errors"];
   const body = rows.map((r) => [
     r.phase,
     String(r.inFlight),
@@ -282,6 +292,7 @@ function table(rows: PhaseResult[]): string {
     r.ratio ? r.ratio.p99.toFixed(2) : "",
     r.cpuUsPerCall.toFixed(0),
     r.ratio ? r.ratio.cpu.toFixed(2) : "",
+    r.clientCpuUsPerCall.toFixed(0),
     r.rssMb.toFixed(0),
     String(r.errors),
   ]);

@@ -36,6 +36,9 @@ export interface WorkerResult {
   elapsedMs: number;
   /** Latencies in microseconds of the calls made after the warm-up. */
   latenciesUs: number[];
+  /** Calls made, the warm-up's included, and this process's CPU (process.cpuUsage) while it made them, in µs. */
+  issued: number;
+  cpuUs: number;
 }
 
 const SERVICES: Record<WorkerTask["service"], DescService> = { health: Health, secrets: SecretService };
@@ -92,6 +95,7 @@ async function run(task: WorkerTask): Promise<WorkerResult> {
   let calls = 0;
   let errors = 0;
   let firstError: string | undefined;
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   const measureFrom = started + task.warmupMs;
   const end = measureFrom + task.durationMs;
@@ -117,13 +121,14 @@ async function run(task: WorkerTask): Promise<WorkerResult> {
   };
   await Promise.all(Array.from({ length: task.inFlight }, loop));
   const elapsedMs = Math.min(performance.now(), end) - measureFrom;
-  return { calls, errors, ...(firstError ? { firstError } : {}), elapsedMs, latenciesUs: latencies };
+  const cpu = process.cpuUsage(cpuBefore);
+  return { calls, errors, ...(firstError ? { firstError } : {}), elapsedMs, latenciesUs: latencies, issued, cpuUs: cpu.user + cpu.system };
 }
 
 process.on("message", (task: WorkerTask) => {
   run(task).then(
     (result) => process.send?.(result),
-    (e: unknown) => process.send?.({ calls: 0, errors: 1, firstError: String(e), elapsedMs: 0, latenciesUs: [] }),
+    (e: unknown) => process.send?.({ calls: 0, errors: 1, firstError: String(e), elapsedMs: 0, latenciesUs: [], issued: 0, cpuUs: 0 }),
   );
 });
 process.on("disconnect", () => {
