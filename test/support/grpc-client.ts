@@ -58,7 +58,8 @@ export function secretsClient(address: string): TestClient<typeof SecretService>
   return createTestClient(SecretService, address);
 }
 
-function toCallError(err: grpc.ServiceError): CallError {
+/** A failed call's status code, details and the ErrorInfo of its status details. */
+export function toCallError(err: grpc.ServiceError): CallError {
   let info: ErrorInfo | undefined;
   const bin = err.metadata?.get("grpc-status-details-bin")[0];
   if (bin instanceof Buffer) {

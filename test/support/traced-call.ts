@@ -1,10 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { anyUnpack } from "@bufbuild/protobuf/wkt";
-import { ErrorInfoSchema, type ErrorInfo } from "../../src/gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
+import { create, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
-import { CallError, type TestClient } from "./grpc-client.js";
+import { CallError, toCallError, type TestClient } from "./grpc-client.js";
 
 type Methods = (typeof SecretService)["method"];
 type MethodName = keyof Methods;
@@ -42,7 +39,7 @@ export function tracedCall<K extends MethodName>(
       metadata,
       { deadline: startedAt + timeoutMs },
       (err: grpc.ServiceError | null, res: MessageShape<Methods[K]["output"]>) => {
-        outcome = err ? { ok: false, error: decodeCallError(err) } : { ok: true, response: res };
+        outcome = err ? { ok: false, error: toCallError(err) } : { ok: true, response: res };
       },
     ) as grpc.ClientUnaryCall;
     // grpc-js emits 'status' right after the callback, with the trailers.
@@ -52,17 +49,6 @@ export function tracedCall<K extends MethodName>(
       resolve({ method, startedAt, endedAt: Date.now(), requestId: typeof id === "string" ? id : undefined, ...result } as TracedResult<K>);
     });
   });
-}
-
-/** The same decoding as the test client: status code, details and the ErrorInfo of the status details. */
-function decodeCallError(err: grpc.ServiceError): CallError {
-  let info: ErrorInfo | undefined;
-  const bin = err.metadata?.get("grpc-status-details-bin")[0];
-  if (bin instanceof Buffer) {
-    const st = fromBinary(StatusSchema, bin);
-    for (const any of st.details) info ??= anyUnpack(any, ErrorInfoSchema);
-  }
-  return new CallError(err.code, err.details, info, err.metadata);
 }
 
 /** "OK", or the status name and reason of a failed call, for tallies and messages. */
