@@ -52,7 +52,16 @@ export function openValue(dek: KeyBytes, expectedDekVersion: number, envelope: U
   if (parsed.dekVersion !== expectedDekVersion) {
     throw integrityFailure("value envelope: DEK version differs from the row's");
   }
-  return aesGcmOpen(dek, parsed.nonce, parsed.sealed, valueAad({ ...binding, header: parsed.header }));
+  // A literal, not a spread of `binding`: on every cache hit, and a spread plus one
+  // more property left V8 on its slow (runtime) path for the new object (profiled).
+  const aad = valueAad({
+    developerId: binding.developerId,
+    secretId: binding.secretId,
+    name: binding.name,
+    version: binding.version,
+    header: parsed.header,
+  });
+  return aesGcmOpen(dek, parsed.nonce, parsed.sealed, aad);
 }
 
 /**
