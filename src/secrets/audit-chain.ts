@@ -51,17 +51,25 @@ export function chainHash(prevHash: string, e: StoredAuditEvent): string {
 /** ASCII only: UTF-8 and Latin-1 encode these code points alike, one byte each. */
 const ASCII = /^[\x00-\x7f]*$/;
 
-/** The length-prefixed parts as bytes (see the module comment). Runs once per audited call. */
-function encode(parts: readonly string[]): Buffer {
+/**
+ * The length-prefixed parts (see the module comment), as bytes or as a string of
+ * ASCII characters only, whose UTF-8 (what `hash` takes of a string) is exactly
+ * those bytes. Runs once per audited call.
+ */
+function encode(parts: readonly string[]): string | Buffer {
   // Fast path, the usual case: every part is ASCII, so its UTF-8 byte length is its
   // string length, and the whole encoding can be built as one Latin-1 string (the
-  // length prefixes as four char codes of 0-255) and converted in one native call.
+  // length prefixes as four char codes of 0-255). One test of the whole string then
+  // tells whether every char is ASCII, length prefixes included (parts under 128
+  // characters): that string is its own encoding and is hashed as it is.
   let latin1 = "";
   for (const p of parts) {
-    if (!ASCII.test(p)) return encodeUtf8(parts);
     const n = p.length;
     latin1 += String.fromCharCode(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff) + p;
   }
+  if (ASCII.test(latin1)) return latin1;
+  // A prefix byte of 128 or more with ASCII parts: the Latin-1 string's bytes.
+  for (const p of parts) if (!ASCII.test(p)) return encodeUtf8(parts);
   return Buffer.from(latin1, "latin1");
 }
 
