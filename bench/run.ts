@@ -50,6 +50,13 @@ const ONLY = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : undefi
  * interleaved with this build's, for a before/after comparison within one run.
  */
 const BASELINE = argv.includes("--baseline") ? argv[argv.indexOf("--baseline") + 1] : undefined;
+/**
+ * `--server-node-args "ARGS"`: extra node options for the cache server of this build
+ * (space-separated), e.g. `--perf-prof` so that `perf record -k mono -p PID` and
+ * `perf inject --jit` can name the JIT's code (V8's own profiler samples wall time;
+ * perf samples CPU, kernel included).
+ */
+const SERVER_NODE_ARGS = argv.includes("--server-node-args") ? (argv[argv.indexOf("--server-node-args") + 1] ?? "").split(" ").filter(Boolean) : [];
 /** Each phase is measured in ROUNDS segments (`--rounds N` to change) of SEGMENT_MS (after SEGMENT_WARMUP_MS unmeasured), interleaved. */
 const ROUNDS = argv.includes("--rounds") ? Number(argv[argv.indexOf("--rounds") + 1]) : QUICK ? 3 : 8;
 const SEGMENT_MS = QUICK ? 500 : 1_000;
@@ -97,7 +104,10 @@ function startServer(name: string, env: Record<string, string>, main = MAIN): Pr
   const clean = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith("SECRETS_") && k !== "DATABASE_URL" && k !== "REDIS_URL"),
   );
-  const nodeArgs = PROFILE && name === PROFILED ? ["--cpu-prof", `--cpu-prof-dir=${join(ROOT, "bench", "results", "profiles")}`] : [];
+  const nodeArgs = [
+    ...(PROFILE && name === PROFILED ? ["--cpu-prof", `--cpu-prof-dir=${join(ROOT, "bench", "results", "profiles")}`] : []),
+    ...(name === "cache" ? SERVER_NODE_ARGS : []),
+  ];
   const child = spawn(process.execPath, [...nodeArgs, main], {
     cwd: ROOT,
     env: { ...clean, ...env, SECRETS_GRPC_ADDR: "127.0.0.1:0", SECRETS_METRICS_ADDR: "127.0.0.1:0" },
@@ -109,7 +119,10 @@ function startServer(name: string, env: Record<string, string>, main = MAIN): Pr
     const poll = () => {
       const text = readFileSync(logFile, "utf8");
       const m = text.match(/"port":(\d+),"metricsPort":(\d+)[^\n]*"msg":"serving"/);
-      if (m) return resolve({ name, child, address: `127.0.0.1:${m[1]}`, metrics: `http://127.0.0.1:${m[2]}/metrics`, logFile });
+      if (m) {
+        if (nodeArgs.length > 0) console.log(`server ${name}: pid ${child.pid}, node ${nodeArgs.join(" ")}`);
+        return resolve({ name, child, address: `127.0.0.1:${m[1]}`, metrics: `http://127.0.0.1:${m[2]}/metrics`, logFile });
+      }
       if (child.exitCode !== null || Date.now() > deadline) return reject(new Error(`server ${name} did not start:\n${text.slice(-2000)}`));
       setTimeout(poll, 50);
     };
@@ -501,7 +514,7 @@ async function main(): Promise<void> {
         holds: value === undefined ? null : op === ">=" ? value >= bound : value <= bound,
       })),
       redisScan: { keys: scanned, plaintextValuesFound: leaks.length },
-      ...(PROFILE ? { profileWindows } : {}),
+      ...(PROFILE || SERVER_NODE_ARGS.length > 0 ? { profileWindows } : {}),
     };
     console.log(`\n${table(results)}\n`);
     const spread: Record<string, number[] | undefined> = {
