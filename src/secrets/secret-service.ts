@@ -10,6 +10,7 @@ import * as store from "../store/secret-store.js";
 import * as versionStore from "../store/version-store.js";
 import { requireAllowlisted, requireScope } from "./authorize.js";
 import { DataKeyUnavailable, type DataKeys } from "./data-keys.js";
+import { shareOpensWithinTurn } from "./turn-shared-open.js";
 import { pageOf, pageTokenCodec, type Page } from "./page-token.js";
 import { createRateLimiter, type RateLimiter } from "./rate-limiter.js";
 import {
@@ -137,6 +138,9 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
     return openHitWith(dek, developerId, name, hit);
   }
 
+  /** openHit, once per identical entry in a turn of the event loop (turn-shared-open.ts). */
+  const openShared = shareOpensWithinTurn(openHit);
+
   function openHitWith(dek: KeyBytes, developerId: string, name: string, hit: Extract<CachedLookup, { kind: "found" }>): Buffer {
     const binding: ValueBinding = { developerId, secretId: hit.secretId, name, version: hit.version };
     return openValue(dek, hit.dekVersion, hit.ciphertext, binding);
@@ -185,7 +189,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const hit = lookups[i]?.hit;
       if (hit?.kind === "found") {
         try {
-          const opened = openHit(developerId, name, hit);
+          const opened = openShared(developerId, name, hit);
           values.set(name, { version: hit.version, value: opened instanceof Buffer ? opened : await opened });
         } catch (e) {
           // An entry under a data key since retired or shredded: read the database instead.
