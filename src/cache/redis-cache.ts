@@ -78,12 +78,28 @@ function flatKeys(keys: readonly NameKeys[]): string[] {
   return flat;
 }
 
-/** The lookups' keys as one MGET's arguments. */
-function concatKeys(batch: readonly string[][]): string[] {
-  if (batch.length === 1) return batch[0] as string[];
-  const all: string[] = [];
-  for (const keys of batch) for (const key of keys) all.push(key);
-  return all;
+/**
+ * One MGET for a batch of lookups. A key several lookups ask for goes out once (the
+ * calls of one turn tend to ask for the same hot secrets) and each lookup gets its
+ * value; they are read at the same instant either way.
+ */
+async function mgetBatch(redis: Client, batch: readonly string[][]): Promise<(Buffer | null)[][]> {
+  if (batch.length === 1) return [await redis.mgetBuffer(batch[0] as string[])];
+  const position = new Map<string, number>();
+  const unique: string[] = [];
+  const positions = batch.map((keys) =>
+    keys.map((key) => {
+      let p = position.get(key);
+      if (p === undefined) {
+        p = unique.length;
+        position.set(key, p);
+        unique.push(key);
+      }
+      return p;
+    }),
+  );
+  const values = await redis.mgetBuffer(unique);
+  return positions.map((ps) => ps.map((p) => values[p] ?? null));
 }
 
 /** Most keys in one coalesced MGET (three per name); more wait for the next. */
@@ -110,11 +126,7 @@ function coalescedMget(redis: Client): (laneKey: string, keys: string[]) => Prom
       stallMs: STALL_MS,
       maxBatchSize: MAX_BATCH_KEYS,
       sizeOf: (keys) => keys.length,
-      async send(batch) {
-        const values = await redis.mgetBuffer(concatKeys(batch));
-        let at = 0;
-        return batch.map((keys) => values.slice(at, (at += keys.length)));
-      },
+      send: (batch) => mgetBatch(redis, batch),
     });
 
   return async (laneKey, keys) => {
