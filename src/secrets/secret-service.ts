@@ -10,9 +10,9 @@ import * as store from "../store/secret-store.js";
 import * as versionStore from "../store/version-store.js";
 import { requireAllowlisted, requireScope } from "./authorize.js";
 import { DataKeyUnavailable, type DataKeys } from "./data-keys.js";
-import { shareOpensWithinTurn } from "./turn-shared-open.js";
 import { pageOf, pageTokenCodec, type Page } from "./page-token.js";
 import { createRateLimiter, type RateLimiter } from "./rate-limiter.js";
+import { shareOpensWithinTurn } from "./turn-shared-open.js";
 import {
   validateDescription,
   validateMetadata,
@@ -164,7 +164,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
     const lookups = await cache.lookup(developerId, names);
     // Plain loops, and nothing built for misses when there are none: this runs on
     // every cache hit (profiled: the filter, the row map and the entries iterator
-    // were most of its own cost, and kept V8 re-optimizing it).
+    // were most of its own cost).
     let missNames: string[] | undefined;
     for (let i = 0; i < names.length; i++) {
       if (lookups[i]?.hit === undefined) (missNames ??= []).push(names[i] as string);
