@@ -101,9 +101,6 @@ export interface SecretServiceDeps {
 const nameTokens = pageTokenCodec((k): k is string => typeof k === "string" && k.length > 0 && k.length <= 128);
 const versionTokens = pageTokenCodec((k): k is number => Number.isInteger(k) && (k as number) > 0);
 
-/** A current version as read from Postgres for a miss. */
-type CurrentRow = Awaited<ReturnType<ReturnType<typeof createCurrentReader>>>[number];
-
 export function createSecretService(deps: SecretServiceDeps): SecretService {
   const { db, dataKeys, cache, maxVersions } = deps;
   // Misses of concurrent calls share queries (store/current-reader.ts).
@@ -169,14 +166,11 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
     for (let i = 0; i < names.length; i++) {
       if (lookups[i]?.hit === undefined) (missNames ??= []).push(names[i] as string);
     }
-    let byName: Map<string, CurrentRow> | undefined;
-    if (missNames !== undefined) {
-      const rows = await readCurrent(developerId, missNames);
-      const found = new Map(rows.map((r) => [r.name, r]));
-      byName = found;
+    const byName = missNames === undefined ? undefined : new Map((await readCurrent(developerId, missNames)).map((r) => [r.name, r]));
+    if (byName !== undefined) {
       const fills = lookups
         .filter((l) => l.hit === undefined)
-        .map((l) => ({ ticket: l.ticket, value: cacheable(found.get(l.ticket.name)) }))
+        .map((l) => ({ ticket: l.ticket, value: cacheable(byName.get(l.ticket.name)) }))
         .filter((f): f is { ticket: typeof f.ticket; value: CachedLookup } => f.value !== undefined);
       // Off the response path: a fill that fails or loses a race only costs a later miss.
       void cache.fill(fills);
@@ -203,11 +197,10 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       else missing.push(name);
     }
     if (stale !== undefined) {
-      const retry = stale;
-      for (const row of await store.findSealedCurrent(db, developerId, retry)) {
+      for (const row of await store.findSealedCurrent(db, developerId, stale)) {
         values.set(row.name, { version: row.version, value: await open(developerId, row.name, row) });
       }
-      missing.push(...retry.filter((n) => !values.has(n)));
+      missing.push(...stale.filter((n) => !values.has(n)));
     }
     return { values, missing };
   }
