@@ -11,11 +11,12 @@ import { readFileSync } from "node:fs";
  *   perf script -i perf.jit.data -F time,ip,sym,dso > perf.txt
  *   node .bench-build/bench/perf-diff.js perf.txt --results RESULTS.json \
  *        --base "ceiling: Health/Check (cache server)" --phase "AccessSecret, cache hit" \
- *        [--in-flight 64] [--after-seconds 10] [--hz 1999] [--self] [--match dist/] [--top 60]
+ *        [--in-flight 64] [--after-seconds 10] [--hz 1999] [--self] [--match dist/] [--under FRAME] [--top 60]
  *
  * For every frame (or, with --self, every leaf frame), the µs per call in the base
  * phase, in the phase, and the difference, largest first (`--match TEXT`: only
- * frames whose name holds TEXT, e.g. `dist/` for the service's own functions). Calls are the phase's
+ * frames whose name holds TEXT, e.g. `dist/` for the service's own functions; `--under TEXT`: only samples
+ * with a frame whose name holds TEXT, counting that frame and what it called). Calls are the phase's
  * calls/s times its measured windows (the bench records them on the monotonic clock
  * that `perf record -k mono` stamps). `--after-seconds` skips the first seconds of
  * the group, while the JIT is still compiling the new path.
@@ -39,7 +40,7 @@ const basePhase = option("--base");
 const phase = option("--phase");
 if (!file || file.startsWith("--") || !resultsFile || !basePhase || !phase) {
   console.error(
-    "usage: perf-diff PERF.txt --results RESULTS.json --base PHASE --phase PHASE [--in-flight N] [--after-seconds S] [--hz F] [--self] [--match TEXT] [--top N]",
+    "usage: perf-diff PERF.txt --results RESULTS.json --base PHASE --phase PHASE [--in-flight N] [--after-seconds S] [--hz F] [--self] [--match TEXT] [--under FRAME] [--top N]",
   );
   process.exit(2);
 }
@@ -48,6 +49,7 @@ const usPerSample = 1e6 / Number(option("--hz") ?? 1999);
 const self = args.includes("--self");
 const top = Number(option("--top") ?? 60);
 const match = option("--match");
+const under = option("--under");
 
 const results = JSON.parse(readFileSync(resultsFile, "utf8")) as Results;
 const windows = (results.profileWindows ?? []).filter((w) => w.inFlight === inFlight);
@@ -68,7 +70,10 @@ const samples = readFileSync(file, "utf8")
         .replace(/\s*\([^()]*\)$/, "")
         .replace(/^JS:[*~^+]?/, ""),
     );
-    return { us: Number.parseFloat(head) * 1e6, frames };
+    // --under TEXT: only the part of the stack called from the outermost frame whose name holds TEXT.
+    const root = under === undefined ? frames.length : frames.findLastIndex((f) => f.includes(under));
+    if (root < 0) return undefined;
+    return { us: Number.parseFloat(head) * 1e6, frames: frames.slice(0, root + 1) };
   })
   .filter((s) => s !== undefined);
 

@@ -11,6 +11,7 @@ import type { Scope } from "../src/auth/principal.js";
 import { developerPrefix } from "../src/cache/secret-cache.js";
 import { openPostgres } from "../src/store/pg-db.js";
 import { migrate } from "../src/store/migrate.js";
+import { machineDelta, sampleMachine, type MachineDelta } from "./machine.js";
 import { seedSecrets } from "./seed.js";
 import type { WorkerResult, WorkerTask } from "./worker.js";
 
@@ -88,6 +89,11 @@ interface PhaseResult {
   cpuUsPerCall: number;
   /** The client processes' own CPU per call: the rest of what the machine spends on a call, beside Redis and Postgres. */
   clientCpuUsPerCall: number;
+  /** Redis's CPU per call (its INFO), and every postgres process's on this machine (undefined where /proc cannot be read). */
+  redisCpuUsPerCall: number;
+  postgresCpuUsPerCall: number | undefined;
+  /** The fraction of the machine's CPU time left idle while the phase ran. */
+  machineIdle: number | undefined;
   rssMb: number;
   /** Secrets delivered per call (ResolveSecrets: 10). */
   secretsPerCall: number;
@@ -202,14 +208,19 @@ interface Segment {
   /** The clients' CPU over the segment, warm-up included, and the calls they made in it. */
   clientCpuSeconds: number;
   clientCalls: number;
+  /** Redis's and Postgres's CPU and the machine's idle time over the same window as the server's CPU. */
+  machine: MachineDelta;
 }
 
 let counterBase = 0;
 /** With --profile: when each measured segment ran, for `profile-summary --phase`. */
 const profileWindows: { phase: string; inFlight: number; startUs: number; endUs: number }[] = [];
+/** Asks Redis for its own CPU (INFO cpu) around each segment. */
+const redisInfo = new Redis(REDIS_URL);
 
 async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, warmupMs: number, durationMs: number): Promise<Segment> {
   const count = inFlight === 1 ? 1 : 2;
+  const machineBefore = await sampleMachine(redisInfo);
   const before = await serverStats(spec.server);
   const startNs = process.hrtime.bigint();
   const results = await Promise.all(
@@ -230,6 +241,7 @@ async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, w
   );
   const endNs = process.hrtime.bigint();
   const after = await serverStats(spec.server);
+  const machine = machineDelta(machineBefore, await sampleMachine(redisInfo));
   // From the end of the warm-up (the clock V8 stamps profile samples with: monotonic, µs).
   profileWindows.push({ phase: spec.phase, inFlight, startUs: Number(startNs / 1000n) + warmupMs * 1000, endUs: Number(endNs / 1000n) });
   const calls = results.reduce((n, r) => n + r.calls, 0);
@@ -244,6 +256,7 @@ async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, w
     rssBytes: after.rssBytes,
     clientCpuSeconds: results.reduce((n, r) => n + r.cpuUs, 0) / 1e6,
     clientCalls: results.reduce((n, r) => n + r.issued, 0),
+    machine,
   };
 }
 
@@ -282,6 +295,13 @@ async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: numb
       p99Us: percentile(latencies, 99),
       cpuUsPerCall: (sum((s) => s.cpuSeconds) * 1e6) / sum((s) => s.windowCalls),
       clientCpuUsPerCall: (sum((s) => s.clientCpuSeconds) * 1e6) / sum((s) => s.clientCalls),
+      redisCpuUsPerCall: (sum((s) => s.machine.redisCpuSeconds) * 1e6) / sum((s) => s.windowCalls),
+      postgresCpuUsPerCall: segs.every((s) => s.machine.postgresCpuSeconds !== undefined)
+        ? (sum((s) => s.machine.postgresCpuSeconds ?? 0) * 1e6) / sum((s) => s.windowCalls)
+        : undefined,
+      machineIdle: segs.every((s) => s.machine.ticks !== undefined)
+        ? sum((s) => s.machine.ticks?.idle ?? 0) / sum((s) => s.machine.ticks?.total ?? 0)
+        : undefined,
       rssMb: Math.max(...segs.map((s) => s.rssBytes)) / 2 ** 20,
       secretsPerCall: spec.secretsPerCall ?? 1,
       rounds: segs.map((s) => ({ callsPerSecond: s.calls / s.seconds, cpuUsPerCall: (s.cpuSeconds * 1e6) / s.windowCalls })),
@@ -290,6 +310,12 @@ async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: numb
     return result;
   });
   return results;
+}
+
+function markdownTable(head: string[], body: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] as string).length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(" | ")} |`;
+  return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
 }
 
 function table(rows: PhaseResult[]): string {
@@ -309,9 +335,29 @@ function table(rows: PhaseResult[]): string {
     r.rssMb.toFixed(0),
     String(r.errors),
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] as string).length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(" | ")} |`;
-  return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
+  return markdownTable(head, body);
+}
+
+/** The machine's CPU per call, process by process: the server, the clients, Redis and Postgres. */
+function machineTable(rows: PhaseResult[]): string {
+  const all = (r: PhaseResult) => r.cpuUsPerCall + r.clientCpuUsPerCall + r.redisCpuUsPerCall + (r.postgresCpuUsPerCall ?? NaN);
+  const head = ["phase", "in flight", "server", "clients", "Redis", "Postgres", "all", "× ceiling all", "× ceiling calls/s", "machine idle %"];
+  const body = rows.map((r) => {
+    const ceiling = rows.find((c) => c.phase.startsWith("ceiling") && c.server === r.server && c.inFlight === r.inFlight);
+    return [
+      r.phase,
+      String(r.inFlight),
+      r.cpuUsPerCall.toFixed(0),
+      r.clientCpuUsPerCall.toFixed(0),
+      r.redisCpuUsPerCall.toFixed(1),
+      r.postgresCpuUsPerCall === undefined ? "n/a" : r.postgresCpuUsPerCall.toFixed(1),
+      Number.isNaN(all(r)) ? "n/a" : all(r).toFixed(0),
+      ceiling && !Number.isNaN(all(r)) ? (all(r) / all(ceiling)).toFixed(2) : "",
+      r.ratio ? r.ratio.throughput.toFixed(2) : "",
+      r.machineIdle === undefined ? "n/a" : (r.machineIdle * 100).toFixed(0),
+    ];
+  });
+  return markdownTable(head, body);
 }
 
 async function main(): Promise<void> {
@@ -517,6 +563,8 @@ async function main(): Promise<void> {
       ...(PROFILE || SERVER_NODE_ARGS.length > 0 ? { profileWindows } : {}),
     };
     console.log(`\n${table(results)}\n`);
+    console.log("CPU µs per call by process (Postgres: every postgres process on this machine), and the machine's idle time:");
+    console.log(`\n${machineTable(results)}\n`);
     const spread: Record<string, number[] | undefined> = {
       [targets[0][0]]: hit(64)?.roundRatios?.map((r) => r.throughput),
       [targets[2][0]]: hit(64)?.roundRatios?.map((r) => r.cpu),
@@ -548,6 +596,7 @@ async function main(): Promise<void> {
     console.log(`results: ${outFile} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
   } finally {
     workers.close();
+    redisInfo.disconnect();
     for (const s of servers) s.child.kill("SIGTERM");
     await Promise.all(servers.map((s) => (s.child.exitCode !== null ? undefined : new Promise((r) => s.child.once("exit", r)))));
     for (const s of servers) rmSync(s.logFile, { force: true });
