@@ -223,11 +223,6 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
 
       const id = newId();
       const row = await fenced(p.developerId, name, () => dataKeys.withWriteKey(p.developerId, async (tx, dek) => {
-        if ((await store.countSecrets(tx, p.developerId)) >= limits.maxSecrets) {
-          throw new AppError("QUOTA_EXCEEDED", `a developer may store at most ${limits.maxSecrets} secrets`, {
-            limit: String(limits.maxSecrets),
-          });
-        }
         return store.insertSecret(tx, {
           id,
           developerId: p.developerId,
@@ -237,7 +232,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
           createdBy: p.developerId,
           ciphertext: sealValue(dek.key, dek.version, value, { developerId: p.developerId, secretId: id, name, version: 1 }),
           dekVersion: dek.version,
-        });
+        }, limits.maxSecrets);
       }));
       return toSecret(row);
     },

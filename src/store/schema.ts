@@ -135,4 +135,49 @@ CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
   FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
 `,
   },
+  {
+    version: 3,
+    name: "secret counts per developer",
+    sql: `
+-- How many secrets each developer stores, kept by statement triggers on secrets
+-- whatever inserts or deletes them, so that a create's quota check reads one row
+-- instead of counting the developer's secrets; the create locks that row until its
+-- transaction ends, so two creates at the limit cannot both pass (insertSecret).
+CREATE TABLE developer_secret_counts (
+  developer_id  text PRIMARY KEY,
+  secrets       integer NOT NULL CHECK (secrets >= 0)
+);
+INSERT INTO developer_secret_counts (developer_id, secrets)
+  SELECT developer_id, count(*) FROM secrets GROUP BY developer_id;
+
+CREATE FUNCTION secrets_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO developer_secret_counts AS c (developer_id, secrets)
+    SELECT developer_id, count(*) FROM added GROUP BY developer_id
+    ON CONFLICT (developer_id) DO UPDATE SET secrets = c.secrets + EXCLUDED.secrets;
+  RETURN NULL;
+END
+$fn$;
+CREATE FUNCTION secrets_count_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  UPDATE developer_secret_counts AS c SET secrets = c.secrets - d.n
+    FROM (SELECT developer_id, count(*) AS n FROM removed GROUP BY developer_id) AS d
+    WHERE c.developer_id = d.developer_id;
+  RETURN NULL;
+END
+$fn$;
+-- A secret never changes developer: the counts could not follow it.
+CREATE FUNCTION secrets_developer_fixed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION 'a secret''s developer_id cannot change' USING ERRCODE = 'check_violation';
+END
+$fn$;
+CREATE TRIGGER secrets_count_insert AFTER INSERT ON secrets
+  REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION secrets_count_inserted();
+CREATE TRIGGER secrets_count_delete AFTER DELETE ON secrets
+  REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION secrets_count_deleted();
+CREATE TRIGGER secrets_developer_fixed BEFORE UPDATE OF developer_id ON secrets
+  FOR EACH ROW WHEN (OLD.developer_id IS DISTINCT FROM NEW.developer_id) EXECUTE FUNCTION secrets_developer_fixed();
+`,
+  },
 ];

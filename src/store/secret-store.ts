@@ -76,35 +76,46 @@ export interface NewSecret {
   dekVersion: number;
 }
 
-/** Inserts a secret at version 1 with its first version row. A taken name is SECRET_EXISTS. */
-export async function insertSecret(tx: Queryable, s: NewSecret): Promise<SecretRow> {
+/**
+ * Inserts a secret at version 1 with its first version row, unless its developer
+ * already stores `maxSecrets` (QUOTA_EXCEEDED). A taken name is SECRET_EXISTS.
+ *
+ * The quota is read from the developer's count, which triggers on `secrets` keep
+ * (schema migration 3), in the same statement as the insert: the upsert locks the
+ * count (creating it at 0 for a new developer) until the transaction ends, so of
+ * concurrent creates at the limit, each sees the ones committed before it, and no
+ * other round trip is made while the lock is held.
+ */
+export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: number): Promise<SecretRow> {
   try {
     const { rows } = await tx.query<RawSecret>(
-      `WITH s AS (
+      `WITH n AS (
+         INSERT INTO developer_secret_counts AS c (developer_id, secrets) VALUES ($2, 0)
+         ON CONFLICT (developer_id) DO UPDATE SET secrets = c.secrets
+         RETURNING secrets
+       ), s AS (
          INSERT INTO secrets (id, developer_id, name, description, metadata, current_version,
                               created_at, updated_at, created_by, updated_by)
-         VALUES ($1, $2, $3, $4, $5::jsonb, 1, now(), now(), $6, $6)
+         SELECT $1, $2, $3, $4, $5::jsonb, 1, now(), now(), $6, $6 FROM n WHERE n.secrets < $9::int8
          RETURNING ${SECRET_COLUMNS}
        ), v AS (
          INSERT INTO secret_versions (secret_id, developer_id, version, state, ciphertext, dek_version, created_at, created_by)
          SELECT id, developer_id, 1, 'enabled', $7, $8, created_at, created_by FROM s
        )
        SELECT ${SECRET_COLUMNS} FROM s`,
-      [s.id, s.developerId, s.name, s.description, s.metadataJson, s.createdBy, s.ciphertext, s.dekVersion],
+      [s.id, s.developerId, s.name, s.description, s.metadataJson, s.createdBy, s.ciphertext, s.dekVersion, maxSecrets],
     );
-    return toSecret(rows[0] as RawSecret);
+    const row = rows[0];
+    if (row === undefined) {
+      throw new AppError("QUOTA_EXCEEDED", `a developer may store at most ${maxSecrets} secrets`, { limit: String(maxSecrets) });
+    }
+    return toSecret(row);
   } catch (e) {
     if (isUniqueViolation(e, "secrets_developer_name_key")) {
       throw new AppError("SECRET_EXISTS", "a secret with this name already exists", { field: "name" }, { cause: e });
     }
     throw e;
   }
-}
-
-/** How many secrets a developer stores (the per-developer quota). */
-export async function countSecrets(q: Queryable, developerId: string): Promise<number> {
-  const { rows } = await q.query<{ n: number }>("SELECT count(*) AS n FROM secrets WHERE developer_id = $1", [developerId]);
-  return rows[0]?.n ?? 0;
 }
 
 /** A secret's attributes; `forUpdate` locks the row for the rest of the transaction. */

@@ -35,6 +35,30 @@ describe("per-developer limits", () => {
     await client.createSecret({ name: "q0", value: "v" }, b);
   });
 
+  it("lets exactly the quota's number of concurrent creates through, whatever their order", async () => {
+    // Its own service: the quota 5 and no write rate limit, so that 20 creates are on the wire at once.
+    const own = await startTestService({ SECRETS_MAX_SECRETS_PER_DEVELOPER: "5", SECRETS_WRITE_RATE: "0" });
+    const c = secretsClient(own.address);
+    try {
+      const t = await own.token("quota-race");
+      const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => c.createSecret({ name: `r${i}`, value: "v" }, t)));
+      const created = results.filter((r) => r.status === "fulfilled");
+      expect(created).toHaveLength(5);
+      for (const r of results.filter((r) => r.status === "rejected")) {
+        expect((r as PromiseRejectedResult).reason).toMatchObject({ code: status.RESOURCE_EXHAUSTED, reason: "QUOTA_EXCEEDED" });
+      }
+      const { secrets } = await c.listSecrets({ pageSize: 50 }, t);
+      expect(secrets).toHaveLength(5);
+      // Deleting one makes room for exactly one more.
+      await c.deleteSecret({ name: secrets[0]!.name }, t);
+      const again = await Promise.allSettled(Array.from({ length: 4 }, (_, i) => c.createSecret({ name: `s${i}`, value: "v" }, t)));
+      expect(again.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    } finally {
+      c.close();
+      await own.stop();
+    }
+  });
+
   it("limits a developer's write and read rates (RATE_LIMITED with a retry hint)", async () => {
     const w = await svc.token("rate-writer");
     await client.createSecret({ name: "hot", value: "v0" }, w);

@@ -34,7 +34,7 @@ async function store(developerId: string, names: string[]): Promise<Map<string, 
       createdBy: developerId,
       ciphertext,
       dekVersion: 1,
-    });
+    }, Number.MAX_SAFE_INTEGER);
     stored.set(name, ciphertext);
   }
   return stored;

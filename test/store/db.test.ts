@@ -308,6 +308,49 @@ describe(`Db on ${testDatabaseKind()}`, () => {
     expect(after.rows.map((r) => r.name)).toEqual(["ab", "b", "é"]);
   });
 
+  describe("secret counts (the quota's, kept by triggers)", () => {
+    const counted = async (developerId: string) =>
+      (await db.query<{ secrets: number }>("SELECT secrets FROM developer_secret_counts WHERE developer_id = $1", [developerId])).rows[0]
+        ?.secrets;
+
+    it("follow inserts, deletes and a developer's whole deletion, per developer", async () => {
+      const [a, b] = [newDeveloper(), newDeveloper()];
+      expect(await counted(a)).toBeUndefined();
+      const first = await insertSecret(db, a, "one");
+      await insertSecret(db, a, "two");
+      await insertSecret(db, b, "one");
+      expect([await counted(a), await counted(b)]).toEqual([2, 1]);
+      // Several rows in one statement count as several.
+      await db.query(
+        `INSERT INTO secrets (id, developer_id, name, current_version, created_at, updated_at, created_by, updated_by)
+         SELECT gen_random_uuid(), $1, 'bulk_' || g, 1, now(), now(), 't', 't' FROM generate_series(1, 5) AS g`,
+        [a],
+      );
+      expect(await counted(a)).toBe(7);
+      await db.query("DELETE FROM secrets WHERE id = $1", [first.id]);
+      expect(await counted(a)).toBe(6);
+      await db.query("DELETE FROM secrets WHERE developer_id = $1", [a]);
+      expect([await counted(a), await counted(b)]).toEqual([0, 1]);
+      // A rolled-back insert is not counted.
+      await rejection(db.transaction(async (tx) => {
+        await insertSecret(tx, b, "rolled_back");
+        throw new Error("roll back");
+      }));
+      expect(await counted(b)).toBe(1);
+      expect(await counted(b)).toBe(await countSecrets(db, b));
+    });
+
+    it("refuse to move a secret to another developer (the counts could not follow)", async () => {
+      const [a, b] = [newDeveloper(), newDeveloper()];
+      const { id } = await insertSecret(db, a, "mine");
+      const e = await rejection(db.query("UPDATE secrets SET developer_id = $1 WHERE id = $2", [b, id]));
+      expect((e as DbError).code).toBe("23514");
+      expect([await counted(a), await counted(b), await countSecrets(db, a)]).toEqual([1, undefined, 1]);
+      // Any other column may change.
+      await db.query("UPDATE secrets SET description = 'd' WHERE id = $1", [id]);
+    });
+  });
+
   describe("migrate", () => {
     it("is idempotent: a second run applies nothing", async () => {
       expect(await migrate(db)).toEqual({ applied: [] });
@@ -316,6 +359,26 @@ describe(`Db on ${testDatabaseKind()}`, () => {
       );
       expect(rows.map((r) => [r.version, r.name])).toEqual(MIGRATIONS.map((m) => [m.version, m.name]));
       expect(rows[0]?.applied_at).toBeInstanceOf(Date);
+    });
+
+    it("counts the secrets already stored when the counts arrive (migration 3)", async () => {
+      const fresh = await createTestDb({ migrate: false });
+      try {
+        expect(await migrate(fresh.db, MIGRATIONS.filter((m) => m.version < 3))).toEqual({ applied: [1, 2] });
+        const [a, b] = [newDeveloper(), newDeveloper()];
+        for (const name of ["x", "y", "z"]) await insertSecret(fresh.db, a, name);
+        await insertSecret(fresh.db, b, "x");
+        expect(await migrate(fresh.db)).toEqual({ applied: MIGRATIONS.filter((m) => m.version >= 3).map((m) => m.version) });
+        const { rows } = await fresh.db.query<{ developer_id: string; secrets: number }>(
+          "SELECT developer_id, secrets FROM developer_secret_counts ORDER BY secrets DESC",
+        );
+        expect(rows).toEqual([
+          { developer_id: a, secrets: 3 },
+          { developer_id: b, secrets: 1 },
+        ]);
+      } finally {
+        await fresh.cleanup();
+      }
     });
 
     it("applies a new migration once, atomically with its record", async () => {

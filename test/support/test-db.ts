@@ -46,8 +46,9 @@ export function testDatabaseKind(): "postgres" | "pglite" {
  */
 export async function createTestDb(options: { migrate?: boolean } = {}): Promise<TestDb> {
   const url = process.env.DATABASE_URL;
-  const t = url ? await createPostgresTestDb(url) : await createPgliteTestDb();
-  if (options.migrate !== false) {
+  const empty = options.migrate === false;
+  const t = url ? await createPostgresTestDb(url) : await createPgliteTestDb(empty);
+  if (!empty) {
     try {
       await migrate(t.db);
     } catch (e) {
@@ -69,8 +70,9 @@ export async function copyPgliteTemplate(): Promise<string> {
   return dataDir;
 }
 
-async function createPgliteTestDb(): Promise<TestDb> {
-  const dataDir = await copyPgliteTemplate();
+/** A copy of the migrated template, or with `empty` a new database of its own (slower: PGlite's initdb). */
+async function createPgliteTestDb(empty: boolean): Promise<TestDb> {
+  const dataDir = empty ? await mkdtemp(path.join(os.tmpdir(), "secrets-test-pglite-")) : await copyPgliteTemplate();
   const db = await openPglite(dataDir).catch(async (e: unknown) => {
     await rm(dataDir, { recursive: true, force: true });
     throw e;
