@@ -273,7 +273,15 @@ describe("what is stored", () => {
   it("a secret row moved to another developer fails to decrypt for them", async () => {
     await client.createSecret({ name: "moved_secret", value: newValue("moved") }, alice);
     await client.createSecret({ name: "bob_anchor", value: newValue("anchor") }, bob);
-    await svc.db.query("UPDATE secrets SET developer_id = 'bob' WHERE developer_id = 'alice' AND name = 'moved_secret'");
+    const move = "UPDATE secrets SET developer_id = 'bob' WHERE developer_id = 'alice' AND name = 'moved_secret'";
+    // The schema refuses the move (the per-developer counts could not follow it)...
+    await expect(svc.db.query(move)).rejects.toMatchObject({ code: "23514" });
+    // ...but whoever can write to the database can also drop that guard: the AAD is what must hold.
+    await svc.db.transaction(async (tx) => {
+      await tx.query("ALTER TABLE secrets DISABLE TRIGGER secrets_developer_fixed");
+      await tx.query(move);
+      await tx.query("ALTER TABLE secrets ENABLE TRIGGER secrets_developer_fixed");
+    });
     await svc.db.query(
       `UPDATE secret_versions SET developer_id = 'bob'
        WHERE secret_id = (SELECT id FROM secrets WHERE developer_id = 'bob' AND name = 'moved_secret')`,
