@@ -180,4 +180,15 @@ CREATE TRIGGER secrets_developer_fixed BEFORE UPDATE OF developer_id ON secrets
   FOR EACH ROW WHEN (OLD.developer_id IS DISTINCT FROM NEW.developer_id) EXECUTE FUNCTION secrets_developer_fixed();
 `,
   },
+  {
+    version: 4,
+    name: "enabled versions by secret",
+    sql: `
+-- An update destroys the versions that fall out of the kept window (SECRETS_MAX_VERSIONS):
+-- through the primary key that scanned every version the secret ever had, destroyed
+-- ones included, so an update got slower with each one before it. This index holds
+-- only the versions still enabled, at most the window's size per secret.
+CREATE INDEX secret_versions_enabled ON secret_versions (secret_id, version) WHERE state = 'enabled';
+`,
+  },
 ];

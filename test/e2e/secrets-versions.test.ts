@@ -105,6 +105,13 @@ describe("versions", () => {
     expect(rows[0]?.n).toBe(3);
   });
 
+  it("finds the versions an update destroys among the enabled ones only (an index of them), not the whole history", async () => {
+    const { rows } = await svc.db.query<{ indexdef: string }>(
+      "SELECT indexdef FROM pg_indexes WHERE tablename = 'secret_versions' AND indexname = 'secret_versions_enabled'",
+    );
+    expect(rows[0]?.indexdef).toMatch(/\(secret_id, version\) WHERE \(state = 'enabled'::text\)/);
+  });
+
   it("lists versions newest first across pages", async () => {
     await client.createSecret({ name: "paged_versions", value: "p1" }, dev);
     for (let v = 2; v <= 7; v++) await client.updateSecret({ name: "paged_versions", value: `p${v}` }, dev);
