@@ -1,6 +1,6 @@
 import { smartBatcher } from "../smart-batch.js";
 import type { Db } from "./db.js";
-import { findSealedCurrent, findSealedCurrentOfMany, type SealedVersionRow } from "./secret-store.js";
+import { findSealedCurrent, findSealedCurrentOfMany, findSealedCurrentOne, type SealedVersionRow } from "./secret-store.js";
 
 /**
  * Reads of current sealed values (the cache misses of AccessSecret and
@@ -28,16 +28,29 @@ const STALL_MS = 25;
 
 export function createCurrentReader(db: Db): CurrentReader {
   /**
-   * The batch's rows by developer and name. One developer's batch (the usual one)
-   * takes the plain query, which Postgres plans faster than a join on unnest
-   * (measured: about 0.1 ms a query); several developers' take the join.
+   * The rows a batch asks for. One developer's batch (the usual one) takes the
+   * plain query, which Postgres plans faster than a join on unnest (measured: about
+   * 0.1 ms a query), and a batch of one name (the usual one at low load) the
+   * database function, whose plan Postgres keeps instead of planning the join on
+   * every call (schema migration 5); several developers' take the join.
    */
-  async function readBatch(batch: readonly Read[]): Promise<SealedVersionRow[][]> {
-    const [only, ...others] = new Set(batch.map((r) => r.developerId));
+  async function rowsOf(batch: readonly Read[]): Promise<(SealedVersionRow & { developerId: string })[]> {
+    const developers = new Set(batch.map((r) => r.developerId));
+    if (developers.size > 1) {
+      return findSealedCurrentOfMany(db, batch.flatMap((r) => r.names.map((name) => ({ developerId: r.developerId, name }))));
+    }
+    const developerId = batch[0]?.developerId as string;
+    const names = [...new Set(batch.flatMap((r) => r.names))];
     const rows =
-      only !== undefined && others.length === 0
-        ? (await findSealedCurrent(db, only, [...new Set(batch.flatMap((r) => r.names))])).map((row) => ({ ...row, developerId: only }))
-        : await findSealedCurrentOfMany(db, batch.flatMap((r) => r.names.map((name) => ({ developerId: r.developerId, name }))));
+      names.length === 1
+        ? [await findSealedCurrentOne(db, developerId, names[0] as string)].filter((row) => row !== undefined)
+        : await findSealedCurrent(db, developerId, names);
+    return rows.map((row) => ({ ...row, developerId }));
+  }
+
+  /** The batch's rows, each read's own: by developer and name. */
+  async function readBatch(batch: readonly Read[]): Promise<SealedVersionRow[][]> {
+    const rows = await rowsOf(batch);
     const byDeveloper = new Map<string, Map<string, SealedVersionRow>>();
     for (const { developerId, ...row } of rows) {
       let names = byDeveloper.get(developerId);

@@ -275,6 +275,15 @@ export async function findSealedCurrentOfMany(
   return rows.map((r) => ({ ...toSealed(r), developerId: r.developer_id }));
 }
 
+/**
+ * The current version of one secret, as `findSealedCurrent` of one name returns it,
+ * through the database function whose plan Postgres keeps (schema migration 5).
+ */
+export async function findSealedCurrentOne(q: Queryable, developerId: string, name: string): Promise<SealedVersionRow | undefined> {
+  const { rows } = await q.query<RawSealed>("SELECT * FROM secret_sealed_current($1, $2)", [developerId, name]);
+  return rows[0] === undefined ? undefined : toSealed(rows[0]);
+}
+
 /** The current versions of several secrets in one query; missing names are simply absent. */
 export async function findSealedCurrent(
   q: Queryable,
