@@ -24,8 +24,9 @@ import type { WorkerResult, WorkerTask } from "./worker.js";
  * (an empty Health/Check on the same server), and the server's own CPU per call
  * (process.cpuUsage, read from its /metrics) as a ratio to the ceiling's, and
  * the client processes' CPU per call (which, with Postgres and Redis, shares the
- * machine's two cores with the server, and so weighs in its calls/s). A
- * server's phases and its ceiling are measured in interleaved rounds (see
+ * machine's two cores with the server, and so weighs in its calls/s); a second
+ * table adds Redis's CPU (its INFO), every postgres process's (/proc) and the
+ * machine's idle time, all per call (bench/machine.ts). A server's phases and its ceiling are measured in interleaved rounds (see
  * measureGroup), since ratios, not absolute figures, are what compare on a shared
  * machine. Ends by scanning Redis for any seeded value in the clear.
  * `--profile [nocache|strict]` runs the cache (or the named) server under `node --cpu-prof` (profiles in
