@@ -272,9 +272,10 @@ export async function countCiphertextsToReencrypt(q: Queryable, developerId?: st
   return rows[0]?.n ?? 0;
 }
 
-/** Deletes a developer's secrets (and, by cascade, versions) and data keys. */
+/** Deletes a developer's secrets (and, by cascade, versions), their count and data keys. */
 export async function shredDeveloperRows(tx: Queryable, developerId: string): Promise<{ secrets: number; dataKeys: number }> {
   const secrets = await tx.query("DELETE FROM secrets WHERE developer_id = $1", [developerId]);
+  await tx.query("DELETE FROM developer_secret_counts WHERE developer_id = $1", [developerId]);
   const keys = await tx.query("DELETE FROM data_keys WHERE developer_id = $1", [developerId]);
   return { secrets: secrets.rowCount, dataKeys: keys.rowCount };
 }

@@ -147,7 +147,8 @@ describe("ShredDeveloper", () => {
       expect((await expectCallError(() => secrets.accessSecret({ name: `d${i}` }, token))).code).toBe(status.NOT_FOUND);
     }
     const { rows } = await svc.db.query<{ n: number }>(
-      "SELECT (SELECT count(*) FROM secrets WHERE developer_id = $1) + (SELECT count(*) FROM data_keys WHERE developer_id = $1) + (SELECT count(*) FROM secret_versions WHERE developer_id = $1) AS n",
+      `SELECT (SELECT count(*) FROM secrets WHERE developer_id = $1) + (SELECT count(*) FROM data_keys WHERE developer_id = $1)
+            + (SELECT count(*) FROM secret_versions WHERE developer_id = $1) + (SELECT count(*) FROM developer_secret_counts WHERE developer_id = $1) AS n`,
       [dev],
     );
     expect(rows[0]?.n).toBe(0);
