@@ -1,6 +1,6 @@
 import { smartBatcher } from "../smart-batch.js";
 import type { Db } from "./db.js";
-import { findSealedCurrent, findSealedCurrentOfMany, findSealedCurrentOne, type SealedVersionRow } from "./secret-store.js";
+import { findSealedCurrent, findSealedCurrentOfMany, findSealedVersion, type SealedVersionRow } from "./secret-store.js";
 
 /**
  * Reads of current sealed values (the cache misses of AccessSecret and
@@ -43,7 +43,7 @@ export function createCurrentReader(db: Db): CurrentReader {
     const names = [...new Set(batch.flatMap((r) => r.names))];
     const rows =
       names.length === 1
-        ? [await findSealedCurrentOne(db, developerId, names[0] as string)].filter((row) => row !== undefined)
+        ? [await findSealedVersion(db, developerId, names[0] as string, 0)].filter((row) => row !== undefined)
         : await findSealedCurrent(db, developerId, names);
     return rows.map((row) => ({ ...row, developerId }));
   }

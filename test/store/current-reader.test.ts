@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createCurrentReader } from "../../src/store/current-reader.js";
 import type { Db } from "../../src/store/db.js";
-import { findSealedCurrent, findSealedCurrentOne, insertSecret } from "../../src/store/secret-store.js";
+import { findSealedCurrent, findSealedVersion, insertSecret } from "../../src/store/secret-store.js";
 import { createTestDb, type TestDb } from "../support/test-db.js";
 
 let t: TestDb;
@@ -101,14 +101,14 @@ describe("current-value reader", () => {
     const w = watched(t.db);
     const read = createCurrentReader(w.db);
     const [row] = await read(alice, ["api_key", "api_key"]);
-    expect(w.statements).toEqual([[alice, "api_key"]]); // one name: not the array query
+    expect(w.statements).toEqual([[alice, "api_key", 0]]); // one name: the function, not the array query
     expect(row?.ciphertext).toEqual(aliceStored.get("api_key"));
     // Field by field what the query returns, the wrapped data key's columns included.
-    expect(await findSealedCurrentOne(t.db, alice, "api_key")).toEqual((await findSealedCurrent(t.db, alice, ["api_key"]))[0]);
+    expect(await findSealedVersion(t.db, alice, "api_key", 0)).toEqual((await findSealedCurrent(t.db, alice, ["api_key"]))[0]);
     // Only the developer's own secret, and nothing for a name it does not have.
     expect(await read(newDeveloper(), ["api_key"])).toEqual([]);
     expect(await read(alice, ["absent"])).toEqual([]);
-    expect(await findSealedCurrentOne(t.db, bob, "other")).toBeUndefined();
+    expect(await findSealedVersion(t.db, bob, "other", 0)).toBeUndefined();
   });
 
   it("holds later reads while the wire is full and sends them together when a batch returns", async () => {
