@@ -83,8 +83,8 @@ export interface NewSecret {
  * The quota is read from the developer's count, which triggers on `secrets` keep
  * (schema migration 3), in the same statement as the insert: the upsert locks the
  * count (creating it at 0 for a new developer) until the transaction ends, so of
- * concurrent creates at the limit, each sees the ones committed before it, and no
- * other round trip is made while the lock is held.
+ * concurrent creates at the limit, each sees the ones committed before it, and only
+ * the commit follows while the lock is held.
  */
 export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: number): Promise<SecretRow> {
   try {
