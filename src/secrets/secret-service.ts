@@ -12,7 +12,7 @@ import { requireAllowlisted, requireScope } from "./authorize.js";
 import { DataKeyUnavailable, type DataKeys } from "./data-keys.js";
 import { pageOf, pageTokenCodec, type Page } from "./page-token.js";
 import { createRateLimiter, type RateLimiter } from "./rate-limiter.js";
-import { shareOpensWithinTurn } from "./turn-shared-open.js";
+import { shareOpensWithinTurn, type FoundEntry } from "./turn-shared-open.js";
 import {
   validateDescription,
   validateMetadata,
@@ -127,7 +127,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
    * never from the entry. With the DEK in memory (the usual case) it returns the
    * value itself rather than a promise.
    */
-  function openHit(developerId: string, name: string, hit: Extract<CachedLookup, { kind: "found" }>): Buffer | Promise<Buffer> {
+  function openHit(developerId: string, name: string, hit: FoundEntry): Buffer | Promise<Buffer> {
     const dek = dataKeys.inMemory(developerId, hit.dekVersion);
     if (dek === undefined) {
       return dataKeys.forRead(developerId, hit.dekVersion).then((key) => openHitWith(key, developerId, name, hit));
@@ -138,7 +138,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
   /** openHit, once per identical entry in a turn of the event loop (turn-shared-open.ts). */
   const openShared = shareOpensWithinTurn(openHit);
 
-  function openHitWith(dek: KeyBytes, developerId: string, name: string, hit: Extract<CachedLookup, { kind: "found" }>): Buffer {
+  function openHitWith(dek: KeyBytes, developerId: string, name: string, hit: FoundEntry): Buffer {
     const binding: ValueBinding = { developerId, secretId: hit.secretId, name, version: hit.version };
     return openValue(dek, hit.dekVersion, hit.ciphertext, binding);
   }
