@@ -313,6 +313,11 @@ async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: numb
   return results;
 }
 
+/** The ceiling a phase is compared with: its server's, at its number in flight. */
+function ceilingOf(rows: readonly PhaseResult[], r: PhaseResult): PhaseResult | undefined {
+  return rows.find((c) => c.phase.startsWith("ceiling") && c.server === r.server && c.inFlight === r.inFlight);
+}
+
 function markdownTable(head: string[], body: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] as string).length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(" | ")} |`;
@@ -344,7 +349,7 @@ function machineTable(rows: PhaseResult[]): string {
   const all = (r: PhaseResult) => r.cpuUsPerCall + r.clientCpuUsPerCall + r.redisCpuUsPerCall + (r.postgresCpuUsPerCall ?? NaN);
   const head = ["phase", "in flight", "server", "clients", "Redis", "Postgres", "all", "× ceiling all", "× ceiling calls/s", "machine idle %"];
   const body = rows.map((r) => {
-    const ceiling = rows.find((c) => c.phase.startsWith("ceiling") && c.server === r.server && c.inFlight === r.inFlight);
+    const ceiling = ceilingOf(rows, r);
     return [
       r.phase,
       String(r.inFlight),
@@ -485,7 +490,7 @@ async function main(): Promise<void> {
     }
     if (results.some((r) => r.errors > 0)) exitCode = 1;
     for (const r of results) {
-      const ceiling = results.find((c) => c.phase.startsWith("ceiling") && c.server === r.server && c.inFlight === r.inFlight);
+      const ceiling = ceilingOf(results, r);
       if (ceiling) {
         r.ratio = {
           throughput: r.callsPerSecond / ceiling.callsPerSecond,
