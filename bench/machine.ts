@@ -12,6 +12,8 @@ import type { Redis } from "ioredis";
  */
 export interface MachineSample {
   redisCpuSeconds: number;
+  /** Commands Redis has run (INFO commandstats), the bench's own INFO and CONFIG left out. */
+  redisCommands: number;
   /** CPU ns of each postgres process by pid (schedstat), or undefined off Linux. */
   postgresNs: Map<number, number> | undefined;
   /** /proc/stat's first line: all ticks and the idle (idle + iowait) ones. */
@@ -20,6 +22,7 @@ export interface MachineSample {
 
 export interface MachineDelta {
   redisCpuSeconds: number;
+  redisCommands: number;
   postgresCpuSeconds: number | undefined;
   ticks: { total: number; idle: number } | undefined;
 }
@@ -27,7 +30,16 @@ export interface MachineDelta {
 export async function sampleMachine(redis: Redis): Promise<MachineSample> {
   const info = await redis.info("cpu");
   const field = (name: string) => Number(info.match(new RegExp(`^${name}:([0-9.]+)`, "m"))?.[1] ?? NaN);
-  return { redisCpuSeconds: field("used_cpu_sys") + field("used_cpu_user"), postgresNs: postgresCpu(), ticks: procTicks() };
+  let redisCommands = 0;
+  for (const m of (await redis.info("commandstats")).matchAll(/^cmdstat_([^:]+):calls=([0-9]+)/gm)) {
+    if (m[1] !== "info" && !m[1]?.startsWith("config")) redisCommands += Number(m[2]);
+  }
+  return {
+    redisCpuSeconds: field("used_cpu_sys") + field("used_cpu_user"),
+    redisCommands,
+    postgresNs: postgresCpu(),
+    ticks: procTicks(),
+  };
 }
 
 export function machineDelta(before: MachineSample, after: MachineSample): MachineDelta {
@@ -39,6 +51,7 @@ export function machineDelta(before: MachineSample, after: MachineSample): Machi
   }
   return {
     redisCpuSeconds: after.redisCpuSeconds - before.redisCpuSeconds,
+    redisCommands: after.redisCommands - before.redisCommands,
     postgresCpuSeconds: postgresNs === undefined ? undefined : postgresNs / 1e9,
     ticks:
       before.ticks && after.ticks

@@ -92,6 +92,8 @@ interface PhaseResult {
   clientCpuUsPerCall: number;
   /** Redis's CPU per call (its INFO), and every postgres process's on this machine (undefined where /proc cannot be read). */
   redisCpuUsPerCall: number;
+  /** Redis commands per call: how many calls share a round trip (a coalesced MGET serves many). */
+  redisCommandsPerCall: number;
   postgresCpuUsPerCall: number | undefined;
   /** The fraction of the machine's CPU time left idle while the phase ran. */
   machineIdle: number | undefined;
@@ -297,6 +299,7 @@ async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: numb
       cpuUsPerCall: (sum((s) => s.cpuSeconds) * 1e6) / sum((s) => s.windowCalls),
       clientCpuUsPerCall: (sum((s) => s.clientCpuSeconds) * 1e6) / sum((s) => s.clientCalls),
       redisCpuUsPerCall: (sum((s) => s.machine.redisCpuSeconds) * 1e6) / sum((s) => s.windowCalls),
+      redisCommandsPerCall: sum((s) => s.machine.redisCommands) / sum((s) => s.windowCalls),
       postgresCpuUsPerCall: segs.every((s) => s.machine.postgresCpuSeconds !== undefined)
         ? (sum((s) => s.machine.postgresCpuSeconds ?? 0) * 1e6) / sum((s) => s.windowCalls)
         : undefined,
@@ -347,7 +350,7 @@ function table(rows: PhaseResult[]): string {
 /** The machine's CPU per call, process by process: the server, the clients, Redis and Postgres. */
 function machineTable(rows: PhaseResult[]): string {
   const all = (r: PhaseResult) => r.cpuUsPerCall + r.clientCpuUsPerCall + r.redisCpuUsPerCall + (r.postgresCpuUsPerCall ?? NaN);
-  const head = ["phase", "in flight", "server", "clients", "Redis", "Postgres", "all", "× ceiling all", "× ceiling calls/s", "machine idle %"];
+  const head = ["phase", "in flight", "server", "clients", "Redis", "Redis cmds/call", "Postgres", "all", "× ceiling all", "× ceiling calls/s", "machine idle %"];
   const body = rows.map((r) => {
     const ceiling = ceilingOf(rows, r);
     return [
@@ -356,6 +359,7 @@ function machineTable(rows: PhaseResult[]): string {
       r.cpuUsPerCall.toFixed(0),
       r.clientCpuUsPerCall.toFixed(0),
       r.redisCpuUsPerCall.toFixed(1),
+      r.redisCommandsPerCall.toFixed(3),
       r.postgresCpuUsPerCall === undefined ? "n/a" : r.postgresCpuUsPerCall.toFixed(1),
       Number.isNaN(all(r)) ? "n/a" : all(r).toFixed(0),
       ceiling && !Number.isNaN(all(r)) ? (all(r) / all(ceiling)).toFixed(2) : "",
