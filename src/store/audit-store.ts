@@ -1,4 +1,4 @@
-import type { Queryable } from "./db.js";
+import { copyTextField, type Db, type Queryable } from "./db.js";
 
 /**
  * The SQL of the audit trail. The table is append-only (a trigger rejects UPDATE,
@@ -86,50 +86,65 @@ function toEvent(r: RawEvent): AuditEventRow {
 }
 
 /**
- * An event in the form `insertEncodedAuditEvents` takes: a JSON array of its
- * columns, the time as integer milliseconds (rebuilt exactly in SQL, so the stored
- * instant is the one the writer hashed). The writer encodes each event as it
- * queues it, so a queued event is one string rather than an object of fifteen
- * fields (events wait up to a batch interval, long enough to outlive a young-
- * generation collection).
+ * An event in the form `insertEncodedAuditEvents` takes: one line of COPY's text
+ * format, the time as ISO 8601 at the millisecond (Postgres parses it to the instant
+ * the writer hashed). The writer encodes each event as it queues it, so a queued
+ * event is one string rather than an object of fifteen fields (events wait up to a
+ * batch interval, long enough to outlive a young-generation collection). Text
+ * fields hold no U+0000 (the audit log replaces it before hashing; COPY, like any
+ * Postgres text, cannot carry it).
  */
 export function encodeAuditEvent(e: NewAuditEvent): string {
-  return JSON.stringify([
-    e.time.getTime(),
-    e.developerId,
-    e.callerSubject,
-    e.callerTokenId,
-    e.callerIdentity,
-    e.action,
-    e.secretName,
+  const f = copyTextField;
+  // join makes one flat string; a template literal would keep a tree of concatenations
+  // alive in the queue until the batch is written.
+  return [
+    e.time.toISOString(),
+    f(e.developerId),
+    f(e.callerSubject),
+    f(e.callerTokenId),
+    f(e.callerIdentity),
+    f(e.action),
+    f(e.secretName),
     e.version,
-    e.outcome,
-    e.requestId,
-    e.peer,
-    e.writerId,
+    f(e.outcome),
+    f(e.requestId),
+    f(e.peer),
+    f(e.writerId),
     e.writerSequence,
-    e.prevHash,
-    e.hash,
-  ]);
+    f(e.prevHash),
+    f(e.hash),
+  ].join("\t");
 }
 
+/** The columns of an encoded event, in its order. */
+const ENCODED_COLUMNS = [
+  "time",
+  "developer_id",
+  "caller_subject",
+  "caller_token_id",
+  "caller_identity",
+  "action",
+  "secret_name",
+  "version",
+  "outcome",
+  "request_id",
+  "peer",
+  "writer_id",
+  "writer_sequence",
+  "prev_hash",
+  "hash",
+] as const;
+
 /**
- * Inserts encoded events in one statement, in array order (ids increase in that
- * order). One JSON parameter: JSON.stringify is native, and arrays of strings and
- * numbers stay on its fast path (pg's per-element escaping of fifteen array
- * parameters, or a Date's toJSON, cost several times more).
+ * Appends encoded events in one COPY, in array order (ids increase in that order).
+ * Postgres spends about half the CPU per row it spent on the INSERT … SELECT from
+ * one JSON parameter this replaced (the cheapest of four INSERT forms measured), and
+ * an audit row is written for every call.
  */
-export async function insertEncodedAuditEvents(q: Queryable, encoded: readonly string[]): Promise<void> {
+export async function insertEncodedAuditEvents(db: Db, encoded: readonly string[]): Promise<void> {
   if (encoded.length === 0) return;
-  await q.query(
-    `INSERT INTO audit_events (time, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name,
-                               version, outcome, request_id, peer, writer_id, writer_sequence, prev_hash, hash)
-     SELECT timestamptz 'epoch' + (e.v->>0)::int8 * interval '1 millisecond', e.v->>1, e.v->>2, e.v->>3, e.v->>4,
-            e.v->>5, e.v->>6, (e.v->>7)::int4, e.v->>8, e.v->>9, e.v->>10, e.v->>11, (e.v->>12)::int8, e.v->>13, e.v->>14
-     FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(v, ord)
-     ORDER BY e.ord`,
-    [`[${encoded.join(",")}]`],
-  );
+  await db.copyIn("audit_events", ENCODED_COLUMNS, `${encoded.join("\n")}\n`);
 }
 
 /** The (sequence, hash) pairs of one writer's events among `sequences`: to tell a lost commit acknowledgement from a clash. */

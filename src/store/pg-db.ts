@@ -2,6 +2,7 @@
  * The Postgres adapter: `Db` on a `pg.Pool`, normalized as described in db.ts.
  */
 import pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
 
 import { AppError } from "../errors.js";
 
@@ -12,6 +13,7 @@ import {
   ScopeGuard,
   abortedAtCommit,
   backendUnavailable,
+  copyStatement,
   fromServerError,
   normalizeRowCount,
   parseInt8,
@@ -209,6 +211,24 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
           scope.end();
         }
       }, true);
+    },
+
+    async copyIn(table: string, columns: readonly string[], rows: string): Promise<number> {
+      guard.check();
+      return withClient(async (client) => {
+        const copy = client.query(copyFrom(copyStatement(table, columns, "STDIN")));
+        try {
+          // 'finish' comes once the server has answered the COPY (its CommandComplete).
+          await new Promise<void>((resolve, reject) => {
+            copy.on("finish", resolve);
+            copy.on("error", reject);
+            copy.end(rows);
+          });
+        } catch (e) {
+          throw mapError(e);
+        }
+        return copy.rowCount;
+      });
     },
 
     close(): Promise<void> {

@@ -19,6 +19,7 @@ import {
   ScopeGuard,
   abortedAtCommit,
   backendUnavailable,
+  copyStatement,
   fromServerError,
   normalizeRowCount,
   parseInt8,
@@ -157,6 +158,20 @@ export async function openPglite(dataDir: string, options: { scopeChecks?: boole
             if (pglite.isInTransaction()) await pglite.exec("ROLLBACK").catch(() => undefined);
             await pglite.exec("SELECT pg_advisory_unlock_all()").catch(() => undefined);
           }
+        }
+      });
+    },
+
+    async copyIn(table: string, columns: readonly string[], rows: string): Promise<number> {
+      guard.check();
+      ensureOpen();
+      return queue.run(async () => {
+        try {
+          // PGlite reads COPY … FROM '/dev/blob' from the query's blob.
+          const result = await pglite.query(copyStatement(table, columns, "'/dev/blob'"), [], { blob: new Blob([rows]) });
+          return result.affectedRows ?? 0;
+        } catch (e) {
+          throw mapError(e);
         }
       });
     },

@@ -109,10 +109,10 @@ describe(`audit log on ${testDatabaseKind()}`, () => {
     await log.close();
   });
 
-  it("stores text exactly, whatever JSON or SQL would make of it", async () => {
+  it("stores text exactly, whatever JSON, SQL or COPY would make of it", async () => {
     const writerId = newId("w");
     const log = createAuditLog({ db: t.db, writerId });
-    const awkward = ['"quoted" \\back\\slash', "line\nbreak\ttab\u0001", "\\u0041 not an escape", "dév 🙂 𝄞", "'); DROP TABLE audit_events; --", "[1,2]", "{\"a\":1}"];
+    const awkward = ['"quoted" \\back\\slash', "line\nbreak\ttab\u0001", "\\u0041 not an escape", "dév 🙂 𝄞", "'); DROP TABLE audit_events; --", "[1,2]", "{\"a\":1}", "\\N", "\\.", "carriage\rreturn\r\n", "\t"];
     for (const [i, text] of awkward.entries()) {
       await log.record(auditEvent({ developerId: newId("dev"), secretName: text, peer: text, version: i === 0 ? -(2 ** 31) : 2 ** 31 - 1 }));
     }

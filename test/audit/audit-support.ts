@@ -1,27 +1,23 @@
 /**
  * Helpers shared by the audit tests: Db wrappers that count or hold back the audit
- * INSERTs, an event factory, and direct reads of the table.
+ * writes, an event factory, and direct reads of the table.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 
-import { backendUnavailable, type Db, type Queryable, type QueryResult } from "../../src/store/db.js";
+import { backendUnavailable, type Db, type Queryable } from "../../src/store/db.js";
 import type { AuditEventInput } from "../../src/secrets/audit-log.js";
 import type { RawEvent } from "../../src/store/audit-store.js";
 
 export const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString("hex")}`;
 
-const isAuditInsert = (text: string) => /^\s*INSERT INTO audit_events/.test(text);
-
-/** A Db that forwards everything to `db` and lets `intercept` see (or replace) each audit INSERT. */
-export function wrapDb(
-  db: Db,
-  intercept: (run: () => Promise<QueryResult<unknown>>, text: string) => Promise<QueryResult<unknown>>,
-): Db {
+/** A Db that forwards everything to `db` and lets `intercept` see (or replace) each write of audit rows (a COPY). */
+export function wrapDb(db: Db, intercept: <T>(run: () => Promise<T>) => Promise<T>): Db {
   return {
     kind: db.kind,
-    query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-      const run = () => db.query<R>(text, params) as Promise<QueryResult<unknown>>;
-      return (isAuditInsert(text) ? intercept(run, text) : run()) as Promise<QueryResult<R>>;
+    query: (text, params) => db.query(text, params),
+    copyIn(table, columns, rows) {
+      const run = () => db.copyIn(table, columns, rows);
+      return table === "audit_events" ? intercept(run) : run();
     },
     transaction: (fn) => db.transaction(fn),
     session: (fn) => db.session(fn),
@@ -30,7 +26,7 @@ export function wrapDb(
   };
 }
 
-/** Counts the audit INSERT statements sent. */
+/** Counts the audit writes (COPY statements) sent. */
 export function countingDb(db: Db): { db: Db; inserts: () => number } {
   let n = 0;
   return {
@@ -43,7 +39,7 @@ export function countingDb(db: Db): { db: Db; inserts: () => number } {
 }
 
 /**
- * The database "down" for audit INSERTs: each one fails BACKEND_UNAVAILABLE (as the
+ * The database "down" for audit writes: each one fails BACKEND_UNAVAILABLE (as the
  * adapters report a lost database) until `release()`.
  */
 export function failingDb(db: Db): { db: Db; attempts: () => number; release: () => void } {
@@ -61,7 +57,7 @@ export function failingDb(db: Db): { db: Db; attempts: () => number; release: ()
   };
 }
 
-/** Audit INSERTs wait until `release()`, then run. */
+/** Audit writes wait until `release()`, then run. */
 export function heldDb(db: Db): { db: Db; release: () => void; waiting: () => number } {
   let open = false;
   let waiters: (() => void)[] = [];

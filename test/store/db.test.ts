@@ -11,7 +11,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { AppError } from "../../src/errors.js";
-import { DbError, isUniqueViolation, type Db, type Queryable } from "../../src/store/db.js";
+import { DbError, copyTextField, isUniqueViolation, type Db, type Queryable } from "../../src/store/db.js";
 import { migrate } from "../../src/store/migrate.js";
 import { openPostgres } from "../../src/store/pg-db.js";
 import { openPglite } from "../../src/store/pglite-db.js";
@@ -292,6 +292,36 @@ describe(`Db on ${testDatabaseKind()}`, () => {
       expect(e).toBeInstanceOf(DbError);
       expect((e as DbError).code).toBe("22P02");
       expect(JSON.stringify({ message: (e as Error).message, e })).not.toContain("s3cr3t");
+    });
+  });
+
+  describe("copyIn", () => {
+    beforeAll(async () => {
+      await db.query("CREATE TABLE copy_probe (id bigserial PRIMARY KEY, n int NOT NULL, s text NOT NULL)");
+    });
+
+    it("appends rows in their order, text exactly as escaped by copyTextField, and counts them", async () => {
+      const texts = ["plain", "tab\there", "new\nline", "cr\rhere", "back\\slash", "\\N", "\\.", "dév 🙂", ""];
+      const lines = texts.map((text, i) => `${i}\t${copyTextField(text)}`);
+      expect(await db.copyIn("copy_probe", ["n", "s"], `${lines.join("\n")}\n`)).toBe(texts.length);
+      const { rows } = await db.query<{ n: number; s: string }>("SELECT n, s FROM copy_probe ORDER BY id");
+      expect(rows).toEqual(texts.map((s, n) => ({ n, s })));
+    });
+
+    it("turns a refused row into a DbError that quotes no input, writes none of the rows, and stays usable", async () => {
+      const before = (await db.query<{ n: number }>("SELECT count(*) AS n FROM copy_probe")).rows[0]?.n;
+      const notNull = await rejection(db.copyIn("copy_probe", ["n", "s"], "1\tfine\n2\t\\N\n"));
+      expect(notNull).toMatchObject({ code: "23502" });
+      const bad = await rejection(db.copyIn("copy_probe", ["n", "s"], "s3cr3t-value\tx\n"));
+      expect(bad).toMatchObject({ code: "22P02" });
+      expect(JSON.stringify({ message: (bad as Error).message, bad })).not.toContain("s3cr3t");
+      expect((await db.query<{ n: number }>("SELECT count(*) AS n FROM copy_probe")).rows[0]?.n).toBe(before);
+      expect(await db.copyIn("copy_probe", ["n", "s"], "7\tafter\n")).toBe(1);
+    });
+
+    it("refuses a table or column that is not a plain identifier, sending nothing", async () => {
+      await expect(db.copyIn("copy_probe; DROP TABLE secrets", ["n"], "")).rejects.toThrow(/not a plain identifier/);
+      await expect(db.copyIn("copy_probe", ["n", "s) FROM PROGRAM 'x' --"], "")).rejects.toThrow(/not a plain identifier/);
     });
   });
 
