@@ -14,8 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { GENESIS_HASH, chainHash } from "../../src/secrets/audit-chain.js";
 import { auditSecretName, createAuditLog } from "../../src/secrets/audit-log.js";
-import { listWriterEvents } from "../../src/store/audit-store.js";
+import { findWriterHashes, listWriterEvents } from "../../src/store/audit-store.js";
 import { backendUnavailable, type Db } from "../../src/store/db.js";
+import { openPostgres } from "../../src/store/pg-db.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
 import { auditEvent, countingDb, failingDb, heldDb, isPending, newId, rowsOf, wrapDb } from "./audit-support.js";
@@ -336,6 +337,47 @@ describe(`audit log on ${testDatabaseKind()}`, () => {
     await expect(log.record(auditEvent({ developerId: dev }))).rejects.toThrow(/closed/);
     await expect(log.recordDurable(auditEvent({ developerId: dev }))).rejects.toThrow(/closed/);
     expect(await rowsOf(t.db, writerId)).toHaveLength(3);
+  });
+});
+
+describe.runIf(testDatabaseKind() === "postgres")("audit log as the role the README recommends", () => {
+  let t: TestDb;
+  const role = newId("audit_writer").replaceAll("-", "_");
+
+  beforeAll(async () => {
+    t = await createTestDb();
+    // Only INSERT and SELECT on the table and USAGE on its sequence (README, Audit).
+    await t.db.query(`CREATE ROLE ${role} LOGIN`);
+    await t.db.query(`GRANT INSERT, SELECT ON audit_events TO ${role}`);
+    await t.db.query(`GRANT USAGE ON SEQUENCE audit_events_id_seq TO ${role}`);
+  });
+  afterAll(async () => {
+    await t?.db.query(`REVOKE ALL ON audit_events FROM ${role}`).catch(() => undefined);
+    await t?.db.query(`REVOKE ALL ON SEQUENCE audit_events_id_seq FROM ${role}`).catch(() => undefined);
+    await t?.cleanup();
+    // A role belongs to the cluster, not the test database.
+    const admin = await openPostgres(process.env.DATABASE_URL as string);
+    await admin.query(`DROP ROLE IF EXISTS ${role}`).finally(() => admin.close());
+  });
+
+  it("writes and reconciles its batches, and can change nothing already written", async () => {
+    const url = new URL(t.url as string);
+    url.username = role;
+    const db = await openPostgres(url.toString());
+    try {
+      const writerId = newId("w");
+      const log = createAuditLog({ db, writerId });
+      const dev = newId("dev");
+      for (let i = 0; i < 3; i++) await log.record(auditEvent({ developerId: dev }));
+      await log.recordDurable(auditEvent({ developerId: dev }));
+      await log.close();
+      await expectIntactChain(t.db, writerId, 4);
+      // The writer's reconciliation read (after a lost commit acknowledgement) needs only SELECT.
+      expect(await findWriterHashes(db, writerId, [1, 4])).toHaveProperty("size", 2);
+      await expect(db.query("UPDATE audit_events SET outcome = 'OK' WHERE writer_id = $1", [writerId])).rejects.toMatchObject({ code: "42501" });
+    } finally {
+      await db.close();
+    }
   });
 });
 
