@@ -48,7 +48,7 @@ export async function seedSecrets(
          SELECT id, $1, 1, 'enabled', ct, $4, now(), $1 FROM unnest($2::uuid[], $3::bytea[]) AS t(id, ct)`,
         [developerId, ids, ciphertexts, dek.version],
       );
-    }, n);
+    }, { encryptions: n });
   }
   await db.query("ANALYZE secrets");
   await db.query("ANALYZE secret_versions");

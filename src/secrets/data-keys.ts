@@ -19,10 +19,9 @@ export interface DataKeys {
   /**
    * Runs `fn` in a transaction with the developer's active DEK, whose row is read
    * FOR SHARE inside that transaction (so it cannot be retired under the write).
-   * Creates the developer's first DEK if there is none. `encryptions` is how many
-   * values `fn` will seal, counted against the DEK's limit (default 1).
+   * Creates the developer's first DEK if there is none.
    */
-  withWriteKey<T>(developerId: string, fn: (tx: Queryable, dek: DataKey) => Promise<T>, encryptions?: number): Promise<T>;
+  withWriteKey<T>(developerId: string, fn: (tx: Queryable, dek: DataKey) => Promise<T>, options?: WriteKeyOptions): Promise<T>;
   /**
    * The unwrapped DEK `version` of a developer: from memory, else by unwrapping
    * `wrapped` when the caller already read the row, else read from Postgres.
@@ -32,6 +31,16 @@ export interface DataKeys {
   inMemory(developerId: string, version: number): KeyBytes | undefined;
   /** Forgets a developer's unwrapped keys (shredding, retirement). */
   evict(developerId: string): void;
+}
+
+export interface WriteKeyOptions {
+  /** How many values `fn` will seal, counted against the DEK's limit (default 1). */
+  encryptions?: number;
+  /**
+   * Awaited before the developer's first DEK is created; throwing refuses the write
+   * and creates nothing (an update checks there is something to update).
+   */
+  beforeFirstKey?: () => Promise<void>;
 }
 
 export interface DataKeysDeps {
@@ -73,6 +82,13 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
   const block = deps.reservationBlock ?? 256;
   /** Encryptions still reserved, by developer then DEK version; only ever under-used. */
   const reserved = new Map<string, Map<number, number>>();
+  /**
+   * The DEK version last read as active, by developer: a write whose key is still in
+   * memory starts without reading it again. Only a guess: the write's transaction
+   * reads the active row FOR SHARE and retries on a mismatch, as it does for a key
+   * rotated after an ordinary read.
+   */
+  const lastActive = new Map<string, number>();
 
   async function unwrap(row: keyStore.DataKeyRow): Promise<KeyBytes> {
     const cached = cache.get(row.developerId, row.version);
@@ -91,9 +107,10 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
     return key;
   }
 
-  async function activeKey(developerId: string): Promise<DataKey> {
+  async function activeKey(developerId: string, beforeFirstKey: (() => Promise<void>) | undefined): Promise<DataKey> {
     let row = await keyStore.findActiveDataKey(db, developerId);
     if (!row) {
+      await beforeFirstKey?.();
       const kekId = deps.activeKekId();
       const fresh = KeyBytes.random(32);
       try {
@@ -106,7 +123,18 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
       row = await keyStore.findActiveDataKey(db, developerId);
       if (!row) throw new Error("data key vanished after insert");
     }
-    return { version: row.version, key: await unwrap(row) };
+    const key = await unwrap(row);
+    lastActive.delete(developerId); // re-inserted: the oldest entry is the one the bound drops
+    lastActive.set(developerId, row.version);
+    if (lastActive.size > MAX_RESERVING_DEVELOPERS) lastActive.delete(lastActive.keys().next().value as string);
+    return { version: row.version, key };
+  }
+
+  /** The DEK last read as active, when its bytes are still in memory: no query. */
+  function rememberedActive(developerId: string): DataKey | undefined {
+    const version = lastActive.get(developerId);
+    const key = version === undefined ? undefined : cache.get(developerId, version);
+    return key === undefined ? undefined : { version: version as number, key };
   }
 
   async function reserve(developerId: string, version: number, count: number): Promise<boolean> {
@@ -133,9 +161,13 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
   }
 
   return {
-    async withWriteKey(developerId, fn, encryptions = 1) {
-      for (let attempt = 1; ; attempt++) {
-        const dek = await activeKey(developerId);
+    async withWriteKey(developerId, fn, options = {}) {
+      const encryptions = options.encryptions ?? 1;
+      // A remembered key is tried first, and does not count as an attempt: only reads do.
+      let remembered = rememberedActive(developerId);
+      for (let attempt = remembered ? 0 : 1; ; attempt++) {
+        const dek = remembered ?? (await activeKey(developerId, options.beforeFirstKey));
+        remembered = undefined;
         try {
           if (!(await reserve(developerId, dek.version, encryptions))) throw new StaleDataKey();
           return await db.transaction(async (tx) => {
@@ -171,6 +203,7 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
     evict(developerId) {
       cache.evictDeveloper(developerId);
       reserved.delete(developerId);
+      lastActive.delete(developerId);
     },
   };
 }

@@ -194,7 +194,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
           }
           return swapped;
         },
-        list.length,
+        { encryptions: list.length },
       );
     }
     return done;

@@ -284,9 +284,6 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       limits.writes.take(p.developerId);
 
       const change = { description, metadataJson, updatedBy: p.developerId };
-      // A new value needs the developer's data key, which a first write creates: make
-      // sure there is something to update before that (the lock below re-checks).
-      if (value !== undefined) await mustFind(db, p.developerId, name);
       const row = await fenced(p.developerId, name, async () =>
         value === undefined
           ? await db.transaction(async (tx) => {
@@ -307,6 +304,10 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
               });
               await versionStore.destroyVersionsUpTo(tx, p.developerId, current.id, version - maxVersions);
               return store.updateSecretAttributes(tx, p.developerId, current.id, { ...change, newVersion: version });
+            }, {
+              // A first write creates the developer's data key: not for an update of nothing
+              // (the lock above re-checks once the key exists).
+              beforeFirstKey: async () => void (await mustFind(db, p.developerId, name)),
             }),
       );
       return toSecret(row);
