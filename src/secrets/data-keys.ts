@@ -75,7 +75,15 @@ export const DEK_ROTATE_AT = 2 ** 30 - 2 ** 24;
 export const DEK_HARD_LIMIT = 2 ** 30;
 
 const MAX_ATTEMPTS = 3;
-const MAX_RESERVING_DEVELOPERS = 100_000;
+/** Developers whose reservations or active key version are remembered; past it the oldest is forgotten. */
+const MAX_DEVELOPERS_REMEMBERED = 100_000;
+
+/** Sets `key` as the newest entry of `map`, dropping the oldest past MAX_DEVELOPERS_REMEMBERED. */
+function rememberNewest<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > MAX_DEVELOPERS_REMEMBERED) map.delete(map.keys().next().value as string);
+}
 
 export function createDataKeys(deps: DataKeysDeps): DataKeys {
   const { db, keyProvider, cache } = deps;
@@ -124,9 +132,7 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
       if (!row) throw new Error("data key vanished after insert");
     }
     const key = await unwrap(row);
-    lastActive.delete(developerId); // re-inserted: the oldest entry is the one the bound drops
-    lastActive.set(developerId, row.version);
-    if (lastActive.size > MAX_RESERVING_DEVELOPERS) lastActive.delete(lastActive.keys().next().value as string);
+    rememberNewest(lastActive, developerId, row.version);
     return { version: row.version, key };
   }
 
@@ -140,9 +146,8 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
   async function reserve(developerId: string, version: number, count: number): Promise<boolean> {
     let mine = reserved.get(developerId);
     if (!mine) {
-      reserved.set(developerId, (mine = new Map()));
       // Bounded: forgetting a reservation only wastes counted encryptions (it over-counts, never under).
-      if (reserved.size > MAX_RESERVING_DEVELOPERS) reserved.delete(reserved.keys().next().value as string);
+      rememberNewest(reserved, developerId, (mine = new Map()));
     }
     const left = mine.get(version) ?? 0;
     if (left >= count) {
