@@ -90,10 +90,11 @@ interface PhaseResult {
   cpuUsPerCall: number;
   /** The client processes' own CPU per call: the rest of what the machine spends on a call, beside Redis and Postgres. */
   clientCpuUsPerCall: number;
-  /** Redis's CPU per call (its INFO), and every postgres process's on this machine (undefined where /proc cannot be read). */
+  /** Redis's CPU per call (its INFO cpu). */
   redisCpuUsPerCall: number;
-  /** Redis commands per call: how many calls share a round trip (a coalesced MGET serves many). */
+  /** Redis commands per call (its INFO commandstats): how many calls share a round trip (a coalesced MGET serves many). */
   redisCommandsPerCall: number;
+  /** Every postgres process's CPU per call on this machine (undefined where /proc cannot be read). */
   postgresCpuUsPerCall: number | undefined;
   /** The fraction of the machine's CPU time left idle while the phase ran. */
   machineIdle: number | undefined;
@@ -218,7 +219,7 @@ interface Segment {
 let counterBase = 0;
 /** With --profile: when each measured segment ran, for `profile-summary --phase`. */
 const profileWindows: { phase: string; inFlight: number; startUs: number; endUs: number }[] = [];
-/** Asks Redis for its own CPU (INFO cpu) around each segment. */
+/** Asks Redis for its own CPU and command counts (INFO cpu, commandstats) around each segment. */
 const redisInfo = new Redis(REDIS_URL);
 
 async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, warmupMs: number, durationMs: number): Promise<Segment> {
@@ -576,7 +577,7 @@ async function main(): Promise<void> {
       ...(PROFILE || SERVER_NODE_ARGS.length > 0 ? { profileWindows } : {}),
     };
     console.log(`\n${table(results)}\n`);
-    console.log("CPU µs per call by process (Postgres: every postgres process on this machine), and the machine's idle time:");
+    console.log("CPU µs per call by process (Postgres: every postgres process on this machine), Redis commands per call, and the machine's idle time:");
     console.log(`\n${machineTable(results)}\n`);
     const spread: Record<string, number[] | undefined> = {
       [targets[0][0]]: hit(64)?.roundRatios?.map((r) => r.throughput),
