@@ -65,4 +65,26 @@ describe("verified-token cache", () => {
     await v.verify("b");
     expect(inner.calls).toEqual(["a", "b", "c", "b"]);
   });
+
+  it("keeps every token of interleaved callers, and forgets none for a failure between them", async () => {
+    const inner = fakeVerifier(9_999_999_999);
+    const v = cachingVerifier(inner, { maxEntries: 2 });
+    for (const token of ["a", "a", "b", "a", "b", "b", "a"]) await v.verify(token);
+    await expect(v.verify("bad")).rejects.toThrow(AppError);
+    expect(v.verified?.("a")?.developerId).toBe("a");
+    expect(v.verified?.("b")?.developerId).toBe("b");
+    expect(inner.calls).toEqual(["a", "b", "bad"]);
+  });
+
+  it("evicts a token used call after call only once others were used after it", async () => {
+    const inner = fakeVerifier(9_999_999_999);
+    const v = cachingVerifier(inner, { maxEntries: 2 });
+    await v.verify("a");
+    await v.verify("b");
+    for (let i = 0; i < 3; i++) expect(v.verified?.("a")?.developerId).toBe("a");
+    await v.verify("c"); // b is the least recently used
+    expect(v.verified?.("a")?.developerId).toBe("a");
+    expect(v.verified?.("b")).toBeUndefined();
+    expect(inner.calls).toEqual(["a", "b", "c"]);
+  });
 });
