@@ -218,4 +218,17 @@ END
 $fn$;
 `,
   },
+  {
+    version: 6,
+    name: "audit events keyed by writer and sequence",
+    sql: `
+-- No query looks an audit event up by id alone (pages go by developer and id, the
+-- chain by writer and sequence), but every event, one per audited call, paid for
+-- the upkeep of its primary key's index. (writer_id, writer_sequence) is unique and
+-- NOT NULL already and stays the key the writer's retry check relies on; logical
+-- replication identifies rows by it.
+ALTER TABLE audit_events DROP CONSTRAINT audit_events_pkey;
+ALTER TABLE audit_events REPLICA IDENTITY USING INDEX audit_events_writer_sequence_key;
+`,
+  },
 ];

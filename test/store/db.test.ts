@@ -391,6 +391,15 @@ describe(`Db on ${testDatabaseKind()}`, () => {
       expect(rows[0]?.applied_at).toBeInstanceOf(Date);
     });
 
+    it("keeps two indexes on the audit trail, which gains a row per audited call (migration 6)", async () => {
+      const { rows } = await db.query<{ indexdef: string }>(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'audit_events' ORDER BY indexname",
+      );
+      expect(rows.map((r) => r.indexdef.replace(/^.* USING /, ""))).toEqual(["btree (developer_id, id DESC)", "btree (writer_id, writer_sequence)"]);
+      const identity = await db.query<{ relreplident: string }>("SELECT relreplident FROM pg_class WHERE oid = 'audit_events'::regclass");
+      expect(identity.rows).toEqual([{ relreplident: "i" }]);
+    });
+
     it("counts the secrets already stored when the counts arrive (migration 3)", async () => {
       const fresh = await createTestDb({ migrate: false });
       try {
