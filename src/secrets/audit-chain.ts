@@ -1,35 +1,59 @@
 import { hash } from "node:crypto";
-import type { NewAuditEvent } from "../store/audit-store.js";
+import { copyTextField } from "../store/db.js";
+import { encodeChainedFields, type ChainedAuditFields } from "../store/audit-store.js";
 
 /**
  * The per-writer hash chain of the audit trail, shared by the writer (audit-log.ts)
  * and the verifier (tools/audit-verify.ts): both must encode an event identically,
- * so the encoding lives here and nowhere else.
+ * so the encodings live here and nowhere else. A writer (one process) writes one
+ * format; the verifier knows both. Changing an encoding breaks every stored chain:
+ * add a format and teach the verifier, never edit one in place.
  *
- * hash = hex SHA-256 of the length-prefixed parts
- *   FORMAT, prevHash, time (integer ms since the epoch), developer id,
- *   caller subject, caller token id, caller identity, action, secret name,
- *   version, outcome, request id, peer, writer id, writer sequence
- * where each part is its UTF-8 byte length as a 4-byte big-endian integer followed
- * by its bytes, and numbers are written in decimal. Length prefixes make the
- * encoding injective: no two events (and no shifting of text between fields)
- * encode alike. Changing the encoding breaks every stored chain: bump FORMAT and
- * teach the verifier both, never edit it in place.
+ * Format 2, written now: hash = hex SHA-256 of the UTF-8 of one line of Postgres
+ * COPY text, tab-separated, text fields escaped as COPY reads them (`\` → `\\`,
+ * tab → `\t`, newline → `\n`, carriage return → `\r`):
+ *   FORMAT_2, prevHash, time (ISO 8601 UTC at the millisecond, as Date.toISOString
+ *   writes it), developer id, caller subject, caller token id, caller identity,
+ *   action, secret name, version, outcome, request id, peer, writer id, writer sequence
+ * with numbers in decimal. From the time on, that is exactly the start of the line
+ * the writer sends to COPY (store/audit-store.ts, encodeChainedFields), so an event
+ * is encoded once, not once for the table and again for the chain. No field's text
+ * can hold a bare tab, so no two events (and no shifting of text between fields)
+ * encode alike.
+ *
+ * Format 1, written before: hex SHA-256 of the length-prefixed parts FORMAT_1,
+ * prevHash, time (integer ms since the epoch), then the same fields in the same
+ * order, each part its UTF-8 byte length as a 4-byte big-endian integer followed by
+ * its bytes.
  */
 
 /** The `prev_hash` of a writer's first event (sequence 1). */
 export const GENESIS_HASH = "0".repeat(64);
 
-/** Names the encoding above; hashed first so that a future format cannot collide with this one. */
-const FORMAT = "secrets.v1/audit-event/1";
+/** Name the encodings; each is hashed first so that no format can collide with another. */
+const FORMAT_1 = "secrets.v1/audit-event/1";
+const FORMAT_2 = "secrets.v1/audit-event/2";
 
 /** Every stored field of an event that the chain covers (all but id, prev_hash and hash). */
-export type StoredAuditEvent = Omit<NewAuditEvent, "prevHash" | "hash">;
+export type StoredAuditEvent = ChainedAuditFields;
 
-/** The hash of event `e` chained to `prevHash` (see the module comment). */
-export function chainHash(prevHash: string, e: StoredAuditEvent): string {
+/**
+ * The format-2 hash of an event chained to `prevHash`, given the event's chained
+ * fields as `encodeChainedFields` writes them (the writer has that text already).
+ */
+export function chainHash(prevHash: string, chainedFields: string): string {
+  return hash("sha256", `${FORMAT_2}\t${copyTextField(prevHash)}\t${chainedFields}`, "hex");
+}
+
+/** The format-2 hash of a stored event, for the verifier. */
+export function chainHashOf(prevHash: string, e: StoredAuditEvent): string {
+  return chainHash(prevHash, encodeChainedFields(e));
+}
+
+/** The format-1 hash of event `e` chained to `prevHash` (see the module comment): chains written before format 2. */
+export function chainHashV1(prevHash: string, e: StoredAuditEvent): string {
   const parts = [
-    FORMAT,
+    FORMAT_1,
     prevHash,
     String(e.time.getTime()),
     e.developerId,
@@ -45,18 +69,17 @@ export function chainHash(prevHash: string, e: StoredAuditEvent): string {
     e.writerId,
     String(e.writerSequence),
   ];
-  return hash("sha256", encode(parts), "hex");
+  return hash("sha256", encodeV1(parts), "hex");
 }
 
 /** ASCII only: UTF-8 and Latin-1 encode these code points alike, one byte each. */
 const ASCII = /^[\x00-\x7f]*$/;
 
 /**
- * The length-prefixed parts (see the module comment), as bytes or as a string of
- * ASCII characters only, whose UTF-8 (what `hash` takes of a string) is exactly
- * those bytes. Runs once per audited call.
+ * The length-prefixed parts of format 1, as bytes or as a string of ASCII
+ * characters only, whose UTF-8 (what `hash` takes of a string) is exactly those bytes.
  */
-function encode(parts: readonly string[]): string | Buffer {
+function encodeV1(parts: readonly string[]): string | Buffer {
   // Fast path, the usual case: every part is ASCII, so its UTF-8 byte length is its
   // string length, and the whole encoding can be built as one Latin-1 string (the
   // length prefixes as four char codes of 0-255). One test of the whole string then

@@ -1,6 +1,6 @@
 import type { Db } from "../store/db.js";
 import { isUniqueViolation } from "../store/db.js";
-import { encodeAuditEvent, findWriterHashes, insertEncodedAuditEvents, type NewAuditEvent } from "../store/audit-store.js";
+import { encodeAuditEvent, encodeChainedFields, findWriterHashes, insertEncodedAuditEvents } from "../store/audit-store.js";
 import { GENESIS_HASH, chainHash, type StoredAuditEvent } from "./audit-chain.js";
 import { describeRejectedName } from "./validation.js";
 import { NAME_PATTERN } from "./limits.js";
@@ -99,8 +99,8 @@ interface Entry {
   onCommit: (() => void)[] | undefined;
 }
 
-/** An event made storable; its place in the chain (sequence and hashes) is filled in by `admit`. */
-type Unchained = NewAuditEvent;
+/** An event made storable; its place in the chain (sequence, and the hashes it is queued with) is given by `admit`. */
+type Unchained = StoredAuditEvent;
 
 /** A record() call waiting for room in its developer's queue. */
 interface Waiter {
@@ -147,11 +147,12 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   /** Give the event its place in the chain and queue it. */
   function admit(row: Unchained, onCommit: (() => void)[] | undefined): void {
     row.writerSequence = lastSequence + 1;
-    row.prevHash = lastHash;
-    row.hash = chainHash(lastHash, row);
+    const fields = encodeChainedFields(row);
+    const hash = chainHash(lastHash, fields);
+    const encoded = encodeAuditEvent(fields, lastHash, hash);
     lastSequence = row.writerSequence;
-    lastHash = row.hash;
-    queue.push({ encoded: encodeAuditEvent(row), developerId: row.developerId, writerSequence: row.writerSequence, hash: row.hash, onCommit });
+    lastHash = hash;
+    queue.push({ encoded, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit });
     queued.set(row.developerId, (queued.get(row.developerId) ?? 0) + 1);
     if (onCommit !== undefined) urgentUpTo = lastSequence;
     schedule();
@@ -361,7 +362,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 /** The stored form of an event: text made storable, time in whole milliseconds within Timestamp's range. */
 function storable(e: AuditEventInput, writerId: string, now: () => Date): Unchained {
   const ms = e.time.getTime();
-  // Field order as in NewAuditEvent, the chain fields last (set by admit): one shape for every row.
+  // Field order as in NewAuditEvent, the sequence last (set by admit): one shape for every row.
   return {
     time: new Date(Number.isInteger(ms) && ms >= MIN_TIME && ms <= MAX_TIME ? ms : now().getTime()),
     developerId: text(e.developerId),
@@ -376,8 +377,6 @@ function storable(e: AuditEventInput, writerId: string, now: () => Date): Unchai
     peer: text(e.peer),
     writerId,
     writerSequence: 0,
-    prevHash: "",
-    hash: "",
   };
 }
 

@@ -85,21 +85,25 @@ function toEvent(r: RawEvent): AuditEventRow {
   };
 }
 
+/** The fields of an event that its chain hash covers: every column but id, prev_hash and hash. */
+export type ChainedAuditFields = Omit<NewAuditEvent, "prevHash" | "hash">;
+
 /**
- * An event in the form `insertEncodedAuditEvents` takes: one line of COPY's text
- * format, the time as ISO 8601 at the millisecond (Postgres parses it to the instant
- * the writer hashed). The writer encodes each event as it queues it, so a queued
- * event is one string rather than an object of fifteen fields (events wait up to a
- * batch interval, long enough to outlive a young-generation collection). Text
- * fields hold no U+0000 (the audit log replaces it before hashing; COPY, like any
- * Postgres text, cannot carry it).
+ * The chained fields of an event as the start of its line of COPY's text format
+ * (see encodeAuditEvent): time to writer sequence in column order, tab-separated,
+ * text escaped as COPY reads it (copyTextField), the time as ISO 8601 at the
+ * millisecond (Postgres parses it to that instant). The audit chain hashes this very
+ * text (audit-chain.ts, format 2), so an event is encoded once. The escaping makes
+ * it injective: a field's text cannot hold a bare tab, so none can move into the
+ * next. Text fields hold no U+0000 (the audit log replaces it before hashing; COPY,
+ * like any Postgres text, cannot carry it).
  */
-export function encodeAuditEvent(e: NewAuditEvent): string {
+export function encodeChainedFields(e: ChainedAuditFields): string {
   const f = copyTextField;
   // join makes one flat string; a template literal would keep a tree of concatenations
   // alive in the queue until the batch is written.
   return [
-    e.time.toISOString(),
+    isoTime(e.time),
     f(e.developerId),
     f(e.callerSubject),
     f(e.callerTokenId),
@@ -112,9 +116,31 @@ export function encodeAuditEvent(e: NewAuditEvent): string {
     f(e.peer),
     f(e.writerId),
     e.writerSequence,
-    f(e.prevHash),
-    f(e.hash),
   ].join("\t");
+}
+
+/**
+ * An event in the form `insertEncodedAuditEvents` takes: one line of COPY's text
+ * format, its chained fields (encodeChainedFields) then prev_hash and hash. The
+ * writer encodes each event as it queues it, so a queued event is one string rather
+ * than an object of fifteen fields (events wait up to a batch interval, long enough
+ * to outlive a young-generation collection).
+ */
+export function encodeAuditEvent(chainedFields: string, prevHash: string, hash: string): string {
+  return [chainedFields, copyTextField(prevHash), copyTextField(hash)].join("\t");
+}
+
+// The last time encoded: the events of one millisecond (several, under load) share its text.
+let lastIsoMs = Number.NaN;
+let lastIso = "";
+
+function isoTime(time: Date): string {
+  const ms = time.getTime();
+  if (ms !== lastIsoMs) {
+    lastIso = time.toISOString();
+    lastIsoMs = ms;
+  }
+  return lastIso;
 }
 
 /** The columns of an encoded event, in its order. */

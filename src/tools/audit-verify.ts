@@ -18,7 +18,8 @@ import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { GENESIS_HASH, chainHash } from "../secrets/audit-chain.js";
+import { GENESIS_HASH, chainHashOf, chainHashV1 } from "../secrets/audit-chain.js";
+import type { AuditChainRow } from "../store/audit-store.js";
 import { listAuditWriters, listWriterEvents } from "../store/audit-store.js";
 import type { Db, Queryable } from "../store/db.js";
 import { openPglite, openPostgres } from "../store/index.js";
@@ -40,7 +41,21 @@ export interface ChainSummary {
   lastSequence: number;
   /** The hash of the newest event: worth keeping outside the database (see the module comment). */
   headHash: string;
+  /** The chain's hash format (audit-chain.ts), as its first event whose hash matches shows; undefined if none does. */
+  format: ChainFormat | undefined;
   problems: number;
+}
+
+/** The hash formats a writer may have used (audit-chain.ts): one process writes one. */
+export type ChainFormat = 1 | 2;
+
+const HASHES: Record<ChainFormat, (prevHash: string, e: AuditChainRow) => string> = { 2: chainHashOf, 1: chainHashV1 };
+
+/** Whether the stored hash is the event's hash in `format`, or, with no format known yet, the format it is. */
+function matchingFormat(row: AuditChainRow, format: ChainFormat | undefined): ChainFormat | undefined {
+  if (row.timeMicros % 1000 !== 0) return undefined; // the writer stores whole milliseconds
+  for (const f of format === undefined ? ([2, 1] as const) : [format]) if (HASHES[f](row.prevHash, row) === row.hash) return f;
+  return undefined;
 }
 
 export interface VerifyResult {
@@ -54,7 +69,8 @@ export interface VerifyResult {
 /**
  * Verify every writer's chain: sequences contiguous from 1, each prev_hash equal to
  * the previous event's hash (the first's to GENESIS_HASH), each hash recomputed
- * from the stored fields. Reads each chain in pages, in sequence order. After a
+ * from the stored fields, all in one format: that of the chain's first event whose
+ * hash matches. Reads each chain in pages, in sequence order. After a
  * broken link it carries on from the event as stored, so one edit is one problem.
  */
 export async function verifyAuditChains(
@@ -68,7 +84,7 @@ export async function verifyAuditChains(
   let events = 0;
 
   for (const { writerId } of await listAuditWriters(db)) {
-    const chain: ChainSummary = { writerId, events: 0, lastSequence: 0, headHash: GENESIS_HASH, problems: 0 };
+    const chain: ChainSummary = { writerId, events: 0, lastSequence: 0, headHash: GENESIS_HASH, format: undefined, problems: 0 };
     const report = (id: number, sequence: number, kind: ChainProblem["kind"], message: string) => {
       chain.problems += 1;
       if (problems.length < maxProblems) problems.push({ id, writerId, sequence, kind, message });
@@ -94,8 +110,10 @@ export async function verifyAuditChains(
             "prev_hash",
             seq === 1 ? "prev_hash of the first event is not the genesis hash" : `prev_hash is not the hash of sequence ${seq - 1}`,
           );
-        } else if (row.timeMicros % 1000 !== 0 || chainHash(row.prevHash, row) !== row.hash) {
-          report(row.id, seq, "hash", "hash does not match the event's stored fields: the event was altered");
+        } else {
+          const format = matchingFormat(row, chain.format);
+          if (format === undefined) report(row.id, seq, "hash", "hash does not match the event's stored fields: the event was altered");
+          chain.format ??= format;
         }
         chain.events += 1;
         chain.lastSequence = seq;
@@ -166,7 +184,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     }
     for (const c of result.chains) {
       out(
-        `writer ${JSON.stringify(c.writerId)}: ${c.events} events, last sequence ${c.lastSequence}, head ${c.headHash}: ` +
+        `writer ${JSON.stringify(c.writerId)}: ${c.events} events, last sequence ${c.lastSequence}, head ${c.headHash}` +
+          `${c.format === undefined ? "" : `, format ${c.format}`}: ` +
           (c.problems === 0 ? "ok" : `BROKEN (${c.problems} ${c.problems === 1 ? "problem" : "problems"})`),
       );
     }

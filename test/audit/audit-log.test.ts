@@ -12,7 +12,7 @@ import { promisify } from "node:util";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { GENESIS_HASH, chainHash } from "../../src/secrets/audit-chain.js";
+import { GENESIS_HASH, chainHashOf } from "../../src/secrets/audit-chain.js";
 import { auditSecretName, createAuditLog } from "../../src/secrets/audit-log.js";
 import { findWriterHashes, listWriterEvents } from "../../src/store/audit-store.js";
 import { backendUnavailable, type Db } from "../../src/store/db.js";
@@ -28,7 +28,7 @@ async function expectIntactChain(db: Db, writerId: string, events: number): Prom
   let prev = GENESIS_HASH;
   for (const r of rows) {
     expect(r.prevHash).toBe(prev);
-    expect(chainHash(r.prevHash, r)).toBe(r.hash);
+    expect(chainHashOf(r.prevHash, r)).toBe(r.hash);
     prev = r.hash;
   }
 }

@@ -14,9 +14,9 @@ import { promisify } from "node:util";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { chainHash } from "../../src/secrets/audit-chain.js";
+import { chainHashOf, chainHashV1, GENESIS_HASH } from "../../src/secrets/audit-chain.js";
 import { createAuditLog } from "../../src/secrets/audit-log.js";
-import { listWriterEvents } from "../../src/store/audit-store.js";
+import { encodeAuditEvent, encodeChainedFields, insertEncodedAuditEvents, listWriterEvents } from "../../src/store/audit-store.js";
 import { DbError, type Db } from "../../src/store/db.js";
 import { openPglite } from "../../src/store/pglite-db.js";
 import { verifyAuditChains, type ChainProblem } from "../../src/tools/audit-verify.js";
@@ -35,6 +35,25 @@ async function writeChain(db: Db, n: number): Promise<string> {
     await log.record(auditEvent({ developerId, secretName: `secret_${i}`, version: i }));
   }
   await log.close();
+  return writerId;
+}
+
+/**
+ * Writes a chain of `n` events as a writer did before format 2 (format 1 hashes),
+ * or, with `format2From`, one whose events from that sequence on are hashed in format 2.
+ */
+async function writeFormat1Chain(db: Db, n: number, format2From = Infinity): Promise<string> {
+  const writerId = newId("w");
+  const developerId = newId("dev");
+  const lines: string[] = [];
+  let prev = GENESIS_HASH;
+  for (let seq = 1; seq <= n; seq++) {
+    const e = { ...auditEvent({ developerId, secretName: `secret_${seq}`, version: seq }), writerId, writerSequence: seq };
+    const hash = seq >= format2From ? chainHashOf(prev, e) : chainHashV1(prev, e);
+    lines.push(encodeAuditEvent(encodeChainedFields(e), prev, hash));
+    prev = hash;
+  }
+  await insertEncodedAuditEvents(db, lines);
   return writerId;
 }
 
@@ -124,7 +143,7 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
     const writerId = await writeChain(t.db, 5);
     const [, , third] = await listWriterEvents(t.db, writerId, 0, 10);
     if (!third) throw new Error("missing event");
-    const forged = chainHash(third.prevHash, { ...third, outcome: "NOT_FOUND" });
+    const forged = chainHashOf(third.prevHash, { ...third, outcome: "NOT_FOUND" });
     await withTriggersDisabled(t.db, () =>
       t.db.query("UPDATE audit_events SET outcome = 'NOT_FOUND', hash = $2 WHERE id = $1", [third.id, forged]),
     );
@@ -166,6 +185,30 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
     });
     const problems = await problemsOf(t.db, writerId);
     expect(problems[0]).toMatchObject({ id: id3, sequence: 2, kind: "prev_hash" });
+  });
+
+  it("verifies chains written before format 2 (format 1) beside chains written now, and says which is which", async () => {
+    const old = await writeFormat1Chain(t.db, 4);
+    const current = await writeChain(t.db, 3);
+    const result = await verifyAuditChains(t.db);
+    expect(result.problems.filter((p) => p.writerId === old || p.writerId === current)).toEqual([]);
+    expect(result.chains.find((c) => c.writerId === old)).toMatchObject({ events: 4, format: 1, problems: 0 });
+    expect(result.chains.find((c) => c.writerId === current)).toMatchObject({ events: 3, format: 2, problems: 0 });
+  });
+
+  it("finds an edit in a format-1 chain", async () => {
+    const writerId = await writeFormat1Chain(t.db, 3);
+    const id = await idAt(t.db, writerId, 2);
+    await withTriggersDisabled(t.db, () => t.db.query("UPDATE audit_events SET outcome = 'NOT_FOUND' WHERE id = $1", [id]));
+    expect(await problemsOf(t.db, writerId)).toEqual([expect.objectContaining({ id, sequence: 2, kind: "hash" })]);
+  });
+
+  it("finds a chain whose events change format, which no writer does", async () => {
+    const writerId = await writeFormat1Chain(t.db, 4, 3);
+    expect(await problemsOf(t.db, writerId)).toEqual([
+      expect.objectContaining({ sequence: 3, kind: "hash" }),
+      expect.objectContaining({ sequence: 4, kind: "hash" }),
+    ]);
   });
 
   it("finds an appended event that was not chained by the writer", async () => {
@@ -248,7 +291,7 @@ describe(`npm run audit:verify on ${testDatabaseKind()}`, () => {
       await target.handOver();
       const { code, stdout } = await runVerify(target);
       expect(code).toBe(0);
-      expect(stdout).toContain(`writer "${a}": 4 events, last sequence 4`);
+      expect(stdout).toMatch(new RegExp(`writer "${a}": 4 events, last sequence 4, head [0-9a-f]{64}, format 2: ok`));
       expect(stdout).toContain(`writer "${b}": 2 events, last sequence 2`);
       expect(stdout).toMatch(/audit chains intact: 2 writers, 6 events/);
     } finally {
