@@ -18,6 +18,8 @@ export interface TokenCacheOptions {
 interface Entry {
   principal: Principal;
   validUntil: number;
+  /** The value of `moves` when the entry last went to the end of the Map's order. */
+  movedAt: number;
 }
 
 export function cachingVerifier(inner: TokenVerifier, options: TokenCacheOptions = {}): TokenVerifier {
@@ -25,31 +27,32 @@ export function cachingVerifier(inner: TokenVerifier, options: TokenCacheOptions
   const skewMs = (options.clockToleranceSeconds ?? 30) * 1000;
   const now = options.now ?? Date.now;
   const verified = new Map<string, Entry>();
+  /** Moves to the end of the Map's order so far (insertions included). */
+  let moves = 0;
   /**
-   * The token last looked up or verified, whose entry is last in the Map's order.
-   * A caller sends the same token call after call, and comparing with it spares
-   * hashing a new copy of the token text (hundreds of characters) for the Map and
-   * moving its entry to the end again: together most of this cache's cost per call.
+   * A hit moves its entry to the end of the order (delete and re-insert) only once
+   * a quarter of the capacity has moved since it last did: a caller's token, used
+   * call after call, is then moved rarely rather than on every call, and an entry is
+   * still evicted only after three quarters of the capacity has moved past it since
+   * its last use. (The token is looked up by the Map, never compared with another
+   * caller's: a comparison that stops at the first differing character would time it.)
    */
-  let last: { token: string; entry: Entry } | undefined;
+  const moveAfter = Math.floor(maxEntries / 4);
 
-  /** Makes the entry the most recently used: delete and re-insert moves it to the end of the Map's order. */
-  function touch(token: string, entry: Entry): void {
+  function moveToEnd(token: string, entry: Entry): void {
     verified.delete(token);
     verified.set(token, entry);
-    last = { token, entry };
+    entry.movedAt = ++moves;
   }
 
   function known(token: string): Principal | undefined {
-    if (last !== undefined && last.token === token && now() < last.entry.validUntil) return last.entry.principal;
     const hit = verified.get(token);
     if (hit === undefined) return undefined;
     if (now() < hit.validUntil) {
-      touch(token, hit);
+      if (moves - hit.movedAt > moveAfter) moveToEnd(token, hit);
       return hit.principal;
     }
     verified.delete(token);
-    if (last?.token === token) last = undefined;
     return undefined;
   }
 
@@ -60,7 +63,7 @@ export function cachingVerifier(inner: TokenVerifier, options: TokenCacheOptions
       const hit = known(token);
       if (hit !== undefined) return hit;
       const principal = await inner.verify(token);
-      touch(token, { principal, validUntil: principal.expiresAt * 1000 + skewMs });
+      moveToEnd(token, { principal, validUntil: principal.expiresAt * 1000 + skewMs, movedAt: 0 });
       if (verified.size > maxEntries) verified.delete(verified.keys().next().value as string);
       return principal;
     },

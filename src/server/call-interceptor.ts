@@ -93,22 +93,23 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
   // value, so it skips the redaction pass, which was several percent of a call's CPU.
   const callLog = log.child({}, { redact: { paths: [] } });
 
-  // The last header that matched BEARER, and its token: a caller sends the same one
-  // call after call, and one comparison is cheaper than matching hundreds of characters.
-  let lastHeader = "";
-  let lastToken = "";
-
-  /** The bearer token of a call; throws the AppError its absence or form deserves. */
-  function bearerToken(metadata: grpc.Metadata): string {
+  /**
+   * The bearer token of a call; throws the AppError its absence or form deserves.
+   * A token the verifier already knows needs no check of its form: it passed it
+   * before it was verified (`known`), and the pattern is checked only otherwise.
+   */
+  function bearerToken(metadata: grpc.Metadata): { token: string; known: Principal | undefined } {
     const values = metadata.get("authorization");
     if (values.length === 0) throw new AppError("TOKEN_MISSING", "missing authorization: Bearer token");
     const header = values.length === 1 ? values[0] : undefined;
-    if (header === lastHeader && header !== "") return lastToken;
+    if (typeof header === "string" && header.startsWith("Bearer ")) {
+      const token = header.slice(7);
+      const known = verifier.verified?.(token);
+      if (known !== undefined) return { token, known };
+    }
     const match = typeof header === "string" ? BEARER.exec(header) : null;
     if (!match?.[1]) throw new AppError("TOKEN_INVALID", "authorization must be one 'Bearer <token>' header");
-    lastHeader = match[0];
-    lastToken = match[1];
-    return lastToken;
+    return { token: match[1], known: undefined };
   }
 
   return (methodDescriptor, call) => {
@@ -185,16 +186,15 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
               const status = interceptorStatus(error, state, log);
               call.sendStatus({ ...status, metadata: finish(status) });
             };
-            let token: string;
+            let bearer: { token: string; known: Principal | undefined };
             try {
-              token = bearerToken(metadata);
+              bearer = bearerToken(metadata);
             } catch (error) {
               return refuse(error);
             }
             // A token verified before goes through at once; only a new one waits for verification.
-            const known = verifier.verified?.(token);
-            if (known !== undefined) return admit(known);
-            verifier.verify(token).then(admit, refuse);
+            if (bearer.known !== undefined) return admit(bearer.known);
+            verifier.verify(bearer.token).then(admit, refuse);
           },
         });
       },

@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { Principal } from "../../src/auth/principal.js";
 import { cachingVerifier } from "../../src/auth/token-cache.js";
@@ -86,5 +87,27 @@ describe("verified-token cache", () => {
     expect(v.verified?.("a")?.developerId).toBe("a");
     expect(v.verified?.("b")).toBeUndefined();
     expect(inner.calls).toEqual(["a", "b", "c"]);
+  });
+
+  it("evicts a token only after three quarters of its capacity in other tokens were used since its last use", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 19 }), { minLength: 1, maxLength: 300 }), async (uses) => {
+        const inner = fakeVerifier(9_999_999_999);
+        const v = cachingVerifier(inner, { maxEntries: 8 });
+        const used: string[] = [];
+        for (const n of uses) {
+          const token = `t${n}`;
+          const verifications = inner.calls.length;
+          await v.verify(token);
+          const last = used.lastIndexOf(token);
+          if (inner.calls.length > verifications && last >= 0) {
+            // Verified again, so it had been evicted: by at least 6 other tokens used since.
+            expect(new Set(used.slice(last + 1)).size).toBeGreaterThanOrEqual(6);
+          }
+          used.push(token);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
