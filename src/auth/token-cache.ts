@@ -3,10 +3,11 @@ import type { TokenVerifier } from "./token-verifier.js";
 
 /**
  * Reuses verified tokens instead of re-verifying each call (a JWT signature check
- * costs 55–98 µs here, a map lookup 0.1 µs). Bounded LRU keyed by the token text;
- * an entry is dropped when its token expires (`exp`, plus the verifier's skew), so
- * the cache never accepts a token the verifier would refuse for its age. Failed
- * verifications are not cached.
+ * costs 55–98 µs here, a map lookup 0.1 µs). Bounded, keyed by the token text,
+ * evicting about the least recently used (see `moveAfter`); an entry is dropped
+ * when its token expires (`exp`, plus the verifier's skew), so the cache never
+ * accepts a token the verifier would refuse for its age. Failed verifications are
+ * not cached.
  */
 export interface TokenCacheOptions {
   maxEntries?: number;
@@ -33,9 +34,10 @@ export function cachingVerifier(inner: TokenVerifier, options: TokenCacheOptions
    * A hit moves its entry to the end of the order (delete and re-insert) only once
    * a quarter of the capacity has moved since it last did: a caller's token, used
    * call after call, is then moved rarely rather than on every call, and an entry is
-   * still evicted only after three quarters of the capacity has moved past it since
-   * its last use. (The token is looked up by the Map, never compared with another
-   * caller's: a comparison that stops at the first differing character would time it.)
+   * still evicted only once at least three quarters of the capacity in other tokens
+   * were used since its last use. (The token is looked up by the Map, never compared
+   * with another caller's: a comparison that stops at the first differing character
+   * could be timed.)
    */
   const moveAfter = Math.floor(maxEntries / 4);
 

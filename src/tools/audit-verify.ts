@@ -19,8 +19,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { GENESIS_HASH, chainHashOf, chainHashV1 } from "../secrets/audit-chain.js";
-import type { AuditChainRow } from "../store/audit-store.js";
-import { listAuditWriters, listWriterEvents } from "../store/audit-store.js";
+import { listAuditWriters, listWriterEvents, type AuditChainRow } from "../store/audit-store.js";
 import type { Db, Queryable } from "../store/db.js";
 import { openPglite, openPostgres } from "../store/index.js";
 
