@@ -98,6 +98,8 @@ interface PhaseResult {
   postgresCpuUsPerCall: number | undefined;
   /** The fraction of the machine's CPU time left idle while the phase ran. */
   machineIdle: number | undefined;
+  /** The server's GC pauses per call, µs: scavenges, and the rest (mark-compact, incremental marking, weak callbacks). */
+  gcUsPerCall: { minor: number; other: number };
   rssMb: number;
   /** Secrets delivered per call (ResolveSecrets: 10). */
   secretsPerCall: number;
@@ -140,10 +142,24 @@ function startServer(name: string, env: Record<string, string>, main = MAIN): Pr
   });
 }
 
-async function serverStats(server: Server): Promise<{ cpuSeconds: number; rssBytes: number }> {
+/** The server's GC pauses so far, in seconds (prom-client's nodejs_gc_duration_seconds, main thread). */
+interface GcSeconds {
+  /** Scavenges (young generation). */
+  minor: number;
+  /** Mark-compact, incremental marking steps and weak callbacks. */
+  other: number;
+}
+
+async function serverStats(server: Server): Promise<{ cpuSeconds: number; rssBytes: number; gc: GcSeconds }> {
   const text = await (await fetch(server.metrics)).text();
   const read = (metric: string) => Number(text.match(new RegExp(`^${metric} ([0-9.e+-]+)`, "m"))?.[1] ?? NaN);
-  return { cpuSeconds: read("process_cpu_seconds_total"), rssBytes: read("process_resident_memory_bytes") };
+  let minor = 0;
+  let other = 0;
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_sum\{kind="(\w+)"\} ([0-9.e+-]+)/gm)) {
+    if (m[1] === "minor") minor += Number(m[2]);
+    else other += Number(m[2]);
+  }
+  return { cpuSeconds: read("process_cpu_seconds_total"), rssBytes: read("process_resident_memory_bytes"), gc: { minor, other } };
 }
 
 /**
@@ -209,6 +225,8 @@ interface Segment {
   /** Calls the server's CPU window covered: the measured ones plus, by rate, those of the warm-up. */
   windowCalls: number;
   rssBytes: number;
+  /** The server's GC pauses over the same window as its CPU. */
+  gc: GcSeconds;
   /** The clients' CPU over the segment, warm-up included, and the calls they made in it. */
   clientCpuSeconds: number;
   clientCalls: number;
@@ -258,6 +276,7 @@ async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, w
     cpuSeconds: after.cpuSeconds - before.cpuSeconds,
     windowCalls: calls * ((durationMs + warmupMs) / durationMs),
     rssBytes: after.rssBytes,
+    gc: { minor: after.gc.minor - before.gc.minor, other: after.gc.other - before.gc.other },
     clientCpuSeconds: results.reduce((n, r) => n + r.cpuUs, 0) / 1e6,
     clientCalls: results.reduce((n, r) => n + r.issued, 0),
     machine,
@@ -308,6 +327,10 @@ async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: numb
         ? sum((s) => s.machine.ticks?.idle ?? 0) / sum((s) => s.machine.ticks?.total ?? 0)
         : undefined,
       rssMb: Math.max(...segs.map((s) => s.rssBytes)) / 2 ** 20,
+      gcUsPerCall: {
+        minor: (sum((s) => s.gc.minor) * 1e6) / sum((s) => s.windowCalls),
+        other: (sum((s) => s.gc.other) * 1e6) / sum((s) => s.windowCalls),
+      },
       secretsPerCall: spec.secretsPerCall ?? 1,
       rounds: segs.map((s) => ({ callsPerSecond: s.calls / s.seconds, cpuUsPerCall: (s.cpuSeconds * 1e6) / s.windowCalls })),
     };
@@ -368,6 +391,23 @@ function machineTable(rows: PhaseResult[]): string {
       r.machineIdle === undefined ? "n/a" : (r.machineIdle * 100).toFixed(0),
     ];
   });
+  return markdownTable(head, body);
+}
+
+/**
+ * The server's GC pauses per call (main thread, as prom-client reports them from
+ * Node's `gc` performance entries), part of its CPU above: garbage is a large share
+ * of every call's cost, an empty one's too.
+ */
+function gcTable(rows: PhaseResult[]): string {
+  const head = ["phase", "in flight", "scavenges µs/call", "other GC µs/call", "GC share of server CPU %"];
+  const body = rows.map((r) => [
+    r.phase,
+    String(r.inFlight),
+    r.gcUsPerCall.minor.toFixed(1),
+    r.gcUsPerCall.other.toFixed(1),
+    (((r.gcUsPerCall.minor + r.gcUsPerCall.other) / r.cpuUsPerCall) * 100).toFixed(0),
+  ]);
   return markdownTable(head, body);
 }
 
@@ -579,6 +619,8 @@ async function main(): Promise<void> {
     console.log(`\n${table(results)}\n`);
     console.log("CPU µs per call by process (Postgres: every postgres process on this machine), Redis commands per call, and the machine's idle time:");
     console.log(`\n${machineTable(results)}\n`);
+    console.log("The server's GC pauses per call (main thread; part of its CPU above):");
+    console.log(`\n${gcTable(results)}\n`);
     const spread: Record<string, number[] | undefined> = {
       [targets[0][0]]: hit(64)?.roundRatios?.map((r) => r.throughput),
       [targets[2][0]]: hit(64)?.roundRatios?.map((r) => r.cpu),
