@@ -1,6 +1,6 @@
 import { hash } from "node:crypto";
 import { copyTextField } from "../store/db.js";
-import { encodeChainedFields, type ChainedAuditFields } from "../store/audit-store.js";
+import { encodeChainedFields, type StoredAuditEvent } from "../store/audit-store.js";
 
 /**
  * The per-writer hash chain of the audit trail, shared by the writer (audit-log.ts)
@@ -34,8 +34,7 @@ export const GENESIS_HASH = "0".repeat(64);
 const FORMAT_1 = "secrets.v1/audit-event/1";
 const FORMAT_2 = "secrets.v1/audit-event/2";
 
-/** Every stored field of an event that the chain covers (all but id, prev_hash and hash). */
-export type StoredAuditEvent = ChainedAuditFields;
+export type { StoredAuditEvent };
 
 /**
  * The format-2 hash of an event chained to `prevHash`, given the event's chained

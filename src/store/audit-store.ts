@@ -85,8 +85,8 @@ function toEvent(r: RawEvent): AuditEventRow {
   };
 }
 
-/** The fields of an event that its chain hash covers: every column but id, prev_hash and hash. */
-export type ChainedAuditFields = Omit<NewAuditEvent, "prevHash" | "hash">;
+/** Every stored field of an event that its chain hash covers: every column but id, prev_hash and hash. */
+export type StoredAuditEvent = Omit<NewAuditEvent, "prevHash" | "hash">;
 
 /**
  * The chained fields of an event as the start of its line of COPY's text format
@@ -98,7 +98,7 @@ export type ChainedAuditFields = Omit<NewAuditEvent, "prevHash" | "hash">;
  * next. Text fields hold no U+0000 (the audit log replaces it before hashing; COPY,
  * like any Postgres text, cannot carry it).
  */
-export function encodeChainedFields(e: ChainedAuditFields): string {
+export function encodeChainedFields(e: StoredAuditEvent): string {
   const f = copyTextField;
   // join makes one flat string; a template literal would keep a tree of concatenations
   // alive in the queue until the batch is written.
