@@ -13,6 +13,7 @@ import { openPostgres } from "../src/store/pg-db.js";
 import { migrate } from "../src/store/migrate.js";
 import { machineDelta, sampleMachine, type MachineDelta } from "./machine.js";
 import { seedSecrets } from "./seed.js";
+import { ratioInterval, type Interval } from "./stats.js";
 import type { WorkerResult, WorkerTask } from "./worker.js";
 
 /**
@@ -61,6 +62,12 @@ const BASELINE = argv.includes("--baseline") ? argv[argv.indexOf("--baseline") +
 const SERVER_NODE_ARGS = argv.includes("--server-node-args") ? (argv[argv.indexOf("--server-node-args") + 1] ?? "").split(" ").filter(Boolean) : [];
 /** Each phase is measured in ROUNDS segments (`--rounds N` to change) of SEGMENT_MS (after SEGMENT_WARMUP_MS unmeasured), interleaved. */
 const ROUNDS = argv.includes("--rounds") ? Number(argv[argv.indexOf("--rounds") + 1]) : QUICK ? 3 : 8;
+/**
+ * Reads at 64 in flight, where the ratio targets are read, get twice the rounds in a
+ * full run: a round's ratio to the ceiling varies by ~0.1 on this machine, so eight
+ * rounds left the hit's ratio uncertain by ±0.06 (95 %) or more, as wide as its margin.
+ */
+const READ_ROUNDS_AT_64 = QUICK || argv.includes("--rounds") ? ROUNDS : 2 * ROUNDS;
 const SEGMENT_MS = QUICK ? 500 : 1_000;
 const SEGMENT_WARMUP_MS = 100;
 /** Once per phase and number in flight, before its rounds. */
@@ -285,19 +292,19 @@ async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, w
 
 /**
  * Measures a server's phases, its ceiling first, at one number of calls in flight:
- * each phase is warmed up once, then run in ROUNDS short segments, interleaved
+ * each phase is warmed up once, then run in `rounds` short segments, interleaved
  * with the other phases and the ceiling (the order reversed every other round),
  * so that a ratio to the ceiling compares stretches of time a few seconds apart
  * rather than phases a minute apart on a machine whose speed drifts.
  */
-async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: number): Promise<PhaseResult[]> {
+async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: number, rounds: number): Promise<PhaseResult[]> {
   const segments = new Map<PhaseSpec, Segment[]>(specs.map((s) => [s, []]));
   for (const spec of specs) {
     process.stdout.write(`  ${spec.phase} at ${inFlight} in flight: warm-up… `);
     const w = await runSegment(workers, spec, inFlight, 0, WARMUP_MS);
     console.log(`${(w.calls / w.seconds).toFixed(0)} calls/s`);
   }
-  for (let round = 0; round < ROUNDS; round++) {
+  for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? specs : [...specs].reverse();
     for (const spec of order) segments.get(spec)?.push(await runSegment(workers, spec, inFlight, SEGMENT_WARMUP_MS, SEGMENT_MS));
   }
@@ -531,9 +538,9 @@ async function main(): Promise<void> {
       const group = selected.filter((s) => s.server === server || s.server === baselines.get(server.name));
       if (!group.some((s) => !s.phase.startsWith("ceiling"))) continue;
       for (const inFlight of [1, 64]) {
-        results.push(...(await measureGroup(workers, group.filter((s) => !s.writes), inFlight)));
+        results.push(...(await measureGroup(workers, group.filter((s) => !s.writes), inFlight, inFlight === 64 ? READ_ROUNDS_AT_64 : ROUNDS)));
         const writes = group.filter((s) => s.writes);
-        if (writes.length > 0) results.push(...(await measureGroup(workers, writes, inFlight)));
+        if (writes.length > 0) results.push(...(await measureGroup(workers, writes, inFlight, ROUNDS)));
       }
     }
     if (results.some((r) => r.errors > 0)) exitCode = 1;
@@ -600,10 +607,28 @@ async function main(): Promise<void> {
       ["p50 at 100,000 stored ≤ 1.2 × p50 at 1,000 (1 in flight)", large && small ? large.p50Us / small.p50Us : undefined, 1.2, "<="],
     ] as const;
 
+    // Each ratio target's phase and ceiling by round: how far its figure could move with the machine's noise.
+    const byRound: Record<string, [PhaseResult | undefined, (r: PhaseResult["rounds"][number]) => number]> = {
+      [targets[0][0]]: [hit(64), (r) => r.callsPerSecond],
+      [targets[2][0]]: [hit(64), (r) => r.cpuUsPerCall],
+      [targets[3][0]]: [off(64), (r) => r.callsPerSecond],
+    };
+    const spread: Record<string, number[]> = {};
+    const intervals: Record<string, Interval | undefined> = {};
+    for (const [name, [phase, figure]] of Object.entries(byRound)) {
+      const ceiling = phase && ceilingOf(results, phase);
+      if (!phase || !ceiling) continue;
+      const mine = phase.rounds.map(figure);
+      const theirs = ceiling.rounds.map(figure);
+      spread[name] = mine.map((x, i) => x / (theirs[i] ?? NaN));
+      intervals[name] = ratioInterval(mine, theirs);
+    }
+
     const report = {
       when: new Date().toISOString(),
       quick: QUICK,
       rounds: ROUNDS,
+      readRoundsAt64: READ_ROUNDS_AT_64,
       segmentSeconds: SEGMENT_MS / 1000,
       machine: { cpus: (await import("node:os")).cpus().length, node: process.version },
       results,
@@ -612,6 +637,7 @@ async function main(): Promise<void> {
         value,
         bound,
         holds: value === undefined ? null : op === ">=" ? value >= bound : value <= bound,
+        interval: intervals[name],
       })),
       redisScan: { keys: scanned, plaintextValuesFound: leaks.length },
       ...(PROFILE || SERVER_NODE_ARGS.length > 0 ? { profileWindows } : {}),
@@ -621,14 +647,10 @@ async function main(): Promise<void> {
     console.log(`\n${machineTable(results)}\n`);
     console.log("The server's GC pauses per call (main thread; part of its CPU above):");
     console.log(`\n${gcTable(results)}\n`);
-    const spread: Record<string, number[] | undefined> = {
-      [targets[0][0]]: hit(64)?.roundRatios?.map((r) => r.throughput),
-      [targets[2][0]]: hit(64)?.roundRatios?.map((r) => r.cpu),
-      [targets[3][0]]: off(64)?.roundRatios?.map((r) => r.throughput),
-    };
     for (const t of report.targets) {
       const rounds = spread[t.name];
-      const range = rounds ? ` (rounds ${Math.min(...rounds).toFixed(2)}–${Math.max(...rounds).toFixed(2)})` : "";
+      const interval = t.interval ? `; 95 % interval ${t.interval.low.toFixed(2)}–${t.interval.high.toFixed(2)}` : "";
+      const range = rounds ? ` (${rounds.length} rounds ${Math.min(...rounds).toFixed(2)}–${Math.max(...rounds).toFixed(2)}${interval})` : "";
       console.log(`${t.holds === null ? "n/a " : t.holds ? "HOLDS" : "MISSES"}  ${t.name}: ${t.value === undefined ? "not measured" : (t.value as number).toFixed(2)}${range}`);
     }
     if (baselines.size > 0) {

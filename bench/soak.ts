@@ -11,6 +11,7 @@ import type { Scope } from "../src/auth/principal.js";
 import { mintHs256Token } from "../src/auth/token-issuer.js";
 import { SecretService } from "../src/gen/secrets/v1/secrets_pb.js";
 import { serviceDefinition } from "../src/server/grpc-adapter.js";
+import { prng } from "./stats.js";
 
 /**
  * `npm run soak [-- --minutes N] [-- --rate R] [-- --sample-seconds S] [-- --max-growth-percent P]`
@@ -114,18 +115,6 @@ async function sampleServer(server: Server): Promise<ServerSample> {
     cpuSeconds: read("process_cpu_seconds_total"),
     auditQueue: read("secrets_audit_queue_depth"),
     dekCache: read("secrets_dek_cache_entries"),
-  };
-}
-
-/** A small deterministic PRNG (mulberry32), so two runs drive the same mix. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
   };
 }
 
