@@ -231,4 +231,21 @@ ALTER TABLE audit_events DROP CONSTRAINT audit_events_pkey;
 ALTER TABLE audit_events REPLICA IDENTITY USING INDEX audit_events_writer_sequence_key;
 `,
   },
+  {
+    version: 7,
+    name: "audit events by developer, ascending",
+    sql: `
+-- Pages of a developer's events go newest first, and a B-tree reads backwards as
+-- cheaply as forwards, so the index needs no DESC. In descending order each new
+-- event (the highest id) went to the front of its developer's run of entries,
+-- where a full page splits in half, so a busy developer's entries filled pages
+-- about half; ascending, it goes to the end, where Postgres splits a page leaving
+-- the old half full (measured with one developer's events: 552 pages for 50,000
+-- events before, 309 after, and less CPU and WAL a row; with many developers
+-- interleaved, no difference either way).
+CREATE INDEX audit_events_by_developer_asc ON audit_events (developer_id, id);
+DROP INDEX audit_events_by_developer;
+ALTER INDEX audit_events_by_developer_asc RENAME TO audit_events_by_developer;
+`,
+  },
 ];

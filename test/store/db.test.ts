@@ -391,11 +391,11 @@ describe(`Db on ${testDatabaseKind()}`, () => {
       expect(rows[0]?.applied_at).toBeInstanceOf(Date);
     });
 
-    it("keeps two indexes on the audit trail, which gains a row per audited call (migration 6)", async () => {
+    it("keeps two indexes on the audit trail, which gains a row per audited call (migrations 6 and 7)", async () => {
       const { rows } = await db.query<{ indexdef: string }>(
         "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'audit_events' ORDER BY indexname",
       );
-      expect(rows.map((r) => r.indexdef.replace(/^.* USING /, ""))).toEqual(["btree (developer_id, id DESC)", "btree (writer_id, writer_sequence)"]);
+      expect(rows.map((r) => r.indexdef.replace(/^.* USING /, ""))).toEqual(["btree (developer_id, id)", "btree (writer_id, writer_sequence)"]);
       const identity = await db.query<{ relreplident: string }>("SELECT relreplident FROM pg_class WHERE oid = 'audit_events'::regclass");
       expect(identity.rows).toEqual([{ relreplident: "i" }]);
     });
