@@ -1,6 +1,6 @@
 import { smartBatcher } from "../smart-batch.js";
 import type { Db } from "./db.js";
-import { findSealedCurrent, findSealedCurrentOfMany, findSealedVersion, type SealedVersionRow } from "./secret-store.js";
+import { findSealedCurrentOfMany, findSealedVersion, type SealedVersionRow } from "./secret-store.js";
 
 /**
  * Reads of current sealed values (the cache misses of AccessSecret and
@@ -28,24 +28,23 @@ const STALL_MS = 25;
 
 export function createCurrentReader(db: Db): CurrentReader {
   /**
-   * The rows a batch asks for. One developer's batch (the usual one) takes the
-   * plain query, which Postgres plans faster than a join on unnest (measured: about
-   * 0.1 ms a query), and a batch of one name (the usual one at low load) the
-   * database function, whose plan Postgres keeps instead of planning the join on
-   * every call (schema migration 5); several developers' take the join.
+   * The rows a batch asks for, each pair (developer, name) once: a batch of one name
+   * (the usual one at low load) through the one-version function (schema migration
+   * 5), any other through the several-secrets one (migration 8); Postgres keeps
+   * both plans instead of planning a join on every call.
    */
   async function rowsOf(batch: readonly Read[]): Promise<(SealedVersionRow & { developerId: string })[]> {
-    const developers = new Set(batch.map((r) => r.developerId));
-    if (developers.size > 1) {
-      return findSealedCurrentOfMany(db, batch.flatMap((r) => r.names.map((name) => ({ developerId: r.developerId, name }))));
+    const wanted = new Map<string, { developerId: string; name: string }>();
+    for (const r of batch) {
+      for (const name of r.names) wanted.set(JSON.stringify([r.developerId, name]), { developerId: r.developerId, name });
     }
-    const developerId = batch[0]?.developerId as string;
-    const names = [...new Set(batch.flatMap((r) => r.names))];
-    const rows =
-      names.length === 1
-        ? [await findSealedVersion(db, developerId, names[0] as string, 0)].filter((row) => row !== undefined)
-        : await findSealedCurrent(db, developerId, names);
-    return rows.map((row) => ({ ...row, developerId }));
+    const pairs = [...wanted.values()];
+    const only = pairs.length === 1 ? pairs[0] : undefined;
+    if (only !== undefined) {
+      const row = await findSealedVersion(db, only.developerId, only.name, 0);
+      return row === undefined ? [] : [{ ...row, developerId: only.developerId }];
+    }
+    return findSealedCurrentOfMany(db, pairs);
   }
 
   /** The batch's rows, each read's own: by developer and name. */

@@ -228,13 +228,6 @@ function toSealed(r: RawSealed): SealedVersionRow {
   };
 }
 
-const SEALED_SELECT = `
-  SELECT s.id AS secret_id, s.name, v.version, v.state, v.ciphertext, v.dek_version, k.kek_id, k.wrapped_key
-  FROM secrets s
-  JOIN secret_versions v ON v.secret_id = s.id`;
-const SEALED_DEK_JOIN = `
-  LEFT JOIN data_keys k ON k.developer_id = s.developer_id AND k.version = v.dek_version`;
-
 /**
  * One version of a secret (0 = current) with its ciphertext and wrapped DEK: one
  * query, so a lookup with a cold DEK cache still costs a single round trip. Through
@@ -252,36 +245,31 @@ export async function findSealedVersion(
 }
 
 /**
- * The current versions of secrets of several developers in one query: each row
+ * The current versions of secrets of several developers in one query (through the
+ * database function of schema migration 8, whose plan Postgres keeps): each row
  * comes back with the developer it belongs to, read from the row itself, so a
- * caller can be handed only its own developer's rows.
+ * caller can be handed only its own developer's rows. Missing secrets are absent.
  */
 export async function findSealedCurrentOfMany(
   q: Queryable,
   wanted: readonly { developerId: string; name: string }[],
 ): Promise<(SealedVersionRow & { developerId: string })[]> {
-  const { rows } = await q.query<RawSealed & { developer_id: string }>(
-    `SELECT s.developer_id, s.id AS secret_id, s.name, v.version, v.state, v.ciphertext, v.dek_version, k.kek_id, k.wrapped_key
-     FROM unnest($1::text[], $2::text[]) AS w(developer_id, name)
-     JOIN secrets s ON s.developer_id = w.developer_id AND s.name = w.name
-     JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version AND v.developer_id = s.developer_id
-     ${SEALED_DEK_JOIN}`,
-    [wanted.map((w) => w.developerId), wanted.map((w) => w.name)],
-  );
+  const { rows } = await q.query<RawSealed & { developer_id: string }>("SELECT * FROM secret_sealed_current($1, $2)", [
+    wanted.map((w) => w.developerId),
+    wanted.map((w) => w.name),
+  ]);
   return rows.map((r) => ({ ...toSealed(r), developerId: r.developer_id }));
 }
 
-/** The current versions of several secrets in one query; missing names are simply absent. */
+/** The current versions of several secrets of one developer in one query; missing names are simply absent. */
 export async function findSealedCurrent(
   q: Queryable,
   developerId: string,
   names: readonly string[],
 ): Promise<SealedVersionRow[]> {
-  const { rows } = await q.query<RawSealed>(
-    `${SEALED_SELECT} AND v.version = s.current_version
-     ${SEALED_DEK_JOIN}
-     WHERE s.developer_id = $1 AND s.name = ANY($2::text[]) AND v.developer_id = $1`,
-    [developerId, names],
+  const rows = await findSealedCurrentOfMany(
+    q,
+    names.map((name) => ({ developerId, name })),
   );
-  return rows.map(toSealed);
+  return rows.map(({ developerId: _, ...row }) => row);
 }

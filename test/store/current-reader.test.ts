@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createCurrentReader } from "../../src/store/current-reader.js";
 import type { Db } from "../../src/store/db.js";
-import { findSealedCurrent, findSealedVersion, insertSecret } from "../../src/store/secret-store.js";
+import { findSealedCurrent, findSealedCurrentOfMany, findSealedVersion, insertSecret } from "../../src/store/secret-store.js";
+import { insertFirstDataKey } from "../../src/store/key-store.js";
 import { createTestDb, type TestDb } from "../support/test-db.js";
 
 let t: TestDb;
@@ -111,6 +112,46 @@ describe("current-value reader", () => {
     expect(await findSealedVersion(t.db, bob, "other", 0)).toBeUndefined();
   });
 
+  it("reads several secrets of several developers in one statement, each row with the developer it belongs to", async () => {
+    const [alice, bob, carol] = [newDeveloper(), newDeveloper(), newDeveloper()];
+    const aliceStored = await store(alice, ["api_key", "only_alice"]);
+    const bobStored = await store(bob, ["api_key"]);
+    const wrapped = randomBytes(40);
+    await insertFirstDataKey(t.db, alice, "kek-test", wrapped); // the version store() names
+    const rows = await findSealedCurrentOfMany(t.db, [
+      { developerId: alice, name: "api_key" },
+      { developerId: bob, name: "api_key" },
+      { developerId: bob, name: "only_alice" }, // another developer's name: nothing
+      { developerId: carol, name: "api_key" }, // a developer with no secrets
+      { developerId: alice, name: "absent" },
+      { developerId: alice, name: "only_alice" },
+    ]);
+    const got = rows.map((r) => [r.developerId, r.name, r.ciphertext]).sort((a, b) => String(a[0]).localeCompare(String(b[0])) || String(a[1]).localeCompare(String(b[1])));
+    const want = [
+      [alice, "api_key", aliceStored.get("api_key")],
+      [alice, "only_alice", aliceStored.get("only_alice")],
+      [bob, "api_key", bobStored.get("api_key")],
+    ].sort((a, b) => String(a[0]).localeCompare(String(b[0])) || String(a[1]).localeCompare(String(b[1])));
+    expect(got).toEqual(want);
+    // Field by field what the one-version function returns for the same secret.
+    const [one] = await findSealedCurrent(t.db, alice, ["api_key"]);
+    expect(one).toEqual(await findSealedVersion(t.db, alice, "api_key", 0));
+    expect([one?.kekId, one?.wrappedKey]).toEqual(["kek-test", wrapped]);
+    expect(rows.find((r) => r.developerId === bob)?.kekId).toBeNull(); // bob has no data key row here
+    expect(await findSealedCurrentOfMany(t.db, [])).toEqual([]);
+  });
+
+  it("sends each (developer, name) once, however many reads ask for it", async () => {
+    const [alice, bob] = [newDeveloper(), newDeveloper()];
+    await store(alice, ["a", "b"]);
+    await store(bob, ["a"]);
+    const w = watched(t.db);
+    const read = createCurrentReader(w.db);
+    const results = await Promise.all([read(alice, ["a", "b", "a"]), read(bob, ["a"]), read(alice, ["b"])]);
+    expect(w.statements).toEqual([[[alice, alice, bob], ["a", "b", "a"]]]);
+    expect(results.map((r) => r.map((x) => x.name))).toEqual([["a", "b"], ["a"], ["b"]]);
+  });
+
   it("holds later reads while the wire is full and sends them together when a batch returns", async () => {
     const dev = newDeveloper();
     await store(dev, ["a", "b", "c", "d"]);
@@ -130,7 +171,7 @@ describe("current-value reader", () => {
     gate.release();
     const rows = await Promise.all([...first, ...later]);
     expect(w.statements).toHaveLength(3);
-    expect(w.statements[2]).toEqual([dev, ["c", "d"]]); // one developer: the plain query
+    expect(w.statements[2]).toEqual([[dev, dev], ["c", "d"]]); // two names: the several-secrets function
     expect(rows.map((r) => r.map((x) => x.name))).toEqual([["a"], ["b"], ["c"], ["d"]]);
   });
 
