@@ -34,11 +34,17 @@ export function createCurrentReader(db: Db): CurrentReader {
    * both plans instead of planning a join on every call.
    */
   async function rowsOf(batch: readonly Read[]): Promise<(SealedVersionRow & { developerId: string })[]> {
-    const wanted = new Map<string, { developerId: string; name: string }>();
+    const pairs: { developerId: string; name: string }[] = [];
+    const seen = new Map<string, Set<string>>();
     for (const r of batch) {
-      for (const name of r.names) wanted.set(JSON.stringify([r.developerId, name]), { developerId: r.developerId, name });
+      let names = seen.get(r.developerId);
+      if (names === undefined) seen.set(r.developerId, (names = new Set()));
+      for (const name of r.names) {
+        if (names.has(name)) continue;
+        names.add(name);
+        pairs.push({ developerId: r.developerId, name });
+      }
     }
-    const pairs = [...wanted.values()];
     const only = pairs.length === 1 ? pairs[0] : undefined;
     if (only !== undefined) {
       const row = await findSealedVersion(db, only.developerId, only.name, 0);
