@@ -117,6 +117,8 @@ interface PhaseResult {
   roundRatios?: { throughput: number; cpu: number }[];
 }
 
+type Round = PhaseResult["rounds"][number];
+
 function startServer(name: string, env: Record<string, string>, main = MAIN): Promise<Server> {
   const logFile = join(tmpdir(), `secrets-bench-${name}-${process.pid}.log`);
   const fd = openSync(logFile, "w");
@@ -607,21 +609,20 @@ async function main(): Promise<void> {
       ["p50 at 100,000 stored ≤ 1.2 × p50 at 1,000 (1 in flight)", large && small ? large.p50Us / small.p50Us : undefined, 1.2, "<="],
     ] as const;
 
-    // Each ratio target's phase and ceiling by round: how far its figure could move with the machine's noise.
-    const byRound: Record<string, [PhaseResult | undefined, (r: PhaseResult["rounds"][number]) => number]> = {
-      [targets[0][0]]: [hit(64), (r) => r.callsPerSecond],
-      [targets[2][0]]: [hit(64), (r) => r.cpuUsPerCall],
-      [targets[3][0]]: [off(64), (r) => r.callsPerSecond],
+    // Each ratio target's phase and figure, by round: how far its ratio could move with the machine's noise.
+    const byRound: Record<string, [PhaseResult | undefined, "throughput" | "cpu"]> = {
+      [targets[0][0]]: [hit(64), "throughput"],
+      [targets[2][0]]: [hit(64), "cpu"],
+      [targets[3][0]]: [off(64), "throughput"],
     };
-    const spread: Record<string, number[]> = {};
+    const figure = { throughput: (r: Round) => r.callsPerSecond, cpu: (r: Round) => r.cpuUsPerCall };
+    const spread: Record<string, number[] | undefined> = {};
     const intervals: Record<string, Interval | undefined> = {};
-    for (const [name, [phase, figure]] of Object.entries(byRound)) {
+    for (const [name, [phase, kind]] of Object.entries(byRound)) {
       const ceiling = phase && ceilingOf(results, phase);
       if (!phase || !ceiling) continue;
-      const mine = phase.rounds.map(figure);
-      const theirs = ceiling.rounds.map(figure);
-      spread[name] = mine.map((x, i) => x / (theirs[i] ?? NaN));
-      intervals[name] = ratioInterval(mine, theirs);
+      spread[name] = phase.roundRatios?.map((r) => r[kind]);
+      intervals[name] = ratioInterval(phase.rounds.map(figure[kind]), ceiling.rounds.map(figure[kind]));
     }
 
     const report = {
