@@ -362,7 +362,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 /** The stored form of an event: text made storable, time in whole milliseconds within Timestamp's range. */
 function storable(e: AuditEventInput, writerId: string, now: () => Date): Unchained {
   const ms = e.time.getTime();
-  // Field order as in NewAuditEvent, the sequence last (set by admit): one shape for every row.
+  // Field order as in StoredAuditEvent, the sequence last (set by admit): one shape for every row.
   return {
     time: new Date(Number.isInteger(ms) && ms >= MIN_TIME && ms <= MAX_TIME ? ms : now().getTime()),
     developerId: text(e.developerId),

@@ -84,7 +84,8 @@ export interface CallInterceptorDeps {
   };
 }
 
-const BEARER = /^Bearer ([A-Za-z0-9._~+/=-]+)$/;
+const BEARER_PREFIX = "Bearer ";
+const BEARER = new RegExp(`^${BEARER_PREFIX}([A-Za-z0-9._~+/=-]+)$`);
 
 export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInterceptor {
   const { verifier, log } = deps;
@@ -102,8 +103,8 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
     const values = metadata.get("authorization");
     if (values.length === 0) throw new AppError("TOKEN_MISSING", "missing authorization: Bearer token");
     const header = values.length === 1 ? values[0] : undefined;
-    if (typeof header === "string" && header.startsWith("Bearer ")) {
-      const token = header.slice(7);
+    if (typeof header === "string" && header.startsWith(BEARER_PREFIX)) {
+      const token = header.slice(BEARER_PREFIX.length);
       const known = verifier.verified?.(token);
       if (known !== undefined) return { token, known };
     }
