@@ -126,12 +126,13 @@ describe("current-value reader", () => {
       { developerId: alice, name: "absent" },
       { developerId: alice, name: "only_alice" },
     ]);
-    const got = rows.map((r) => [r.developerId, r.name, r.ciphertext]).sort((a, b) => String(a[0]).localeCompare(String(b[0])) || String(a[1]).localeCompare(String(b[1])));
+    const byDeveloperAndName = (a: unknown[], b: unknown[]) => String(a[0]).localeCompare(String(b[0])) || String(a[1]).localeCompare(String(b[1]));
+    const got = rows.map((r) => [r.developerId, r.name, r.ciphertext]).sort(byDeveloperAndName);
     const want = [
       [alice, "api_key", aliceStored.get("api_key")],
       [alice, "only_alice", aliceStored.get("only_alice")],
       [bob, "api_key", bobStored.get("api_key")],
-    ].sort((a, b) => String(a[0]).localeCompare(String(b[0])) || String(a[1]).localeCompare(String(b[1])));
+    ].sort(byDeveloperAndName);
     expect(got).toEqual(want);
     // Field by field what the one-version function returns for the same secret.
     const [one] = await findSealedCurrent(t.db, alice, ["api_key"]);
