@@ -22,8 +22,8 @@ export async function seedSecrets(
   const keyring = parseKeyring(masterKeys);
   const keyProvider = createLocalKeyProvider(keyring);
   const firstKeyId = keyProvider.keyIds()[0] as string;
-  const activeKekId = await ensureActiveMasterKey(db, firstKeyId);
-  const dataKeys = createDataKeys({ db, keyProvider, cache: createDekCache(), activeKekId: () => activeKekId });
+  await ensureActiveMasterKey(db, firstKeyId);
+  const dataKeys = createDataKeys({ db, keyProvider, cache: createDekCache() });
   const batch = 2_000;
   for (let start = 0; start < count; start += batch) {
     const n = Math.min(batch, count - start);

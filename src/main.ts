@@ -146,7 +146,6 @@ export async function startService(config: Config, options: StartOptions): Promi
       db,
       keyProvider,
       cache: dekCache,
-      activeKekId: () => keys?.activeKekId() ?? activeKekId,
       onRotationDue: (developerId) => keys?.rotateInBackground(developerId),
     });
     const cache = await createCache(config, db, log, cacheObserver(metrics));

@@ -28,8 +28,8 @@ export interface CacheStore {
   fence(keys: readonly NameKeys[], fenceTtlMs: number, generationTtlMs: number): Promise<void>;
   /** INCR generation, DEL entry, DECR fence (deleted at zero) — for each name, atomically. */
   release(keys: readonly NameKeys[], generationTtlMs: number): Promise<void>;
-  /** Deletes every key under a developer's prefix. */
-  deletePrefix(prefix: string): Promise<void>;
+  /** Deletes every key under a developer's prefix; returns how many went. */
+  deletePrefix(prefix: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -138,7 +138,7 @@ export function createCoherentCache(store: CacheStore, options: CoherentCacheOpt
 
     async evictDeveloper(developerId) {
       // Entries only: generations and fences stay, so no lookup in flight can fill afterwards.
-      await store.deletePrefix(`${developerPrefix(developerId)}v:`);
+      return store.deletePrefix(`${developerPrefix(developerId)}v:`);
     },
 
     close: () => store.close(),

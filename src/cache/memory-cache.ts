@@ -72,7 +72,9 @@ export function createMemoryStore(options: { maxEntries?: number; now?: () => nu
       }
     },
     async deletePrefix(prefix) {
-      for (const key of [...entries.keys()]) if (key.startsWith(prefix)) entries.delete(key);
+      let deleted = 0;
+      for (const key of [...entries.keys()]) if (key.startsWith(prefix) && entries.delete(key)) deleted += 1;
+      return deleted;
     },
     async close() {
       entries.clear();

@@ -182,14 +182,16 @@ export function createRedisStore(redis: Client): CacheStore {
       // but SCAN is per node, so each master is scanned.
       const pattern = `${prefix.replace(/[*?[\]\\]/g, "\\$&")}*`;
       const nodes: Redis[] = redis instanceof Cluster ? redis.nodes("master") : [redis];
+      let deleted = 0;
       for (const node of nodes) {
         let cursor = "0";
         do {
           const [next, keys] = await node.scan(cursor, "MATCH", pattern, "COUNT", 500);
-          if (keys.length > 0) await node.unlink(...keys);
+          if (keys.length > 0) deleted += await node.unlink(...keys);
           cursor = next;
         } while (cursor !== "0");
       }
+      return deleted;
     },
     async close() {
       redis.disconnect();

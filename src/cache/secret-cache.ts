@@ -67,8 +67,8 @@ export interface SecretCache {
   beginWrite(developerId: string, names: readonly string[]): Promise<void>;
   /** After commit (or rollback). Never throws. */
   endWrite(developerId: string, names: readonly string[]): Promise<void>;
-  /** Deletes every entry of a developer (shredding, key retirement). */
-  evictDeveloper(developerId: string): Promise<void>;
+  /** Deletes every entry of a developer (shredding, key retirement); returns how many went. Throws when the cache cannot. */
+  evictDeveloper(developerId: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -161,7 +161,9 @@ export function noCache(): SecretCache {
     async fill() {},
     async beginWrite() {},
     async endWrite() {},
-    async evictDeveloper() {},
+    async evictDeveloper() {
+      return 0;
+    },
     async close() {},
   };
 }

@@ -9,14 +9,23 @@
  * - eviction (LRU, TTL, evictDeveloper, replacement) does not zeroize, because a caller may still
  *   hold the key for an operation in flight; `clear()` zeroizes every key it holds.
  */
+import { Buffer } from "node:buffer";
 import type { KeyBytes } from "./key-bytes.js";
 
-/** The in-memory DEK cache, keyed by (developer id, DEK version). */
+/**
+ * The in-memory DEK cache, keyed by (developer id, DEK version). A version is never
+ * reused (store/key-store.ts), and each key is kept with the wrapped key of the row
+ * it was unwrapped from, so a caller holding that row can check it is the same key.
+ */
 export interface DekCache {
-  /** The cached key, or undefined when absent or expired. Counts as a use for LRU order. */
-  get(developerId: string, version: number): KeyBytes | undefined;
-  /** Caches `key`, which the cache then holds by reference (and zeroizes on `clear()`). */
-  set(developerId: string, version: number, key: KeyBytes): void;
+  /**
+   * The cached key, or undefined when absent or expired, or when `wrappedKey` is given
+   * and differs from the one the cached key came from (the row was rewrapped or is not
+   * that key's row: unwrap it again). Counts as a use for LRU order.
+   */
+  get(developerId: string, version: number, wrappedKey?: Uint8Array): KeyBytes | undefined;
+  /** Caches `key`, unwrapped from `wrappedKey`; the cache holds the key by reference (and zeroizes it on `clear()`). */
+  set(developerId: string, version: number, key: KeyBytes, wrappedKey: Uint8Array): void;
   /** Drops every key of one developer (shred, DEK retirement, eviction from another replica). */
   evictDeveloper(developerId: string): void;
   /** Drops and zeroizes every key (shutdown). */
@@ -31,6 +40,7 @@ const DEFAULT_TTL_MS = 5 * 60 * 1000;
 interface Entry {
   developerId: string;
   key: KeyBytes;
+  wrappedKey: Buffer;
   expiresAt: number;
 }
 
@@ -56,20 +66,21 @@ export function createDekCache(options: { maxEntries?: number; ttlMs?: number; n
   const slot = (developerId: string, version: number): string => JSON.stringify([developerId, version]);
 
   return {
-    get(developerId, version) {
+    get(developerId, version, wrappedKey) {
       const k = slot(developerId, version);
       const entry = entries.get(k);
       if (entry === undefined) return undefined;
+      if (wrappedKey !== undefined && !entry.wrappedKey.equals(wrappedKey)) return undefined;
       entries.delete(k);
       if (now() >= entry.expiresAt) return undefined;
       entries.set(k, entry);
       return entry.key;
     },
 
-    set(developerId, version, key) {
+    set(developerId, version, key, wrappedKey) {
       const k = slot(developerId, version);
       entries.delete(k);
-      entries.set(k, { developerId, key, expiresAt: now() + ttlMs });
+      entries.set(k, { developerId, key, wrappedKey: Buffer.from(wrappedKey), expiresAt: now() + ttlMs });
       while (entries.size > maxEntries) {
         const oldest = entries.keys().next();
         if (oldest.done === true) break;

@@ -4,11 +4,17 @@ import { KeyBytes } from "../crypto/key-bytes.js";
 import { AppError, integrityFailure } from "../errors.js";
 import type { Db, Queryable } from "../store/db.js";
 import * as keyStore from "../store/key-store.js";
+import { writeConflict } from "./conflicts.js";
 
-/** A data key ready to use: its version and the unwrapped bytes (memory only). */
+/**
+ * A data key ready to use: its version (unique for all time), the unwrapped bytes
+ * (memory only) and the wrapped key of the row they came from, which a write
+ * compares with the row it locks.
+ */
 export interface DataKey {
   readonly version: number;
   readonly key: KeyBytes;
+  readonly wrappedKey: Buffer;
 }
 
 /**
@@ -31,6 +37,11 @@ export interface DataKeys {
   inMemory(developerId: string, version: number): KeyBytes | undefined;
   /** Forgets a developer's unwrapped keys (shredding, retirement). */
   evict(developerId: string): void;
+  /**
+   * Wraps a new data key for `developerId` under the recorded active master key; the
+   * version comes from the sequence that never hands one out twice.
+   */
+  wrapNew(q: Queryable, developerId: string, fresh: KeyBytes): Promise<{ version: number; kekId: string; wrappedKey: Buffer }>;
 }
 
 export interface WriteKeyOptions {
@@ -47,15 +58,13 @@ export interface DataKeysDeps {
   db: Db;
   keyProvider: KeyProvider;
   cache: DekCache;
-  /** The master key new DEKs are wrapped under (recorded in Postgres). */
-  activeKekId: () => string;
   /** Encryptions reserved per counter update. */
   reservationBlock?: number;
   /** Told when a developer's active DEK passes DEK_ROTATE_AT encryptions (starts a rotation). */
   onRotationDue?: (developerId: string) => void;
 }
 
-/** Thrown inside a write transaction when the active DEK changed since it was read. */
+/** Thrown inside a write transaction when the active DEK changed since it was read (rotated, rewrapped, shredded). */
 class StaleDataKey extends Error {}
 
 /**
@@ -74,7 +83,8 @@ export class DataKeyUnavailable extends Error {
 export const DEK_ROTATE_AT = 2 ** 30 - 2 ** 24;
 export const DEK_HARD_LIMIT = 2 ** 30;
 
-const MAX_ATTEMPTS = 3;
+/** Reads of the active key a write makes before it gives up (WRITE_CONFLICT). */
+const MAX_ATTEMPTS = 4;
 /** Developers whose reservations or active key version are remembered; past it the oldest is forgotten. */
 const MAX_DEVELOPERS_REMEMBERED = 100_000;
 
@@ -91,56 +101,63 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
   /** Encryptions still reserved, by developer then DEK version; only ever under-used. */
   const reserved = new Map<string, Map<number, number>>();
   /**
-   * The DEK version last read as active, by developer: a write whose key is still in
+   * The DEK row last read as active, by developer: a write whose key is still in
    * memory starts without reading it again. Only a guess: the write's transaction
    * reads the active row FOR SHARE and retries on a mismatch, as it does for a key
    * rotated after an ordinary read.
    */
-  const lastActive = new Map<string, number>();
+  const lastActive = new Map<string, keyStore.DataKeyRow>();
 
+  /** The row's key: from memory if it was unwrapped from this very row's wrapped key, else unwrapped now. */
   async function unwrap(row: keyStore.DataKeyRow): Promise<KeyBytes> {
-    const cached = cache.get(row.developerId, row.version);
-    if (cached) return cached;
     if (row.state === "retired" || row.wrappedKey === null) {
       throw new DataKeyUnavailable(`data key version ${row.version} is retired`);
     }
     const wrappedKey = row.wrappedKey;
+    const cached = cache.get(row.developerId, row.version, wrappedKey);
+    if (cached) return cached;
     if (!keyProvider.has(row.kekId)) {
       throw new AppError("KEY_STATE", "a master key this data needs is not configured", {}, {
         cause: new Error(`master key ${row.kekId} missing from the keyring`),
       });
     }
     const key = await keyProvider.unwrap(row.kekId, wrappedKey, { developerId: row.developerId, dekVersion: row.version });
-    cache.set(row.developerId, row.version, key);
+    cache.set(row.developerId, row.version, key, wrappedKey);
     return key;
+  }
+
+  async function wrapNew(q: Queryable, developerId: string, fresh: KeyBytes) {
+    const kekId = await keyStore.activeMasterKey(q);
+    const version = await keyStore.nextDataKeyVersion(q);
+    return { version, kekId, wrappedKey: await keyProvider.wrap(kekId, fresh, { developerId, dekVersion: version }) };
   }
 
   async function activeKey(developerId: string, beforeFirstKey: (() => Promise<void>) | undefined): Promise<DataKey> {
     let row = await keyStore.findActiveDataKey(db, developerId);
     if (!row) {
       await beforeFirstKey?.();
-      const kekId = deps.activeKekId();
       const fresh = KeyBytes.random(32);
       try {
-        const wrapped = await keyProvider.wrap(kekId, fresh, { developerId, dekVersion: 1 });
-        await keyStore.insertFirstDataKey(db, developerId, kekId, wrapped);
+        const wrapped = await wrapNew(db, developerId, fresh);
+        await keyStore.insertFirstDataKey(db, developerId, wrapped.version, wrapped.kekId, wrapped.wrappedKey);
       } finally {
         fresh.zeroize();
       }
       // Another replica may have won the insert: whatever is stored is the key.
       row = await keyStore.findActiveDataKey(db, developerId);
-      if (!row) throw new Error("data key vanished after insert");
+      if (!row) throw new StaleDataKey();
     }
     const key = await unwrap(row);
-    rememberNewest(lastActive, developerId, row.version);
-    return { version: row.version, key };
+    rememberNewest(lastActive, developerId, row);
+    return { version: row.version, key, wrappedKey: row.wrappedKey as Buffer };
   }
 
   /** The DEK last read as active, when its bytes are still in memory: no query. */
   function rememberedActive(developerId: string): DataKey | undefined {
-    const version = lastActive.get(developerId);
-    const key = version === undefined ? undefined : cache.get(developerId, version);
-    return key === undefined ? undefined : { version: version as number, key };
+    const row = lastActive.get(developerId);
+    if (row === undefined || row.wrappedKey === null) return undefined;
+    const key = cache.get(developerId, row.version, row.wrappedKey);
+    return key === undefined ? undefined : { version: row.version, key, wrappedKey: row.wrappedKey };
   }
 
   async function reserve(developerId: string, version: number, count: number): Promise<boolean> {
@@ -171,17 +188,22 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
       // A remembered key is tried first, and does not count as an attempt: only reads do.
       let remembered = rememberedActive(developerId);
       for (let attempt = remembered ? 0 : 1; ; attempt++) {
-        const dek = remembered ?? (await activeKey(developerId, options.beforeFirstKey));
-        remembered = undefined;
         try {
+          const dek = remembered ?? (await activeKey(developerId, options.beforeFirstKey));
+          remembered = undefined;
           if (!(await reserve(developerId, dek.version, encryptions))) throw new StaleDataKey();
           return await db.transaction(async (tx) => {
+            // The key sealed with must be the very row locked: same version (never
+            // reused) and the wrapped key it was unwrapped from.
             const locked = await keyStore.findActiveDataKey(tx, developerId, { forShare: true });
-            if (locked?.version !== dek.version) throw new StaleDataKey();
+            if (locked?.version !== dek.version || locked.wrappedKey === null || !locked.wrappedKey.equals(dek.wrappedKey)) {
+              throw new StaleDataKey();
+            }
             return fn(tx, dek);
           });
         } catch (e) {
-          if (!(e instanceof StaleDataKey) || attempt >= MAX_ATTEMPTS) throw e;
+          if (!(e instanceof StaleDataKey)) throw e;
+          if (attempt >= MAX_ATTEMPTS) throw writeConflict();
         }
       }
     },
@@ -191,7 +213,7 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
     },
 
     async forRead(developerId, version, wrapped) {
-      const cached = cache.get(developerId, version);
+      const cached = cache.get(developerId, version, wrapped?.wrappedKey);
       if (cached) return cached;
       const row = wrapped
         ? { developerId, version, kekId: wrapped.kekId, wrappedKey: wrapped.wrappedKey, state: "active" as const }
@@ -210,5 +232,7 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
       reserved.delete(developerId);
       lastActive.delete(developerId);
     },
+
+    wrapNew,
   };
 }

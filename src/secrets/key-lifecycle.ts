@@ -8,6 +8,7 @@ import type { Db } from "../store/db.js";
 import * as keyStore from "../store/key-store.js";
 import * as replicaStore from "../store/replica-store.js";
 import { requireScope } from "./authorize.js";
+import { retryConflicts } from "./conflicts.js";
 import type { DataKeys } from "./data-keys.js";
 
 /**
@@ -24,8 +25,13 @@ import type { DataKeys } from "./data-keys.js";
  *   shows nothing references it.
  * - Shredding deletes a developer's secrets, data keys and cache entries and has
  *   every live replica evict their unwrapped keys before the call returns.
- * - Each replica heartbeats (with the ids of the master keys it holds), applies
- *   published evictions, and refreshes the recorded active master key.
+ * - Each replica heartbeats (with the ids of the master keys it holds) and applies
+ *   every published eviction it has not acknowledged yet.
+ *
+ * The active master key is read from Postgres wherever it decides something (a
+ * rewrap's target, a new key's wrapping, GetKeyStatus), never from a replica's
+ * memory: a replica that has not heard of a rotation yet cannot move keys back.
+ * The row locks these take follow the order written in store/key-store.ts.
  */
 
 export interface KeyStatus {
@@ -37,19 +43,29 @@ export interface KeyStatus {
   dataKeys: keyStore.DataKeyInfoRow[];
 }
 
+/** What ShredDeveloper destroyed, and how the clean-up went. */
+export interface ShredResult {
+  developerId: string;
+  secretsDeleted: number;
+  versionsDeleted: number;
+  dataKeysDeleted: number;
+  /** Live replicas (this one included) that confirmed they dropped the developer's unwrapped keys. */
+  replicasEvicted: number;
+  /** Cache entries deleted from Redis (or the in-process cache). */
+  cacheEntriesDeleted: number;
+  /** The cache clean-up failed (logged): entries left behind hold ciphertexts under destroyed keys and expire. */
+  cacheCleanupFailed: boolean;
+}
+
 export interface KeyLifecycle {
   rotateMasterKey(p: Principal, keyId: string): Promise<{ activeKeyId: string; previousKeyId: string; dataKeysToRewrap: number }>;
   rotateDeveloperKey(
     p: Principal,
     developerId: string,
   ): Promise<{ developerId: string; newVersion: number; previousVersion: number; versionsToReencrypt: number }>;
-  shredDeveloper(
-    p: Principal,
-    developerId: string,
-    confirmDeveloperId: string,
-  ): Promise<{ developerId: string; secretsDeleted: number; dataKeysDeleted: number; replicasEvicted: number }>;
+  shredDeveloper(p: Principal, developerId: string, confirmDeveloperId: string): Promise<ShredResult>;
   getKeyStatus(p: Principal, developerId: string): Promise<KeyStatus>;
-  /** The master key new data keys are wrapped under, as last read from the database. */
+  /** The active master key as this replica last read it (for logs; decisions read the database). */
   activeKekId(): string;
   /** Starts a rotation of a developer's data key without a caller (encryption limit reached). */
   rotateInBackground(developerId: string): void;
@@ -85,7 +101,6 @@ const KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
   const { db, keyProvider, dataKeys, cache, replicaId } = deps;
   let activeKekId = deps.initialActiveKekId;
-  let lastEvictionId = 0;
   let running = false;
   const timers = new Set<NodeJS.Timeout>();
   let backgroundBusy: Promise<unknown> | undefined;
@@ -121,20 +136,28 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
     if (beats++ % 100 === 0) await replicaStore.pruneEvictions(db, 3_600);
   }
 
+  /**
+   * Applies the evictions this replica has not acknowledged. Not a cursor over ids:
+   * ids are handed out before commit, so an eviction can become visible after one
+   * with a higher id, and "after the last id seen" would skip it.
+   */
   async function applyEvictions(): Promise<void> {
-    const evictions = await replicaStore.evictionsAfter(db, lastEvictionId);
+    const evictions = await replicaStore.unacknowledgedEvictions(db, replicaId);
     if (evictions.length === 0) return;
     for (const e of evictions) dataKeys.evict(e.developerId);
     await replicaStore.acknowledgeEvictions(db, replicaId, evictions.map((e) => e.id));
-    lastEvictionId = (evictions.at(-1) as { id: number }).id;
   }
 
-  /** Publishes an eviction, applies it here, and waits for every live replica's acknowledgement. */
-  async function evictEverywhere(developerId: string, wait: boolean): Promise<number> {
-    const id = await replicaStore.publishEviction(db, developerId);
+  /** Publishes an eviction of a developer's unwrapped keys and applies it here at once; returns its id. */
+  async function publishEviction(developerId: string): Promise<number> {
     dataKeys.evict(developerId);
+    const id = await replicaStore.publishEviction(db, developerId);
     await replicaStore.acknowledgeEvictions(db, replicaId, [id]);
-    if (!wait) return 0;
+    return id;
+  }
+
+  /** Waits until every live replica acknowledged eviction `id`; returns how many did. */
+  async function awaitAcknowledgements(id: number): Promise<number> {
     const deadline = Date.now() + (deps.evictionWaitMs ?? 10_000);
     for (;;) {
       const missing = await replicaStore.replicasMissingAck(db, id);
@@ -146,29 +169,35 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    const { rows } = await db.query<{ n: number }>("SELECT count(*) AS n FROM key_eviction_acks WHERE eviction_id = $1", [id]);
-    return rows[0]?.n ?? 0;
+    return replicaStore.countAcknowledgements(db, id);
   }
 
+  /**
+   * Rewraps one batch of data keys under the active master key, read under a share
+   * lock for the whole batch (so a rotation waits for it, and the next batch reads
+   * the new key), and written back in one statement.
+   */
   async function rewrapBatch(): Promise<number> {
-    const kek = activeKekId;
-    if (!keyProvider.has(kek)) return 0;
-    return db.transaction(async (tx) => {
-      const rows = await keyStore.lockDataKeysToRewrap(tx, kek, deps.batchSize);
-      let done = 0;
-      for (const row of rows) {
-        if (!keyProvider.has(row.kekId) || row.wrappedKey === null) continue; // another replica holds that key
-        const context = { developerId: row.developerId, dekVersion: row.version };
-        const dek = await keyProvider.unwrap(row.kekId, row.wrappedKey, context);
-        try {
-          await keyStore.rewrapDataKey(tx, row, kek, await keyProvider.wrap(kek, dek, context));
-        } finally {
-          dek.zeroize(); // our own unwrapped copy, never the one in the DEK cache
+    return retryConflicts(() =>
+      db.transaction(async (tx) => {
+        const kek = await keyStore.activeMasterKey(tx, { forShare: true });
+        activeKekId = kek;
+        if (!keyProvider.has(kek)) return 0;
+        const rows = await keyStore.lockDataKeysToRewrap(tx, kek, deps.batchSize);
+        const rewrapped: { row: keyStore.DataKeyRow; wrappedKey: Buffer }[] = [];
+        for (const row of rows) {
+          if (!keyProvider.has(row.kekId) || row.wrappedKey === null) continue; // another replica holds that key
+          const context = { developerId: row.developerId, dekVersion: row.version };
+          const dek = await keyProvider.unwrap(row.kekId, row.wrappedKey, context);
+          try {
+            rewrapped.push({ row, wrappedKey: await keyProvider.wrap(kek, dek, context) });
+          } finally {
+            dek.zeroize(); // our own unwrapped copy, never the one in the DEK cache
+          }
         }
-        done += 1;
-      }
-      return done;
-    });
+        return keyStore.rewrapDataKeys(tx, rewrapped, kek);
+      }),
+    );
   }
 
   async function reencryptBatch(): Promise<number> {
@@ -177,7 +206,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
     for (const row of rows) byDeveloper.set(row.developerId, [...(byDeveloper.get(row.developerId) ?? []), row]);
     let done = 0;
     for (const [developerId, list] of byDeveloper) {
-      done += await dataKeys.withWriteKey(
+      done += await retryConflicts(() => dataKeys.withWriteKey(
         developerId,
         async (tx, dek) => {
           let swapped = 0;
@@ -195,7 +224,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
           return swapped;
         },
         { encryptions: list.length },
-      );
+      ));
     }
     return done;
   }
@@ -203,12 +232,12 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
   async function retireUnreferenced(): Promise<number> {
     let retired = 0;
     for (const key of await keyStore.retiringDataKeys(db)) {
-      const done = await db.transaction((tx) => keyStore.retireIfUnreferenced(tx, key.developerId, key.version));
+      const done = await retryConflicts(() => db.transaction((tx) => keyStore.retireIfUnreferenced(tx, key.developerId, key.version)));
       if (!done) continue;
       retired += 1;
       deps.onEvent?.("data key retired", { developer: key.developerId, version: key.version });
-      await cache.evictDeveloper(key.developerId);
-      await evictEverywhere(key.developerId, false);
+      await publishEviction(key.developerId);
+      await cache.evictDeveloper(key.developerId).catch((e: unknown) => report("retired key: cache clean-up", e));
     }
     return retired;
   }
@@ -262,14 +291,15 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
   async function rotateDeveloper(developerId: string): Promise<{ newVersion: number; previousVersion: number }> {
     const fresh = KeyBytes.random(32);
     try {
-      const result = await db.transaction(async (tx) => {
-        const locked = await keyStore.lockActiveForRotation(tx, developerId);
-        if (!locked) throw new AppError("KEY_STATE", "this developer has no data key yet", {});
-        const kek = activeKekId;
-        const wrapped = await keyProvider.wrap(kek, fresh, { developerId, dekVersion: locked.nextVersion });
-        await keyStore.insertRotatedDataKey(tx, developerId, locked.active.version, locked.nextVersion, kek, wrapped);
-        return { newVersion: locked.nextVersion, previousVersion: locked.active.version };
-      });
+      const result = await retryConflicts(() =>
+        db.transaction(async (tx) => {
+          const active = await keyStore.lockActiveForRotation(tx, developerId);
+          if (!active) throw new AppError("KEY_STATE", "this developer has no data key yet", {});
+          const next = await dataKeys.wrapNew(tx, developerId, fresh);
+          await keyStore.insertRotatedDataKey(tx, developerId, active.version, next.version, next.kekId, next.wrappedKey);
+          return { newVersion: next.version, previousVersion: active.version };
+        }),
+      );
       deps.onEvent?.("data key rotated", { developer: developerId, ...result });
       kick();
       return result;
@@ -315,20 +345,27 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
       if (confirm !== developerId) {
         throw invalid("INVALID_ARGUMENT", "confirm_developer_id", "confirm_developer_id must repeat developer_id");
       }
-      const { rows } = await db.query<{ name: string }>("SELECT name FROM secrets WHERE developer_id = $1", [developerId]);
-      const names = rows.map((r) => r.name);
-      // Fence every name so no lookup in flight can fill a shredded secret back in.
-      for (let i = 0; i < names.length; i += 500) await cache.beginWrite(developerId, names.slice(i, i + 500));
-      let deleted: { secrets: number; dataKeys: number };
+      // No cache fence is needed: once every replica has dropped the unwrapped keys,
+      // an entry left in (or filled into) the cache holds a ciphertext nobody can open.
+      const deleted = await retryConflicts(() => db.transaction((tx) => keyStore.shredDeveloperRows(tx, developerId)));
+      // Evict first, whatever happens to the cache afterwards: this replica's keys and
+      // the eviction every replica applies, so no replica keeps a shredded key.
+      const evictionId = await publishEviction(developerId);
+      let cacheEntriesDeleted = 0;
+      let cacheCleanupFailed = false;
       try {
-        deleted = await db.transaction((tx) => keyStore.shredDeveloperRows(tx, developerId));
-      } finally {
-        for (let i = 0; i < names.length; i += 500) await cache.endWrite(developerId, names.slice(i, i + 500));
+        cacheEntriesDeleted = await cache.evictDeveloper(developerId);
+      } catch (e) {
+        cacheCleanupFailed = true;
+        report("shred: cache clean-up (entries left expire on their own)", e);
       }
-      await cache.evictDeveloper(developerId);
-      const replicasEvicted = await evictEverywhere(developerId, true);
-      deps.onEvent?.("developer shredded", { developer: developerId, ...deleted, replicasEvicted });
-      return { developerId, secretsDeleted: deleted.secrets, dataKeysDeleted: deleted.dataKeys, replicasEvicted };
+      const replicasEvicted = await awaitAcknowledgements(evictionId);
+      const result = { developerId, ...shredCounts(deleted), replicasEvicted, cacheEntriesDeleted, cacheCleanupFailed };
+      deps.onEvent?.("developer shredded", result);
+      if (deleted.secrets + deleted.versions + deleted.dataKeys === 0) {
+        throw new AppError("DEVELOPER_NOT_FOUND", "nothing is stored for this developer", { developer_id: developerId });
+      }
+      return result;
     },
 
     async getKeyStatus(p, rawDeveloperId) {
@@ -336,10 +373,12 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
       const developerId = authorizeDeveloper(p, rawDeveloperId, "secrets:keys");
       const own = !operator || rawDeveloperId !== "";
       const perKek = operator ? await keyStore.dataKeysPerMasterKey(db) : new Map<string, number>();
+      // From the database, so every replica answers alike from the moment a rotation is recorded.
+      const active = operator ? await keyStore.activeMasterKey(db) : "";
       return {
-        activeMasterKeyId: operator ? activeKekId : "",
+        activeMasterKeyId: active,
         dataKeysPerMasterKey: perKek,
-        dataKeysToRewrap: operator ? await keyStore.countDataKeysToRewrap(db, activeKekId) : 0,
+        dataKeysToRewrap: operator ? await keyStore.countDataKeysToRewrap(db, active) : 0,
         versionsToReencrypt: await keyStore.countCiphertextsToReencrypt(db, operator && rawDeveloperId === "" ? undefined : developerId),
         replicas: operator ? await replicaStore.liveReplicas(db) : [],
         dataKeys: own ? await keyStore.dataKeyInfos(db, developerId) : [],
@@ -356,7 +395,8 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
 
     async start() {
       await heartbeatOnce();
-      lastEvictionId = await replicaStore.latestEvictionId(db);
+      // This replica holds no unwrapped key yet: the evictions published so far are moot for it.
+      await replicaStore.acknowledgeAllEvictions(db, replicaId);
       running = true;
       every(deps.heartbeatMs ?? 5_000, heartbeatOnce, "heartbeat");
       every(deps.evictionPollMs ?? 500, applyEvictions, "key evictions");
@@ -373,4 +413,8 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
 
     runBackgroundPass: backgroundPass,
   };
+}
+
+function shredCounts(c: keyStore.ShredCounts): { secretsDeleted: number; versionsDeleted: number; dataKeysDeleted: number } {
+  return { secretsDeleted: c.secrets, versionsDeleted: c.versions, dataKeysDeleted: c.dataKeys };
 }

@@ -9,6 +9,7 @@ import { createCurrentReader } from "../store/current-reader.js";
 import * as store from "../store/secret-store.js";
 import * as versionStore from "../store/version-store.js";
 import { requireAllowlisted, requireScope } from "./authorize.js";
+import { retryConflicts } from "./conflicts.js";
 import { DataKeyUnavailable, type DataKeys } from "./data-keys.js";
 import { pageOf, pageTokenCodec, type Page } from "./page-token.js";
 import { createRateLimiter, type RateLimiter } from "./rate-limiter.js";
@@ -143,11 +144,14 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
     return openValue(dek, hit.dekVersion, hit.ciphertext, binding);
   }
 
-  /** A write: fenced in the cache before it commits, released after (DESIGN.md, The cache). */
+  /**
+   * A write: fenced in the cache before it commits, released after (DESIGN.md, The
+   * cache); the transaction is retried inside the fence when it loses a race.
+   */
   async function fenced<T>(developerId: string, name: string, write: () => Promise<T>): Promise<T> {
     await cache.beginWrite(developerId, [name]);
     try {
-      return await write();
+      return await retryConflicts(write);
     } finally {
       await cache.endWrite(developerId, [name]);
     }

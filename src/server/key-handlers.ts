@@ -33,8 +33,11 @@ export function keyHandlers(keys: KeyLifecycle): ServiceImpl<typeof KeyServiceDe
       return {
         developerId: r.developerId,
         secretsDeleted: BigInt(r.secretsDeleted),
+        versionsDeleted: BigInt(r.versionsDeleted),
         dataKeysDeleted: BigInt(r.dataKeysDeleted),
         replicasEvicted: r.replicasEvicted,
+        cacheEntriesDeleted: BigInt(r.cacheEntriesDeleted),
+        cacheCleanupFailed: r.cacheCleanupFailed,
       };
     },
     async getKeyStatus(req, ctx) {

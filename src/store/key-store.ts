@@ -3,6 +3,23 @@ import type { Queryable } from "./db.js";
 /**
  * The SQL of the key hierarchy: the recorded active master key and the developers'
  * wrapped data keys. Unwrapped keys never reach this layer.
+ *
+ * Lock order. Every transaction that touches a developer's data keys, secrets and
+ * secret count takes its row locks in this order, and never the other way round,
+ * so no two of them can wait for each other in a cycle:
+ *
+ *   1. master_key_state (rewrap: FOR SHARE; RotateMasterKey: FOR UPDATE)
+ *   2. the developer's data_keys rows (writes: the active one FOR SHARE, and the
+ *      foreign key of every version they insert; rotation: the active one FOR
+ *      UPDATE; shred: all of them FOR UPDATE, by version)
+ *   3. the developer's secrets rows (FOR UPDATE, or inserted: a create's unique
+ *      (developer_id, name) entry), then their secret_versions rows
+ *   4. developer_secret_counts (the statement triggers on secrets update it after
+ *      the secrets rows; a create checks its quota only after that)
+ *
+ * Postgres still aborts a transaction now and then (40001, 40P01, or a foreign
+ * key that a concurrent commit made stale); the service retries those a bounded
+ * number of times and then answers ABORTED (secrets/conflicts.ts).
  */
 
 /**
@@ -14,8 +31,15 @@ export async function ensureActiveMasterKey(q: Queryable, kekId: string): Promis
   return activeMasterKey(q);
 }
 
-export async function activeMasterKey(q: Queryable): Promise<string> {
-  const { rows } = await q.query<{ active_kek_id: string }>("SELECT active_kek_id FROM master_key_state WHERE singleton");
+/**
+ * The recorded active master key. With `forShare` the row stays locked until the
+ * transaction ends, so RotateMasterKey (FOR UPDATE) waits for a rewrap batch that
+ * read it and the next batch reads the new one: a key is never rewrapped back.
+ */
+export async function activeMasterKey(q: Queryable, options: { forShare?: boolean } = {}): Promise<string> {
+  const { rows } = await q.query<{ active_kek_id: string }>(
+    `SELECT active_kek_id FROM master_key_state WHERE singleton${options.forShare ? " FOR SHARE" : ""}`,
+  );
   const row = rows[0];
   if (!row) throw new Error("no active master key is recorded");
   return row.active_kek_id;
@@ -83,14 +107,30 @@ export async function findDataKey(q: Queryable, developerId: string, version: nu
 }
 
 /**
- * Inserts a developer's first data key unless one exists. Two replicas racing both
- * run this; one insert wins, the other does nothing, and both then read the winner.
+ * A new data key version, unique across all developers and for all time (schema
+ * migration 9): what a key is wrapped with, cached under and named by in envelopes.
  */
-export async function insertFirstDataKey(q: Queryable, developerId: string, kekId: string, wrappedKey: Buffer): Promise<void> {
+export async function nextDataKeyVersion(q: Queryable): Promise<number> {
+  const { rows } = await q.query<{ v: number }>("SELECT nextval('data_key_version')::int4 AS v");
+  return (rows[0] as { v: number }).v;
+}
+
+/**
+ * Inserts a developer's first active data key unless one is active already. Two
+ * replicas racing both run this; one insert wins, the other does nothing (the one
+ * active key per developer is a unique index), and both then read the winner.
+ */
+export async function insertFirstDataKey(
+  q: Queryable,
+  developerId: string,
+  version: number,
+  kekId: string,
+  wrappedKey: Buffer,
+): Promise<void> {
   await q.query(
     `INSERT INTO data_keys (developer_id, version, kek_id, wrapped_key, state)
-     VALUES ($1, 1, $2, $3, 'active') ON CONFLICT DO NOTHING`,
-    [developerId, kekId, wrappedKey],
+     VALUES ($1, $2, $3, $4, 'active') ON CONFLICT DO NOTHING`,
+    [developerId, version, kekId, wrappedKey],
   );
 }
 
@@ -123,7 +163,11 @@ export async function setActiveMasterKey(tx: Queryable, kekId: string): Promise<
   return previous;
 }
 
-/** Live data keys not wrapped under `activeKekId`, locked for a rewrap; skips rows another replica holds. */
+/**
+ * Live data keys not wrapped under `activeKekId`, locked for a rewrap. Rows another
+ * transaction holds are skipped (a replica's batch, or a write holding its key FOR
+ * SHARE): each key is claimed by one replica at a time and rewrapped once.
+ */
 export async function lockDataKeysToRewrap(tx: Queryable, activeKekId: string, limit: number): Promise<DataKeyRow[]> {
   const { rows } = await tx.query<RawDataKey>(
     `SELECT ${DATA_KEY_COLUMNS} FROM data_keys
@@ -142,28 +186,38 @@ export async function countDataKeysToRewrap(q: Queryable, activeKekId: string): 
   return rows[0]?.n ?? 0;
 }
 
-/** Replaces a locked data key's wrapping (same key bytes, new master key). */
-export async function rewrapDataKey(tx: Queryable, row: DataKeyRow, kekId: string, wrappedKey: Buffer): Promise<void> {
-  await tx.query(
-    "UPDATE data_keys SET kek_id = $4, wrapped_key = $5 WHERE developer_id = $1 AND version = $2 AND kek_id = $3",
-    [row.developerId, row.version, row.kekId, kekId, wrappedKey],
+/** Replaces the wrapping of locked data keys (same key bytes, new master key), in one statement. */
+export async function rewrapDataKeys(
+  tx: Queryable,
+  rewrapped: readonly { row: DataKeyRow; wrappedKey: Buffer }[],
+  kekId: string,
+): Promise<number> {
+  if (rewrapped.length === 0) return 0;
+  const { rowCount } = await tx.query(
+    `UPDATE data_keys k SET kek_id = $1, wrapped_key = w.wrapped_key
+     FROM unnest($2::text[], $3::int4[], $4::text[], $5::bytea[]) AS w(developer_id, version, old_kek_id, wrapped_key)
+     WHERE k.developer_id = w.developer_id AND k.version = w.version AND k.kek_id = w.old_kek_id`,
+    [
+      kekId,
+      rewrapped.map((r) => r.row.developerId),
+      rewrapped.map((r) => r.row.version),
+      rewrapped.map((r) => r.row.kekId),
+      rewrapped.map((r) => r.wrappedKey),
+    ],
   );
+  return rowCount;
 }
 
 /**
  * Locks the developer's active data key FOR UPDATE (waiting for in-flight writes,
- * which hold it FOR SHARE) and returns it with the next version number.
+ * which hold it FOR SHARE) for a rotation.
  */
-export async function lockActiveForRotation(tx: Queryable, developerId: string): Promise<{ active: DataKeyRow; nextVersion: number } | undefined> {
-  const active = (
-    await tx.query<RawDataKey>(
-      `SELECT ${DATA_KEY_COLUMNS} FROM data_keys WHERE developer_id = $1 AND state = 'active' FOR UPDATE`,
-      [developerId],
-    )
-  ).rows[0];
-  if (!active) return undefined;
-  const { rows } = await tx.query<{ v: number }>("SELECT max(version) AS v FROM data_keys WHERE developer_id = $1", [developerId]);
-  return { active: toDataKey(active), nextVersion: (rows[0]?.v ?? active.version) + 1 };
+export async function lockActiveForRotation(tx: Queryable, developerId: string): Promise<DataKeyRow | undefined> {
+  const { rows } = await tx.query<RawDataKey>(
+    `SELECT ${DATA_KEY_COLUMNS} FROM data_keys WHERE developer_id = $1 AND state = 'active' FOR UPDATE`,
+    [developerId],
+  );
+  return rows[0] ? toDataKey(rows[0]) : undefined;
 }
 
 /** Demotes the active key to retiring and inserts its successor, in the caller's transaction. */
@@ -206,7 +260,7 @@ export async function ciphertextsUnderRetiringKeys(q: Queryable, limit: number):
   }>(
     `SELECT v.developer_id, v.secret_id, s.name, v.version, v.dek_version, v.ciphertext
      FROM data_keys k
-     JOIN secret_versions v ON v.developer_id = k.developer_id AND v.dek_version = k.version AND v.ciphertext IS NOT NULL
+     JOIN secret_versions v ON v.developer_id = k.developer_id AND v.dek_version = k.version AND v.dek_version IS NOT NULL
      JOIN secrets s ON s.id = v.secret_id AND s.developer_id = v.developer_id
      WHERE k.state = 'retiring'
      ORDER BY v.developer_id, v.secret_id, v.version LIMIT $1`,
@@ -250,7 +304,7 @@ export async function retireIfUnreferenced(tx: Queryable, developerId: string, v
   );
   if (locked.rowCount === 0) return false;
   const { rows } = await tx.query<{ n: number }>(
-    "SELECT count(*) AS n FROM secret_versions WHERE developer_id = $1 AND dek_version = $2 AND ciphertext IS NOT NULL",
+    "SELECT count(*) AS n FROM secret_versions WHERE developer_id = $1 AND dek_version = $2 AND dek_version IS NOT NULL",
     [developerId, version],
   );
   if ((rows[0]?.n ?? 0) > 0) return false;
@@ -265,19 +319,36 @@ export async function retireIfUnreferenced(tx: Queryable, developerId: string, v
 export async function countCiphertextsToReencrypt(q: Queryable, developerId?: string): Promise<number> {
   const { rows } = await q.query<{ n: number }>(
     `SELECT count(*) AS n FROM data_keys k
-     JOIN secret_versions v ON v.developer_id = k.developer_id AND v.dek_version = k.version AND v.ciphertext IS NOT NULL
+     JOIN secret_versions v ON v.developer_id = k.developer_id AND v.dek_version = k.version AND v.dek_version IS NOT NULL
      WHERE k.state = 'retiring' AND ($1::text IS NULL OR k.developer_id = $1)`,
     [developerId ?? null],
   );
   return rows[0]?.n ?? 0;
 }
 
-/** Deletes a developer's secrets (and, by cascade, versions), their count and data keys. */
-export async function shredDeveloperRows(tx: Queryable, developerId: string): Promise<{ secrets: number; dataKeys: number }> {
+/** What a shred deleted. */
+export interface ShredCounts {
+  secrets: number;
+  versions: number;
+  dataKeys: number;
+}
+
+/**
+ * Deletes a developer's secrets, their versions and the developer's data keys, in
+ * the lock order above: the data keys first (FOR UPDATE, which waits for every write
+ * holding the active one), then the secrets (the versions go by cascade, and the
+ * count follows through its trigger), then the keys. A write that commits a version
+ * under a key while this runs makes the key's deletion fail on the foreign key
+ * (23503): the caller retries, and the next attempt deletes that secret too. The
+ * count row goes once it is zero (a create that commits meanwhile keeps it).
+ */
+export async function shredDeveloperRows(tx: Queryable, developerId: string): Promise<ShredCounts> {
+  await tx.query("SELECT 1 FROM data_keys WHERE developer_id = $1 ORDER BY version FOR UPDATE", [developerId]);
+  const { rows } = await tx.query<{ n: number }>("SELECT count(*) AS n FROM secret_versions WHERE developer_id = $1", [developerId]);
   const secrets = await tx.query("DELETE FROM secrets WHERE developer_id = $1", [developerId]);
-  await tx.query("DELETE FROM developer_secret_counts WHERE developer_id = $1", [developerId]);
   const keys = await tx.query("DELETE FROM data_keys WHERE developer_id = $1", [developerId]);
-  return { secrets: secrets.rowCount, dataKeys: keys.rowCount };
+  await tx.query("DELETE FROM developer_secret_counts WHERE developer_id = $1 AND secrets = 0", [developerId]);
+  return { secrets: secrets.rowCount, versions: rows[0]?.n ?? 0, dataKeys: keys.rowCount };
 }
 
 export interface DataKeyInfoRow {
@@ -302,7 +373,7 @@ export async function dataKeyInfos(q: Queryable, developerId: string): Promise<D
   }>(
     `SELECT k.developer_id, k.version, k.state, k.kek_id, k.encryption_count, k.created_at,
             (SELECT count(*) FROM secret_versions v
-             WHERE v.developer_id = k.developer_id AND v.dek_version = k.version AND v.ciphertext IS NOT NULL) AS n
+             WHERE v.developer_id = k.developer_id AND v.dek_version = k.version AND v.dek_version IS NOT NULL) AS n
      FROM data_keys k WHERE k.developer_id = $1 ORDER BY k.version DESC`,
     [developerId],
   );

@@ -41,18 +41,32 @@ export async function publishEviction(q: Queryable, developerId: string): Promis
   return (rows[0] as { id: number }).id;
 }
 
-/** The newest eviction id (a replica starts listening from here). */
-export async function latestEvictionId(q: Queryable): Promise<number> {
-  const { rows } = await q.query<{ id: number | null }>("SELECT max(id) AS id FROM key_evictions");
-  return rows[0]?.id ?? 0;
-}
-
-export async function evictionsAfter(q: Queryable, afterId: number): Promise<{ id: number; developerId: string }[]> {
+/**
+ * Evictions this replica has not acknowledged, oldest first. Found by the
+ * acknowledgements rather than by a cursor over ids, which commit out of order.
+ */
+export async function unacknowledgedEvictions(q: Queryable, replicaId: string): Promise<{ id: number; developerId: string }[]> {
   const { rows } = await q.query<{ id: number; developer_id: string }>(
-    "SELECT id, developer_id FROM key_evictions WHERE id > $1 ORDER BY id LIMIT 1000",
-    [afterId],
+    `SELECT e.id, e.developer_id FROM key_evictions e
+     WHERE NOT EXISTS (SELECT 1 FROM key_eviction_acks a WHERE a.eviction_id = e.id AND a.replica_id = $1)
+     ORDER BY e.id LIMIT 1000`,
+    [replicaId],
   );
   return rows.map((r) => ({ id: r.id, developerId: r.developer_id }));
+}
+
+/** Acknowledges every eviction published so far (a replica starting with no keys in memory). */
+export async function acknowledgeAllEvictions(q: Queryable, replicaId: string): Promise<void> {
+  await q.query(
+    "INSERT INTO key_eviction_acks (eviction_id, replica_id) SELECT id, $1 FROM key_evictions ON CONFLICT DO NOTHING",
+    [replicaId],
+  );
+}
+
+/** How many replicas acknowledged an eviction. */
+export async function countAcknowledgements(q: Queryable, evictionId: number): Promise<number> {
+  const { rows } = await q.query<{ n: number }>("SELECT count(*) AS n FROM key_eviction_acks WHERE eviction_id = $1", [evictionId]);
+  return rows[0]?.n ?? 0;
 }
 
 export async function acknowledgeEvictions(q: Queryable, replicaId: string, ids: readonly number[]): Promise<void> {

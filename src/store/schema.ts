@@ -283,4 +283,29 @@ END
 $fn$;
 `,
   },
+  {
+    version: 9,
+    name: "data key identities never reused; versions reference their data key",
+    sql: `
+-- A data key's version is its identity: the DEK caches of every replica are keyed
+-- by (developer, version), the wrapped key's associated data binds it, and a value's
+-- envelope names it. Counted per developer, it started at 1 again after a shred, so a
+-- replica still holding the shredded key sealed new values under it. Versions now
+-- come from one sequence for all developers and are never handed out twice.
+CREATE SEQUENCE data_key_version AS integer;
+SELECT setval('data_key_version', COALESCE((SELECT max(version) FROM data_keys), 0) + 1, false);
+
+-- A stored ciphertext always has its data key: the database refuses to delete a key
+-- that a version still references, and to insert a version under a key that is gone,
+-- whatever race a writer and a shred run. (NOT VALID: rows from before are not
+-- re-checked at start-up; every new or changed row is.)
+ALTER TABLE secret_versions ADD CONSTRAINT secret_versions_data_key_fkey
+  FOREIGN KEY (developer_id, dek_version) REFERENCES data_keys (developer_id, version) NOT VALID;
+
+-- What references a data key, for that constraint's check on delete and for the
+-- key jobs' recounts: versions with a data key (destroyed versions have none).
+CREATE INDEX secret_versions_by_data_key ON secret_versions (developer_id, dek_version) WHERE dek_version IS NOT NULL;
+DROP INDEX secret_versions_by_dek;
+`,
+  },
 ];

@@ -78,44 +78,48 @@ export interface NewSecret {
 
 /**
  * Inserts a secret at version 1 with its first version row, unless its developer
- * already stores `maxSecrets` (QUOTA_EXCEEDED). A taken name is SECRET_EXISTS.
+ * then stores more than `maxSecrets` (QUOTA_EXCEEDED; the caller's transaction
+ * rolls back). A taken name is SECRET_EXISTS.
  *
- * The quota is read from the developer's count, which triggers on `secrets` keep
- * (schema migration 3), in the same statement as the insert: the upsert locks the
- * count (creating it at 0 for a new developer) until the transaction ends, so of
- * concurrent creates at the limit, each sees the ones committed before it, and only
- * the commit follows while the lock is held.
+ * The quota is read from the developer's count, which the triggers on `secrets`
+ * keep (schema migration 3), after the insert: the trigger's upsert locks the count
+ * until the transaction ends, so of concurrent creates at the limit each sees the
+ * ones committed before it. The count comes after the secret row, as in every other
+ * path (store/key-store.ts, lock order): taking it first deadlocked against a delete
+ * of the same name, which holds the secret row and then updates the count.
  */
 export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: number): Promise<SecretRow> {
+  let row: RawSecret | undefined;
   try {
-    const { rows } = await tx.query<RawSecret>(
-      `WITH n AS (
-         INSERT INTO developer_secret_counts AS c (developer_id, secrets) VALUES ($2, 0)
-         ON CONFLICT (developer_id) DO UPDATE SET secrets = c.secrets
-         RETURNING secrets
-       ), s AS (
+    ({
+      rows: [row],
+    } = await tx.query<RawSecret>(
+      `WITH s AS (
          INSERT INTO secrets (id, developer_id, name, description, metadata, current_version,
                               created_at, updated_at, created_by, updated_by)
-         SELECT $1, $2, $3, $4, $5::jsonb, 1, now(), now(), $6, $6 FROM n WHERE n.secrets < $9::int8
+         VALUES ($1, $2, $3, $4, $5::jsonb, 1, now(), now(), $6, $6)
          RETURNING ${SECRET_COLUMNS}
        ), v AS (
          INSERT INTO secret_versions (secret_id, developer_id, version, state, ciphertext, dek_version, created_at, created_by)
          SELECT id, developer_id, 1, 'enabled', $7, $8, created_at, created_by FROM s
        )
        SELECT ${SECRET_COLUMNS} FROM s`,
-      [s.id, s.developerId, s.name, s.description, s.metadataJson, s.createdBy, s.ciphertext, s.dekVersion, maxSecrets],
-    );
-    const row = rows[0];
-    if (row === undefined) {
-      throw new AppError("QUOTA_EXCEEDED", `a developer may store at most ${maxSecrets} secrets`, { limit: String(maxSecrets) });
-    }
-    return toSecret(row);
+      [s.id, s.developerId, s.name, s.description, s.metadataJson, s.createdBy, s.ciphertext, s.dekVersion],
+    ));
   } catch (e) {
     if (isUniqueViolation(e, "secrets_developer_name_key")) {
       throw new AppError("SECRET_EXISTS", "a secret with this name already exists", { field: "name" }, { cause: e });
     }
     throw e;
   }
+  const { rows: counts } = await tx.query<{ secrets: number }>(
+    "SELECT secrets FROM developer_secret_counts WHERE developer_id = $1",
+    [s.developerId],
+  );
+  if ((counts[0]?.secrets ?? 0) > maxSecrets) {
+    throw new AppError("QUOTA_EXCEEDED", `a developer may store at most ${maxSecrets} secrets`, { limit: String(maxSecrets) });
+  }
+  return toSecret(row as RawSecret);
 }
 
 /** A secret's attributes; `forUpdate` locks the row for the rest of the transaction. */

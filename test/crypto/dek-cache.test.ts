@@ -2,6 +2,9 @@ import { describe, it, expect } from "vitest";
 import { createDekCache } from "../../src/crypto/dek-cache.js";
 import { KeyBytes } from "../../src/crypto/key-bytes.js";
 
+/** A wrapped key, as the row a cached key was unwrapped from holds it. */
+const W = Buffer.from("wrapped-key-of-the-row");
+
 function clock(start = 0): { now: () => number; advance: (ms: number) => void } {
   let t = start;
   return { now: () => t, advance: (ms) => (t += ms) };
@@ -12,8 +15,8 @@ describe("DEK cache", () => {
     const cache = createDekCache();
     const a1 = KeyBytes.random();
     const a2 = KeyBytes.random();
-    cache.set("dev-a", 1, a1);
-    cache.set("dev-a", 2, a2);
+    cache.set("dev-a", 1, a1, W);
+    cache.set("dev-a", 2, a2, W);
     expect(cache.get("dev-a", 1)).toBe(a1);
     expect(cache.get("dev-a", 2)).toBe(a2);
     expect(cache.get("dev-a", 3)).toBeUndefined();
@@ -26,10 +29,10 @@ describe("DEK cache", () => {
     const a = KeyBytes.random();
     const b = KeyBytes.random();
     const c = KeyBytes.random();
-    cache.set("a", 1, a);
-    cache.set("b", 1, b);
+    cache.set("a", 1, a, W);
+    cache.set("b", 1, b, W);
     expect(cache.get("a", 1)).toBe(a); // a is now the most recently used
-    cache.set("c", 1, c);
+    cache.set("c", 1, c, W);
     expect(cache.size).toBe(2);
     expect(cache.get("b", 1)).toBeUndefined();
     expect(cache.get("a", 1)).toBe(a);
@@ -39,7 +42,7 @@ describe("DEK cache", () => {
   it("holds 10,000 entries by default", () => {
     const cache = createDekCache();
     const key = KeyBytes.random();
-    for (let i = 0; i < 10_001; i++) cache.set(`dev-${i}`, 1, key);
+    for (let i = 0; i < 10_001; i++) cache.set(`dev-${i}`, 1, key, W);
     expect(cache.size).toBe(10_000);
     expect(cache.get("dev-0", 1)).toBeUndefined();
     expect(cache.get("dev-10000", 1)).toBe(key);
@@ -49,7 +52,7 @@ describe("DEK cache", () => {
     const c = clock(1_000);
     const cache = createDekCache({ ttlMs: 1_000, now: c.now });
     const key = KeyBytes.random();
-    cache.set("dev", 1, key);
+    cache.set("dev", 1, key, W);
     c.advance(500);
     expect(cache.get("dev", 1)).toBe(key);
     c.advance(499);
@@ -62,7 +65,7 @@ describe("DEK cache", () => {
   it("expires after 5 minutes by default", () => {
     const c = clock();
     const cache = createDekCache({ now: c.now });
-    cache.set("dev", 1, KeyBytes.random());
+    cache.set("dev", 1, KeyBytes.random(), W);
     c.advance(5 * 60 * 1000 - 1);
     expect(cache.get("dev", 1)).toBeDefined();
     c.advance(1);
@@ -73,19 +76,19 @@ describe("DEK cache", () => {
     const c = clock();
     const cache = createDekCache({ ttlMs: 100, now: c.now });
     const key = KeyBytes.random();
-    cache.set("dev", 1, key);
+    cache.set("dev", 1, key, W);
     c.advance(90);
-    cache.set("dev", 1, key);
+    cache.set("dev", 1, key, W);
     c.advance(90);
     expect(cache.get("dev", 1)).toBe(key);
   });
 
   it("evicts one developer's keys only", () => {
     const cache = createDekCache();
-    cache.set("dev1", 1, KeyBytes.random());
-    cache.set("dev1", 2, KeyBytes.random());
-    cache.set("dev10", 1, KeyBytes.random());
-    cache.set("dev", 1, KeyBytes.random());
+    cache.set("dev1", 1, KeyBytes.random(), W);
+    cache.set("dev1", 2, KeyBytes.random(), W);
+    cache.set("dev10", 1, KeyBytes.random(), W);
+    cache.set("dev", 1, KeyBytes.random(), W);
     cache.evictDeveloper("dev1");
     expect(cache.get("dev1", 1)).toBeUndefined();
     expect(cache.get("dev1", 2)).toBeUndefined();
@@ -97,9 +100,9 @@ describe("DEK cache", () => {
   it("does not confuse developer ids that share a separator-like suffix", () => {
     const cache = createDekCache();
     const key = KeyBytes.random();
-    cache.set("a\u0000", 1, key);
+    cache.set("a\u0000", 1, key, W);
     expect(cache.get("a", 1)).toBeUndefined();
-    cache.set('a",1', 2, key);
+    cache.set('a",1', 2, key, W);
     expect(cache.get("a", 1)).toBeUndefined();
   });
 
@@ -107,15 +110,15 @@ describe("DEK cache", () => {
     const c = clock();
     const cache = createDekCache({ maxEntries: 1, ttlMs: 10, now: c.now });
     const lru = KeyBytes.random();
-    cache.set("a", 1, lru);
-    cache.set("b", 1, KeyBytes.random());
+    cache.set("a", 1, lru, W);
+    cache.set("b", 1, KeyBytes.random(), W);
     expect(lru.exposeSecretBytes().length).toBe(32);
     const expired = cache.get("b", 1)!;
     c.advance(10);
     expect(cache.get("b", 1)).toBeUndefined();
     expect(expired.exposeSecretBytes().length).toBe(32);
     const evicted = KeyBytes.random();
-    cache.set("c", 1, evicted);
+    cache.set("c", 1, evicted, W);
     cache.evictDeveloper("c");
     expect(evicted.exposeSecretBytes().length).toBe(32);
   });
@@ -124,8 +127,8 @@ describe("DEK cache", () => {
     const cache = createDekCache();
     const a = KeyBytes.random();
     const b = KeyBytes.random();
-    cache.set("a", 1, a);
-    cache.set("b", 1, b);
+    cache.set("a", 1, a, W);
+    cache.set("b", 1, b, W);
     cache.clear();
     expect(cache.size).toBe(0);
     expect(cache.get("a", 1)).toBeUndefined();
@@ -138,5 +141,25 @@ describe("DEK cache", () => {
     expect(() => createDekCache({ maxEntries: 1.5 })).toThrow();
     expect(() => createDekCache({ ttlMs: 0 })).toThrow();
     expect(() => createDekCache({ ttlMs: Number.NaN })).toThrow();
+  });
+});
+
+describe("DEK cache: the row a key came from", () => {
+  it("answers a caller holding the same wrapped key, and misses for any other", () => {
+    const cache = createDekCache();
+    const key = KeyBytes.random();
+    cache.set("dev", 7, key, W);
+    expect(cache.get("dev", 7, Buffer.from(W))).toBe(key);
+    expect(cache.get("dev", 7, Buffer.from("rewrapped-or-another-row"))).toBeUndefined();
+    expect(cache.get("dev", 7)).toBe(key); // no row at hand (a cache hit): the version alone, never reused
+  });
+
+  it("keeps its own copy of the wrapped key", () => {
+    const cache = createDekCache();
+    const key = KeyBytes.random();
+    const wrapped = Buffer.from(W);
+    cache.set("dev", 1, key, wrapped);
+    wrapped.fill(0);
+    expect(cache.get("dev", 1, W)).toBe(key);
   });
 });

@@ -145,4 +145,41 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
     await readAll(c);
     expect(await c.stop()).toBe(0);
   });
+
+  it("every replica's GetKeyStatus is true once RotateMasterKey returns; each key is rewrapped once, never back", async () => {
+    // Small batches with pauses, so both replicas' background jobs rewrap at once.
+    const slow = { SECRETS_KEY_JOB_BATCH: "2", SECRETS_KEY_JOB_PAUSE_MS: "30" };
+    // The replica killed above would count as live (and lacking k1) for 30 s more.
+    await testDb.db.query("DELETE FROM replicas");
+    const a = await cluster.start([k3, k1], slow);
+    const b = await cluster.start([k3, k1], slow);
+    const operator = await cluster.token("ops", OPERATOR);
+    expect((await b.keys.getKeyStatus({}, operator)).activeMasterKeyId).toBe("k3");
+
+    await a.keys.rotateMasterKey({ keyId: "k1" }, operator);
+    // b has not had a heartbeat since (every 5 s): it answers from the database all the same.
+    const status = await b.keys.getKeyStatus({}, operator);
+    expect(status.activeMasterKeyId).toBe("k1");
+    const { rows: left } = await testDb.db.query<{ n: number }>("SELECT count(*) AS n FROM data_keys WHERE kek_id <> 'k1'");
+    expect(status.dataKeysToRewrap).toBeGreaterThanOrEqual(BigInt(left[0]?.n ?? 0));
+    expect(status.dataKeysToRewrap).toBeGreaterThan(0n);
+
+    await waitForRewrap(b, operator);
+    // Past b's next heartbeat: nothing moves back under k3.
+    await new Promise((r) => setTimeout(r, 6_000));
+    const after = await testDb.db.query<{ kek_id: string; n: number }>("SELECT kek_id, count(*) AS n FROM data_keys GROUP BY kek_id");
+    expect(after.rows).toEqual([{ kek_id: "k1", n: DEVELOPERS }]);
+
+    // The rewraps the two replicas logged add up to one per data key.
+    const rewraps = (replica: Replica) =>
+      replica.process
+        .stdout()
+        .split("\n")
+        .filter((line) => line.includes('"msg":"key job pass"'))
+        .reduce((sum, line) => sum + (JSON.parse(line) as { rewrapped: number }).rewrapped, 0);
+    expect(await a.stop()).toBe(0);
+    expect(await b.stop()).toBe(0);
+    expect(rewraps(a) + rewraps(b)).toBe(DEVELOPERS);
+    await readAll(await cluster.start([k1]));
+  });
 });

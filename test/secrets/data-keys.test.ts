@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDekCache } from "../../src/crypto/dek-cache.js";
 import { KeyBytes } from "../../src/crypto/key-bytes.js";
 import { createLocalKeyProvider } from "../../src/crypto/key-provider.js";
+import { openValue, sealValue } from "../../src/crypto/value-cipher.js";
 import { createDataKeys, type DataKeys } from "../../src/secrets/data-keys.js";
 import type { Db, QueryResult } from "../../src/store/db.js";
 import * as keyStore from "../../src/store/key-store.js";
@@ -40,24 +41,25 @@ describe(`data keys on ${testDatabaseKind()}`, () => {
 
   beforeAll(async () => {
     t = await createTestDb();
+    await keyStore.ensureActiveMasterKey(t.db, "k1");
   });
   afterAll(async () => {
     await t?.cleanup();
   });
 
   function dataKeysOn(db: Db): DataKeys {
-    return createDataKeys({ db, keyProvider, cache: createDekCache(), activeKekId: () => "k1" });
+    return createDataKeys({ db, keyProvider, cache: createDekCache() });
   }
 
   /** What another replica's RotateDeveloperKey leaves: the active key retiring, a new one active. */
   async function rotateElsewhere(developerId: string): Promise<number> {
     return t.db.transaction(async (tx) => {
-      const locked = await keyStore.lockActiveForRotation(tx, developerId);
-      if (!locked) throw new Error("no active key to rotate");
-      const fresh = KeyBytes.random(32);
-      const wrapped = await keyProvider.wrap("k1", fresh, { developerId, dekVersion: locked.nextVersion });
-      await keyStore.insertRotatedDataKey(tx, developerId, locked.active.version, locked.nextVersion, "k1", wrapped);
-      return locked.nextVersion;
+      const active = await keyStore.lockActiveForRotation(tx, developerId);
+      if (!active) throw new Error("no active key to rotate");
+      const next = await keyStore.nextDataKeyVersion(tx);
+      const wrapped = await keyProvider.wrap("k1", KeyBytes.random(32), { developerId, dekVersion: next });
+      await keyStore.insertRotatedDataKey(tx, developerId, active.version, next, "k1", wrapped);
+      return next;
     });
   }
 
@@ -86,17 +88,18 @@ describe(`data keys on ${testDatabaseKind()}`, () => {
     const c = counting(t.db);
     const keys = dataKeysOn(c.db);
     const dev = newDeveloper();
-    expect(await versionOf(keys, dev)).toBe(1); // creates the first key: a read, the insert, a read back
+    const first = await versionOf(keys, dev); // creates the first key: a read, the insert, a read back
     const afterFirst = c.activeReads();
-    for (let i = 0; i < 5; i++) expect(await versionOf(keys, dev)).toBe(1);
+    for (let i = 0; i < 5; i++) expect(await versionOf(keys, dev)).toBe(first);
     expect(c.activeReads()).toBe(afterFirst);
   });
 
   it("moves to the key another replica rotated to, in the same call", async () => {
     const keys = dataKeysOn(t.db);
     const dev = newDeveloper();
-    expect(await versionOf(keys, dev)).toBe(1);
+    const first = await versionOf(keys, dev);
     const next = await rotateElsewhere(dev);
+    expect(next).toBeGreaterThan(first);
     let calls = 0;
     const version = await keys.withWriteKey(dev, async (_tx, dek) => {
       calls += 1;
@@ -135,5 +138,45 @@ describe(`data keys on ${testDatabaseKind()}`, () => {
     await versionOf(keys, dev);
     await t.db.transaction((tx) => keyStore.shredDeveloperRows(tx, dev));
     await expectRefusedWithoutKey(keys, dev, refuser());
+  });
+
+  it("after a shred elsewhere, a replica never seals with the shredded key: the next key is a new version", async () => {
+    const replicaA = dataKeysOn(t.db);
+    const replicaB = dataKeysOn(t.db);
+    const dev = newDeveloper();
+    const shredded = await versionOf(replicaA, dev); // A remembers the key and holds its bytes
+    await t.db.transaction((tx) => keyStore.shredDeveloperRows(tx, dev));
+    const fresh = await versionOf(replicaB, dev); // B makes the developer's next first key
+    expect(fresh).not.toBe(shredded);
+
+    // A's next write seals under the key that is stored now, which B (and so any replica) opens.
+    const binding = { developerId: dev, secretId: "00000000-0000-4000-8000-000000000001", name: "api_key", version: 1 };
+    const sealed = await replicaA.withWriteKey(dev, async (_tx, dek) => ({
+      version: dek.version,
+      ciphertext: sealValue(dek.key, dek.version, Buffer.from("value"), binding),
+    }));
+    expect(sealed.version).toBe(fresh);
+    const key = await replicaB.forRead(dev, sealed.version);
+    expect(openValue(key, sealed.version, sealed.ciphertext, binding).toString()).toBe("value");
+  });
+
+  it("a remembered key whose row was rewrapped is read again from the row before a write uses it", async () => {
+    const c = counting(t.db);
+    const keys = dataKeysOn(c.db);
+    const dev = newDeveloper();
+    const version = await versionOf(keys, dev);
+    const row = await keyStore.findActiveDataKey(t.db, dev);
+    const bytes = await keyProvider.unwrap("k1", row?.wrappedKey as Buffer, { developerId: dev, dekVersion: version });
+    const rewrapped = await keyProvider.wrap("k1", bytes, { developerId: dev, dekVersion: version });
+    await t.db.query("UPDATE data_keys SET wrapped_key = $3 WHERE developer_id = $1 AND version = $2", [dev, version, rewrapped]);
+    const before = c.activeReads();
+    expect(await versionOf(keys, dev)).toBe(version);
+    expect(c.activeReads()).toBe(before + 1); // the remembered key did not match the locked row
+  });
+
+  it("versions are never handed out twice, across developers", async () => {
+    const keys = dataKeysOn(t.db);
+    const versions = await Promise.all([newDeveloper(), newDeveloper(), newDeveloper()].map((d) => versionOf(keys, d)));
+    expect(new Set(versions).size).toBe(3);
   });
 });

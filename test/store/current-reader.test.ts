@@ -21,8 +21,12 @@ afterAll(async () => {
 
 const newDeveloper = () => `dev-${randomBytes(6).toString("hex")}`;
 
-/** Stores `names` for `developerId`, each with a ciphertext unique to (developer, name). */
-async function store(developerId: string, names: string[]): Promise<Map<string, Buffer>> {
+/**
+ * Stores `names` for `developerId`, each with a ciphertext unique to (developer, name),
+ * under the developer's data key version 1 (wrapped as `wrappedKey`, made first).
+ */
+async function store(developerId: string, names: string[], wrappedKey: Buffer = randomBytes(40)): Promise<Map<string, Buffer>> {
+  await insertFirstDataKey(t.db, developerId, 1, "kek-test", wrappedKey);
   const stored = new Map<string, Buffer>();
   for (const name of names) {
     const ciphertext = randomBytes(24);
@@ -114,10 +118,9 @@ describe("current-value reader", () => {
 
   it("reads several secrets of several developers in one statement, each row with the developer it belongs to", async () => {
     const [alice, bob, carol] = [newDeveloper(), newDeveloper(), newDeveloper()];
-    const aliceStored = await store(alice, ["api_key", "only_alice"]);
-    const bobStored = await store(bob, ["api_key"]);
     const wrapped = randomBytes(40);
-    await insertFirstDataKey(t.db, alice, "kek-test", wrapped); // the version store() names
+    const aliceStored = await store(alice, ["api_key", "only_alice"], wrapped);
+    const bobStored = await store(bob, ["api_key"]);
     const rows = await findSealedCurrentOfMany(t.db, [
       { developerId: alice, name: "api_key" },
       { developerId: bob, name: "api_key" },
@@ -138,7 +141,7 @@ describe("current-value reader", () => {
     const [one] = await findSealedCurrent(t.db, alice, ["api_key"]);
     expect(one).toEqual(await findSealedVersion(t.db, alice, "api_key", 0));
     expect([one?.kekId, one?.wrappedKey]).toEqual(["kek-test", wrapped]);
-    expect(rows.find((r) => r.developerId === bob)?.kekId).toBeNull(); // bob has no data key row here
+    expect(rows.find((r) => r.developerId === bob)?.wrappedKey).not.toEqual(wrapped); // bob's own data key
     expect(await findSealedCurrentOfMany(t.db, [])).toEqual([]);
   });
 

@@ -112,6 +112,10 @@ describe(`Db on ${testDatabaseKind()}`, () => {
     it("stores ciphertext bytea in secret_versions unchanged", async () => {
       const dev = newDeveloper();
       const { id } = await insertSecret(db, dev, "bytes");
+      await db.query("INSERT INTO data_keys (developer_id, version, kek_id, wrapped_key, state) VALUES ($1, 1, 'k1', $2, 'active')", [
+        dev,
+        randomBytes(60),
+      ]);
       const ciphertext = randomBytes(300);
       ciphertext[7] = 0;
       await db.query(
