@@ -35,6 +35,11 @@ export interface DataKeys {
   forRead(developerId: string, version: number, wrapped?: { kekId: string; wrappedKey: Buffer }): Promise<KeyBytes>;
   /** The unwrapped DEK if it is in memory, at once (the cache-hit path); undefined means: use forRead. */
   inMemory(developerId: string, version: number): KeyBytes | undefined;
+  /**
+   * The developer's active DEK, created if there is none: for a key the service
+   * itself owns under a developer id no token can name (cache-entry-key.ts).
+   */
+  currentKey(developerId: string): Promise<DataKey>;
   /** Forgets a developer's unwrapped keys (shredding, retirement). */
   evict(developerId: string): void;
   /**
@@ -207,6 +212,8 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
         }
       }
     },
+
+    currentKey: (developerId) => activeKey(developerId, undefined),
 
     inMemory(developerId, version) {
       return cache.get(developerId, version);
