@@ -27,7 +27,13 @@ import { serverCredentials } from "./server/tls.js";
 import { startGrpcServer } from "./server/server.js";
 import type { Db } from "./store/db.js";
 import { MIGRATIONS, openDatabase } from "./store/index.js";
-import { countCiphertextsToReencrypt, countDataKeysToRewrap, dataKeysPerMasterKey, ensureActiveMasterKey } from "./store/key-store.js";
+import {
+  activeMasterKey,
+  countCiphertextsToReencrypt,
+  countDataKeysToRewrap,
+  dataKeysPerMasterKey,
+  ensureActiveMasterKey,
+} from "./store/key-store.js";
 
 /**
  * The composition root: the only place that reads configuration and wires the
@@ -137,7 +143,7 @@ export async function startService(config: Config, options: StartOptions): Promi
       // Both are created below; Prometheus scrapes only after start-up.
       auditQueueDepth: () => auditLog.queueDepth,
       keyJobsPending: async () => ({
-        rewrap: await countDataKeysToRewrap(db, lifecycle.activeKekId()),
+        rewrap: await countDataKeysToRewrap(db, await activeMasterKey(db)),
         reencrypt: await countCiphertextsToReencrypt(db),
       }),
     });
