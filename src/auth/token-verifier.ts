@@ -87,13 +87,17 @@ function verificationKey(config: VerificationKey): { algorithm: string; key: Uin
 }
 
 function principalFrom(payload: JWTPayload, exp: number): Principal {
-  const sub = payload.sub as string;
-  if (!SUBJECT_PATTERN.test(sub)) throw new AppError("TOKEN_INVALID", "token subject is malformed");
+  // jose checks that `sub` is present, not its type. The type is checked before the
+  // pattern because RegExp.test coerces: ["alice"] and 12 would pass as "alice" and "12".
+  const sub: unknown = payload.sub;
+  if (typeof sub !== "string" || !SUBJECT_PATTERN.test(sub)) {
+    throw new AppError("TOKEN_INVALID", "token subject is malformed", { claim: "sub" });
+  }
 
   const scopes = new Set<Scope>();
   const scopeClaim = payload["scope"];
   if (scopeClaim !== undefined) {
-    if (typeof scopeClaim !== "string") throw new AppError("TOKEN_INVALID", "token scope claim must be a string");
+    if (typeof scopeClaim !== "string") throw new AppError("TOKEN_INVALID", "token scope claim must be a string", { claim: "scope" });
     for (const s of scopeClaim.split(" ")) if (SCOPE_SET.has(s)) scopes.add(s as Scope);
   }
 
@@ -101,14 +105,19 @@ function principalFrom(payload: JWTPayload, exp: number): Principal {
   const secretsClaim = payload["secrets"];
   if (secretsClaim !== undefined) {
     if (!Array.isArray(secretsClaim) || !secretsClaim.every((n) => typeof n === "string")) {
-      throw new AppError("TOKEN_INVALID", "token secrets claim must be an array of names");
+      throw new AppError("TOKEN_INVALID", "token secrets claim must be an array of names", { claim: "secrets" });
     }
     // An entry that is not a valid name can never match one; it is dropped here so that
     // nothing malformed (U+0000, say) travels further, e.g. into a query parameter.
     allowlist = new Set((secretsClaim as string[]).filter((n) => ALLOWLIST_NAME_PATTERN.test(n)));
   }
 
-  const jti = typeof payload.jti === "string" ? payload.jti : undefined;
+  // The token id goes into every audit event of the call: a jti that is not a string is
+  // refused rather than dropped, so the trail never loses the id a token claimed.
+  const jti: unknown = payload.jti;
+  if (jti !== undefined && typeof jti !== "string") {
+    throw new AppError("TOKEN_INVALID", "token jti claim must be a string", { claim: "jti" });
+  }
   return Object.freeze({ developerId: sub, scopes, allowlist, tokenId: jti, expiresAt: exp });
 }
 

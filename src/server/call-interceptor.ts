@@ -13,7 +13,10 @@ import { clientIdentity } from "./tls.js";
  * The server interceptor every call passes through, before its handler runs:
  * it gives the call a request id, authenticates the calls of the protected services
  * (a call without a valid bearer token is answered UNAUTHENTICATED and its handler
- * never runs), and writes one log line per call when its status is sent.
+ * never runs), queues one audit event per authenticated call to an audited service
+ * before the call's result leaves (a call whose event cannot be queued is answered
+ * UNAVAILABLE, reason AUDIT_UNAVAILABLE), and writes one log line per call when its
+ * status is sent.
  */
 
 /** What the interceptor learned about a call, read by handlers through `callStateOf`. */
@@ -26,7 +29,7 @@ export interface CallState {
   logFields: Readonly<Record<string, unknown>> | undefined;
   /** What the call is about, for its audit event (set by the handler from the request). */
   subject: AuditSubject | undefined;
-  /** Set once the call's audit event is recorded (strict value reads record before the response). */
+  /** Set once the call's audit event has been handed to the audit log (queued, or refused and the call ended). */
   audited: boolean;
   /** The mTLS client identity, when the call came over mutual TLS. */
   identity: string | undefined;
@@ -199,41 +202,63 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
           },
         });
       },
+      // Audited services are unary: a response message means the call succeeded, and
+      // its event is queued before the message leaves. A call that ends without one
+      // (an error) queues its event when its status is sent. Either way, an event that
+      // cannot be queued ends the call UNAVAILABLE / AUDIT_UNAVAILABLE: never answered unaudited.
       sendMessage(message, next) {
-        const e = audit?.strictPaths.has(method) ? event("OK") : undefined;
+        const e = audit && !state.audited ? event("OK") : undefined;
         if (!audit || !e) return next(message);
-        audit.log.recordDurable(e).then(
-          () => {
-            state.audited = true;
-            next(message);
-          },
-          (error: unknown) => {
-            log.error({ err: error, requestId: state.requestId }, "audit event could not be committed; response withheld");
-            const status = toStatus(new AppError("BACKEND_UNAVAILABLE", "the audit trail is unavailable"), state.requestId);
-            call.sendStatus({ ...status, metadata: finish(status) });
-          },
+        state.audited = true;
+        // The message is withheld and the status goes straight to the transport: the
+        // handler's own status follows only the message, so it is never sent.
+        const withhold = (error: unknown, what: string) => {
+          log.error({ err: error, requestId: state.requestId, method }, `audit event could not be ${what}; response withheld`);
+          const status = auditUnavailable(state.requestId);
+          call.sendStatus({ ...status, metadata: finish(status) });
+        };
+        if (audit.strictPaths.has(method)) {
+          audit.log.recordDurable(e).then(
+            () => next(message),
+            (error: unknown) => withhold(error, "committed"),
+          );
+          return;
+        }
+        let queued: boolean;
+        try {
+          // Queued at once when the developer's queue has room: the usual case, with no promise.
+          queued = audit.log.tryRecord(e);
+        } catch (error) {
+          return withhold(error, "queued");
+        }
+        if (queued) return next(message);
+        // Awaiting the queue applies the audit log's per-developer back-pressure to this call.
+        audit.log.record(e).then(
+          () => next(message),
+          (error: unknown) => withhold(error, "queued"),
         );
       },
       sendStatus(status, next) {
-        const metadata = finish(status);
         const e = audit && !state.audited ? event(grpc.status[status.code]) : undefined;
-        if (!audit || !e) return next({ ...status, metadata });
+        if (!audit || !e) return next({ ...status, metadata: finish(status) });
         state.audited = true;
+        const send = () => next({ ...status, metadata: finish(status) });
+        // The call's own status (and its trailers) gives way to AUDIT_UNAVAILABLE; the log
+        // keeps its code, never its message or metadata.
+        const refuse = (error: unknown) => {
+          log.error(
+            { err: error, requestId: state.requestId, method, code: grpc.status[status.code] },
+            "audit event could not be queued; status replaced",
+          );
+          const refused = auditUnavailable(state.requestId);
+          next({ ...refused, metadata: finish(refused) });
+        };
         try {
-          // Queued at once when the developer's queue has room: the usual case, with no promise.
-          if (audit.log.tryRecord(e)) return next({ ...status, metadata });
+          if (audit.log.tryRecord(e)) return send();
         } catch (error) {
-          log.error({ err: error, requestId: state.requestId }, "audit event could not be queued");
-          return next({ ...status, metadata });
+          return refuse(error);
         }
-        // Awaiting the queue applies the audit log's per-developer back-pressure to this call.
-        audit.log.record(e).then(
-          () => next({ ...status, metadata }),
-          (error: unknown) => {
-            log.error({ err: error, requestId: state.requestId }, "audit event could not be queued");
-            next({ ...status, metadata });
-          },
-        );
+        audit.log.record(e).then(send, refuse);
       },
     });
   };
@@ -249,6 +274,11 @@ function withOperatorRule(p: Principal, identity: string | undefined, allowed: R
   const scopes = new Set(p.scopes);
   scopes.delete("secrets:operator");
   return { ...p, scopes };
+}
+
+/** The status of a call whose audit event could not be queued or committed. */
+function auditUnavailable(requestId: string): grpc.StatusObject {
+  return toStatus(new AppError("AUDIT_UNAVAILABLE", "the call's audit event could not be recorded; its result is withheld"), requestId);
 }
 
 function interceptorStatus(error: unknown, state: CallState, log: Logger): grpc.StatusObject {

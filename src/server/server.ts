@@ -63,7 +63,7 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
         ...(deps.operatorIdentities ? { operatorIdentities: deps.operatorIdentities } : {}),
         audit: {
           log: deps.auditLog,
-          auditedPrefixes: [`/${SecretServiceDesc.typeName}/`, `/${KeyServiceDesc.typeName}/`],
+          auditedPrefixes: [`/${SecretServiceDesc.typeName}/`, `/${KeyServiceDesc.typeName}/`, `/${AuditServiceDesc.typeName}/`],
           strictPaths: new Set(
             deps.auditStrict
               ? [SecretServiceDesc.method.accessSecret, SecretServiceDesc.method.resolveSecrets].map((m) => `/${SecretServiceDesc.typeName}/${m.name}`)

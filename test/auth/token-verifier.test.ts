@@ -84,6 +84,37 @@ describe("token verification", () => {
     }
   });
 
+  it("rejects a correctly signed sub that is not a string, or not a subject, naming the claim", async () => {
+    // RegExp.test coerces: ["alice"] and 12345 would read as "alice" and "12345" if the type went unchecked.
+    for (const sub of [["alice"], 12345, { id: "alice" }, "", "alice/../bob", true, null]) {
+      const err = await rejects(await sign({ sub, iat: now(), exp: now() + 60, scope: "secrets:read" }), "TOKEN_INVALID");
+      expect(err.metadata["claim"]).toBe("sub");
+    }
+  });
+
+  it("rejects a jti that is not a string, and keeps one that is", async () => {
+    for (const jti of [["id-1"], 42, { id: "id-1" }]) {
+      const err = await rejects(await sign({ sub: "x", iat: now(), exp: now() + 60, jti }), "TOKEN_INVALID");
+      expect(err.metadata["claim"]).toBe("jti");
+    }
+    expect((await verifier.verify(await sign({ sub: "x", iat: now(), exp: now() + 60, jti: "id-1" }))).tokenId).toBe("id-1");
+    expect((await verifier.verify(await sign({ sub: "x", iat: now(), exp: now() + 60 }))).tokenId).toBeUndefined();
+  });
+
+  it("rejects exp and iat that are not numbers, and scope and secrets of the wrong type, naming the claim", async () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [{ sub: "x", iat: now(), exp: String(now() + 60) }, "exp"],
+      [{ sub: "x", iat: String(now()), exp: now() + 60 }, "iat"],
+      [{ sub: "x", iat: [now()], exp: now() + 60 }, "iat"],
+      [{ sub: "x", iat: now(), exp: now() + 60, scope: ["secrets:read"] }, "scope"],
+      [{ sub: "x", iat: now(), exp: now() + 60, secrets: "api_key" }, "secrets"],
+    ];
+    for (const [claims, claim] of cases) {
+      const err = await rejects(await sign(claims), "TOKEN_INVALID");
+      expect(err.metadata["claim"]).toBe(claim);
+    }
+  });
+
   it("rejects garbage", async () => {
     for (const t of ["", "abc", "a.b.c", "eyJhbGciOiJIUzI1NiJ9..."]) await rejects(t, "TOKEN_INVALID");
   });

@@ -47,6 +47,29 @@ describe("authentication", () => {
     }
   });
 
+  it("a correctly signed token whose sub is not a string reads nobody's secrets", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const secret = new TextEncoder().encode(svc.jwtSecret);
+    const numeric = await svc.token("12345", { scopes: ["secrets:write"] });
+    await client.createSecret({ name: "numeric_dev_key", value: "numeric-dev-value" }, numeric);
+    const cases: [unknown, string, string][] = [
+      [["acl-dev"], "openai_api_key", "sk-openai-value"],
+      [{ toString: "acl-dev" }, "openai_api_key", "sk-openai-value"],
+      [12345, "numeric_dev_key", "numeric-dev-value"],
+    ];
+    for (const [sub, name, value] of cases) {
+      const claims: Record<string, unknown> = { sub, iat: now, exp: now + 60, scope: "secrets:access" };
+      const token = await new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).sign(secret);
+      const err = await expectCallError(() => client.accessSecret({ name }, token));
+      expect(err.code).toBe(status.UNAUTHENTICATED);
+      expect(err.reason).toBe("TOKEN_INVALID");
+      expect(err.errorInfo?.metadata["claim"]).toBe("sub");
+      expect(err.details).not.toContain(value);
+      const resolved = await expectCallError(() => client.resolveSecrets({ names: [name] }, token));
+      expect(resolved.code).toBe(status.UNAUTHENTICATED);
+    }
+  });
+
   it("the developer comes from the token's sub only", async () => {
     const other = await svc.token("someone-else");
     const err = await expectCallError(() => client.accessSecret({ name: "openai_api_key" }, other));

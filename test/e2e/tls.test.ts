@@ -91,7 +91,8 @@ describe("mutual TLS", () => {
       expect((await app.accessSecret({ name: "over_mtls" }, token)).value).toBe("mtls-value");
       let events: { action: string; callerIdentity: string }[] = [];
       for (let i = 0; i < 50 && events.length < 2; i++) {
-        events = (await audit.listAuditEvents({}, token)).events;
+        // Each listing is audited too: only the calls above are compared.
+        events = (await audit.listAuditEvents({}, token)).events.filter((e) => e.action !== "ListAuditEvents");
         if (events.length < 2) await new Promise((r) => setTimeout(r, 50));
       }
       expect(events.map((e) => [e.action, e.callerIdentity])).toEqual([
