@@ -12,6 +12,7 @@ import { createMemoryCache } from "./cache/memory-cache.js";
 import { createRedisCache, type RedisTopology } from "./cache/redis-cache.js";
 import { noCache, type SecretCache } from "./cache/secret-cache.js";
 import { createDekCache } from "./crypto/dek-cache.js";
+import type { KeyBytes } from "./crypto/key-bytes.js";
 import { createLocalKeyProvider, parseKeyring } from "./crypto/key-provider.js";
 import { loadOrCreateDevSecrets, writeDevToken } from "./dev-mode.js";
 import { batchLines } from "./log-lines.js";
@@ -19,6 +20,7 @@ import { cacheObserver, callObserver, createMetrics, type CacheObserver } from "
 import { createDataKeys } from "./secrets/data-keys.js";
 import { createAuditLog } from "./secrets/audit-log.js";
 import { createAuditService } from "./secrets/audit-service.js";
+import { loadCacheEntryKey } from "./secrets/cache-entry-key.js";
 import { createKeyLifecycle, type KeyLifecycle } from "./secrets/key-lifecycle.js";
 import { createRateLimiter } from "./secrets/rate-limiter.js";
 import { createSecretService } from "./secrets/secret-service.js";
@@ -154,7 +156,7 @@ export async function startService(config: Config, options: StartOptions): Promi
       cache: dekCache,
       onRotationDue: (developerId) => keys?.rotateInBackground(developerId),
     });
-    const cache = await createCache(config, db, log, cacheObserver(metrics));
+    const cache = await createCache(config, db, log, cacheObserver(metrics), await loadCacheEntryKey(db, keyProvider));
     closers.unshift(() => cache.close());
     const replicaId = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
     keys = createKeyLifecycle({
@@ -275,10 +277,30 @@ async function databaseReady(db: Db): Promise<boolean> {
 /**
  * The value cache DESIGN.md allows: Redis when REDIS_URL is set; the in-process one
  * only with the embedded database (one process); none with Postgres and no Redis,
- * because several replicas could not keep an in-process cache coherent.
+ * because several replicas could not keep an in-process cache coherent. Entries are
+ * authenticated under `entryKey`, which the cache derives its own key from; it is
+ * zeroized here once the cache exists.
  */
-async function createCache(config: Config, db: Db, log: Logger, onLookup: CacheObserver): Promise<SecretCache> {
+async function createCache(config: Config, db: Db, log: Logger, observe: CacheObserver, entryKey: KeyBytes): Promise<SecretCache> {
   const ttlMs = config.cacheTtlSeconds * 1000;
+  // Refused entries are counted in the metrics, and logged at most once a minute.
+  const rejectedLogIntervalMs = 60_000;
+  let rejectedSinceLog = 0;
+  let loggedAt = -Infinity;
+  const onLookup: CacheObserver = (result, count) => {
+    observe(result, count);
+    if (result !== "rejected") return;
+    // Names, keys and values stay out of the line: only how many, since the last one.
+    rejectedSinceLog += count;
+    const at = Date.now();
+    if (at - loggedAt < rejectedLogIntervalMs) return;
+    log.warn(
+      { rejectedEntries: rejectedSinceLog },
+      "cache entries failed authentication and were treated as misses (altered or forged in Redis, or sealed under another cache entry key)",
+    );
+    rejectedSinceLog = 0;
+    loggedAt = at;
+  };
   const topology: RedisTopology | undefined =
     config.redisSentinels.length > 0
       ? { kind: "sentinel", sentinels: config.redisSentinels, name: config.redisSentinelName as string, url: config.redisUrl }
@@ -288,17 +310,22 @@ async function createCache(config: Config, db: Db, log: Logger, onLookup: CacheO
           ? { kind: "single", url: config.redisUrl }
           : undefined;
   if (topology) {
-    return createRedisCache({
+    const redis = await createRedisCache({
       topology,
       ttlMs,
+      entryKey,
       onLookup,
       onOutage: (event, error) =>
         event === "down"
           ? log.warn({ err: error }, "redis unreachable: reads go to the database, writes fail until it is back")
           : log.info("redis reachable again"),
     });
+    entryKey.zeroize();
+    return redis;
   }
-  return db.kind === "pglite" ? createMemoryCache({ ttlMs, onLookup }) : noCache();
+  const local = db.kind === "pglite" ? createMemoryCache({ ttlMs, entryKey, onLookup }) : noCache();
+  entryKey.zeroize();
+  return local;
 }
 
 /** The `buf curl` line printed in dev mode; works as printed from the project directory. */

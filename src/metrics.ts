@@ -73,7 +73,7 @@ export function createMetrics(sources: MetricsSources = {}): Metrics {
     }),
     cacheLookups: new Counter({
       name: "secrets_cache_lookups_total",
-      help: "Value cache lookups per name: hit, miss, or error (Redis unreachable)",
+      help: "Value cache lookups per name: hit, miss, rejected (entry malformed or failing its MAC), expired (entry past its expiry), or error (Redis unreachable)",
       labelNames: ["result"],
       registers: [registry],
     }),
@@ -110,7 +110,7 @@ export function callObserver(m: Metrics): CallObserver {
 }
 
 /** The cache's hook: lookups by result. */
-export type CacheObserver = (result: "hit" | "miss" | "error", count: number) => void;
+export type CacheObserver = (result: "hit" | "miss" | "rejected" | "expired" | "error", count: number) => void;
 
 export function cacheObserver(m: Metrics): CacheObserver {
   return (result, count) => {

@@ -1,7 +1,7 @@
+import type { KeyBytes } from "../crypto/key-bytes.js";
+import { createEntryCodec } from "./entry-codec.js";
 import {
-  decodeEntry,
   developerPrefix,
-  encodeEntry,
   fenceUnavailable,
   FENCE_TTL_MS,
   GENERATION_TTL_MS,
@@ -9,6 +9,8 @@ import {
   MAX_FILL_READ_AGE_MS,
   nameKeys,
   type CacheKind,
+  type CachedLookup,
+  type LookupOutcome,
   type LookupResult,
   type NameKeys,
   type SecretCache,
@@ -36,15 +38,23 @@ export interface CacheStore {
 export interface CoherentCacheOptions {
   kind: Exclude<CacheKind, "none">;
   ttlMs: number;
+  /**
+   * The 32-byte key entries are authenticated under (entry-codec.ts). Only a key
+   * derived from it is kept, and nothing of it goes to the store; the caller may
+   * zeroize it once this returns. Replicas that share a store must share it to
+   * serve each other's fills; with different keys each refuses the other's entries.
+   */
+  entryKey: KeyBytes;
   /** Called on the first failure of an outage and on recovery; logs once per outage. */
   onOutage?: (event: "down" | "up", error?: unknown) => void;
-  /** Counts lookups per name by result. */
-  onLookup?: (result: "hit" | "miss" | "error", count: number) => void;
+  /** Counts lookups per name by result; "rejected" and "expired" only when there are some. */
+  onLookup?: (result: LookupOutcome, count: number) => void;
   now?: () => number;
 }
 
 export function createCoherentCache(store: CacheStore, options: CoherentCacheOptions): SecretCache {
   const now = options.now ?? Date.now;
+  const codec = createEntryCodec(options.entryKey);
   let down = false;
   const failed = (e: unknown) => {
     if (!down) {
@@ -71,17 +81,35 @@ export function createCoherentCache(store: CacheStore, options: CoherentCacheOpt
       try {
         const rows = await store.read(keysOf(developerId, names));
         succeeded();
-        const hits = rows.filter((r) => r.entry !== null).length;
-        options.onLookup?.("hit", hits);
-        options.onLookup?.("miss", names.length - hits);
-        return names.map((name, i): LookupResult => {
+        // Expiry is judged by this replica's clock once the entries are in hand.
+        const readAt = now();
+        let hits = 0;
+        let rejected = 0;
+        let expired = 0;
+        const results: LookupResult[] = [];
+        for (let i = 0; i < names.length; i++) {
+          const name = names[i] as string;
           const row = rows[i];
+          const generation = row?.generation ?? "";
+          let hit: CachedLookup | undefined;
+          if (row?.entry) {
+            const opened = codec.open(developerId, name, generation, row.entry, readAt);
+            if (opened === "invalid") rejected++;
+            else if (opened === "expired") expired++;
+            else {
+              hit = opened;
+              hits++;
+            }
+          }
+          // A refused entry leaves the name fillable, as an absent one does: the fill overwrites it.
           const fillable = row !== undefined && !row.fenced;
-          return {
-            hit: row?.entry ? decodeEntry(row.entry) : undefined,
-            ticket: { developerId, name, generation: fillable ? (row.generation ?? "") : null, lookedUpAt },
-          };
-        });
+          results.push({ hit, ticket: { developerId, name, generation: fillable ? generation : null, lookedUpAt } });
+        }
+        options.onLookup?.("hit", hits);
+        options.onLookup?.("miss", names.length - hits - rejected - expired);
+        if (rejected > 0) options.onLookup?.("rejected", rejected);
+        if (expired > 0) options.onLookup?.("expired", expired);
+        return results;
       } catch (e) {
         failed(e);
         options.onLookup?.("error", names.length);
@@ -90,7 +118,8 @@ export function createCoherentCache(store: CacheStore, options: CoherentCacheOpt
     },
 
     async fill(items) {
-      const fresh = items.filter((i) => i.ticket.generation !== null && now() - i.ticket.lookedUpAt < MAX_FILL_READ_AGE_MS);
+      const filledAt = now();
+      const fresh = items.filter((i) => i.ticket.generation !== null && filledAt - i.ticket.lookedUpAt < MAX_FILL_READ_AGE_MS);
       if (fresh.length === 0) return;
       // All items of one call belong to one developer (one lookup); group anyway for safety.
       const byDeveloper = new Map<string, typeof fresh>();
@@ -102,14 +131,22 @@ export function createCoherentCache(store: CacheStore, options: CoherentCacheOpt
       try {
         for (const [developerId, list] of byDeveloper) {
           const prefix = developerPrefix(developerId);
-          await store.fill(
-            list.map((i) => ({
-              keys: nameKeys(prefix, i.ticket.name),
-              expected: i.ticket.generation as string,
-              value: encodeEntry(i.value),
-              ttlMs: jitteredTtl(options.ttlMs),
-            })),
-          );
+          const entries = [];
+          for (const { ticket, value } of list) {
+            // Counted from the lookup, not the fill: the Postgres read began after the
+            // lookup, so at its expiry the entry's value was current at most one TTL before.
+            const expiresAt = ticket.lookedUpAt + jitteredTtl(options.ttlMs);
+            const ttlMs = expiresAt - filledAt;
+            if (ttlMs <= 0) continue;
+            const generation = ticket.generation as string;
+            entries.push({
+              keys: nameKeys(prefix, ticket.name),
+              expected: generation,
+              value: codec.seal(developerId, ticket.name, generation, expiresAt, value),
+              ttlMs,
+            });
+          }
+          if (entries.length > 0) await store.fill(entries);
         }
         succeeded();
       } catch (e) {

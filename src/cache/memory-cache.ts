@@ -1,5 +1,6 @@
+import type { KeyBytes } from "../crypto/key-bytes.js";
 import { createCoherentCache, type CacheStore } from "./coherent-cache.js";
-import type { SecretCache } from "./secret-cache.js";
+import type { LookupOutcome, SecretCache } from "./secret-cache.js";
 
 /**
  * The in-process cache, used only with the embedded database: one process (the
@@ -83,14 +84,20 @@ export function createMemoryStore(options: { maxEntries?: number; now?: () => nu
   };
 }
 
+/**
+ * The in-process cache. Its entries have the same format and MAC as Redis's (one
+ * codec); since no other process reads them, any key will do, even a random one.
+ */
 export function createMemoryCache(options: {
   ttlMs: number;
+  entryKey: KeyBytes;
   maxEntries?: number;
-  onLookup?: (result: "hit" | "miss" | "error", count: number) => void;
+  onLookup?: (result: LookupOutcome, count: number) => void;
 }): SecretCache {
   return createCoherentCache(createMemoryStore(options), {
     kind: "memory",
     ttlMs: options.ttlMs,
+    entryKey: options.entryKey,
     ...(options.onLookup ? { onLookup: options.onLookup } : {}),
   });
 }

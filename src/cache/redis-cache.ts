@@ -1,7 +1,8 @@
 import { Cluster, Redis, type RedisOptions } from "ioredis";
+import type { KeyBytes } from "../crypto/key-bytes.js";
 import { smartBatcher, type SmartBatcher } from "../smart-batch.js";
 import { createCoherentCache, type CacheStore } from "./coherent-cache.js";
-import type { NameKeys, SecretCache } from "./secret-cache.js";
+import type { LookupOutcome, NameKeys, SecretCache } from "./secret-cache.js";
 
 /**
  * The Redis cache (ioredis). Reads are one MGET; fills, fences and releases are Lua
@@ -64,11 +65,13 @@ export type RedisTopology =
 export interface RedisCacheOptions {
   topology: RedisTopology;
   ttlMs: number;
+  /** The key entries are authenticated under (coherent-cache.ts); never sent to Redis. */
+  entryKey: KeyBytes;
   /** Per-command timeout; past it a read falls back to Postgres. */
   commandTimeoutMs?: number;
   connectTimeoutMs?: number;
   onOutage?: (event: "down" | "up", error?: unknown) => void;
-  onLookup?: (result: "hit" | "miss" | "error", count: number) => void;
+  onLookup?: (result: LookupOutcome, count: number) => void;
 }
 
 /** Entry, generation and fence of each name, in that order. A loop: flatMap's generic path cost more than the rest of a lookup's key handling. */
@@ -271,6 +274,7 @@ export async function createRedisCache(options: RedisCacheOptions): Promise<Secr
   return createCoherentCache(createRedisStore(redis), {
     kind: "redis",
     ttlMs: options.ttlMs,
+    entryKey: options.entryKey,
     ...(options.onOutage ? { onOutage: options.onOutage } : {}),
     ...(options.onLookup ? { onLookup: options.onLookup } : {}),
   });

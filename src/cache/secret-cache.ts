@@ -9,6 +9,14 @@ import { AppError } from "../errors.js";
  * associated data built from the developer and the name it was asked for, so an
  * entry moved under another key fails instead of answering.
  *
+ * Each entry also carries an expiry and a MAC under a key the store never sees,
+ * over the developer and name it was filled for, the generation it was filled
+ * beside, the expiry and the entry (entry-codec.ts). An entry that fails it, is
+ * malformed or has expired by the reader's clock is a miss, and the lookup can
+ * still fill. So an entry written back into Redis after a write (a replay) is
+ * refused; one written back together with its old generation is served at most
+ * until its expiry: the value was current at most one TTL (+10 %) before.
+ *
  * Coherence (DESIGN.md, "The cache"): a lookup never returns a value older than a
  * write that has already returned to its caller, on any replica.
  *
@@ -53,6 +61,14 @@ export interface LookupResult {
   hit: CachedLookup | undefined;
   ticket: FillTicket;
 }
+
+/**
+ * What a lookup found per name: a hit; a miss (no entry); an entry refused because
+ * it is malformed or its MAC fails ("rejected": forged, corrupted, or sealed under
+ * another entry key) or because its expiry has passed ("expired"); or an error
+ * (the store unreachable). Refused entries are misses that may fill.
+ */
+export type LookupOutcome = "hit" | "miss" | "rejected" | "expired" | "error";
 
 /** Which cache runs: Redis, in-process (embedded database only), or none. */
 export type CacheKind = "redis" | "memory" | "none";
@@ -106,43 +122,6 @@ export interface NameKeys {
 
 export function nameKeys(prefix: string, name: string): NameKeys {
   return { entry: `${prefix}v:${name}`, generation: `${prefix}g:${name}`, fence: `${prefix}f:${name}` };
-}
-
-// Entry format, parsed with explicit bounds:
-//   found:   [0x01][0x01][secret id: 16 bytes][version u32 BE][DEK version u32 BE][ciphertext…]
-//   missing: [0x01][0x02]
-const ENTRY_FORMAT = 0x01;
-const FOUND = 0x01;
-const MISSING = 0x02;
-const FOUND_HEADER = 2 + 16 + 4 + 4;
-
-export function encodeEntry(value: CachedLookup): Buffer {
-  if (value.kind === "missing") return Buffer.from([ENTRY_FORMAT, MISSING]);
-  const out = Buffer.allocUnsafe(FOUND_HEADER + value.ciphertext.length);
-  out[0] = ENTRY_FORMAT;
-  out[1] = FOUND;
-  const id = Buffer.from(value.secretId.replace(/-/g, ""), "hex");
-  if (id.length !== 16) throw new Error("secret id is not a UUID");
-  id.copy(out, 2);
-  out.writeUInt32BE(value.version, 18);
-  out.writeUInt32BE(value.dekVersion, 22);
-  value.ciphertext.copy(out, FOUND_HEADER);
-  return out;
-}
-
-/** Undefined for anything malformed: a bad entry is a miss, never an answer. */
-export function decodeEntry(bytes: Buffer): CachedLookup | undefined {
-  if (bytes.length < 2 || bytes[0] !== ENTRY_FORMAT) return undefined;
-  if (bytes[1] === MISSING) return bytes.length === 2 ? { kind: "missing" } : undefined;
-  if (bytes[1] !== FOUND || bytes.length <= FOUND_HEADER) return undefined;
-  const hex = bytes.toString("hex", 2, 18);
-  return {
-    kind: "found",
-    secretId: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
-    version: bytes.readUInt32BE(18),
-    dekVersion: bytes.readUInt32BE(22),
-    ciphertext: bytes.subarray(FOUND_HEADER),
-  };
 }
 
 /** Entry lifetime with ±10 % jitter, so entries filled together do not expire together. */

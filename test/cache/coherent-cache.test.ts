@@ -5,17 +5,20 @@ import { createCoherentCache, type CacheStore } from "../../src/cache/coherent-c
 import { createMemoryStore } from "../../src/cache/memory-cache.js";
 import { createRedisCache, createRedisStore } from "../../src/cache/redis-cache.js";
 import {
-  decodeEntry,
   developerPrefix,
-  encodeEntry,
   MAX_FILL_READ_AGE_MS,
+  nameKeys,
   type CachedLookup,
+  type LookupOutcome,
   type SecretCache,
 } from "../../src/cache/secret-cache.js";
+import { KeyBytes } from "../../src/crypto/key-bytes.js";
 import { AppError } from "../../src/errors.js";
 import { startPrivateRedis, startPrivateSentinel, type PrivateRedis } from "../support/redis-server.js";
 
 // The coherence primitives, run against the in-process store and a real Redis.
+
+const entryKey = KeyBytes.random(32);
 
 const found = (n: number): CachedLookup => ({
   kind: "found",
@@ -25,18 +28,7 @@ const found = (n: number): CachedLookup => ({
   ciphertext: randomBytes(40),
 });
 
-describe("entry format", () => {
-  it("round-trips found and missing entries and rejects malformed bytes", () => {
-    const f = found(7);
-    expect(decodeEntry(encodeEntry(f))).toEqual(f);
-    expect(decodeEntry(encodeEntry({ kind: "missing" }))).toEqual({ kind: "missing" });
-    const bytes = encodeEntry(f);
-    expect(decodeEntry(bytes.subarray(0, 26))).toBeUndefined(); // no ciphertext
-    expect(decodeEntry(Buffer.from([0x02, 0x01]))).toBeUndefined(); // unknown format
-    expect(decodeEntry(Buffer.from([0x01, 0x02, 0x00]))).toBeUndefined(); // trailing bytes
-    expect(decodeEntry(Buffer.alloc(0))).toBeUndefined();
-  });
-
+describe("keys", () => {
   it("keys of one developer share a hash slot tag", () => {
     const p = developerPrefix("alice");
     expect(p).toMatch(/^sec:\{[0-9a-f]{16}\}:$/);
@@ -71,7 +63,7 @@ const stores: [string, () => CacheStore][] = [
 describe.each(stores)("coherence primitives on %s", (_label, makeStore) => {
   let cache: SecretCache;
   beforeAll(() => {
-    cache = createCoherentCache(makeStore(), { kind: "memory", ttlMs: 30_000 });
+    cache = createCoherentCache(makeStore(), { kind: "memory", ttlMs: 30_000, entryKey });
   });
   const dev = () => `dev-${randomUUID()}`;
 
@@ -131,12 +123,114 @@ describe.each(stores)("coherence primitives on %s", (_label, makeStore) => {
 
   it("drops a fill whose lookup is older than the read-age bound", async () => {
     let t = 1_000_000;
-    const aged = createCoherentCache(makeStore(), { kind: "memory", ttlMs: 30_000, now: () => t });
+    const aged = createCoherentCache(makeStore(), { kind: "memory", ttlMs: 30_000, entryKey, now: () => t });
     const d = dev();
     const [m] = await aged.lookup(d, ["old"]);
     t += MAX_FILL_READ_AGE_MS;
     await aged.fill([{ ticket: m!.ticket, value: found(1) }]);
     expect((await aged.lookup(d, ["old"]))[0]?.hit).toBeUndefined();
+  });
+
+  /** A cache over a store of its own, the store itself (to play the attacker), and the lookups it counted. */
+  function withStore(options: { key?: KeyBytes; now?: () => number } = {}) {
+    const store = makeStore();
+    const counted: Partial<Record<LookupOutcome, number>> = {};
+    const c = createCoherentCache(store, {
+      kind: "memory",
+      ttlMs: 30_000,
+      entryKey: options.key ?? entryKey,
+      onLookup: (r, n) => (counted[r] = (counted[r] ?? 0) + n),
+      ...(options.now ? { now: options.now } : {}),
+    });
+    /** Writes `bytes` as the entry of (d, name), as someone with write access to the store would. */
+    const plant = async (d: string, name: string, bytes: Buffer) => {
+      const keys = nameKeys(developerPrefix(d), name);
+      const [row] = await store.read([keys]);
+      await store.fill([{ keys, expected: row?.generation ?? "", value: bytes, ttlMs: 3_600_000 }]);
+      expect((await store.read([keys]))[0]?.entry).toEqual(bytes);
+    };
+    const rawEntry = async (d: string, name: string) => (await store.read([nameKeys(developerPrefix(d), name)]))[0]?.entry as Buffer;
+    return { store, cache: c, counted, plant, rawEntry };
+  }
+
+  async function filled(c: SecretCache, d: string, name: string, value: CachedLookup) {
+    const [m] = await c.lookup(d, [name]);
+    await c.fill([{ ticket: m!.ticket, value }]);
+    expect((await c.lookup(d, [name]))[0]?.hit).toEqual(value);
+  }
+
+  it("an entry written back after a write is refused, counted, and the name fills again", async () => {
+    const { cache: c, counted, plant, rawEntry } = withStore();
+    const d = dev();
+    const old = found(1);
+    await filled(c, d, "rolled", old);
+    const copy = await rawEntry(d, "rolled");
+    await c.beginWrite(d, ["rolled"]);
+    await c.endWrite(d, ["rolled"]);
+    await plant(d, "rolled", copy);
+    const [replayed] = await c.lookup(d, ["rolled"]);
+    expect(replayed?.hit).toBeUndefined();
+    expect(replayed?.ticket.generation).not.toBeNull(); // fillable, as for an absent entry
+    expect(counted.rejected).toBe(1);
+    const fresh = found(2);
+    await c.fill([{ ticket: replayed!.ticket, value: fresh }]);
+    expect((await c.lookup(d, ["rolled"]))[0]?.hit).toEqual(fresh);
+  });
+
+  it("a cached not-found written back after a create is refused", async () => {
+    const { cache: c, plant, rawEntry } = withStore();
+    const d = dev();
+    await filled(c, d, "created", { kind: "missing" });
+    const copy = await rawEntry(d, "created");
+    await c.beginWrite(d, ["created"]);
+    await c.endWrite(d, ["created"]);
+    await plant(d, "created", copy);
+    expect((await c.lookup(d, ["created"]))[0]?.hit).toBeUndefined();
+  });
+
+  it("an entry copied to another name or developer, or altered, is refused", async () => {
+    const { cache: c, counted, plant, rawEntry } = withStore();
+    const d = dev();
+    const other = dev();
+    await filled(c, d, "source", found(1));
+    const copy = await rawEntry(d, "source");
+    await plant(d, "target", copy);
+    await plant(other, "source", copy);
+    const altered = Buffer.from(copy);
+    altered[altered.length - 20] = (altered[altered.length - 20] as number) ^ 0x80;
+    await plant(d, "altered", altered);
+    await plant(d, "garbage", Buffer.from("not an entry"));
+    const results = [...(await c.lookup(d, ["target", "altered", "garbage"])), ...(await c.lookup(other, ["source"]))];
+    expect(results.map((r) => r.hit)).toEqual([undefined, undefined, undefined, undefined]);
+    expect(results.every((r) => r.ticket.generation !== null)).toBe(true);
+    expect(counted.rejected).toBe(4);
+  });
+
+  it("an entry past its expiry is refused even while the store still holds it", async () => {
+    let t = Date.now();
+    const { cache: c, counted } = withStore({ now: () => t });
+    const d = dev();
+    await filled(c, d, "aging", found(1));
+    t += 30_000 * 0.9 - 10; // within the shortest jittered lifetime
+    expect((await c.lookup(d, ["aging"]))[0]?.hit).toBeDefined();
+    t += 30_000 * 0.2 + 20; // past the longest
+    const [late] = await c.lookup(d, ["aging"]);
+    expect(late?.hit).toBeUndefined();
+    expect(late?.ticket.generation).not.toBeNull();
+    expect(counted.expired).toBe(1);
+  });
+
+  it("a cache under another entry key refuses this one's entries (a miss, never an answer)", async () => {
+    const { store, cache: mine } = withStore();
+    const theirs = createCoherentCache(store, { kind: "memory", ttlMs: 30_000, entryKey: KeyBytes.random(32) });
+    const d = dev();
+    await filled(mine, d, "shared", found(1));
+    const [seen] = await theirs.lookup(d, ["shared"]);
+    expect(seen?.hit).toBeUndefined();
+    // It fills in its own right, and then the first one refuses that entry in turn.
+    await theirs.fill([{ ticket: seen!.ticket, value: found(1) }]);
+    expect((await theirs.lookup(d, ["shared"]))[0]?.hit).toBeDefined();
+    expect((await mine.lookup(d, ["shared"]))[0]?.hit).toBeUndefined();
   });
 
   it("evicts every entry of one developer and no other", async () => {
@@ -159,6 +253,7 @@ describe("Redis failures", () => {
     const cache = await createRedisCache({
       topology: { kind: "single", url: own.url },
       ttlMs: 30_000,
+      entryKey,
       commandTimeoutMs: 200,
       onOutage: (e) => events.push(e),
     });
@@ -216,7 +311,7 @@ describe("coalesced lookups", () => {
       return real(keys);
     };
     return {
-      cache: createCoherentCache(createRedisStore(c), { kind: "redis", ttlMs: 30_000 }),
+      cache: createCoherentCache(createRedisStore(c), { kind: "redis", ttlMs: 30_000, entryKey }),
       mgets,
       holdNext(until: Promise<void>) {
         hold = until;
@@ -296,7 +391,7 @@ describe("coalesced lookups", () => {
     (c as unknown as { mgetBuffer: unknown }).mgetBuffer = (keys: string[]) =>
       fail ? Promise.reject(new Error("boom")) : real(keys);
     const lookups: string[] = [];
-    const cache = createCoherentCache(createRedisStore(c), { kind: "redis", ttlMs: 30_000, onLookup: (r, n) => lookups.push(`${r}:${n}`) });
+    const cache = createCoherentCache(createRedisStore(c), { kind: "redis", ttlMs: 30_000, entryKey, onLookup: (r, n) => lookups.push(`${r}:${n}`) });
     const d = `dev-${randomUUID()}`;
     const failed = await Promise.all([cache.lookup(d, ["a"]), cache.lookup(d, ["b", "c"])]);
     expect(failed.flat().map((l) => [l.hit, l.ticket.generation])).toEqual([[undefined, null], [undefined, null], [undefined, null]]);
@@ -314,6 +409,7 @@ describe("Redis Sentinel", () => {
     const cache = await createRedisCache({
       topology: { kind: "sentinel", sentinels: [{ host: "127.0.0.1", port: sentinel.port }], name: "secrets-master", url: undefined },
       ttlMs: 30_000,
+      entryKey,
       connectTimeoutMs: 5_000,
     });
     try {
