@@ -156,7 +156,7 @@ export async function startService(config: Config, options: StartOptions): Promi
       cache: dekCache,
       onRotationDue: (developerId) => keys?.rotateInBackground(developerId),
     });
-    const cache = await createCache(config, db, log, cacheObserver(metrics), await loadCacheEntryKey(db, keyProvider));
+    const cache = await createCache(config, db, log, cacheObserver(metrics), await loadCacheEntryKey(dataKeys));
     closers.unshift(() => cache.close());
     const replicaId = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
     keys = createKeyLifecycle({

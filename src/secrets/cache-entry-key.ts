@@ -1,14 +1,22 @@
 import { KeyBytes } from "../crypto/key-bytes.js";
-import type { KeyProvider } from "../crypto/key-provider.js";
-import type { Db } from "../store/db.js";
+import type { DataKeys } from "./data-keys.js";
+
+/**
+ * Who the cache entry key belongs to in `data_keys`. `#` is outside the token
+ * subject pattern, so no caller can name this owner: not to rotate, shred or read
+ * its key, nor to write a secret under it.
+ */
+export const CACHE_ENTRY_KEY_OWNER = "#cache-entries";
 
 /**
  * The key the value cache authenticates its entries under (cache/entry-codec.ts).
- * It never goes to Redis. Replicas serve each other's fills only when they share
- * it; a replica with a key of its own refuses other replicas' entries (misses,
- * never a wrong answer), so a random key per process is safe, only slower.
+ * It never goes to Redis. It is stored like a developer's data key: wrapped under
+ * the active master key in Postgres, created by the first replica that needs it
+ * and read by the others (so every replica trusts every other's fills), and
+ * rewrapped with the rest when the master key rotates. Returns a copy that the
+ * cache owns (and zeroizes when it is done with it).
  */
-export async function loadCacheEntryKey(_db: Db, _keyProvider: KeyProvider): Promise<KeyBytes> {
-  // Replaced by the key stored wrapped in Postgres (lead's change).
-  return KeyBytes.random(32);
+export async function loadCacheEntryKey(dataKeys: Pick<DataKeys, "currentKey">): Promise<KeyBytes> {
+  const { key } = await dataKeys.currentKey(CACHE_ENTRY_KEY_OWNER);
+  return KeyBytes.from(key.exposeSecretBytes());
 }

@@ -12,6 +12,8 @@ import { createTestDb, type TestDb } from "../support/test-db.js";
 const OPERATOR: Scope[] = ["secrets:operator"];
 const USER: Scope[] = ["secrets:read", "secrets:write", "secrets:access"];
 const DEVELOPERS = 40;
+/** Data keys stored: one per developer, and the cache entry key (src/secrets/cache-entry-key.ts). */
+const DATA_KEYS = DEVELOPERS + 1;
 
 describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
   let testDb: TestDb;
@@ -99,8 +101,8 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
     expect(reads).toBeGreaterThan(100);
 
     const { rows } = await testDb.db.query<{ kek_id: string; n: number }>("SELECT kek_id, count(*) AS n FROM data_keys GROUP BY kek_id");
-    expect(rows).toEqual([{ kek_id: "k2", n: DEVELOPERS }]);
-    expect((await a.keys.getKeyStatus({}, operator)).dataKeysPerMasterKey).toEqual({ k2: BigInt(DEVELOPERS) });
+    expect(rows).toEqual([{ kek_id: "k2", n: DATA_KEYS }]);
+    expect((await a.keys.getKeyStatus({}, operator)).dataKeysPerMasterKey).toEqual({ k2: BigInt(DATA_KEYS) });
     expect(await a.stop()).toBe(0);
 
     // The old key removed from configuration: the service restarts and everything decrypts.
@@ -114,7 +116,7 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
       () => undefined,
       (e: unknown) => e as Error,
     );
-    expect(bad?.message).toMatch(new RegExp(`lacks master key "k2", which ${DEVELOPERS} data key\\(s\\) are wrapped under`));
+    expect(bad?.message).toMatch(new RegExp(`lacks master key "k2", which ${DATA_KEYS} data key\\(s\\) are wrapped under`));
   });
 
   it("a replica killed (SIGKILL) mid-rotation is restarted and finishes it; every secret still decrypts", async () => {
@@ -126,19 +128,19 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
     const deadline = Date.now() + 30_000;
     for (;;) {
       const left = (await a.keys.getKeyStatus({}, operator)).dataKeysToRewrap;
-      if (left >= 4n && left <= BigInt(DEVELOPERS - 4)) break;
+      if (left >= 4n && left <= BigInt(DATA_KEYS - 4)) break;
       if (Date.now() > deadline) throw new Error(`rewrap never seen half-way (left: ${left})`);
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(await a.stop("SIGKILL")).toBe("SIGKILL");
     const { rows } = await testDb.db.query<{ n: number }>("SELECT count(*) AS n FROM data_keys WHERE kek_id = 'k2'");
     expect(rows[0]?.n).toBeGreaterThan(0); // interrupted half-way
-    expect(rows[0]?.n).toBeLessThan(DEVELOPERS);
+    expect(rows[0]?.n).toBeLessThan(DATA_KEYS);
 
     const b = await cluster.start([k2, k3]);
     await waitForRewrap(b, operator);
     const after = await testDb.db.query<{ kek_id: string; n: number }>("SELECT kek_id, count(*) AS n FROM data_keys GROUP BY kek_id");
-    expect(after.rows).toEqual([{ kek_id: "k3", n: DEVELOPERS }]);
+    expect(after.rows).toEqual([{ kek_id: "k3", n: DATA_KEYS }]);
     await readAll(b);
     expect(await b.stop()).toBe(0);
     const c = await cluster.start([k3]);
@@ -168,7 +170,7 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
     // Past b's next heartbeat: nothing moves back under k3.
     await new Promise((r) => setTimeout(r, 6_000));
     const after = await testDb.db.query<{ kek_id: string; n: number }>("SELECT kek_id, count(*) AS n FROM data_keys GROUP BY kek_id");
-    expect(after.rows).toEqual([{ kek_id: "k1", n: DEVELOPERS }]);
+    expect(after.rows).toEqual([{ kek_id: "k1", n: DATA_KEYS }]);
 
     // The rewraps the two replicas logged add up to one per data key.
     const rewraps = (replica: Replica) =>
@@ -179,7 +181,7 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
         .reduce((sum, line) => sum + (JSON.parse(line) as { rewrapped: number }).rewrapped, 0);
     expect(await a.stop()).toBe(0);
     expect(await b.stop()).toBe(0);
-    expect(rewraps(a) + rewraps(b)).toBe(DEVELOPERS);
+    expect(rewraps(a) + rewraps(b)).toBe(DATA_KEYS);
     await readAll(await cluster.start([k1]));
   });
 });

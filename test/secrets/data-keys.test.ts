@@ -11,6 +11,8 @@ import { createDekCache } from "../../src/crypto/dek-cache.js";
 import { KeyBytes } from "../../src/crypto/key-bytes.js";
 import { createLocalKeyProvider } from "../../src/crypto/key-provider.js";
 import { openValue, sealValue } from "../../src/crypto/value-cipher.js";
+import { SUBJECT_PATTERN } from "../../src/auth/principal.js";
+import { CACHE_ENTRY_KEY_OWNER, loadCacheEntryKey } from "../../src/secrets/cache-entry-key.js";
 import { createDataKeys, type DataKeys } from "../../src/secrets/data-keys.js";
 import type { Db, QueryResult } from "../../src/store/db.js";
 import * as keyStore from "../../src/store/key-store.js";
@@ -178,5 +180,13 @@ describe(`data keys on ${testDatabaseKind()}`, () => {
     const keys = dataKeysOn(t.db);
     const versions = await Promise.all([newDeveloper(), newDeveloper(), newDeveloper()].map((d) => versionOf(keys, d)));
     expect(new Set(versions).size).toBe(3);
+  });
+
+  it("replicas share one cache entry key, stored wrapped like a data key under an owner no token can name", async () => {
+    const [a, b] = await Promise.all([loadCacheEntryKey(dataKeysOn(t.db)), loadCacheEntryKey(dataKeysOn(t.db))]);
+    expect(a.equals(b)).toBe(true);
+    const { rows } = await t.db.query<{ n: number }>("SELECT count(*) AS n FROM data_keys WHERE developer_id = $1", [CACHE_ENTRY_KEY_OWNER]);
+    expect(rows[0]?.n).toBe(1);
+    expect(SUBJECT_PATTERN.test(CACHE_ENTRY_KEY_OWNER)).toBe(false);
   });
 });
