@@ -1,14 +1,25 @@
-import { randomInt, randomUUID } from "node:crypto";
+import { randomBytes, randomInt, randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { status } from "@grpc/grpc-js";
+import fc from "fast-check";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CallError } from "../support/grpc-client.js";
+import type { Scope } from "../../src/auth/principal.js";
+import { mintHs256Token } from "../../src/auth/token-issuer.js";
+import { loadConfig } from "../../src/config.js";
+import { KeyService } from "../../src/gen/secrets/v1/keys_pb.js";
+import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { createLogger, startService, type RunningService } from "../../src/main.js";
+import type { Db, Queryable } from "../../src/store/db.js";
+import { openPostgres } from "../../src/store/pg-db.js";
+import { gatedDb, type GatedDb } from "../support/gated-db.js";
+import { CallError, createTestClient, secretsClient, type TestClient } from "../support/grpc-client.js";
 import { NO_RATE_LIMITS } from "../support/fault-env.js";
 import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
 import { sharedOrPrivateRedis } from "../support/redis-server.js";
 import { seededRandom, type SeededRandom } from "../support/seeded-random.js";
 import { createTestDb, type TestDb } from "../support/test-db.js";
+import { LogCapture } from "../support/test-service.js";
 import { describeHistory, possibleFinalStates, type NameState, type ShredWindow, type WriteKind, type WriteRecord } from "../support/write-history.js";
 
 // The race harness of issue 17: three server processes on one Postgres and one
@@ -111,6 +122,19 @@ function roundSeeds(): number[] {
     });
   }
   return Array.from({ length: ROUNDS }, (_, r) => randomInt(0, Math.floor(0xffff_ffff / KINDS.length)) * KINDS.length + (r % KINDS.length));
+}
+
+/** `p`, or a rejection once `ms` have passed (the timer cleared either way). */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const hex = (seed: number) => `0x${seed.toString(16).padStart(8, "0")}`;
@@ -221,6 +245,39 @@ class Round {
       return `round ${this.index} seed ${hex(this.seed)} (${this.kind}, replay: KEY_RACES_SEED=${hex(this.seed)}): ${invariant} ×${lines.length}${shown}${more}`;
     });
   }
+}
+
+/** Row-level invariants for one developer (or every developer), as lines describing each breach. */
+async function rowInvariants(db: Queryable, developer?: string): Promise<string[]> {
+  const sql = async <R>(text: string, params: unknown[]) => (await db.query<R>(text, params)).rows;
+  const scope = developer === undefined ? "" : "AND x.developer_id = $1";
+  const params = developer === undefined ? [] : [developer];
+  const lines: string[] = [];
+  const counts = await sql<{ developer_id: string; counted: number; actual: number }>(
+    `SELECT x.developer_id, coalesce(c.secrets, 0) AS counted, coalesce(s.n, 0) AS actual
+       FROM (SELECT developer_id FROM developer_secret_counts UNION SELECT developer_id FROM secrets) AS x
+       LEFT JOIN developer_secret_counts c ON c.developer_id = x.developer_id
+       LEFT JOIN (SELECT developer_id, count(*) AS n FROM secrets GROUP BY developer_id) s ON s.developer_id = x.developer_id
+      WHERE coalesce(c.secrets, 0) <> coalesce(s.n, 0) ${scope}`,
+    params,
+  );
+  for (const r of counts) lines.push(`developer_secret_counts says ${r.counted} for ${r.developer_id}, secrets has ${r.actual} rows`);
+  const orphans = await sql<{ developer_id: string; n: number; versions: string }>(
+    `SELECT x.developer_id, count(*) AS n, string_agg(DISTINCT x.dek_version::text, ',') AS versions
+       FROM secret_versions x LEFT JOIN data_keys k ON k.developer_id = x.developer_id AND k.version = x.dek_version
+      WHERE x.ciphertext IS NOT NULL AND (k.version IS NULL OR k.wrapped_key IS NULL) ${scope}
+      GROUP BY x.developer_id`,
+    params,
+  );
+  for (const r of orphans) lines.push(`${r.n} ciphertext(s) of ${r.developer_id} under data key version(s) ${r.versions}, which are gone or retired`);
+  const unreadable = await sql<{ developer_id: string; name: string }>(
+    `SELECT x.developer_id, x.name FROM secrets x
+       LEFT JOIN secret_versions v ON v.secret_id = x.id AND v.version = x.current_version
+      WHERE (v.secret_id IS NULL OR v.ciphertext IS NULL OR v.developer_id <> x.developer_id) ${scope}`,
+    params,
+  );
+  for (const r of unreadable) lines.push(`secret ${r.name} of ${r.developer_id} has no readable current version`);
+  return lines;
 }
 
 describe.runIf(process.env["DATABASE_URL"])("key operations racing writers and readers on three replicas", () => {
@@ -483,39 +540,7 @@ describe.runIf(process.env["DATABASE_URL"])("key operations racing writers and r
     const gone = [...present].filter((n) => !stored.includes(n));
     if (extra.length > 0) round.violation("rows of secrets that no replica can read", extra.join(", "));
     if (gone.length > 0) round.violation("readable secrets without a row", gone.join(", "));
-    for (const line of await rowInvariants(dev)) round.violation("rows break an invariant", line);
-  }
-
-  /** Row-level invariants for one developer (or every developer), as lines describing each breach. */
-  async function rowInvariants(developer?: string): Promise<string[]> {
-    const scope = developer === undefined ? "" : "AND x.developer_id = $1";
-    const params = developer === undefined ? [] : [developer];
-    const lines: string[] = [];
-    const counts = await sql<{ developer_id: string; counted: number; actual: number }>(
-      `SELECT x.developer_id, coalesce(c.secrets, 0) AS counted, coalesce(s.n, 0) AS actual
-         FROM (SELECT developer_id FROM developer_secret_counts UNION SELECT developer_id FROM secrets) AS x
-         LEFT JOIN developer_secret_counts c ON c.developer_id = x.developer_id
-         LEFT JOIN (SELECT developer_id, count(*) AS n FROM secrets GROUP BY developer_id) s ON s.developer_id = x.developer_id
-        WHERE coalesce(c.secrets, 0) <> coalesce(s.n, 0) ${scope}`,
-      params,
-    );
-    for (const r of counts) lines.push(`developer_secret_counts says ${r.counted} for ${r.developer_id}, secrets has ${r.actual} rows`);
-    const orphans = await sql<{ developer_id: string; n: number; versions: string }>(
-      `SELECT x.developer_id, count(*) AS n, string_agg(DISTINCT x.dek_version::text, ',') AS versions
-         FROM secret_versions x LEFT JOIN data_keys k ON k.developer_id = x.developer_id AND k.version = x.dek_version
-        WHERE x.ciphertext IS NOT NULL AND (k.version IS NULL OR k.wrapped_key IS NULL) ${scope}
-        GROUP BY x.developer_id`,
-      params,
-    );
-    for (const r of orphans) lines.push(`${r.n} ciphertext(s) of ${r.developer_id} under data key version(s) ${r.versions}, which are gone or retired`);
-    const unreadable = await sql<{ developer_id: string; name: string }>(
-      `SELECT x.developer_id, x.name FROM secrets x
-         LEFT JOIN secret_versions v ON v.secret_id = x.id AND v.version = x.current_version
-        WHERE (v.secret_id IS NULL OR v.ciphertext IS NULL OR v.developer_id <> x.developer_id) ${scope}`,
-      params,
-    );
-    for (const r of unreadable) lines.push(`secret ${r.name} of ${r.developer_id} has no readable current version`);
-    return lines;
+    for (const line of await rowInvariants(testDb.db, dev)) round.violation("rows break an invariant", line);
   }
 
   it(
@@ -585,7 +610,7 @@ describe.runIf(process.env["DATABASE_URL"])("key operations racing writers and r
         report.push(...round.report(logs));
       }
       // Whatever earlier rounds' key jobs did after their round ended shows here (each breach once).
-      for (const line of await rowInvariants()) {
+      for (const line of await rowInvariants(testDb.db)) {
         if (!report.some((r) => r.includes(line))) report.push(`after all rounds: rows break an invariant\n    - ${line}`);
       }
       if (!replaying && rounds < 20) report.push(`only ${rounds} rounds ran within ${TOTAL_MS} ms; at least 20 are required`);
@@ -642,4 +667,161 @@ describe("the write history the race harness judges names by", () => {
     expect(possibleFinalStates([created, w("update", 2, 3, status.ABORTED, "b")])).toEqual(new Set(["a", "b"]));
     expect(possibleFinalStates([w("create", 0, 1, status.UNAVAILABLE, "a")])).toEqual(new Set([null, "a"]));
   });
+});
+
+// The same shred race, in-process and statement by statement: two replicas
+// (startService, each with its own pool) on one Postgres and one Redis, every
+// statement of both (BEGIN and COMMIT included) held at a gate that fast-check's
+// scheduler opens in an order it chooses. A shred on one replica races chains of
+// writes on the other, which wrote just before (its data key is in memory). The
+// same judgement as above: allowed statuses only, each name as its history says
+// on both replicas, rows consistent. fast-check prints the seed, the scenario and
+// the order it opened the gates in; KEY_RACES_FC_SEED replays the seed (the
+// database's own timing still varies).
+
+const FC_RUNS = 12;
+const FC_RUN_MS = 20_000;
+/** A pause before each gate opens, so that the statements of concurrent calls wait side by side and the scheduler has a choice. */
+const FC_GATE_PAUSE_MS = 3;
+
+describe.runIf(process.env["DATABASE_URL"])("a shred against writes, interleaved statement by statement (fast-check scheduler)", () => {
+  let testDb: TestDb;
+  let redis: { url: string; dispose(): Promise<void> } | undefined;
+  const pools: Db[] = [];
+  const gates: GatedDb[] = [];
+  const services: RunningService[] = [];
+  const logs: LogCapture[] = [];
+  const secrets: TestClient<typeof SecretService>[] = [];
+  const keys: TestClient<typeof KeyService>[] = [];
+  const jwtSecret = randomBytes(32).toString("base64url");
+
+  beforeAll(async () => {
+    testDb = await createTestDb();
+    redis = await sharedOrPrivateRedis();
+    const keyring = masterKey("k1");
+    for (let i = 0; i < 2; i++) {
+      const pool = await openPostgres(testDb.url as string, { maxConnections: 8, applicationName: `key-races-fc-${i}` });
+      pools.push(pool);
+      const gate = gatedDb(pool, `r${i}`);
+      gates.push(gate);
+      const config = loadConfig({
+        DATABASE_URL: testDb.url,
+        REDIS_URL: redis.url,
+        SECRETS_GRPC_ADDR: "127.0.0.1:0",
+        SECRETS_MASTER_KEYS: keyring,
+        SECRETS_JWT_SECRET: jwtSecret,
+        SECRETS_DB_SCOPE_CHECKS: "1",
+        ...NO_RATE_LIMITS,
+      });
+      const log = new LogCapture();
+      logs.push(log);
+      const service = await startService(config, { log: createLogger("warn", log), db: gate.db, shutdownGraceMs: 1_000 });
+      services.push(service);
+      secrets.push(secretsClient(`127.0.0.1:${service.port}`));
+      keys.push(createTestClient(KeyService, `127.0.0.1:${service.port}`));
+    }
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const g of gates) g.use(undefined);
+    for (const c of [...secrets, ...keys]) c.close();
+    for (const s of services) await s.stop();
+    for (const p of pools) await p.close();
+    await redis?.dispose();
+    await testDb?.cleanup();
+  }, 30_000);
+
+  const token = (subject: string, scopes: Scope[]) => mintHs256Token(new TextEncoder().encode(jwtSecret), { subject, scopes, ttlSeconds: 600 });
+
+  /** One name's writes, in order; `precreated` names exist (written by the writing replica) before the race. */
+  const chain = fc.record({
+    precreated: fc.boolean(),
+    writes: fc.array(fc.constantFrom<WriteKind>("create", "update", "delete"), { minLength: 1, maxLength: 3 }),
+  });
+  const scenario = fc.record({ shredder: fc.constantFrom(0, 1), chains: fc.array(chain, { minLength: 1, maxLength: 3 }) });
+
+  it(
+    "no INTERNAL, no lost or resurrected write, consistent rows, in every order the scheduler picks",
+    async () => {
+      const operator = await token("key-races-fc-operator", ["secrets:operator"]);
+      const seed = process.env["KEY_RACES_FC_SEED"];
+      await fc.assert(
+        fc.asyncProperty(
+          fc.scheduler({
+            act: async (f) => {
+              await sleep(FC_GATE_PAUSE_MS);
+              await f();
+            },
+          }),
+          scenario,
+          async (s, { shredder, chains }) => {
+            const writer = 1 - shredder;
+            const dev = `fc-${randomUUID()}`;
+            const user = await token(dev, ["secrets:read", "secrets:write", "secrets:access"]);
+            const histories = new Map<string, WriteRecord[]>();
+            const problems: string[] = [];
+            const write = async (name: string, kind: WriteKind, value: string | undefined) => {
+              const client = secrets[writer] as TestClient<typeof SecretService>;
+              const start = performance.now();
+              const o = await outcome<unknown>(
+                kind === "create"
+                  ? client.createSecret({ name, value: value as string }, user)
+                  : kind === "update"
+                    ? client.updateSecret({ name, value: value as string }, user)
+                    : client.deleteSecret({ name }, user),
+              );
+              const history = histories.get(name) ?? [];
+              histories.set(name, history);
+              history.push({ kind, ...(value === undefined ? {} : { value }), start, end: performance.now(), code: o.code, replica: writer });
+              const method = kind === "create" ? "CreateSecret" : kind === "update" ? "UpdateSecret" : "DeleteSecret";
+              if (!allowed(method, "shred").has(o.code)) problems.push(`${method} ${name}: ${describeError(o)}`);
+            };
+
+            // Before the race, ungated: the writing replica stores something, so it holds the data key.
+            await write("anchor", "create", "anchor|0");
+            for (const [i, c] of chains.entries()) if (c.precreated) await write(`c${i}`, "create", `c${i}|pre`);
+            if (problems.length > 0) throw new Error(`set-up failed: ${problems.join("; ")}`);
+
+            let shred: ShredWindow | undefined;
+            const t0 = performance.now();
+            for (const g of gates) g.use(s);
+            try {
+              const shredding = (async () => {
+                const start = performance.now();
+                const o = await outcome((keys[shredder] as TestClient<typeof KeyService>).shredDeveloper({ developerId: dev, confirmDeveloperId: dev }, operator));
+                shred = { start, end: performance.now(), certain: o.code === status.OK };
+                if (!allowed("ShredDeveloper", "shred").has(o.code)) problems.push(`ShredDeveloper: ${describeError(o)}`);
+              })();
+              const writing = chains.map(async (c, i) => {
+                for (const [n, kind] of c.writes.entries()) await write(`c${i}`, kind, kind === "delete" ? undefined : `c${i}|${n}`);
+              });
+              await s.waitFor(within(Promise.all([shredding, ...writing]), FC_RUN_MS, "the race"));
+            } finally {
+              for (const g of gates) g.use(undefined);
+              await s.waitIdle();
+            }
+
+            for (const [name, history] of histories) {
+              const possible = possibleFinalStates(history, shred);
+              const seen: (NameState | string)[] = [];
+              for (const client of secrets) {
+                const o = await outcome(client.accessSecret({ name }, user));
+                seen.push(o.value ? o.value.value : o.code === status.NOT_FOUND ? null : `(${describeError(o)})`);
+              }
+              if (seen.some((v) => !possible.has(v))) {
+                problems.push(`${name} reads ${JSON.stringify(seen)} on the two replicas, expected one of ${JSON.stringify([...possible])}; ${describeHistory(history, t0, shred)}`);
+              }
+            }
+            problems.push(...(await rowInvariants(testDb.db, dev)));
+            if (problems.length > 0) {
+              const causes = logs.map((l) => l.text);
+              throw new Error(problems.map((p) => withLoggedCauses(p, causes)).join("\n"));
+            }
+          },
+        ),
+        { numRuns: FC_RUNS, endOnFailure: true, ...(seed ? { seed: Number(seed) } : {}) },
+      );
+    },
+    90_000,
+  );
 });
