@@ -51,6 +51,8 @@ export interface AuditLog {
   close(): Promise<void>;
   /** Events recorded and not yet committed, including those waiting for room in their developer's queue. */
   readonly queueDepth: number;
+  /** True once close() was called: every event is refused from then on. */
+  readonly closed: boolean;
 }
 
 export interface AuditLogOptions {
@@ -355,6 +357,10 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 
     get queueDepth() {
       return depth();
+    },
+
+    get closed() {
+      return closed;
     },
   };
 }

@@ -182,6 +182,12 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
             if (!needsToken) return nextMetadata(metadata);
             const admit = (principal: Principal) => {
               state.principal = withOperatorRule(principal, state.identity, deps.operatorIdentities);
+              // A log that refuses every event would refuse this call's too, after its
+              // handler ran: a write would be made and go unaudited. Refuse it before.
+              if (audit?.log.closed === true) {
+                const status = auditUnavailable(state.requestId);
+                return call.sendStatus({ ...status, metadata: finish(status) });
+              }
               nextMetadata(metadata);
             };
             const refuse = (error: unknown) => {

@@ -40,6 +40,7 @@ function fakeAuditLog() {
   const queued: AuditEventInput[] = [];
   const calls = { tryRecord: 0, record: 0, recordDurable: 0 };
   let held: (() => void) | undefined;
+  let closed = false;
   const refused = () => new Error("audit log is closed");
   const log: AuditLog = {
     tryRecord(e) {
@@ -70,7 +71,13 @@ function fakeAuditLog() {
       return Promise.resolve();
     },
     flush: () => Promise.resolve(),
-    close: () => Promise.resolve(),
+    close: () => {
+      closed = true;
+      return Promise.resolve();
+    },
+    get closed() {
+      return closed;
+    },
     get queueDepth() {
       return 0;
     },
