@@ -10,8 +10,9 @@ import { serviceDefinition } from "../src/server/grpc-adapter.js";
  * back a WorkerResult with its count and latencies. Runs as a child of
  * bench/run.ts (fork) for the whole run, keeping one channel per server, so that
  * short interleaved measurements pay no process start or connection set-up.
- * Bounded in time and count per task; loopback only. Exits when its parent
- * disconnects.
+ * Bounded in time and count per task; loopback only. A WorkerStop ends the task
+ * in progress early (its calls in flight finish and are counted); with no task in
+ * progress it does nothing. Exits when its parent disconnects.
  */
 export interface WorkerTask {
   address: string;
@@ -27,6 +28,11 @@ export interface WorkerTask {
   maxCalls: number;
   /** Offset for `{n}` so several workers generate distinct names. */
   counterBase: number;
+}
+
+/** Ends the running task now rather than at its duration: for load that lasts until something else is done. */
+export interface WorkerStop {
+  stop: true;
 }
 
 export interface WorkerResult {
@@ -55,6 +61,8 @@ function fill(template: unknown, n: number): unknown {
 /** One channel per server address, shared by both services' clients. */
 const channels = new Map<string, grpc.Channel>();
 const clients = new Map<string, grpc.Client>();
+/** Cuts the running task short; set while a task runs. */
+let stopRunning: (() => void) | undefined;
 
 function clientFor(address: string, service: DescService): grpc.Client {
   const key = `${address} ${service.typeName}`;
@@ -98,7 +106,10 @@ async function run(task: WorkerTask): Promise<WorkerResult> {
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
   const measureFrom = started + task.warmupMs;
-  const end = measureFrom + task.durationMs;
+  let end = measureFrom + task.durationMs;
+  stopRunning = () => {
+    end = Math.min(end, performance.now());
+  };
   let issued = 0;
 
   const loop = async () => {
@@ -120,13 +131,18 @@ async function run(task: WorkerTask): Promise<WorkerResult> {
     }
   };
   await Promise.all(Array.from({ length: task.inFlight }, loop));
-  const elapsedMs = Math.min(performance.now(), end) - measureFrom;
+  stopRunning = undefined;
+  const elapsedMs = Math.max(0, Math.min(performance.now(), end) - measureFrom);
   const cpu = process.cpuUsage(cpuBefore);
   return { calls, errors, ...(firstError ? { firstError } : {}), elapsedMs, latenciesUs: latencies, issued, cpuUs: cpu.user + cpu.system };
 }
 
-process.on("message", (task: WorkerTask) => {
-  run(task).then(
+process.on("message", (message: WorkerTask | WorkerStop) => {
+  if ("stop" in message) {
+    stopRunning?.();
+    return;
+  }
+  run(message).then(
     (result) => process.send?.(result),
     (e: unknown) => process.send?.({ calls: 0, errors: 1, firstError: String(e), elapsedMs: 0, latenciesUs: [], issued: 0, cpuUs: 0 }),
   );
