@@ -14,9 +14,11 @@ export const CACHE_ENTRY_KEY_OWNER = "#cache-entries";
  * the active master key in Postgres, created by the first replica that needs it
  * and read by the others (so every replica trusts every other's fills), and
  * rewrapped with the rest when the master key rotates. Returns a copy that the
- * cache owns (and zeroizes when it is done with it).
+ * cache owns (and zeroizes when it is done with it); the DEK cache keeps none.
  */
-export async function loadCacheEntryKey(dataKeys: Pick<DataKeys, "currentKey">): Promise<KeyBytes> {
+export async function loadCacheEntryKey(dataKeys: Pick<DataKeys, "currentKey" | "evict">): Promise<KeyBytes> {
   const { key } = await dataKeys.currentKey(CACHE_ENTRY_KEY_OWNER);
-  return KeyBytes.from(key.exposeSecretBytes());
+  const copy = KeyBytes.from(key.exposeSecretBytes());
+  dataKeys.evict(CACHE_ENTRY_KEY_OWNER); // not a developer's key: it does not stay among theirs
+  return copy;
 }

@@ -66,22 +66,22 @@ describe("RotateDeveloperKey", () => {
 
     await until("re-encryption and retirement", async () => {
       const s = await keys.getKeyStatus({}, token);
-      return s.versionsToReencrypt === 0n && s.dataKeys.find((k) => k.version === 1)?.state === DataKeyState.RETIRED;
+      return s.versionsToReencrypt === 0n && s.dataKeys.find((k) => k.version === rotated.previousVersion)?.state === DataKeyState.RETIRED;
     });
     const status1 = await keys.getKeyStatus({}, token);
     expect(status1.dataKeys.map((k) => [k.version, k.state])).toEqual([
-      [2, DataKeyState.ACTIVE],
-      [1, DataKeyState.RETIRED],
+      [rotated.newVersion, DataKeyState.ACTIVE],
+      [rotated.previousVersion, DataKeyState.RETIRED],
     ]);
     expect(status1.activeMasterKeyId).toBe(""); // not an operator: no global view
     expect(status1.replicas).toEqual([]);
 
     const { rows } = await svc.db.query<{ n: number }>(
-      "SELECT count(*) AS n FROM secret_versions WHERE developer_id = $1 AND ciphertext IS NOT NULL AND dek_version <> 2",
-      [dev],
+      "SELECT count(*) AS n FROM secret_versions WHERE developer_id = $1 AND ciphertext IS NOT NULL AND dek_version <> $2",
+      [dev, rotated.newVersion],
     );
     expect(rows[0]?.n).toBe(0);
-    const retired = await svc.db.query<{ wrapped_key: Buffer | null }>("SELECT wrapped_key FROM data_keys WHERE developer_id = $1 AND version = 1", [dev]);
+    const retired = await svc.db.query<{ wrapped_key: Buffer | null }>("SELECT wrapped_key FROM data_keys WHERE developer_id = $1 AND version = $2", [dev, rotated.previousVersion]);
     expect(retired.rows[0]?.wrapped_key).toBeNull();
 
     // Every acknowledged write is there, and every version still decrypts.

@@ -522,7 +522,7 @@ function keyOracle(method: DescMethod, r: Req, p: Principal): Expectation {
       const v: Reason[] = [];
       if (!SUBJECT_RE.test(developerId)) v.push("INVALID_ARGUMENT");
       if (r["confirmDeveloperId"] !== developerId) v.push("INVALID_ARGUMENT");
-      return staged(e, p, operator, v, null, [], true);
+      return staged(e, p, operator, v, null, ["DEVELOPER_NOT_FOUND"], true);
     }
     case m.keyStatus: {
       const { target, ok } = scopeFor(r["developerId"] as string, "secrets:keys");
