@@ -194,7 +194,7 @@ export function loadConfig(env: Env): Config {
     auditStrict: flag("SECRETS_AUDIT_STRICT"),
     dbScopeChecks: flag("SECRETS_DB_SCOPE_CHECKS"),
     logLevel,
-    keyJobBatch: int("SECRETS_KEY_JOB_BATCH", 100, 1, 10_000),
+    keyJobBatch: int("SECRETS_KEY_JOB_BATCH", 500, 1, 10_000),
     keyJobPauseMs: int("SECRETS_KEY_JOB_PAUSE_MS", 0, 0, 60_000),
     maxSecretsPerDeveloper: int("SECRETS_MAX_SECRETS_PER_DEVELOPER", 10_000, 1, 10_000_000),
     readRatePerSecond: int("SECRETS_READ_RATE", 10_000, 0, 10_000_000),

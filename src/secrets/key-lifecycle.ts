@@ -182,11 +182,13 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
       db.transaction(async (tx) => {
         const kek = await keyStore.activeMasterKey(tx, { forShare: true });
         activeKekId = kek;
-        if (!keyProvider.has(kek)) return 0;
-        const rows = await keyStore.lockDataKeysToRewrap(tx, kek, deps.batchSize);
+        // Keys under a master key this replica lacks are left to a replica that holds it.
+        const from = keyProvider.keyIds().filter((id) => id !== kek);
+        if (!keyProvider.has(kek) || from.length === 0) return 0;
+        const rows = await keyStore.lockDataKeysToRewrap(tx, from, deps.batchSize);
         const rewrapped: { row: keyStore.DataKeyRow; wrappedKey: Buffer }[] = [];
         for (const row of rows) {
-          if (!keyProvider.has(row.kekId) || row.wrappedKey === null) continue; // another replica holds that key
+          if (row.wrappedKey === null) continue;
           const context = { developerId: row.developerId, dekVersion: row.version };
           const dek = await keyProvider.unwrap(row.kekId, row.wrappedKey, context);
           try {

@@ -164,16 +164,18 @@ export async function setActiveMasterKey(tx: Queryable, kekId: string): Promise<
 }
 
 /**
- * Live data keys not wrapped under `activeKekId`, locked for a rewrap. Rows another
+ * Live data keys wrapped under one of `fromKekIds` (the old master keys a replica
+ * holds), locked for a rewrap. Found through the index on kek_id, so each batch
+ * costs the same however many keys earlier batches rewrapped. Rows another
  * transaction holds are skipped (a replica's batch, or a write holding its key FOR
  * SHARE): each key is claimed by one replica at a time and rewrapped once.
  */
-export async function lockDataKeysToRewrap(tx: Queryable, activeKekId: string, limit: number): Promise<DataKeyRow[]> {
+export async function lockDataKeysToRewrap(tx: Queryable, fromKekIds: readonly string[], limit: number): Promise<DataKeyRow[]> {
   const { rows } = await tx.query<RawDataKey>(
     `SELECT ${DATA_KEY_COLUMNS} FROM data_keys
-     WHERE kek_id <> $1 AND state <> 'retired'
-     ORDER BY developer_id, version LIMIT $2 FOR UPDATE SKIP LOCKED`,
-    [activeKekId, limit],
+     WHERE kek_id = ANY($1::text[]) AND state <> 'retired'
+     LIMIT $2 FOR UPDATE SKIP LOCKED`,
+    [fromKekIds, limit],
   );
   return rows.map(toDataKey);
 }
