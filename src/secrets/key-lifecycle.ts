@@ -4,12 +4,12 @@ import type { KeyProvider } from "../crypto/key-provider.js";
 import { KeyBytes } from "../crypto/key-bytes.js";
 import { openValue, sealValue } from "../crypto/value-cipher.js";
 import { AppError, invalid } from "../errors.js";
-import type { Db } from "../store/db.js";
+import type { Db, Queryable } from "../store/db.js";
 import * as keyStore from "../store/key-store.js";
 import * as replicaStore from "../store/replica-store.js";
 import { requireScope } from "./authorize.js";
 import { retryConflicts } from "./conflicts.js";
-import type { DataKeys } from "./data-keys.js";
+import { DataKeyUnavailable, type DataKey, type DataKeys } from "./data-keys.js";
 
 /**
  * The key lifecycle, run while the service serves traffic (DESIGN.md, Key hierarchy):
@@ -97,6 +97,9 @@ export interface KeyLifecycleDeps {
 }
 
 const KEY_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A developer whose keys went (a shred) while background work for it was under way. */
+class DeveloperGone extends Error {}
 
 export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
   const { db, keyProvider, dataKeys, cache, replicaId } = deps;
@@ -208,27 +211,35 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
     for (const row of rows) byDeveloper.set(row.developerId, [...(byDeveloper.get(row.developerId) ?? []), row]);
     let done = 0;
     for (const [developerId, list] of byDeveloper) {
-      done += await retryConflicts(() => dataKeys.withWriteKey(
-        developerId,
-        async (tx, dek) => {
-          let swapped = 0;
-          for (const row of list) {
-            const binding = { developerId, secretId: row.secretId, name: row.name, version: row.version };
-            const old = await dataKeys.forRead(developerId, row.dekVersion);
-            const plaintext = openValue(old, row.dekVersion, row.ciphertext, binding);
-            try {
-              const sealed = sealValue(dek.key, dek.version, plaintext, binding);
-              if (await keyStore.swapCiphertext(tx, row, sealed, dek.version)) swapped += 1;
-            } finally {
-              plaintext.fill(0);
-            }
-          }
-          return swapped;
-        },
-        { encryptions: list.length },
-      ));
+      try {
+        done += await reencryptOf(developerId, list);
+      } catch (e) {
+        // Shredded since the rows were read: nothing of it is left to re-encrypt.
+        if (!(e instanceof DeveloperGone) && !(e instanceof DataKeyUnavailable)) throw e;
+      }
     }
     return done;
+  }
+
+  /** Re-encrypts one developer's rows under its active key; never creates a first key (DeveloperGone). */
+  function reencryptOf(developerId: string, list: readonly keyStore.StaleCiphertextRow[]): Promise<number> {
+    const reencrypt = async (tx: Queryable, dek: DataKey) => {
+      let swapped = 0;
+      for (const row of list) {
+        const binding = { developerId, secretId: row.secretId, name: row.name, version: row.version };
+        const old = await dataKeys.forRead(developerId, row.dekVersion);
+        const plaintext = openValue(old, row.dekVersion, row.ciphertext, binding);
+        try {
+          const sealed = sealValue(dek.key, dek.version, plaintext, binding);
+          if (await keyStore.swapCiphertext(tx, row, sealed, dek.version)) swapped += 1;
+        } finally {
+          plaintext.fill(0);
+        }
+      }
+      return swapped;
+    };
+    const options = { encryptions: list.length, beforeFirstKey: () => Promise.reject(new DeveloperGone()) };
+    return retryConflicts(() => dataKeys.withWriteKey(developerId, reencrypt, options));
   }
 
   async function retireUnreferenced(): Promise<number> {
