@@ -11,7 +11,8 @@ import type { Queryable } from "./db.js";
  *   1. master_key_state (rewrap: FOR SHARE; RotateMasterKey: FOR UPDATE)
  *   2. the developer's data_keys rows (writes: the active one FOR SHARE, and the
  *      foreign key of every version they insert; rotation: the active one FOR
- *      UPDATE; shred: all of them FOR UPDATE, by version)
+ *      UPDATE; retirement: a retiring one FOR UPDATE; rewrap: a batch FOR UPDATE
+ *      SKIP LOCKED, which never waits; shred: all of them FOR UPDATE, by version)
  *   3. the developer's secrets rows (FOR UPDATE, or inserted: a create's unique
  *      (developer_id, name) entry), then their secret_versions rows
  *   4. developer_secret_counts (the statement triggers on secrets update it after

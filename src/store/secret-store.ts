@@ -89,11 +89,9 @@ export interface NewSecret {
  * of the same name, which holds the secret row and then updates the count.
  */
 export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: number): Promise<SecretRow> {
-  let row: RawSecret | undefined;
+  let row: RawSecret;
   try {
-    ({
-      rows: [row],
-    } = await tx.query<RawSecret>(
+    const { rows } = await tx.query<RawSecret>(
       `WITH s AS (
          INSERT INTO secrets (id, developer_id, name, description, metadata, current_version,
                               created_at, updated_at, created_by, updated_by)
@@ -105,7 +103,8 @@ export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: numb
        )
        SELECT ${SECRET_COLUMNS} FROM s`,
       [s.id, s.developerId, s.name, s.description, s.metadataJson, s.createdBy, s.ciphertext, s.dekVersion],
-    ));
+    );
+    row = rows[0] as RawSecret; // an INSERT … RETURNING that did not throw returned its row
   } catch (e) {
     if (isUniqueViolation(e, "secrets_developer_name_key")) {
       throw new AppError("SECRET_EXISTS", "a secret with this name already exists", { field: "name" }, { cause: e });
@@ -119,7 +118,7 @@ export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: numb
   if ((counts[0]?.secrets ?? 0) > maxSecrets) {
     throw new AppError("QUOTA_EXCEEDED", `a developer may store at most ${maxSecrets} secrets`, { limit: String(maxSecrets) });
   }
-  return toSecret(row as RawSecret);
+  return toSecret(row);
 }
 
 /** A secret's attributes; `forUpdate` locks the row for the rest of the transaction. */
