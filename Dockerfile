@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: compile with dev dependencies, ship only production ones.
 # The image runs in production mode: it needs DATABASE_URL, a master keyring and
-# one JWT verification key (see README, Configuration); it listens on 0.0.0.0:50051,
+# one JWT verification key (see docs/configuration.md); it listens on 0.0.0.0:50051,
 # which needs TLS (SECRETS_TLS_CERT / SECRETS_TLS_KEY) or SECRETS_ALLOW_PLAINTEXT=1
 # behind a mesh that terminates mTLS.
 
