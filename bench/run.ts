@@ -36,11 +36,11 @@ import type { WorkerResult, WorkerStop, WorkerTask } from "./worker.js";
  * while RotateMasterKey's rewrap runs on every server; the rewrap's data keys/s and
  * the reads' p50 and p99 during it against just before it. The "many developers"
  * phases read from 10,000 developers with 10 secrets each (500 with --quick), seeded
- * through the store, each call a developer and a secret drawn uniformly at random with
- * that developer's own token: data keys, tokens and cache entries cold and warm. The key job runs with
- * the servers' defaults unless SECRETS_KEY_JOB_BATCH / SECRETS_KEY_JOB_PAUSE_MS are
- * set in the bench's environment, which passes them on. Ends by scanning Redis for
- * any seeded value in the clear.
+ * through the store, each call a developer and a secret drawn uniformly at random
+ * with that developer's own token: data keys, tokens and cache entries cold and warm.
+ * The key job runs with the servers' defaults unless SECRETS_KEY_JOB_BATCH /
+ * SECRETS_KEY_JOB_PAUSE_MS are set in the bench's environment, which passes them on.
+ * Ends by scanning Redis for any seeded value in the clear.
  * `--profile [nocache|strict]` runs the cache (or the named) server under `node --cpu-prof` (profiles in
  * bench/results/profiles/; summarize one phase with
  * `node .bench-build/bench/profile-summary.js FILE --results RESULTS.json --phase TEXT`).
@@ -486,7 +486,8 @@ function describeMany(rows: readonly PhaseResult[], phases: readonly string[], d
   const lines = [
     `many developers: ${developers.toLocaleString("en")} developers × ${MANY_SECRETS} secrets, seeded through the store in ${seedSeconds?.toFixed(1)} s; ` +
       `every call draws a developer and one of its secrets uniformly at random and presents that developer's own token ` +
-      `(${developers.toLocaleString("en")} distinct tokens: verifying them and the server's bounded token cache are part of what is measured).`,
+      `(${developers.toLocaleString("en")} distinct tokens: verifying them and the server's bounded token cache are part of what is measured). ` +
+      `A value-cache entry lives SECRETS_CACHE_TTL_SECONDS (30 s by default): a secret read less often than that misses.`,
   ];
   for (const r of rows.filter((x) => phases.includes(x.phase))) {
     const hits = r.cacheHitShare === undefined ? "no value cache" : `value-cache hits ${(r.cacheHitShare * 100).toFixed(0)} % of lookups`;
