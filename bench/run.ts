@@ -14,7 +14,7 @@ import { openPostgres } from "../src/store/pg-db.js";
 import { migrate } from "../src/store/migrate.js";
 import { machineDelta, sampleMachine, type MachineDelta } from "./machine.js";
 import { describeRewrap, measureRewrap, REWRAP_PHASE, REWRAP_TARGET, rewrapFailed, type RewrapRead, type RewrapReport } from "./rewrap.js";
-import { seedSecrets } from "./seed.js";
+import { seedDevelopers, seedSecrets } from "./seed.js";
 import { percentile, ratioInterval, type Interval } from "./stats.js";
 import type { WorkerResult, WorkerStop, WorkerTask } from "./worker.js";
 
@@ -34,10 +34,13 @@ import type { WorkerResult, WorkerStop, WorkerTask } from "./worker.js";
  * machine. Last, the "master-key rewrap" phase (bench/rewrap.ts): with 100,000 data
  * keys (5,000 with --quick) seeded in Postgres, reads on two servers before and
  * while RotateMasterKey's rewrap runs on every server; the rewrap's data keys/s and
- * the reads' p50 and p99 during it against just before it. The key job runs with
- * the servers' defaults unless SECRETS_KEY_JOB_BATCH / SECRETS_KEY_JOB_PAUSE_MS are
- * set in the bench's environment, which passes them on. Ends by scanning Redis for
- * any seeded value in the clear.
+ * the reads' p50 and p99 during it against just before it. The "many developers"
+ * phases read from 10,000 developers with 10 secrets each (500 with --quick), seeded
+ * through the store, each call a developer and a secret drawn uniformly at random
+ * with that developer's own token: data keys, tokens and cache entries cold and warm.
+ * The key job runs with the servers' defaults unless SECRETS_KEY_JOB_BATCH /
+ * SECRETS_KEY_JOB_PAUSE_MS are set in the bench's environment, which passes them on.
+ * Ends by scanning Redis for any seeded value in the clear.
  * `--profile [nocache|strict]` runs the cache (or the named) server under `node --cpu-prof` (profiles in
  * bench/results/profiles/; summarize one phase with
  * `node .bench-build/bench/profile-summary.js FILE --results RESULTS.json --phase TEXT`).
@@ -84,6 +87,17 @@ const MAX_CALLS = 2_000_000;
 const ADMIN_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const REDIS_URL = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
 const LARGE_SEED = QUICK ? 0 : 100_000;
+/**
+ * The many-developers phases: this many developers with MANY_SECRETS secrets each,
+ * one token each. The server's token cache and in-memory data-key cache hold 10,000
+ * entries by default, so a full run's callers fill them (the bench's other tokens and
+ * the service's own key come on top) and their churn is part of what is measured.
+ */
+const MANY_DEVELOPERS = QUICK ? 500 : 10_000;
+const MANY_SECRETS = 10;
+/** Developers seeded per transaction, and transactions at once (each holds one of the seeding pool's connections). */
+const MANY_SEED = { batch: 500, concurrency: 4 };
+const MANY_PHASE = `AccessSecret, many developers (${MANY_DEVELOPERS.toLocaleString("en")} × ${MANY_SECRETS} secrets)`;
 /** The rewrap phase's data keys, and its bounds: a rewrap that has not finished by the deadline is reported as such. */
 const REWRAP_DATA_KEYS = QUICK ? 5_000 : 100_000;
 const REWRAP_DEADLINE_MS = QUICK ? 60_000 : 600_000;
@@ -129,6 +143,8 @@ interface PhaseResult {
   rssMb: number;
   /** Secrets delivered per call (ResolveSecrets: 10). */
   secretsPerCall: number;
+  /** The share of the server's value-cache lookups that hit (its secrets_cache_lookups_total); undefined with no cache. */
+  cacheHitShare: number | undefined;
   ratio?: { throughput: number; p50: number; p99: number; cpu: number };
   /** Each round's segment, for the spread between rounds. */
   rounds: { callsPerSecond: number; cpuUsPerCall: number }[];
@@ -170,6 +186,12 @@ function startServer(name: string, env: Record<string, string>, main = MAIN): Pr
   });
 }
 
+/** The server's value-cache lookups so far: all of them, and those that hit. */
+interface Lookups {
+  all: number;
+  hits: number;
+}
+
 /** The server's GC pauses so far, in seconds (prom-client's nodejs_gc_duration_seconds, main thread). */
 interface GcSeconds {
   /** Scavenges (young generation). */
@@ -178,7 +200,7 @@ interface GcSeconds {
   other: number;
 }
 
-async function serverStats(server: Server): Promise<{ cpuSeconds: number; rssBytes: number; gc: GcSeconds }> {
+async function serverStats(server: Server): Promise<{ cpuSeconds: number; rssBytes: number; gc: GcSeconds; lookups: Lookups }> {
   const text = await (await fetch(server.metrics)).text();
   const read = (metric: string) => Number(text.match(new RegExp(`^${metric} ([0-9.e+-]+)`, "m"))?.[1] ?? NaN);
   let minor = 0;
@@ -187,7 +209,12 @@ async function serverStats(server: Server): Promise<{ cpuSeconds: number; rssByt
     if (m[1] === "minor") minor += Number(m[2]);
     else other += Number(m[2]);
   }
-  return { cpuSeconds: read("process_cpu_seconds_total"), rssBytes: read("process_resident_memory_bytes"), gc: { minor, other } };
+  const lookups = { all: 0, hits: 0 };
+  for (const m of text.matchAll(/^secrets_cache_lookups_total\{result="(\w+)"\} ([0-9.e+-]+)/gm)) {
+    lookups.all += Number(m[2]);
+    if (m[1] === "hit") lookups.hits += Number(m[2]);
+  }
+  return { cpuSeconds: read("process_cpu_seconds_total"), rssBytes: read("process_resident_memory_bytes"), gc: { minor, other }, lookups };
 }
 
 /**
@@ -234,7 +261,11 @@ interface PhaseSpec {
   method: string;
   requests: unknown[];
   token?: string;
+  /** One token per developer: each call picks a developer and a request at random (WorkerTask.tokens). */
+  tokens?: string[];
   secretsPerCall?: number;
+  /** The phase a target compares this one with: measured with it when --only selects this one. */
+  reference?: string;
   /**
    * Writes leave work behind (audit rows, fences, Postgres's own) that would land in
    * whatever segment follows: they are measured in rounds of their own, after the
@@ -256,6 +287,8 @@ interface Segment {
   rssBytes: number;
   /** The server's GC pauses over the same window as its CPU. */
   gc: GcSeconds;
+  /** The server's value-cache lookups over the same window. */
+  lookups: Lookups;
   /** The clients' CPU over the segment, warm-up included, and the calls they made in it. */
   clientCpuSeconds: number;
   clientCalls: number;
@@ -282,6 +315,7 @@ async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, w
         method: spec.method,
         requests: spec.requests,
         ...(spec.token ? { token: spec.token } : {}),
+        ...(spec.tokens ? { tokens: spec.tokens } : {}),
         inFlight: inFlight / count,
         warmupMs,
         durationMs,
@@ -306,6 +340,7 @@ async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, w
     windowCalls: calls * ((durationMs + warmupMs) / durationMs),
     rssBytes: after.rssBytes,
     gc: { minor: after.gc.minor - before.gc.minor, other: after.gc.other - before.gc.other },
+    lookups: { all: after.lookups.all - before.lookups.all, hits: after.lookups.hits - before.lookups.hits },
     clientCpuSeconds: results.reduce((n, r) => n + r.cpuUs, 0) / 1e6,
     clientCalls: results.reduce((n, r) => n + r.issued, 0),
     machine,
@@ -361,6 +396,7 @@ async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: numb
         other: (sum((s) => s.gc.other) * 1e6) / sum((s) => s.windowCalls),
       },
       secretsPerCall: spec.secretsPerCall ?? 1,
+      cacheHitShare: sum((s) => s.lookups.all) > 0 ? sum((s) => s.lookups.hits) / sum((s) => s.lookups.all) : undefined,
       rounds: segs.map((s) => ({ callsPerSecond: s.calls / s.seconds, cpuUsPerCall: (s.cpuSeconds * 1e6) / s.windowCalls })),
     };
     console.log(`  ${spec.phase} at ${inFlight} in flight: ${result.callsPerSecond.toFixed(0)} calls/s`);
@@ -440,6 +476,26 @@ function gcTable(rows: PhaseResult[]): string {
   return markdownTable(head, body);
 }
 
+/**
+ * What the many-developers phases mean: every call is a developer's own token, so
+ * the server's bounded token cache (10,000 by default) and data-key cache (10,000,
+ * 5 minutes) are exercised with the rest, and the value cache's hit share says how
+ * many reads were warm.
+ */
+function describeMany(rows: readonly PhaseResult[], phases: readonly string[], developers: number, seedSeconds: number | undefined): string[] {
+  const lines = [
+    `many developers: ${developers.toLocaleString("en")} developers × ${MANY_SECRETS} secrets, seeded through the store in ${seedSeconds?.toFixed(1)} s; ` +
+      `every call draws a developer and one of its secrets uniformly at random and presents that developer's own token ` +
+      `(${developers.toLocaleString("en")} distinct tokens: verifying them and the server's bounded token cache are part of what is measured). ` +
+      `A value-cache entry lives SECRETS_CACHE_TTL_SECONDS (30 s by default): a secret read less often than that misses.`,
+  ];
+  for (const r of rows.filter((x) => phases.includes(x.phase))) {
+    const hits = r.cacheHitShare === undefined ? "no value cache" : `value-cache hits ${(r.cacheHitShare * 100).toFixed(0)} % of lookups`;
+    lines.push(`  ${r.phase} at ${r.inFlight} in flight: ${r.calls.toLocaleString("en")} calls, ${hits}`);
+  }
+  return lines;
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const dbName = `secrets_bench_${Date.now()}_${process.pid}`;
@@ -455,14 +511,28 @@ async function main(): Promise<void> {
   const workers = Workers.start(2);
   const developers = { hit: `bench-hit-${process.pid}`, small: `bench-1k-${process.pid}`, large: `bench-100k-${process.pid}`, writes: `bench-w-${process.pid}` };
   const seededValue = (dev: string, i: number) => `bench-value-${dev}-${i}-${"x".repeat(24)}`;
+  const manyPhases = [MANY_PHASE, `${MANY_PHASE}, cache off`];
+  const manyDevelopers = manyPhases.some((p) => !ONLY || p.includes(ONLY))
+    ? Array.from({ length: MANY_DEVELOPERS }, (_, i) => `bench-many-${process.pid}-${i}`)
+    : [];
+  let manySeedSeconds: number | undefined;
   let exitCode = 0;
 
   try {
-    const db = await openPostgres(dbUrl.toString(), { maxConnections: 4 });
+    const db = await openPostgres(dbUrl.toString(), { maxConnections: MANY_SEED.concurrency });
     await migrate(db);
     console.log(`seeding (1,000${LARGE_SEED ? ` and ${LARGE_SEED.toLocaleString("en")}` : ""} secrets, directly through the store)…`);
     await seedSecrets(db, masterKeys, developers.small, 1_000, (i) => seededValue(developers.small, i), (i) => `secret_${i}`);
     if (LARGE_SEED) await seedSecrets(db, masterKeys, developers.large, LARGE_SEED, (i) => seededValue(developers.large, i), (i) => `secret_${i}`);
+    if (manyDevelopers.length > 0) {
+      const t0 = performance.now();
+      await seedDevelopers(db, masterKeys, manyDevelopers, MANY_SECRETS, seededValue, (i) => `secret_${i}`, MANY_SEED);
+      manySeedSeconds = (performance.now() - t0) / 1000;
+      console.log(
+        `  many developers: ${manyDevelopers.length.toLocaleString("en")} developers × ${MANY_SECRETS} secrets, one data key each, ` +
+          `seeded in ${manySeedSeconds.toFixed(1)} s (${MANY_SEED.batch} developers to a transaction, ${MANY_SEED.concurrency} at once)`,
+      );
+    }
     await db.close();
 
     // The per-developer rate limits are off: the bench's one developer reads far past the
@@ -501,6 +571,8 @@ async function main(): Promise<void> {
       large: await token(developers.large),
       writes: await token(developers.writes),
     };
+    const manyTokens: string[] = [];
+    for (const dev of manyDevelopers) manyTokens.push(await token(dev));
 
     // Ten secrets for the hit and resolve phases, created through the API.
     const setup = await workers.run(0, {
@@ -546,12 +618,20 @@ async function main(): Promise<void> {
       { phase: "ceiling: Health/Check (strict-audit server)", server: strict, service: "health", method: "check", requests: [{}] },
       { phase: "AccessSecret, cache hit, SECRETS_AUDIT_STRICT=1", server: strict, service: "secrets", method: "accessSecret", requests: tenNames.map((name) => ({ name })), token: tokens.hit },
     );
+    if (manyDevelopers.length > 0) {
+      const names = Array.from({ length: MANY_SECRETS }, (_, i) => ({ name: `secret_${i}` }));
+      specs.push(
+        { phase: manyPhases[0] as string, server: cached, service: "secrets", method: "accessSecret", requests: names, tokens: manyTokens, reference: "AccessSecret, cache hit" },
+        { phase: manyPhases[1] as string, server: uncached, service: "secrets", method: "accessSecret", requests: names, tokens: manyTokens },
+      );
+    }
     if (LARGE_SEED) {
       specs.push({ phase: "AccessSecret, 100,000 stored, cache off", server: uncached, service: "secrets", method: "accessSecret", requests: sampleNames(LARGE_SEED), token: tokens.large });
     }
 
     const results: PhaseResult[] = [];
-    const selected = specs.filter((s) => !ONLY || s.phase.startsWith("ceiling") || s.phase.includes(ONLY));
+    const chosen = specs.filter((s) => !ONLY || s.phase.startsWith("ceiling") || s.phase.includes(ONLY));
+    const selected = specs.filter((s) => chosen.includes(s) || chosen.some((c) => c.reference === s.phase));
     // The baseline build's copies of its servers' phases, measured in the same rounds.
     for (const spec of [...selected]) {
       const b = baselines.get(spec.server.name);
@@ -631,29 +711,31 @@ async function main(): Promise<void> {
       }
     }
 
-    // Redis must hold none of the seeded values in the clear.
+    // Redis must hold none of the seeded values in the clear. One pass over the
+    // cache's keys (the many developers' prefixes are too many to scan one by one),
+    // keeping those of the bench's developers.
     const redis = new Redis(REDIS_URL);
     let scanned = 0;
     const leaks: string[] = [];
+    const benchPrefixes = new Set([...Object.values(developers), ...manyDevelopers].map(developerPrefix));
     try {
-      for (const dev of Object.values(developers)) {
-        const prefix = developerPrefix(dev);
-        const benchKeys: string[] = [];
-        let cursor = "0";
-        do {
-          const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-          benchKeys.push(...keys);
-          for (const key of keys) {
-            scanned += 1;
-            const value = (await redis.getBuffer(key)) ?? Buffer.alloc(0);
-            for (let i = 0; i < 10; i++) if (value.includes(seededValue(developers.hit, i))) leaks.push(key);
-            if (value.includes("bench-value-") || value.includes("bench-updated-value-") || value.includes("bench-created-value-")) leaks.push(key);
-          }
-          cursor = next;
-        } while (cursor !== "0");
-        // Leave the shared Redis as it was.
-        for (let i = 0; i < benchKeys.length; i += 500) await redis.unlink(...benchKeys.slice(i, i + 500));
-      }
+      const benchKeys: string[] = [];
+      let cursor = "0";
+      do {
+        const [next, keys] = await redis.scan(cursor, "MATCH", "sec:{*", "COUNT", 1000);
+        const mine = keys.filter((key) => benchPrefixes.has(key.slice(0, key.indexOf("}:") + 2)));
+        benchKeys.push(...mine);
+        const values = mine.length > 0 ? await redis.mgetBuffer(...mine) : [];
+        mine.forEach((key, k) => {
+          scanned += 1;
+          const value = values[k] ?? Buffer.alloc(0);
+          for (let i = 0; i < 10; i++) if (value.includes(seededValue(developers.hit, i))) leaks.push(key);
+          if (value.includes("bench-value-") || value.includes("bench-updated-value-") || value.includes("bench-created-value-")) leaks.push(key);
+        });
+        cursor = next;
+      } while (cursor !== "0");
+      // Leave the shared Redis as it was.
+      for (let i = 0; i < benchKeys.length; i += 500) await redis.unlink(...benchKeys.slice(i, i + 500));
     } finally {
       redis.disconnect();
     }
@@ -664,6 +746,8 @@ async function main(): Promise<void> {
     const resolve = (n: number) => results.find((r) => r.phase.startsWith("ResolveSecrets") && r.inFlight === n);
     const small = results.find((r) => r.phase.includes("1,000 stored") && r.inFlight === 1);
     const large = results.find((r) => r.phase.includes("100,000 stored") && r.inFlight === 1);
+    const many = (n: number) => results.find((r) => r.phase === MANY_PHASE && r.inFlight === n);
+    const manyThroughput = "AccessSecret, many developers ≥ 0.7 × ceiling calls/s (64 in flight)";
     const targets = [
       ["AccessSecret hit ≥ 0.8 × ceiling calls/s (64 in flight)", hit(64)?.ratio?.throughput, 0.8, ">="],
       ["AccessSecret hit ≤ 1.5 × ceiling p99 (64 in flight)", hit(64)?.ratio?.p99, 1.5, "<="],
@@ -676,6 +760,13 @@ async function main(): Promise<void> {
         ">=",
       ],
       ["p50 at 100,000 stored ≤ 1.2 × p50 at 1,000 (1 in flight)", large && small ? large.p50Us / small.p50Us : undefined, 1.2, "<="],
+      [manyThroughput, many(64)?.ratio?.throughput, 0.7, ">="],
+      [
+        "AccessSecret, many developers p50 ≤ 1.3 × one-developer cache-hit p50 (1 in flight)",
+        many(1) && hit(1) ? many(1)!.p50Us / hit(1)!.p50Us : undefined,
+        1.3,
+        "<=",
+      ],
       // Unfinished, the figure bounds its rate from above (the keys over the time polled), far below the target.
       [REWRAP_TARGET.name, rewrap?.progress.keysPerSecond, REWRAP_TARGET.keysPerSecond, ">="],
     ] as const;
@@ -685,6 +776,7 @@ async function main(): Promise<void> {
       [targets[0][0]]: [hit(64), "throughput"],
       [targets[2][0]]: [hit(64), "cpu"],
       [targets[3][0]]: [off(64), "throughput"],
+      [manyThroughput]: [many(64), "throughput"],
     };
     const figure = { throughput: (r: Round) => r.callsPerSecond, cpu: (r: Round) => r.cpuUsPerCall };
     const spread: Record<string, number[] | undefined> = {};
@@ -711,6 +803,18 @@ async function main(): Promise<void> {
         holds: value === undefined ? null : op === ">=" ? value >= bound : value <= bound,
         interval: intervals[name],
       })),
+      ...(manyDevelopers.length > 0
+        ? {
+            manyDevelopers: {
+              developers: manyDevelopers.length,
+              secretsPerDeveloper: MANY_SECRETS,
+              distinctTokens: manyTokens.length,
+              seedSeconds: manySeedSeconds,
+              seedBatch: MANY_SEED.batch,
+              seedConcurrency: MANY_SEED.concurrency,
+            },
+          }
+        : {}),
       ...(rewrap ? { rewrap } : {}),
       redisScan: { keys: scanned, plaintextValuesFound: leaks.length },
       ...(PROFILE || SERVER_NODE_ARGS.length > 0 ? { profileWindows } : {}),
@@ -720,6 +824,7 @@ async function main(): Promise<void> {
     console.log(`\n${machineTable(results)}\n`);
     console.log("The server's GC pauses per call (main thread; part of its CPU above):");
     console.log(`\n${gcTable(results)}\n`);
+    if (manyDevelopers.length > 0) console.log(`${describeMany(results, manyPhases, manyDevelopers.length, manySeedSeconds).join("\n")}\n`);
     if (rewrap) console.log(`${describeRewrap(rewrap, markdownTable).join("\n")}\n`);
     for (const t of report.targets) {
       const rounds = spread[t.name];

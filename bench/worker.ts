@@ -3,6 +3,7 @@ import { create, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import { Health } from "../src/gen/grpc/health/v1/health_pb.js";
 import { SecretService } from "../src/gen/secrets/v1/secrets_pb.js";
 import { serviceDefinition } from "../src/server/grpc-adapter.js";
+import { prng } from "./stats.js";
 
 /**
  * One benchmark client process: for each WorkerTask it is sent, drives one RPC at
@@ -21,6 +22,12 @@ export interface WorkerTask {
   /** Request bodies to cycle through; `{n}` in a string is replaced by a unique counter. */
   requests: unknown[];
   token?: string;
+  /**
+   * Many callers instead of one: each call picks one of these tokens (one per
+   * developer) and one of `requests`, both uniformly at random (seeded by
+   * `counterBase`), so that the reads spread over every developer's secrets.
+   */
+  tokens?: string[];
   inFlight: number;
   warmupMs: number;
   durationMs: number;
@@ -61,6 +68,22 @@ function fill(template: unknown, n: number): unknown {
 /** One channel per server address, shared by both services' clients. */
 const channels = new Map<string, grpc.Channel>();
 const clients = new Map<string, grpc.Client>();
+/** Metadata per token, kept across tasks (a task with many tokens is sent again every segment); bounded. */
+const metadataByToken = new Map<string, grpc.Metadata>();
+const MAX_METADATA = 100_000;
+
+function metadataFor(token: string | undefined): grpc.Metadata {
+  const key = token ?? "";
+  let metadata = metadataByToken.get(key);
+  if (metadata === undefined) {
+    metadata = new grpc.Metadata();
+    if (token) metadata.set("authorization", `Bearer ${token}`);
+    if (metadataByToken.size >= MAX_METADATA) metadataByToken.clear();
+    metadataByToken.set(key, metadata);
+  }
+  return metadata;
+}
+
 /** Cuts the running task short; set while a task runs. */
 let stopRunning: (() => void) | undefined;
 
@@ -86,16 +109,19 @@ async function run(task: WorkerTask): Promise<WorkerResult> {
   if (!method) throw new Error(`no method ${task.method}`);
   const client = clientFor(task.address, service);
   const fn = (client as unknown as Record<string, Function>)[method.localName] as Function;
-  const metadata = new grpc.Metadata();
-  if (task.token) metadata.set("authorization", `Bearer ${task.token}`);
   const templated = JSON.stringify(task.requests).includes("{n}");
   const prebuilt = task.requests.map((r) => create(method.input as DescMessage, r as never));
+  const spread = task.tokens?.map(metadataFor);
+  const random = prng(task.counterBase);
+  const pick = (n: number) => Math.floor(random() * n);
 
   let counter = task.counterBase;
   const call = () =>
     new Promise<void>((resolve, reject) => {
       const i = counter++;
-      const req = templated ? create(method.input as DescMessage, fill(task.requests[i % task.requests.length], i) as never) : prebuilt[i % prebuilt.length];
+      const metadata = spread ? (spread[pick(spread.length)] as grpc.Metadata) : metadataFor(task.token);
+      const r = spread ? pick(task.requests.length) : i % task.requests.length;
+      const req = templated ? create(method.input as DescMessage, fill(task.requests[r], i) as never) : prebuilt[r];
       fn.call(client, req, metadata, (err: grpc.ServiceError | null) => (err ? reject(err) : resolve()));
     });
 
