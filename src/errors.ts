@@ -25,7 +25,7 @@ export type ErrorKind =
 
 /**
  * The reason catalogue (ErrorInfo.reason, domain "secrets.v1"). Clients branch on
- * these strings, so they are part of the API: add, never rename. The README lists
+ * these strings, so they are part of the API: add, never rename. docs/api.md lists
  * them with their statuses.
  */
 export const REASONS = {

@@ -50,7 +50,7 @@ export interface RunningService {
   readonly metricsPort: number | undefined;
   /** Set in dev mode: the developer token printed at start. */
   readonly devToken: string | undefined;
-  /** Graceful stop in DESIGN.md's order; resolves when everything is closed. */
+  /** Graceful stop in the order docs/configuration.md gives (Shutdown); resolves when everything is closed. */
   stop(): Promise<void>;
 }
 
@@ -275,7 +275,7 @@ async function databaseReady(db: Db): Promise<boolean> {
 }
 
 /**
- * The value cache DESIGN.md allows: Redis when REDIS_URL is set; the in-process one
+ * The value cache docs/design.md describes: Redis when REDIS_URL is set; the in-process one
  * only with the embedded database (one process); none with Postgres and no Redis,
  * because several replicas could not keep an in-process cache coherent. Entries are
  * authenticated under `entryKey`, which the cache derives its own key from; it is

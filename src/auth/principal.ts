@@ -22,8 +22,8 @@ export interface Principal {
   readonly expiresAt: number;
 }
 
-/** `sub` format (DESIGN.md, Authentication). */
+/** `sub` format (docs/api.md, Tokens). */
 export const SUBJECT_PATTERN = /^[A-Za-z0-9._@:-]{1,128}$/;
 
-/** A secret name (DESIGN.md, Limits): what the `secrets` allowlist claim may hold. */
+/** A secret name (docs/api.md, SecretService): what the `secrets` allowlist claim may hold. */
 export const ALLOWLIST_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;

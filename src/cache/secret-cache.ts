@@ -17,7 +17,7 @@ import { AppError } from "../errors.js";
  * refused; one written back together with its old generation is served at most
  * until its expiry: the value was current at most one TTL (+10 %) before.
  *
- * Coherence (DESIGN.md, "The cache"): a lookup never returns a value older than a
+ * Coherence (docs/design.md, "The cache"): a lookup never returns a value older than a
  * write that has already returned to its caller, on any replica.
  *
  *   write:  beginWrite  — INCR gen; INCR fence (expires in 60 s); DEL entry.

@@ -1,5 +1,5 @@
 /**
- * The API's input limits (DESIGN.md, "Limits"), for callers that validate before
+ * The API's input limits (docs/api.md), for callers that validate before
  * they send (the CLI's import checks a whole file before writing anything). The
  * service enforces the same numbers; these are a copy because the SDK imports no
  * server code, and a change to the API changes both.

@@ -1,7 +1,7 @@
 /**
  * Which secrets a task definition references, found without running it, and resolving them in one call.
  *
- * A task names a secret in two ways (DESIGN.md, "Task references"): a `secret_name: NAME` key on a mapping at
+ * A task names a secret in two ways (docs/design.md, "Task references"): a `secret_name: NAME` key on a mapping at
  * any depth, and `secrets.NAME` / `secrets['NAME']` inside an expression, a string scalar that begins with
  * `$ `. Everything else — other strings, map keys, numbers, booleans — references nothing.
  *

@@ -6,7 +6,7 @@ import { describeRejectedName } from "./validation.js";
 import { NAME_PATTERN } from "./limits.js";
 
 /**
- * The audit writer (DESIGN.md, Audit): one per process, queueing events in memory
+ * The audit writer (docs/design.md, Audit trail): one per process, queueing events in memory
  * and writing them in batched multi-row INSERTs.
  *
  * What must stay true:

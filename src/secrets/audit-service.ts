@@ -81,7 +81,7 @@ export function createAuditService(deps: AuditServiceDeps): AuditService {
   const { db } = deps;
   return {
     async listAuditEvents(p, input) {
-      // Scope first (DESIGN.md's order): one's own with read (or operator), anyone else's with operator only.
+      // Scope first (the order of docs/api.md, Tokens): one's own with read (or operator), anyone else's with operator only.
       const own = input.developerId === "" || input.developerId === p.developerId;
       if (!p.scopes.has("secrets:operator") && !(own && p.scopes.has("secrets:read"))) {
         const scope = own ? "secrets:read" : "secrets:operator";

@@ -2,7 +2,7 @@ import type { Principal, Scope } from "../auth/principal.js";
 import { AppError } from "../errors.js";
 
 /**
- * Access checks, in DESIGN.md's order: the scope before any validation, the
+ * Access checks, in the order docs/api.md gives (Tokens): the scope before any validation, the
  * allowlist after validation and before any lookup, so a name outside the
  * allowlist is PERMISSION_DENIED whether or not it exists.
  */

@@ -82,7 +82,7 @@ export class DataKeyUnavailable extends Error {
 
 /**
  * AES-GCM with random 96-bit nonces stays within its bounds well below 2^32
- * encryptions per key; DESIGN.md rotates before 2^30. Rotation starts at the soft
+ * encryptions per key; a key is rotated before 2^30 (docs/design.md). Rotation starts at the soft
  * limit; past the hard limit a write fails rather than encrypt once more.
  */
 export const DEK_ROTATE_AT = 2 ** 30 - 2 ** 24;

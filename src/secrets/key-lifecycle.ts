@@ -12,7 +12,7 @@ import { retryConflicts } from "./conflicts.js";
 import { DataKeyUnavailable, type DataKey, type DataKeys } from "./data-keys.js";
 
 /**
- * The key lifecycle, run while the service serves traffic (DESIGN.md, Key hierarchy):
+ * The key lifecycle, run while the service serves traffic (docs/design.md, Key lifecycle):
  *
  * - Master key rotation records a new active master key once every live replica
  *   holds it; data keys are then rewrapped in the background, in batches, by any
@@ -290,7 +290,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
 
   /**
    * The developer a key call is about: empty means the caller. The scope is checked
-   * before the id is validated (DESIGN.md's order): one's own needs `ownScope`,
+   * before the id is validated (the order of docs/api.md, Tokens): one's own needs `ownScope`,
    * anyone else's needs operator.
    */
   function authorizeDeveloper(p: Principal, developerId: string, ownScope: "secrets:keys" | "secrets:operator"): string {

@@ -1,4 +1,4 @@
-/** The input limits of DESIGN.md. Part of the API: clients validate against the same numbers. */
+/** The input limits (docs/api.md). Part of the API: clients validate against the same numbers. */
 export const LIMITS = {
   nameMaxLength: 128,
   valueMaxBytes: 64 * 1024,

@@ -145,7 +145,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
   }
 
   /**
-   * A write: fenced in the cache before it commits, released after (DESIGN.md, The
+   * A write: fenced in the cache before it commits, released after (docs/design.md, The
    * cache); the transaction is retried inside the fence when it loses a race.
    */
   async function fenced<T>(developerId: string, name: string, write: () => Promise<T>): Promise<T> {

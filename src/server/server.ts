@@ -23,7 +23,7 @@ import { keyHandlers } from "./key-handlers.js";
 import { secretHandlers } from "./secret-handlers.js";
 import { toStatus } from "./status.js";
 
-/** gRPC messages up to 8 MiB each way (DESIGN.md, Limits). */
+/** gRPC messages up to 8 MiB each way (docs/configuration.md, Limits). */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 export interface GrpcServerDeps {

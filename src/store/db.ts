@@ -171,8 +171,8 @@ export function normalizeRowCount(tagCount: number | null | undefined, rows: rea
  * A development check: on by default in the adapters (`scopeChecks`), off in the
  * service unless SECRETS_DB_SCOPE_CHECKS=1, which the test suite sets. On Node 20
  * the first AsyncLocalStorage.run turns on async hooks for the whole process, and
- * every promise of every call then pays for them (see the README's Performance
- * section). The mistake it catches belongs to a code path, which the tests run. @internal
+ * every promise of every call then pays for them (docs/configuration.md,
+ * SECRETS_DB_SCOPE_CHECKS). The mistake it catches belongs to a code path, which the tests run. @internal
  */
 export class ScopeGuard {
   readonly #inside: AsyncLocalStorage<{ active: boolean }> | undefined;

@@ -340,13 +340,13 @@ describe(`audit log on ${testDatabaseKind()}`, () => {
   });
 });
 
-describe.runIf(testDatabaseKind() === "postgres")("audit log as the role the README recommends", () => {
+describe.runIf(testDatabaseKind() === "postgres")("audit log as the role docs/design.md recommends", () => {
   let t: TestDb;
   const role = newId("audit_writer").replaceAll("-", "_");
 
   beforeAll(async () => {
     t = await createTestDb();
-    // Only INSERT and SELECT on the table and USAGE on its sequence (README, Audit).
+    // Only INSERT and SELECT on the table and USAGE on its sequence (docs/design.md, Audit trail).
     await t.db.query(`CREATE ROLE ${role} LOGIN`);
     await t.db.query(`GRANT INSERT, SELECT ON audit_events TO ${role}`);
     await t.db.query(`GRANT USAGE ON SEQUENCE audit_events_id_seq TO ${role}`);

@@ -368,7 +368,7 @@ function fakeClient(
   };
 }
 
-/** The server's limit on names per ResolveSecrets call (DESIGN.md). */
+/** The server's limit on names per ResolveSecrets call (docs/api.md). */
 const MAX_RESOLVE_NAMES = 100;
 
 describe("resolveTaskSecrets", () => {

@@ -6,7 +6,7 @@ import { expectCallError, secretsClient, type TestClient } from "../support/grpc
 import { startTestService, type TestService } from "../support/test-service.js";
 
 // Authentication and authorization over real gRPC: tokens, scopes, the per-task
-// allowlist, and DESIGN.md's order of checks.
+// allowlist, and the order of checks in docs/api.md.
 
 let svc: TestService;
 let client: TestClient<typeof SecretService>;

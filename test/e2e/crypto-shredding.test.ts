@@ -4,7 +4,7 @@ import { expectCallError } from "../support/grpc-client.js";
 import { masterKey, processCluster, type ProcessCluster } from "../support/process-cluster.js";
 import { createTestDb, type TestDb } from "../support/test-db.js";
 
-// Crypto-shredding, exactly as the README states it: a backup from before a shred
+// Crypto-shredding, exactly as docs/design.md states it: a backup from before a shred
 // still holds the developer's data keys wrapped under a master key; once that
 // master key is rotated away and destroyed, the backup is unreadable.
 

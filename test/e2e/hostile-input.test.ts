@@ -49,7 +49,7 @@ import { startTestService, type TestService } from "../support/test-service.js";
  * Every call goes through one raw grpc-js client with identity serializers: the test
  * encodes the request itself, so it knows the exact bytes the server parses (which is
  * also how random bytes are sent as the body of each method). An oracle written from
- * DESIGN.md (authenticate → scope → validate → allowlist → look up) says, for the
+ * docs/api.md (authenticate → scope → validate → allowlist → look up) says, for the
  * request as the server decodes it, which statuses and reasons are documented for
  * that situation; a state-dependent outcome (found or not, version matches or not)
  * is accepted from the documented set of the last step. Checked for every call:
@@ -370,7 +370,7 @@ const realTokens = new Set<string>();
 const tokenV = (t: string): Reason[] => (t === "" || realTokens.has(t) ? [] : ["INVALID_PAGE_TOKEN"]);
 const tokenLate = (t: string): Reason[] => (realTokens.has(t) ? ["INVALID_PAGE_TOKEN"] : []);
 
-// The validation rules of DESIGN.md's Limits, each giving the reasons a field breaks.
+// The validation rules of docs/api.md's limits, each giving the reasons a field breaks.
 const nameV = (n: string): Reason[] => (NAME_RE.test(n) ? [] : ["INVALID_NAME"]);
 const valueV = (v: string): Reason[] => (v === "" ? ["INVALID_VALUE"] : utf8Bytes(v) > 64 * KIB ? ["VALUE_TOO_LARGE"] : []);
 const descV = (d: string): Reason[] =>
@@ -380,7 +380,7 @@ const pageSizeV = (n: number): Reason[] => (n < 0 ? ["INVALID_PAGE_SIZE"] : []);
 const versionV = (v: number, allowZero: boolean): Reason[] => (v < 0 || (!allowZero && v === 0) ? ["INVALID_VERSION"] : []);
 
 /**
- * The documented outcomes of one decoded request, in DESIGN.md's order: scope →
+ * The documented outcomes of one decoded request, in docs/api.md's order: scope →
  * validation (any of the rules broken; their order is not part of the contract) →
  * allowlist → look-up (the state-dependent outcomes of that method).
  */

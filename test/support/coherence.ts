@@ -3,7 +3,7 @@ import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
 import { CallError, type TestClient } from "./grpc-client.js";
 
 /**
- * Cache coherence as DESIGN.md defines it, checked from outside: no read returns a
+ * Cache coherence as docs/design.md defines it, checked from outside: no read returns a
  * state older than a write that had already returned to its caller when the read
  * began, on any replica; creates and deletes count as writes ("not found" is a
  * state too).

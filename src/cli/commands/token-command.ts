@@ -17,7 +17,7 @@ import type { Session } from "../session.js";
 
 const SCOPES = ["read", "access", "write", "keys"] as const;
 type ScopeName = (typeof SCOPES)[number];
-/** The `sub` rule the service applies (DESIGN.md, Authentication). */
+/** The `sub` rule the service applies (docs/api.md, Tokens). */
 const SUBJECT_PATTERN = /^[A-Za-z0-9._@:-]{1,128}$/;
 /** The service's default longest token lifetime (SECRETS_JWT_MAX_TTL_SECONDS). */
 const MAX_TTL_SECONDS = 86_400;
