@@ -156,7 +156,7 @@ export async function startService(config: Config, options: StartOptions): Promi
       cache: dekCache,
       onRotationDue: (developerId) => keys?.rotateInBackground(developerId),
     });
-    const cache = await createCache(config, db, log, cacheObserver(metrics), await loadCacheEntryKey(dataKeys));
+    const cache = await createCache(config, db, log, cacheObserver(metrics), () => loadCacheEntryKey(dataKeys));
     closers.unshift(() => cache.close());
     const replicaId = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
     keys = createKeyLifecycle({
@@ -278,10 +278,16 @@ async function databaseReady(db: Db): Promise<boolean> {
  * The value cache docs/design.md describes: Redis when REDIS_URL is set; the in-process one
  * only with the embedded database (one process); none with Postgres and no Redis,
  * because several replicas could not keep an in-process cache coherent. Entries are
- * authenticated under `entryKey`, which the cache derives its own key from; it is
- * zeroized here once the cache exists.
+ * authenticated under the entry key, loaded only when there is a cache; the cache
+ * derives its own key from it, and it is zeroized here once the cache exists.
  */
-async function createCache(config: Config, db: Db, log: Logger, observe: CacheObserver, entryKey: KeyBytes): Promise<SecretCache> {
+async function createCache(
+  config: Config,
+  db: Db,
+  log: Logger,
+  observe: CacheObserver,
+  loadEntryKey: () => Promise<KeyBytes>,
+): Promise<SecretCache> {
   const ttlMs = config.cacheTtlSeconds * 1000;
   // Refused entries are counted in the metrics, and logged at most once a minute.
   const rejectedLogIntervalMs = 60_000;
@@ -309,8 +315,11 @@ async function createCache(config: Config, db: Db, log: Logger, observe: CacheOb
         : config.redisUrl
           ? { kind: "single", url: config.redisUrl }
           : undefined;
-  if (topology) {
-    const redis = await createRedisCache({
+  if (!topology && db.kind !== "pglite") return noCache();
+  const entryKey = await loadEntryKey();
+  try {
+    if (!topology) return createMemoryCache({ ttlMs, entryKey, onLookup });
+    return await createRedisCache({
       topology,
       ttlMs,
       entryKey,
@@ -320,12 +329,9 @@ async function createCache(config: Config, db: Db, log: Logger, observe: CacheOb
           ? log.warn({ err: error }, "redis unreachable: reads go to the database, writes fail until it is back")
           : log.info("redis reachable again"),
     });
+  } finally {
     entryKey.zeroize();
-    return redis;
   }
-  const local = db.kind === "pglite" ? createMemoryCache({ ttlMs, entryKey, onLookup }) : noCache();
-  entryKey.zeroize();
-  return local;
 }
 
 /** The `buf curl` line printed in dev mode; works as printed from the project directory. */
