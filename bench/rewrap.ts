@@ -4,7 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import { create, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { KeyBytes } from "../src/crypto/key-bytes.js";
 import { createLocalKeyProvider, parseKeyring, type KeyProvider } from "../src/crypto/key-provider.js";
-import { KeyService } from "../src/gen/secrets/v1/keys_pb.js";
+import { KeyService } from "../src/api/gen/secrets/v1/keys_pb.js";
 import { serviceDefinition } from "../src/server/grpc-adapter.js";
 import type { Db } from "../src/store/db.js";
 import { summarizeProgress, type ProgressSample, type RewrapProgress } from "./rewrap-progress.js";

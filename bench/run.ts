@@ -9,7 +9,7 @@ import pg from "pg";
 import { mintHs256Token } from "../src/auth/token-issuer.js";
 import type { Scope } from "../src/auth/principal.js";
 import { developerPrefix } from "../src/cache/secret-cache.js";
-import { loadConfig } from "../src/config.js";
+import { loadConfig } from "../src/app/config.js";
 import { openPostgres } from "../src/store/pg-db.js";
 import { migrate } from "../src/store/migrate.js";
 import { machineDelta, sampleMachine, type MachineDelta } from "./machine.js";

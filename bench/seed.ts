@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { createDekCache } from "../src/crypto/dek-cache.js";
+import { createDekCache } from "../src/keys/dek-cache.js";
 import { createLocalKeyProvider, parseKeyring } from "../src/crypto/key-provider.js";
 import { sealValue } from "../src/crypto/value-cipher.js";
 import { KeyBytes } from "../src/crypto/key-bytes.js";
-import { createDataKeys, type DataKeys } from "../src/secrets/data-keys.js";
+import { createDataKeys, type DataKeys } from "../src/keys/data-keys.js";
 import type { Db, Queryable } from "../src/store/db.js";
 import { ensureActiveMasterKey, insertFirstDataKey, reserveEncryptions } from "../src/store/key-store.js";
 

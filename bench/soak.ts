@@ -9,7 +9,7 @@ import { create, type DescMessage } from "@bufbuild/protobuf";
 import pg from "pg";
 import type { Scope } from "../src/auth/principal.js";
 import { mintHs256Token } from "../src/auth/token-issuer.js";
-import { SecretService } from "../src/gen/secrets/v1/secrets_pb.js";
+import { SecretService } from "../src/api/gen/secrets/v1/secrets_pb.js";
 import { serviceDefinition } from "../src/server/grpc-adapter.js";
 import { prng } from "./stats.js";
 

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, type DescMessage, type DescService } from "@bufbuild/protobuf";
-import { Health } from "../src/gen/grpc/health/v1/health_pb.js";
-import { SecretService } from "../src/gen/secrets/v1/secrets_pb.js";
+import { Health } from "../src/api/gen/grpc/health/v1/health_pb.js";
+import { SecretService } from "../src/api/gen/secrets/v1/secrets_pb.js";
 import { serviceDefinition } from "../src/server/grpc-adapter.js";
 import { prng } from "./stats.js";
 

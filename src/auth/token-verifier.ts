@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { errors as joseErrors, jwtVerify, type JWTPayload } from "jose";
-import { AppError } from "../errors.js";
+import { AppError } from "../api/errors.js";
 import { ALLOWLIST_NAME_PATTERN, SCOPES, SUBJECT_PATTERN, type Principal, type Scope } from "./principal.js";
 
 /** Turns a bearer token into a Principal, or fails UNAUTHENTICATED. */

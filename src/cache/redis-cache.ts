@@ -1,6 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { KeyBytes } from "../crypto/key-bytes.js";
-import { smartBatcher, type SmartBatcher } from "../smart-batch.js";
+import { smartBatcher, type SmartBatcher } from "../lib/coalescing-batcher.js";
 import { createCoherentCache, type CacheStore } from "./coherent-cache.js";
 import type { LookupOutcome, NameKeys, SecretCache } from "./secret-cache.js";
 
@@ -111,7 +111,7 @@ const MAX_BATCH_KEYS = 3_000;
 const STALL_MS = 10;
 
 /**
- * Lookups coalesced into MGETs (smart-batch.ts), one MGET on the wire at a time per
+ * Lookups coalesced into MGETs (lib/coalescing-batcher.ts), one MGET on the wire at a time per
  * lane: all lookups, or on a Cluster one developer's (one hash slot). Under load one
  * write and one reply carry many calls' lookups (the system calls of a Redis round
  * trip were the largest cost of a cache hit over an empty call), and the calls one

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { AppError } from "../errors.js";
+import { AppError } from "../api/errors.js";
 
 /**
  * The lookup cache: sealed entries, generations and write fences, on Redis or in

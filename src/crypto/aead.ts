@@ -7,7 +7,7 @@
  */
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { integrityFailure } from "../errors.js";
+import { integrityFailure } from "../api/errors.js";
 import type { KeyBytes } from "./key-bytes.js";
 
 /** AES-256 key length in bytes. */

@@ -29,7 +29,7 @@
  * with an integrityFailure; they return copies, never views of the input.
  */
 import { Buffer } from "node:buffer";
-import { integrityFailure } from "../errors.js";
+import { integrityFailure } from "../api/errors.js";
 import { KEY_BYTES, NONCE_BYTES, TAG_BYTES } from "./aead.js";
 
 /** Format byte of a value envelope. */

@@ -8,7 +8,7 @@
  */
 import { randomBytes as systemRandomBytes } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { integrityFailure } from "../errors.js";
+import { integrityFailure } from "../api/errors.js";
 import { wrappedKeyAad } from "./aad.js";
 import { aesGcmOpen, aesGcmSeal, KEY_BYTES, NONCE_BYTES } from "./aead.js";
 import { parseWrappedKeyEnvelope, wrappedKeyHeader } from "./envelope.js";

@@ -7,7 +7,7 @@
  */
 import { randomBytes as systemRandomBytes } from "node:crypto";
 import { Buffer } from "node:buffer";
-import { integrityFailure } from "../errors.js";
+import { integrityFailure } from "../api/errors.js";
 import { valueAad } from "./aad.js";
 import { aesGcmOpen, aesGcmSeal, NONCE_BYTES } from "./aead.js";
 import { parseValueEnvelope, valueHeader } from "./envelope.js";

@@ -1,4 +1,4 @@
-import { AppError } from "../errors.js";
+import { AppError } from "../api/errors.js";
 import { DbError } from "../store/db.js";
 
 /**

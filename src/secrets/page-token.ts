@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { invalid } from "../errors.js";
+import { invalid } from "../api/errors.js";
 
 /**
  * Opaque keyset page tokens: base64url of JSON `{ a: <last key>, h: <binding> }`,

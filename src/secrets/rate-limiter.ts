@@ -1,4 +1,4 @@
-import { AppError } from "../errors.js";
+import { AppError } from "../api/errors.js";
 
 /**
  * Per-developer token buckets: `ratePerSecond` sustained, `burst` at once. Each

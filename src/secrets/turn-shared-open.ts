@@ -9,7 +9,7 @@ export type OpenHit = (developerId: string, name: string, hit: FoundEntry) => Bu
 /**
  * Wraps `open` so that the calls of one event-loop turn that open the same entry
  * decrypt it once. The calls one Redis reply answers (one coalesced MGET, see
- * smart-batch.ts) all run in the turn the reply arrives in, and an agent's tasks
+ * lib/coalescing-batcher.ts) all run in the turn the reply arrives in, and an agent's tasks
  * tend to ask for the same few secrets at once (in the benchmark's cache-hit phase,
  * 64 calls in flight over ten names, one reply answers about 33 lookups).
  *

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
-import { AppError, invalid } from "../errors.js";
-import { LIMITS, NAME_PATTERN, NAME_PREFIX_PATTERN } from "./limits.js";
+import { AppError, invalid } from "../api/errors.js";
+import { LIMITS, NAME_PATTERN, NAME_PREFIX_PATTERN } from "../api/limits.js";
 
 /**
  * Input checks, run before anything is read or written. Messages say what is wrong

@@ -1,5 +1,5 @@
 import type * as grpc from "@grpc/grpc-js";
-import { AppError } from "../errors.js";
+import { AppError } from "../api/errors.js";
 import {
   create,
   fromBinary,

@@ -1,5 +1,5 @@
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
-import { AppError } from "../errors.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../api/gen/grpc/health/v1/health_pb.js";
+import { AppError } from "../api/errors.js";
 import type { ServiceImpl } from "./grpc-adapter.js";
 
 export { ServingStatus };

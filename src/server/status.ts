@@ -1,9 +1,9 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import { ErrorInfoSchema, RequestInfoSchema } from "../gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../gen/google/rpc/status_pb.js";
-import { AppError, ERROR_DOMAIN, type ErrorKind } from "../errors.js";
+import { ErrorInfoSchema, RequestInfoSchema } from "../api/gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../api/gen/google/rpc/status_pb.js";
+import { AppError, ERROR_DOMAIN, type ErrorKind } from "../api/errors.js";
 
 /**
  * The one place an error becomes a gRPC status. Every status carries a

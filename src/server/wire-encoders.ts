@@ -1,4 +1,4 @@
-import type { AccessSecretResponseSchema, ResolveSecretsResponseSchema } from "../gen/secrets/v1/secrets_pb.js";
+import type { AccessSecretResponseSchema, ResolveSecretsResponseSchema } from "../api/gen/secrets/v1/secrets_pb.js";
 import { EncodedResponse } from "./grpc-adapter.js";
 
 /**

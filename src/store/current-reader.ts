@@ -1,11 +1,11 @@
-import { smartBatcher } from "../smart-batch.js";
+import { smartBatcher } from "../lib/coalescing-batcher.js";
 import type { Db } from "./db.js";
 import { findSealedCurrentOfMany, findSealedVersion, type SealedVersionRow } from "./secret-store.js";
 
 /**
  * Reads of current sealed values (the cache misses of AccessSecret and
  * ResolveSecrets, and every such read when there is no value cache), coalesced
- * across concurrent calls (smart-batch.ts): under load one statement serves many
+ * across concurrent calls (lib/coalescing-batcher.ts): under load one statement serves many
  * calls, which is what a lookup costs most on a machine where Postgres shares the
  * cores: the round trip and the statement's parse and plan, not the index probe.
  * Rows are handed back by the developer id and name read from the row itself, so a

@@ -42,7 +42,7 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 
-import { AppError } from "../errors.js";
+import { AppError } from "../api/errors.js";
 
 /** What a query returns, identical on both adapters (see the module comment). */
 export interface QueryResult<R> {

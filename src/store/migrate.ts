@@ -94,3 +94,12 @@ function checkOrdered(migrations: readonly Migration[]): void {
     previous = m.version;
   }
 }
+
+/**
+ * Every migration this build knows is applied (readiness). A newer schema, migrated
+ * by a newer release during a rolling update, counts too: migrations only add.
+ */
+export async function schemaIsCurrent(db: Queryable): Promise<boolean> {
+  const { rows } = await db.query<{ v: number | null }>("SELECT max(version) AS v FROM schema_migrations");
+  return (rows[0]?.v ?? 0) >= (MIGRATIONS.at(-1)?.version ?? 0);
+}

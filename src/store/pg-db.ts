@@ -4,7 +4,7 @@
 import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 
-import { AppError } from "../errors.js";
+import { AppError } from "../api/errors.js";
 
 import {
   type Db,

@@ -1,4 +1,4 @@
-import { AppError } from "../errors.js";
+import { AppError } from "../api/errors.js";
 import { isUniqueViolation, type Queryable } from "./db.js";
 
 /**

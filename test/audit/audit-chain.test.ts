@@ -7,12 +7,12 @@ import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
-import { AuditService } from "../../src/gen/secrets/v1/audit_pb.js";
-import { KeyService } from "../../src/gen/secrets/v1/keys_pb.js";
-import { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
-import { GENESIS_HASH, chainHash, chainHashOf, chainHashV1, type StoredAuditEvent } from "../../src/secrets/audit-chain.js";
+import { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
+import { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
+import { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
+import { GENESIS_HASH, chainHash, chainHashOf, chainHashV1, type StoredAuditEvent } from "../../src/audit/chain.js";
 import { encodeChainedFields } from "../../src/store/audit-store.js";
-import { AUDIT_ACTIONS } from "../../src/secrets/audit-service.js";
+import { AUDIT_ACTIONS } from "../../src/audit/audit-service.js";
 
 const EVENT: StoredAuditEvent = {
   time: new Date("2025-01-02T03:04:05.678Z"),

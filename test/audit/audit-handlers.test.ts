@@ -10,12 +10,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { Principal, Scope } from "../../src/auth/principal.js";
 import type { TokenVerifier } from "../../src/auth/token-verifier.js";
-import { AppError } from "../../src/errors.js";
-import { AuditService as AuditServiceDesc } from "../../src/gen/secrets/v1/audit_pb.js";
-import { createAuditLog } from "../../src/secrets/audit-log.js";
-import { createAuditService } from "../../src/secrets/audit-service.js";
-import { auditHandlers } from "../../src/server/audit-handlers.js";
-import { callStateOf, createCallInterceptor } from "../../src/server/call-interceptor.js";
+import { AppError } from "../../src/api/errors.js";
+import { AuditService as AuditServiceDesc } from "../../src/api/gen/secrets/v1/audit_pb.js";
+import { createAuditLog } from "../../src/audit/audit-log.js";
+import { createAuditService } from "../../src/audit/audit-service.js";
+import { auditHandlers } from "../../src/server/handlers/audit-handlers.js";
+import { callStateOf, createCallInterceptor } from "../../src/server/interceptors/call-interceptor.js";
 import { serviceDefinition, serviceHandlers } from "../../src/server/grpc-adapter.js";
 import { toStatus } from "../../src/server/status.js";
 import { listWriterEvents } from "../../src/store/audit-store.js";

@@ -12,8 +12,8 @@ import { promisify } from "node:util";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { GENESIS_HASH, chainHashOf } from "../../src/secrets/audit-chain.js";
-import { auditSecretName, createAuditLog } from "../../src/secrets/audit-log.js";
+import { GENESIS_HASH, chainHashOf } from "../../src/audit/chain.js";
+import { auditSecretName, createAuditLog } from "../../src/audit/audit-log.js";
 import { findWriterHashes, listWriterEvents } from "../../src/store/audit-store.js";
 import { backendUnavailable, type Db } from "../../src/store/db.js";
 import { openPostgres } from "../../src/store/pg-db.js";
@@ -383,7 +383,7 @@ describe.runIf(testDatabaseKind() === "postgres")("audit log as the role docs/de
 
 describe("audit log timers", () => {
   it("never keep a process alive: pending events and failing retries do not stop it from exiting", async () => {
-    const built = path.join(PROJECT_ROOT, "dist", "secrets", "audit-log.js");
+    const built = path.join(PROJECT_ROOT, "dist", "audit", "audit-log.js");
     if (!existsSync(built)) throw new Error(`${built} is missing: run npm run build (npm test does it first)`);
     // One log waits for its (long) interval, the other retries an INSERT that always fails.
     const script = `

@@ -6,9 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { Principal, Scope } from "../../src/auth/principal.js";
-import { AppError } from "../../src/errors.js";
-import { createAuditLog, type AuditEventInput } from "../../src/secrets/audit-log.js";
-import { createAuditService, type AuditEvent, type AuditListInput, type AuditService } from "../../src/secrets/audit-service.js";
+import { AppError } from "../../src/api/errors.js";
+import { createAuditLog, type AuditEventInput } from "../../src/audit/audit-log.js";
+import { createAuditService, type AuditEvent, type AuditListInput, type AuditService } from "../../src/audit/audit-service.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
 import { auditEvent, newId } from "./audit-support.js";
 

@@ -2,7 +2,7 @@
  * The audit table's protections: the append-only trigger, and the per-writer hash
  * chain, which finds an event changed, removed or moved by someone who can bypass
  * the trigger (the table owner, who can disable it). `verifyAuditChains` is called
- * directly, and the built check command (`node dist/tools/audit-verify.js`) is run
+ * directly, and the built check command (`node dist/audit/audit-verify.js`) is run
  * as a child process against the backend of this run.
  */
 import { execFile } from "node:child_process";
@@ -14,17 +14,17 @@ import { promisify } from "node:util";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { chainHashOf, chainHashV1, GENESIS_HASH } from "../../src/secrets/audit-chain.js";
-import { createAuditLog } from "../../src/secrets/audit-log.js";
+import { chainHashOf, chainHashV1, GENESIS_HASH } from "../../src/audit/chain.js";
+import { createAuditLog } from "../../src/audit/audit-log.js";
 import { encodeAuditEvent, encodeChainedFields, insertEncodedAuditEvents, listWriterEvents } from "../../src/store/audit-store.js";
 import { DbError, type Db } from "../../src/store/db.js";
 import { openPglite } from "../../src/store/pglite-db.js";
-import { verifyAuditChains, type ChainProblem } from "../../src/tools/audit-verify.js";
+import { verifyAuditChains, type ChainProblem } from "../../src/audit/audit-verify.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 import { copyPgliteTemplate, createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
 import { auditEvent, newId, withTriggersDisabled } from "./audit-support.js";
 
-const VERIFY = path.join(PROJECT_ROOT, "dist", "tools", "audit-verify.js");
+const VERIFY = path.join(PROJECT_ROOT, "dist", "audit", "audit-verify.js");
 
 /** Writes a chain of `n` events under a new writer id and returns that id. */
 async function writeChain(db: Db, n: number): Promise<string> {

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { Principal } from "../../src/auth/principal.js";
 import { cachingVerifier } from "../../src/auth/token-cache.js";
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/api/errors.js";
 
 function fakeVerifier(expiresAt: number) {
   const calls: string[] = [];

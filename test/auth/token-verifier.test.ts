@@ -3,7 +3,7 @@ import { SignJWT, UnsecuredJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { mintHs256Token } from "../../src/auth/token-issuer.js";
 import { createTokenVerifier } from "../../src/auth/token-verifier.js";
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/api/errors.js";
 
 const secret = randomBytes(32);
 const verifier = createTokenVerifier({ key: { kind: "hmac", secret }, maxTtlSeconds: 86_400 });

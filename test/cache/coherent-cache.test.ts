@@ -13,7 +13,7 @@ import {
   type SecretCache,
 } from "../../src/cache/secret-cache.js";
 import { KeyBytes } from "../../src/crypto/key-bytes.js";
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/api/errors.js";
 import { startPrivateRedis, startPrivateSentinel, type PrivateRedis } from "../support/redis-server.js";
 
 // The coherence primitives, run against the in-process store and a real Redis.

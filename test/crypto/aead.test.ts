@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import { Buffer } from "node:buffer";
 import { aesGcmOpen, aesGcmSeal } from "../../src/crypto/aead.js";
 import { KeyBytes } from "../../src/crypto/key-bytes.js";
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/api/errors.js";
 import { expectIntegrityFailure } from "./expect-integrity-failure.js";
 
 const hex = (s: string): Buffer => Buffer.from(s, "hex");

@@ -8,7 +8,7 @@ import {
   VALUE_FORMAT,
   WRAPPED_KEY_FORMAT,
 } from "../../src/crypto/envelope.js";
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/api/errors.js";
 import { expectIntegrityFailure } from "./expect-integrity-failure.js";
 
 const nonce = Buffer.alloc(12, 0xaa);

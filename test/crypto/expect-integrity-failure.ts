@@ -3,7 +3,7 @@
  * INTEGRITY_FAILURE with the generic message, not a plain Error and never a plaintext.
  */
 import { expect } from "vitest";
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/api/errors.js";
 
 /** Asserts that `run` throws an integrity failure (and returns nothing). */
 export function expectIntegrityFailure(run: () => unknown): void {

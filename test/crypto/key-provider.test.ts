@@ -3,7 +3,7 @@ import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { KeyBytes } from "../../src/crypto/key-bytes.js";
 import { createLocalKeyProvider, parseKeyring, type DataKeyContext } from "../../src/crypto/key-provider.js";
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/api/errors.js";
 import { expectIntegrityFailureAsync } from "./expect-integrity-failure.js";
 
 const DEK_HEX = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";

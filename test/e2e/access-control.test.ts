@@ -1,7 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
 import { startTestService, type TestService } from "../support/test-service.js";
 
@@ -78,7 +78,7 @@ describe("authentication", () => {
 
   it("health and reflection need no token", async () => {
     const { createTestClient } = await import("../support/grpc-client.js");
-    const { Health } = await import("../../src/gen/grpc/health/v1/health_pb.js");
+    const { Health } = await import("../../src/api/gen/grpc/health/v1/health_pb.js");
     const health = createTestClient(Health, svc.address);
     try {
       expect((await health.check({ service: "secrets.v1.SecretService" })).status).toBe(1);

@@ -1,8 +1,8 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { AuditService } from "../../src/gen/secrets/v1/audit_pb.js";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
-import type { AuditLog } from "../../src/secrets/audit-log.js";
+import { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
+import type { AuditLog } from "../../src/audit/audit-log.js";
 import { createTestClient, expectCallError, secretsClient, type CallError, type TestClient } from "../support/grpc-client.js";
 import { startTestService, type TestService } from "../support/test-service.js";
 
@@ -12,8 +12,8 @@ import { startTestService, type TestService } from "../support/test-service.js";
 // creates, so the test can close it (a closed log refuses every event).
 
 const created = vi.hoisted(() => [] as AuditLog[]);
-vi.mock("../../src/secrets/audit-log.js", async (importOriginal) => {
-  const actual = await importOriginal<typeof import("../../src/secrets/audit-log.js")>();
+vi.mock("../../src/audit/audit-log.js", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../../src/audit/audit-log.js")>();
   return {
     ...actual,
     createAuditLog: (...args: Parameters<typeof actual.createAuditLog>) => {

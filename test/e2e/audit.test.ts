@@ -1,9 +1,9 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuditService } from "../../src/gen/secrets/v1/audit_pb.js";
-import { KeyService } from "../../src/gen/secrets/v1/keys_pb.js";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
-import { verifyAuditChains } from "../../src/tools/audit-verify.js";
+import { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
+import { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
+import { verifyAuditChains } from "../../src/audit/audit-verify.js";
 import { createTestClient, expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
 import { startTestService, type TestService } from "../support/test-service.js";
 

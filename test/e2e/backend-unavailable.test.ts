@@ -1,6 +1,6 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { expectCallError, type TestClient } from "../support/grpc-client.js";
 import { startProxiedService, type ProxiedService } from "../support/proxied-service.js";
 import type { TcpProxy } from "../support/tcp-proxy.js";

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { fromBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
+import { ErrorInfoSchema } from "../../src/api/gen/google/rpc/error_details_pb.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 import { startTestService, type TestService } from "../support/test-service.js";
 

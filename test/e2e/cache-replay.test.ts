@@ -3,7 +3,7 @@ import { status } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { developerPrefix, nameKeys } from "../../src/cache/secret-cache.js";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { NO_RATE_LIMITS } from "../support/fault-env.js";
 import { CallError, expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
 import { startTestService, type TestService } from "../support/test-service.js";

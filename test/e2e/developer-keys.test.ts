@@ -1,8 +1,8 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DataKeyState, KeyService } from "../../src/gen/secrets/v1/keys_pb.js";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
-import { DEK_ROTATE_AT } from "../../src/secrets/data-keys.js";
+import { DataKeyState, KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
+import { DEK_ROTATE_AT } from "../../src/keys/data-keys.js";
 import { createTestClient, expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
 import { startTestService, type TestService } from "../support/test-service.js";
 

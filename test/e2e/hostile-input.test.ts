@@ -6,13 +6,13 @@ import fc from "fast-check";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Scope } from "../../src/auth/principal.js";
-import { REASONS, type ErrorKind, type Reason } from "../../src/errors.js";
-import { ErrorInfoSchema, RequestInfoSchema, type ErrorInfo } from "../../src/gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
-import { Health, HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/health_pb.js";
-import { AuditService } from "../../src/gen/secrets/v1/audit_pb.js";
-import { KeyService } from "../../src/gen/secrets/v1/keys_pb.js";
-import { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { REASONS, type ErrorKind, type Reason } from "../../src/api/errors.js";
+import { ErrorInfoSchema, RequestInfoSchema, type ErrorInfo } from "../../src/api/gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../src/api/gen/google/rpc/status_pb.js";
+import { Health, HealthCheckResponse_ServingStatus } from "../../src/api/gen/grpc/health/v1/health_pb.js";
+import { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
+import { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
+import { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import {
   Fill,
   KIB,
@@ -743,7 +743,7 @@ SELECT
   (SELECT coalesce(md5(string_agg(concat_ws('|', developer_id, version, state, kek_id, encode(wrapped_key, 'hex')), E'\\n' ORDER BY developer_id, version)), '')
      FROM data_keys WHERE developer_id IN ($1, $2)) AS data_keys_hash`;
 // data_keys.encryption_count is left out on purpose: encryptions are reserved in blocks
-// of 256 before a write (src/secrets/data-keys.ts), so a rejected write may use a
+// of 256 before a write (src/keys/data-keys.ts), so a rejected write may use a
 // reservation; that is nonce accounting, not data.
 
 interface Snapshot {

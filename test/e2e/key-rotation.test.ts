@@ -14,7 +14,7 @@ const USER: Scope[] = ["secrets:read", "secrets:write", "secrets:access"];
 const DEVELOPERS = 40;
 /**
  * Data keys stored: one per developer. These replicas run without a value cache,
- * so none of them makes the cache entry key (src/secrets/cache-entry-key.ts).
+ * so none of them makes the cache entry key (src/keys/cache-entry-key.ts).
  */
 const DATA_KEYS = DEVELOPERS;
 

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mintHs256Token } from "../../src/auth/token-issuer.js";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { runCoherenceLoad, valueOf } from "../support/coherence.js";
 import { secretsClient, type TestClient } from "../support/grpc-client.js";
 import { cacheLookups } from "../support/metrics-scrape.js";

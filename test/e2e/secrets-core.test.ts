@@ -2,7 +2,7 @@ import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CallError, expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
 import { startTestService, type TestService } from "../support/test-service.js";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 
 // Core I over real gRPC on 127.0.0.1:0: create, get, list, access, delete; two
 // developers who cannot see each other; pagination; what the database holds.

@@ -1,6 +1,6 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { VersionState, type SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { VersionState, type SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
 import { startTestService, type TestService } from "../support/test-service.js";
 

@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuditService } from "../../src/gen/secrets/v1/audit_pb.js";
-import { KeyService } from "../../src/gen/secrets/v1/keys_pb.js";
-import { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
+import { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
+import { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { createTestClient, expectCallError } from "../support/grpc-client.js";
 import { startTestService, type TestService } from "../support/test-service.js";
 

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import type { TestClient } from "../support/grpc-client.js";
 import { startPrivatePostgres, type PrivatePostgres } from "../support/private-postgres.js";
 import { NO_RATE_LIMITS } from "../support/fault-env.js";

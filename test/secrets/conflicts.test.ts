@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/api/errors.js";
 import { MAX_WRITE_ATTEMPTS, retryConflicts } from "../../src/secrets/conflicts.js";
 import { DbError } from "../../src/store/db.js";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/api/errors.js";
 import { createRateLimiter, type RateLimiter } from "../../src/secrets/rate-limiter.js";
 
 /** The error a take raised, or undefined when it went through. */

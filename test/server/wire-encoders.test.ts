@@ -6,7 +6,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
-import { AccessSecretResponseSchema, ResolveSecretsResponseSchema } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { AccessSecretResponseSchema, ResolveSecretsResponseSchema } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { encodeAccessSecretResponse, encodeResolveSecretsResponse } from "../../src/server/wire-encoders.js";
 
 const name = fc.stringMatching(/^[A-Za-z][A-Za-z0-9_]{0,127}$/);

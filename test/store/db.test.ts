@@ -10,7 +10,7 @@ import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { AppError } from "../../src/errors.js";
+import { AppError } from "../../src/api/errors.js";
 import { DbError, copyTextField, isUniqueViolation, type Db, type Queryable } from "../../src/store/db.js";
 import { migrate } from "../../src/store/migrate.js";
 import { openPostgres } from "../../src/store/pg-db.js";

@@ -1,5 +1,5 @@
 import { status } from "@grpc/grpc-js";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { CallError, type TestClient } from "./grpc-client.js";
 
 /**

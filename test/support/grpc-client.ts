@@ -1,9 +1,9 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
-import { ErrorInfoSchema, type ErrorInfo } from "../../src/gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
-import { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { ErrorInfoSchema, type ErrorInfo } from "../../src/api/gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../src/api/gen/google/rpc/status_pb.js";
+import { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { serviceDefinition } from "../../src/server/grpc-adapter.js";
 
 /** A failed call as a test sees it: the status code, message and decoded ErrorInfo. */

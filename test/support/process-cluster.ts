@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import type { Scope } from "../../src/auth/principal.js";
 import { mintHs256Token } from "../../src/auth/token-issuer.js";
-import { KeyService } from "../../src/gen/secrets/v1/keys_pb.js";
-import type { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
+import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { createTestClient, secretsClient, type TestClient } from "./grpc-client.js";
 import { startServerProcess, type ServerProcess } from "./server-process.js";
 

@@ -5,8 +5,9 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import type { Scope } from "../../src/auth/principal.js";
 import { mintHs256Token } from "../../src/auth/token-issuer.js";
-import { loadConfig } from "../../src/config.js";
-import { createLogger, startService, type RunningService } from "../../src/main.js";
+import { loadConfig } from "../../src/app/config.js";
+import { startService, type RunningService } from "../../src/app/service.js";
+import { createLogger } from "../../src/observability/logger.js";
 import type { Db } from "../../src/store/db.js";
 import { createTestDb } from "./test-db.js";
 

@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { SecretService } from "../../src/gen/secrets/v1/secrets_pb.js";
+import { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { CallError, toCallError, type TestClient } from "./grpc-client.js";
 
 type Methods = (typeof SecretService)["method"];

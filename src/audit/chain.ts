@@ -4,7 +4,7 @@ import { encodeChainedFields, type StoredAuditEvent } from "../store/audit-store
 
 /**
  * The per-writer hash chain of the audit trail, shared by the writer (audit-log.ts)
- * and the verifier (tools/audit-verify.ts): both must encode an event identically,
+ * and the verifier (audit/audit-verify.ts): both must encode an event identically,
  * so the encodings live here and nowhere else. A writer (one process) writes one
  * format; the verifier knows both. Changing an encoding breaks every stored chain:
  * add a format and teach the verifier, never edit one in place.

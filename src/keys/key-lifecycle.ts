@@ -3,12 +3,12 @@ import type { SecretCache } from "../cache/secret-cache.js";
 import type { KeyProvider } from "../crypto/key-provider.js";
 import { KeyBytes } from "../crypto/key-bytes.js";
 import { openValue, sealValue } from "../crypto/value-cipher.js";
-import { AppError, invalid } from "../errors.js";
+import { AppError, invalid } from "../api/errors.js";
 import type { Db, Queryable } from "../store/db.js";
 import * as keyStore from "../store/key-store.js";
 import * as replicaStore from "../store/replica-store.js";
-import { requireScope } from "./authorize.js";
-import { retryConflicts } from "./conflicts.js";
+import { requireScope } from "../auth/authorize.js";
+import { retryConflicts } from "../secrets/conflicts.js";
 import { DataKeyUnavailable, type DataKey, type DataKeys } from "./data-keys.js";
 
 /**
@@ -69,6 +69,8 @@ export interface KeyLifecycle {
   activeKekId(): string;
   /** Starts a rotation of a developer's data key without a caller (encryption limit reached). */
   rotateInBackground(developerId: string): void;
+  /** Background work not done yet, for the metrics: data keys to rewrap, versions to re-encrypt. */
+  pendingJobs(): Promise<{ rewrap: number; reencrypt: number }>;
   /** Registers this replica (heartbeat) and starts the background loops. */
   start(): Promise<void>;
   /** Stops the loops and deregisters this replica. */
@@ -321,7 +323,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
     }
   }
 
-  return {
+  const lifecycle: KeyLifecycle = {
     activeKekId: () => activeKekId,
 
     async rotateMasterKey(p, keyId) {
@@ -398,6 +400,13 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
       };
     },
 
+    async pendingJobs() {
+      return {
+        rewrap: await keyStore.countDataKeysToRewrap(db, await keyStore.activeMasterKey(db)),
+        reencrypt: await keyStore.countCiphertextsToReencrypt(db),
+      };
+    },
+
     rotateInBackground(developerId) {
       if (rotating.has(developerId)) return;
       rotating.add(developerId);
@@ -426,6 +435,9 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
 
     runBackgroundPass: backgroundPass,
   };
+  // A developer's key past its encryption limit is rotated without a caller.
+  dataKeys.onRotationDue((developerId) => lifecycle.rotateInBackground(developerId));
+  return lifecycle;
 }
 
 function shredCounts(c: keyStore.ShredCounts): { secretsDeleted: number; versionsDeleted: number; dataKeysDeleted: number } {

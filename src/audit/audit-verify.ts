@@ -1,8 +1,8 @@
 /**
  * `npm run audit:verify`: checks every writer's hash chain in the audit table.
  *
- *   node dist/tools/audit-verify.js                 # DATABASE_URL, else the embedded database
- *   node dist/tools/audit-verify.js --data-dir DIR  # the embedded database in DIR
+ *   node dist/audit/audit-verify.js                 # DATABASE_URL, else the embedded database
+ *   node dist/audit/audit-verify.js --data-dir DIR  # the embedded database in DIR
  *
  * Prints one line per writer and exits 0 when every chain holds; otherwise prints
  * the first broken event (id, writer, sequence and what is wrong, never any other
@@ -18,7 +18,7 @@ import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { GENESIS_HASH, chainHashOf, chainHashV1 } from "../secrets/audit-chain.js";
+import { GENESIS_HASH, chainHashOf, chainHashV1 } from "./chain.js";
 import { listAuditWriters, listWriterEvents, type AuditChainRow } from "../store/audit-store.js";
 import type { Db, Queryable } from "../store/db.js";
 import { openPglite, openPostgres } from "../store/index.js";

@@ -1,10 +1,10 @@
 import { SUBJECT_PATTERN, type Principal } from "../auth/principal.js";
-import { AppError, invalid } from "../errors.js";
+import { AppError, invalid } from "../api/errors.js";
 import type { Db } from "../store/db.js";
 import * as store from "../store/audit-store.js";
-import { requireAllowlisted } from "./authorize.js";
-import { pageOf, pageTokenCodec, type Page } from "./page-token.js";
-import { validateName, validatePageSize } from "./validation.js";
+import { requireAllowlisted } from "../auth/authorize.js";
+import { pageOf, pageTokenCodec, type Page } from "../secrets/page-token.js";
+import { validateName, validatePageSize } from "../secrets/validation.js";
 
 /** An audit event as the API returns it (the stored row without its previous hash). Events never hold a value. */
 export type AuditEvent = Omit<store.AuditEventRow, "prevHash">;

@@ -5,12 +5,12 @@ import {
   VersionState,
   type SecretSchema,
   type SecretVersionSchema,
-} from "../gen/secrets/v1/secrets_pb.js";
-import type { Secret, SecretService, SecretVersion } from "../secrets/secret-service.js";
-import type { JsonObject } from "../secrets/validation.js";
-import { noteAuditSubject, principalOf } from "./call-interceptor.js";
-import type { ServiceImpl } from "./grpc-adapter.js";
-import { encodeAccessSecretResponse, encodeResolveSecretsResponse } from "./wire-encoders.js";
+} from "../../api/gen/secrets/v1/secrets_pb.js";
+import type { Secret, SecretService, SecretVersion } from "../../secrets/secret-service.js";
+import type { JsonObject } from "../../secrets/validation.js";
+import { noteAuditSubject, principalOf } from "../interceptors/call-interceptor.js";
+import type { ServiceImpl } from "../grpc-adapter.js";
+import { encodeAccessSecretResponse, encodeResolveSecretsResponse } from "../wire-encoders.js";
 
 /**
  * SecretService handlers: translate proto ↔ domain and nothing more. Authorization,

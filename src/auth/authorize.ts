@@ -1,5 +1,5 @@
-import type { Principal, Scope } from "../auth/principal.js";
-import { AppError } from "../errors.js";
+import type { Principal, Scope } from "./principal.js";
+import { AppError } from "../api/errors.js";
 
 /**
  * Access checks, in the order docs/api.md gives (Tokens): the scope before any validation, the

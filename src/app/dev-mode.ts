@@ -46,3 +46,25 @@ function readOrCreate(path: string, make: () => string): string {
   chmodSync(path, 0o600);
   return readFileSync(path, "utf8");
 }
+/** The `buf curl` line printed in dev mode; works as printed from the project directory. */
+export function devBanner(port: number, host: string, token: string, tokenPath: string): string {
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return [
+    "",
+    "Secrets service running in DEV MODE: embedded database, generated keys, loopback only. Not for production.",
+    "",
+    `Developer token (24 h; scopes read, access, write, keys; also in ${tokenPath}):`,
+    "",
+    `    ${token}`,
+    "",
+    "Try it:",
+    "",
+    `    npx buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer ${token}" \\`,
+    `      -d '{"name":"stripe_api_key","value":"sk_test_123","description":"Stripe test key"}' \\`,
+    `      ${url}/secrets.v1.SecretService/CreateSecret`,
+    "",
+    `    npx buf curl --protocol grpc --http2-prior-knowledge --list-methods ${url}`,
+    "",
+  ].join("\n");
+}
+

@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import type { Principal } from "../auth/principal.js";
-import type { TokenVerifier } from "../auth/token-verifier.js";
-import type { CallObserver } from "../metrics.js";
-import { auditSecretName, type AuditEventInput, type AuditLog } from "../secrets/audit-log.js";
-import { AppError } from "../errors.js";
-import { toStatus } from "./status.js";
-import { clientIdentity } from "./tls.js";
+import type { Principal } from "../../auth/principal.js";
+import type { TokenVerifier } from "../../auth/token-verifier.js";
+import type { CallObserver } from "../../observability/metrics.js";
+import { auditSecretName, type AuditEventInput, type AuditLog } from "../../audit/audit-log.js";
+import { AppError } from "../../api/errors.js";
+import { toStatus } from "../status.js";
+import { clientIdentity } from "../tls.js";
 
 /**
  * The server interceptor every call passes through, before its handler runs:

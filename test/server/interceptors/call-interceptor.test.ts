@@ -10,17 +10,17 @@ import { create, fromBinary, toBinary, type MessageShape } from "@bufbuild/proto
 import { pino } from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 
-import type { Principal } from "../../src/auth/principal.js";
-import type { TokenVerifier } from "../../src/auth/token-verifier.js";
-import { AppError } from "../../src/errors.js";
-import { SecretService as SecretServiceDesc } from "../../src/gen/secrets/v1/secrets_pb.js";
-import type { AuditEventInput, AuditLog } from "../../src/secrets/audit-log.js";
-import { callStateOf, createCallInterceptor, noteAuditSubject } from "../../src/server/call-interceptor.js";
-import { serviceDefinition, serviceHandlers, type ServiceImpl } from "../../src/server/grpc-adapter.js";
-import { toStatus } from "../../src/server/status.js";
-import { isPending } from "../audit/audit-support.js";
-import { createTestClient, expectCallError, type TestClient } from "../support/grpc-client.js";
-import { LogCapture } from "../support/test-service.js";
+import type { Principal } from "../../../src/auth/principal.js";
+import type { TokenVerifier } from "../../../src/auth/token-verifier.js";
+import { AppError } from "../../../src/api/errors.js";
+import { SecretService as SecretServiceDesc } from "../../../src/api/gen/secrets/v1/secrets_pb.js";
+import type { AuditEventInput, AuditLog } from "../../../src/audit/audit-log.js";
+import { callStateOf, createCallInterceptor, noteAuditSubject } from "../../../src/server/interceptors/call-interceptor.js";
+import { serviceDefinition, serviceHandlers, type ServiceImpl } from "../../../src/server/grpc-adapter.js";
+import { toStatus } from "../../../src/server/status.js";
+import { isPending } from "../../audit/audit-support.js";
+import { createTestClient, expectCallError, type TestClient } from "../../support/grpc-client.js";
+import { LogCapture } from "../../support/test-service.js";
 
 const VALUE = "interceptor-test-value-7c41";
 const TOKEN = "interceptor-test-token-2b9e";

@@ -1,10 +1,10 @@
-import type { DekCache } from "../crypto/dek-cache.js";
+import type { DekCache } from "./dek-cache.js";
 import type { KeyProvider } from "../crypto/key-provider.js";
 import { KeyBytes } from "../crypto/key-bytes.js";
-import { AppError, integrityFailure } from "../errors.js";
+import { AppError, integrityFailure } from "../api/errors.js";
 import type { Db, Queryable } from "../store/db.js";
 import * as keyStore from "../store/key-store.js";
-import { writeConflict } from "./conflicts.js";
+import { writeConflict } from "../secrets/conflicts.js";
 
 /**
  * A data key ready to use: its version (unique for all time), the unwrapped bytes
@@ -47,6 +47,8 @@ export interface DataKeys {
    * version comes from the sequence that never hands one out twice.
    */
   wrapNew(q: Queryable, developerId: string, fresh: KeyBytes): Promise<{ version: number; kekId: string; wrappedKey: Buffer }>;
+  /** Registers who is told when a developer's active DEK passes DEK_ROTATE_AT encryptions (the key lifecycle). */
+  onRotationDue(listener: (developerId: string) => void): void;
 }
 
 export interface WriteKeyOptions {
@@ -65,8 +67,6 @@ export interface DataKeysDeps {
   cache: DekCache;
   /** Encryptions reserved per counter update. */
   reservationBlock?: number;
-  /** Told when a developer's active DEK passes DEK_ROTATE_AT encryptions (starts a rotation). */
-  onRotationDue?: (developerId: string) => void;
 }
 
 /** Thrown inside a write transaction when the active DEK changed since it was read (rotated, rewrapped, shredded). */
@@ -103,6 +103,7 @@ function rememberNewest<V>(map: Map<string, V>, key: string, value: V): void {
 export function createDataKeys(deps: DataKeysDeps): DataKeys {
   const { db, keyProvider, cache } = deps;
   const block = deps.reservationBlock ?? 256;
+  let rotationDue: ((developerId: string) => void) | undefined;
   /** Encryptions still reserved, by developer then DEK version; only ever under-used. */
   const reserved = new Map<string, Map<number, number>>();
   /**
@@ -179,7 +180,7 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
     const size = Math.max(block, count);
     const total = await keyStore.reserveEncryptions(db, developerId, version, size);
     if (total === undefined) return false;
-    if (total >= DEK_ROTATE_AT) deps.onRotationDue?.(developerId);
+    if (total >= DEK_ROTATE_AT) rotationDue?.(developerId);
     if (total > DEK_HARD_LIMIT) {
       throw new AppError("KEY_STATE", "the data key reached its encryption limit; retry after its rotation", {});
     }
@@ -188,6 +189,10 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
   }
 
   return {
+    onRotationDue(listener) {
+      rotationDue = listener;
+    },
+
     async withWriteKey(developerId, fn, options = {}) {
       const encryptions = options.encryptions ?? 1;
       // A remembered key is tried first, and does not count as an attempt: only reads do.

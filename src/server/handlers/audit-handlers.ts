@@ -1,10 +1,10 @@
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { AuditService as AuditServiceDesc, type AuditEventSchema } from "../gen/secrets/v1/audit_pb.js";
-import { SUBJECT_PATTERN } from "../auth/principal.js";
-import type { AuditEvent, AuditService } from "../secrets/audit-service.js";
-import { noteAuditSubject, principalOf, type AuditSubject } from "./call-interceptor.js";
-import type { ServiceImpl } from "./grpc-adapter.js";
+import { AuditService as AuditServiceDesc, type AuditEventSchema } from "../../api/gen/secrets/v1/audit_pb.js";
+import { SUBJECT_PATTERN } from "../../auth/principal.js";
+import type { AuditEvent, AuditService } from "../../audit/audit-service.js";
+import { noteAuditSubject, principalOf, type AuditSubject } from "../interceptors/call-interceptor.js";
+import type { ServiceImpl } from "../grpc-adapter.js";
 
 /**
  * AuditService handlers: translate proto ↔ domain and nothing more. Authorization,

@@ -1,9 +1,9 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { DataKeyState, KeyService as KeyServiceDesc } from "../gen/secrets/v1/keys_pb.js";
-import type { KeyLifecycle } from "../secrets/key-lifecycle.js";
-import { SUBJECT_PATTERN } from "../auth/principal.js";
-import { noteAuditSubject, principalOf } from "./call-interceptor.js";
-import type { ServiceImpl } from "./grpc-adapter.js";
+import { DataKeyState, KeyService as KeyServiceDesc } from "../../api/gen/secrets/v1/keys_pb.js";
+import type { KeyLifecycle } from "../../keys/key-lifecycle.js";
+import { SUBJECT_PATTERN } from "../../auth/principal.js";
+import { noteAuditSubject, principalOf } from "../interceptors/call-interceptor.js";
+import type { ServiceImpl } from "../grpc-adapter.js";
 
 const STATE: Record<"active" | "retiring" | "retired", DataKeyState> = {
   active: DataKeyState.ACTIVE,

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import type { VerificationKey } from "./auth/token-verifier.js";
-import { MIN_HMAC_SECRET_BYTES } from "./auth/token-verifier.js";
+import type { VerificationKey } from "../auth/token-verifier.js";
+import { MIN_HMAC_SECRET_BYTES } from "../auth/token-verifier.js";
 
 /**
  * Environment → one frozen, validated Config. Errors name the variable and what is

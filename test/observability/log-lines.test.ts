@@ -5,7 +5,7 @@ import path from "node:path";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 
-import { batchLines, type LineDestination } from "../src/log-lines.js";
+import { batchLines, type LineDestination } from "../../src/observability/log-lines.js";
 
 function recorder(): LineDestination & { events: string[] } {
   const events: string[] = [];

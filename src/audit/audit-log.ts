@@ -1,9 +1,9 @@
 import type { Db } from "../store/db.js";
 import { isUniqueViolation } from "../store/db.js";
 import { encodeAuditEvent, encodeChainedFields, findWriterHashes, insertEncodedAuditEvents } from "../store/audit-store.js";
-import { GENESIS_HASH, chainHash, type StoredAuditEvent } from "./audit-chain.js";
-import { describeRejectedName } from "./validation.js";
-import { NAME_PATTERN } from "./limits.js";
+import { GENESIS_HASH, chainHash, type StoredAuditEvent } from "./chain.js";
+import { describeRejectedName } from "../secrets/validation.js";
+import { NAME_PATTERN } from "../api/limits.js";
 
 /**
  * The audit writer (docs/design.md, Audit trail): one per process, queueing events in memory

@@ -7,13 +7,13 @@ import { randomBytes } from "node:crypto";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { createDekCache } from "../../src/crypto/dek-cache.js";
+import { createDekCache } from "../../src/keys/dek-cache.js";
 import { KeyBytes } from "../../src/crypto/key-bytes.js";
 import { createLocalKeyProvider } from "../../src/crypto/key-provider.js";
 import { openValue, sealValue } from "../../src/crypto/value-cipher.js";
 import { SUBJECT_PATTERN } from "../../src/auth/principal.js";
-import { CACHE_ENTRY_KEY_OWNER, loadCacheEntryKey } from "../../src/secrets/cache-entry-key.js";
-import { createDataKeys, type DataKeys } from "../../src/secrets/data-keys.js";
+import { CACHE_ENTRY_KEY_OWNER, loadCacheEntryKey } from "../../src/keys/cache-entry-key.js";
+import { createDataKeys, type DataKeys } from "../../src/keys/data-keys.js";
 import type { Db, QueryResult } from "../../src/store/db.js";
 import * as keyStore from "../../src/store/key-store.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";

@@ -1,5 +1,5 @@
 import { describe, it, expect } from "vitest";
-import { createDekCache } from "../../src/crypto/dek-cache.js";
+import { createDekCache } from "../../src/keys/dek-cache.js";
 import { KeyBytes } from "../../src/crypto/key-bytes.js";
 
 /** A wrapped key, as the row a cached key was unwrapped from holds it. */

@@ -10,7 +10,7 @@
  *   hold the key for an operation in flight; `clear()` zeroizes every key it holds.
  */
 import { Buffer } from "node:buffer";
-import type { KeyBytes } from "./key-bytes.js";
+import type { KeyBytes } from "../crypto/key-bytes.js";
 
 /**
  * The in-memory DEK cache, keyed by (developer id, DEK version). A version is never

@@ -1,0 +1,270 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import type * as grpc from "@grpc/grpc-js";
+import type { Logger } from "pino";
+
+import { cachingVerifier } from "../auth/token-cache.js";
+import { mintHs256Token } from "../auth/token-issuer.js";
+import { createTokenVerifier, type VerificationKey } from "../auth/token-verifier.js";
+import { createMemoryCache } from "../cache/memory-cache.js";
+import { createRedisCache, type RedisTopology } from "../cache/redis-cache.js";
+import { noCache, type SecretCache } from "../cache/secret-cache.js";
+import { createDekCache } from "../keys/dek-cache.js";
+import type { KeyBytes } from "../crypto/key-bytes.js";
+import { createLocalKeyProvider, parseKeyring } from "../crypto/key-provider.js";
+import { cacheObserver, callObserver, createMetrics, type CacheObserver } from "../observability/metrics.js";
+import { createDataKeys } from "../keys/data-keys.js";
+import { createAuditLog } from "../audit/audit-log.js";
+import { createAuditService } from "../audit/audit-service.js";
+import { loadCacheEntryKey } from "../keys/cache-entry-key.js";
+import { createKeyLifecycle } from "../keys/key-lifecycle.js";
+import { MasterKeyMissing, checkMasterKeys } from "../keys/master-keys.js";
+import { createRateLimiter } from "../secrets/rate-limiter.js";
+import { createSecretService } from "../secrets/secret-service.js";
+import { startMetricsHttp } from "../observability/metrics-http.js";
+import { serverCredentials } from "../server/tls.js";
+import { startGrpcServer } from "../server/server.js";
+import type { Db } from "../store/db.js";
+import { openDatabase } from "../store/index.js";
+import { schemaIsCurrent } from "../store/migrate.js";
+import { ConfigError, type Config } from "./config.js";
+import { loadOrCreateDevSecrets } from "./dev-mode.js";
+
+/**
+ * The composition root: the only place that wires the parts together, from a
+ * `Config`. `startService` is what `main.ts` runs and what tests start in-process.
+ */
+
+/** A running service. */
+export interface RunningService {
+  readonly port: number;
+  /** Set when SECRETS_METRICS_ADDR is: the port of /metrics, /healthz, /readyz. */
+  readonly metricsPort: number | undefined;
+  /** Set in dev mode: the developer token printed at start. */
+  readonly devToken: string | undefined;
+  /** Graceful stop in the order docs/configuration.md gives (Shutdown); resolves when everything is closed. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  log: Logger;
+  /** A database opened (and migrated) by the caller, which keeps ownership of it. */
+  db?: Db;
+  /** Milliseconds in-flight calls get on shutdown before they are cut. */
+  shutdownGraceMs?: number;
+}
+
+export async function startService(config: Config, options: StartOptions): Promise<RunningService> {
+  const { log } = options;
+  let masterKeys = config.masterKeys;
+  let jwtKey: VerificationKey | undefined = config.jwtKey;
+  if (config.mode === "dev") {
+    const dev = loadOrCreateDevSecrets(config.dataDir);
+    masterKeys ??= dev.masterKeys;
+    jwtKey ??= { kind: "hmac", secret: dev.jwtSecret };
+  }
+  if (!masterKeys) throw new ConfigError(`${config.masterKeysSource} is required`);
+  if (!jwtKey) throw new ConfigError("SECRETS_JWT_SECRET or SECRETS_JWT_PUBLIC_KEY is required");
+
+  let keyring;
+  try {
+    keyring = parseKeyring(masterKeys);
+  } catch (e) {
+    throw new ConfigError(`${config.masterKeysSource}: ${(e as Error).message}`);
+  }
+  const keyProvider = createLocalKeyProvider(keyring);
+  for (const key of keyring.values()) key.zeroize();
+
+  const ownsDb = options.db === undefined;
+  const db = options.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, scopeChecks: config.dbScopeChecks }));
+  /** What to close, newest first, whether start-up finishes or fails half-way. */
+  const closers: (() => Promise<void> | void)[] = [() => keyProvider.destroy()];
+  if (ownsDb) closers.unshift(() => db.close());
+  const closeAll = async () => {
+    for (const close of closers) await close();
+  };
+  try {
+    let activeKekId: string;
+    try {
+      activeKekId = await checkMasterKeys(db, keyProvider);
+    } catch (e) {
+      if (e instanceof MasterKeyMissing) throw new ConfigError(`${config.masterKeysSource} ${e.message}`);
+      throw e;
+    }
+
+    const dekCache = createDekCache();
+    const metrics = createMetrics({
+      dekCacheSize: () => dekCache.size,
+      poolStats: () => db.poolStats(),
+      // Both are created below; Prometheus scrapes only after start-up.
+      auditQueueDepth: () => auditLog.queueDepth,
+      keyJobsPending: () => keys.pendingJobs(),
+    });
+    const dataKeys = createDataKeys({ db, keyProvider, cache: dekCache });
+    const cache = await createCache(config, db, log, cacheObserver(metrics), () => loadCacheEntryKey(dataKeys));
+    closers.unshift(() => cache.close());
+    const replicaId = `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+    const keys = createKeyLifecycle({
+      db,
+      keyProvider,
+      dataKeys,
+      cache,
+      replicaId,
+      initialActiveKekId: activeKekId,
+      batchSize: config.keyJobBatch,
+      pauseMs: config.keyJobPauseMs,
+      onError: (what, e) => log.warn({ err: e }, `${what} failed; will retry`),
+      onEvent: (what, fields) => log.info(fields, what),
+    });
+    await keys.start();
+    closers.unshift(() => keys.stop());
+    const secrets = createSecretService({
+      db,
+      dataKeys,
+      cache,
+      maxVersions: config.maxVersions,
+      limits: {
+        maxSecrets: config.maxSecretsPerDeveloper,
+        reads: createRateLimiter({ ratePerSecond: config.readRatePerSecond, kind: "read" }),
+        writes: createRateLimiter({ ratePerSecond: config.writeRatePerSecond, kind: "write" }),
+      },
+    });
+    const auditLog = createAuditLog({
+      db,
+      writerId: `${replicaId}:${Date.now()}`,
+      onError: (e, pending) => log.error({ err: e, pending }, "audit events could not be written; retrying (calls slow down rather than lose them)"),
+    });
+    // Flushed after the server has drained (closers run newest first); bounded, so a
+    // database that stays down cannot hold the process forever: what is lost is logged.
+    closers.unshift(async () => {
+      const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 10_000).unref());
+      if ((await Promise.race([auditLog.close(), timeout])) === "timeout") {
+        log.error({ lost: auditLog.queueDepth }, "audit events not written before shutdown");
+      }
+    });
+    const verifier = cachingVerifier(
+      createTokenVerifier({
+        key: jwtKey,
+        audience: config.jwtAudience,
+        issuer: config.jwtIssuer,
+        maxTtlSeconds: config.jwtMaxTtlSeconds,
+      }),
+    );
+    const server = await startGrpcServer(config.grpcAddr, {
+      secrets,
+      keys,
+      auditService: createAuditService({ db }),
+      auditLog,
+      auditStrict: config.auditStrict,
+      verifier,
+      log,
+      onCallEnd: callObserver(metrics),
+      credentials: tlsCredentials(config),
+      ...(config.tls?.clientCaFile ? { operatorIdentities: new Set(config.operatorIdentities) } : {}),
+    });
+    let metricsPort: number | undefined;
+    if (config.metricsAddr) {
+      const http = await startMetricsHttp(config.metricsAddr, { registry: metrics.registry, ready: () => schemaIsCurrent(db) });
+      closers.unshift(() => http.close());
+      metricsPort = http.port;
+    }
+    closers.unshift(() => server.shutdown(options.shutdownGraceMs ?? 10_000));
+
+    let devToken: string | undefined;
+    if (config.mode === "dev" && jwtKey.kind === "hmac") {
+      devToken = await mintHs256Token(jwtKey.secret, {
+        subject: "dev",
+        scopes: ["secrets:read", "secrets:access", "secrets:write", "secrets:keys"],
+        ttlSeconds: Math.min(86_400, config.jwtMaxTtlSeconds),
+        ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
+        ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
+      });
+    }
+    log.info({ port: server.port, metricsPort, mode: config.mode, cache: cache.kind, activeMasterKey: keys.activeKekId(), replicaId }, "serving");
+
+    let stopping: Promise<void> | undefined;
+    return {
+      port: server.port,
+      metricsPort,
+      devToken,
+      stop() {
+        // Server first (health NOT_SERVING, drain in-flight calls), then metrics, cache, database, keys.
+        stopping ??= closeAll().then(() => log.info("stopped"));
+        return stopping;
+      },
+    };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}
+
+/** Server credentials from the TLS files; a file that cannot be read stops start-up naming its variable. */
+function tlsCredentials(config: Config): grpc.ServerCredentials {
+  try {
+    return serverCredentials(config.tls);
+  } catch (e) {
+    throw new ConfigError(`SECRETS_TLS_CERT, SECRETS_TLS_KEY or SECRETS_TLS_CLIENT_CA cannot be read or parsed (${(e as NodeJS.ErrnoException).code ?? "invalid"})`);
+  }
+}
+
+/**
+ * The value cache docs/design.md describes: Redis when REDIS_URL is set; the in-process one
+ * only with the embedded database (one process); none with Postgres and no Redis,
+ * because several replicas could not keep an in-process cache coherent. Entries are
+ * authenticated under the entry key, loaded only when there is a cache; the cache
+ * derives its own key from it, and it is zeroized here once the cache exists.
+ */
+async function createCache(
+  config: Config,
+  db: Db,
+  log: Logger,
+  observe: CacheObserver,
+  loadEntryKey: () => Promise<KeyBytes>,
+): Promise<SecretCache> {
+  const ttlMs = config.cacheTtlSeconds * 1000;
+  // Refused entries are counted in the metrics, and logged at most once a minute.
+  const rejectedLogIntervalMs = 60_000;
+  let rejectedSinceLog = 0;
+  let loggedAt = -Infinity;
+  const onLookup: CacheObserver = (result, count) => {
+    observe(result, count);
+    if (result !== "rejected") return;
+    // Names, keys and values stay out of the line: only how many, since the last one.
+    rejectedSinceLog += count;
+    const at = Date.now();
+    if (at - loggedAt < rejectedLogIntervalMs) return;
+    log.warn(
+      { rejectedEntries: rejectedSinceLog },
+      "cache entries failed authentication and were treated as misses (altered or forged in Redis, or sealed under another cache entry key)",
+    );
+    rejectedSinceLog = 0;
+    loggedAt = at;
+  };
+  const topology: RedisTopology | undefined =
+    config.redisSentinels.length > 0
+      ? { kind: "sentinel", sentinels: config.redisSentinels, name: config.redisSentinelName as string, url: config.redisUrl }
+      : config.redisClusterNodes.length > 0
+        ? { kind: "cluster", nodes: config.redisClusterNodes, url: config.redisUrl }
+        : config.redisUrl
+          ? { kind: "single", url: config.redisUrl }
+          : undefined;
+  if (!topology && db.kind !== "pglite") return noCache();
+  const entryKey = await loadEntryKey();
+  try {
+    if (!topology) return createMemoryCache({ ttlMs, entryKey, onLookup });
+    return await createRedisCache({
+      topology,
+      ttlMs,
+      entryKey,
+      onLookup,
+      onOutage: (event, error) =>
+        event === "down"
+          ? log.warn({ err: error }, "redis unreachable: reads go to the database, writes fail until it is back")
+          : log.info("redis reachable again"),
+    });
+  } finally {
+    entryKey.zeroize();
+  }
+}
+
