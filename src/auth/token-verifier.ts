@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject } from "node:crypto";
+import { createPublicKey, webcrypto, type KeyObject } from "node:crypto";
 import { errors as joseErrors, jwtVerify, type JWTPayload } from "jose";
 import { AppError } from "../api/errors.js";
 import { ALLOWLIST_NAME_PATTERN, SCOPES, SUBJECT_PATTERN, type Principal, type Scope } from "./principal.js";
@@ -35,7 +35,12 @@ const SCOPE_SET: ReadonlySet<string> = new Set(SCOPES);
  * key ES256. `alg: none` and every other algorithm are rejected by construction.
  */
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
-  const { algorithm, key } = verificationKey(options.key);
+  const { algorithm, key: configured } = verificationKey(options.key);
+  // Imported once: given raw bytes, jose would import the HMAC key again on every verification.
+  const key: Promise<webcrypto.CryptoKey | KeyObject> =
+    configured instanceof Uint8Array
+      ? webcrypto.subtle.importKey("raw", configured, { name: "HMAC", hash: "SHA-256" }, false, ["verify"])
+      : Promise.resolve(configured);
   const tolerance = options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
   const now = options.now ?? (() => new Date());
 
@@ -43,7 +48,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     async verify(token) {
       let payload: JWTPayload;
       try {
-        ({ payload } = await jwtVerify(token, key, {
+        ({ payload } = await jwtVerify(token, await key, {
           algorithms: [algorithm],
           clockTolerance: tolerance,
           requiredClaims: ["exp", "iat", "sub"],
