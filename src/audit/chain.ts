@@ -1,4 +1,5 @@
 import { hash } from "node:crypto";
+import { bufferFields, isAscii, latin1Fields } from "../lib/length-prefixed.js";
 import { copyTextField } from "../store/db.js";
 import { encodeChainedFields, type StoredAuditEvent } from "../store/audit-store.js";
 
@@ -24,7 +25,7 @@ import { encodeChainedFields, type StoredAuditEvent } from "../store/audit-store
  * Format 1, written before: hex SHA-256 of the length-prefixed parts FORMAT_1,
  * prevHash, time (integer ms since the epoch), then the same fields in the same
  * order, each part its UTF-8 byte length as a 4-byte big-endian integer followed by
- * its bytes.
+ * its bytes (lib/length-prefixed.ts).
  */
 
 /** The `prev_hash` of a writer's first event (sequence 1). */
@@ -71,39 +72,14 @@ export function chainHashV1(prevHash: string, e: StoredAuditEvent): string {
   return hash("sha256", encodeV1(parts), "hex");
 }
 
-/** ASCII only: UTF-8 and Latin-1 encode these code points alike, one byte each. */
-const ASCII = /^[\x00-\x7f]*$/;
-
 /**
- * The length-prefixed parts of format 1, as bytes or as a string of ASCII
- * characters only, whose UTF-8 (what `hash` takes of a string) is exactly those bytes.
+ * The length-prefixed parts of format 1, as bytes or, when every byte is ASCII, as the string of those
+ * characters, whose UTF-8 (what `hash` takes of a string) is exactly those bytes. A lone surrogate is encoded
+ * as U+FFFD, as format 1 always encoded it (no subject for `bufferFields`).
  */
 function encodeV1(parts: readonly string[]): string | Buffer {
-  // Fast path, the usual case: every part is ASCII, so its UTF-8 byte length is its
-  // string length, and the whole encoding can be built as one Latin-1 string (the
-  // length prefixes as four char codes of 0-255). One test of the whole string then
-  // tells whether every char is ASCII, length prefixes included (parts under 128
-  // characters): that string is its own encoding and is hashed as it is.
-  let latin1 = "";
-  for (const p of parts) {
-    const n = p.length;
-    latin1 += String.fromCharCode(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff) + p;
-  }
-  if (ASCII.test(latin1)) return latin1;
-  // A prefix byte of 128 or more with ASCII parts: the Latin-1 string's bytes.
-  for (const p of parts) if (!ASCII.test(p)) return encodeUtf8(parts);
-  return Buffer.from(latin1, "latin1");
-}
-
-function encodeUtf8(parts: readonly string[]): Buffer {
-  let size = 0;
-  for (const p of parts) size += 4 + Buffer.byteLength(p, "utf8");
-  const bytes = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const p of parts) {
-    const n = bytes.write(p, at + 4, "utf8");
-    bytes.writeUInt32BE(n, at);
-    at += 4 + n;
-  }
-  return bytes;
+  const latin1 = latin1Fields(parts, "audit format 1");
+  if (latin1 === undefined) return bufferFields(parts, undefined);
+  // ASCII parts with a length of 128 or more: a prefix byte past ASCII, so the Latin-1 string's bytes.
+  return isAscii(latin1) ? latin1 : Buffer.from(latin1, "latin1");
 }

@@ -1,5 +1,6 @@
 import { createHmac, createSecretKey, hkdfSync, timingSafeEqual, type KeyObject } from "node:crypto";
 import type { KeyBytes } from "../crypto/key-bytes.js";
+import { bufferFields, isAscii, u32Latin1 } from "../lib/length-prefixed.js";
 import type { CachedLookup } from "./secret-cache.js";
 
 /**
@@ -18,6 +19,7 @@ import type { CachedLookup } from "./secret-cache.js";
  *   tag    = HMAC-SHA256(macKey, field(purpose) field(developer id) field(name) field(generation)
  *                                field(entry up to the tag)), first 16 bytes
  *   field  = u32 BE byte length || bytes (strings UTF-8), as in crypto/aad.ts, so no two tuples encode alike
+ *            (lib/length-prefixed.ts; a string with a lone surrogate is refused)
  *   macKey = HKDF-SHA256(entry key, empty salt, info MAC_KEY_INFO, 32 bytes): the entry key has one purpose
  *
  * What each bound field stops:
@@ -71,9 +73,8 @@ const PURPOSE = "secrets.v1/cache-entry";
 /** Developers whose MAC input prefix is remembered; past it the map starts again. */
 const MAX_REMEMBERED_DEVELOPERS = 10_000;
 
-const ASCII = /^[\x00-\x7f]*$/;
-/** A u32, big-endian, as four Latin-1 characters. */
-const u32Chars = (n: number) => String.fromCharCode(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+/** Names the MAC input's fields in errors. */
+const FIELDS = "a cache entry";
 
 /** The codec under `entryKey` (32 bytes). Keeps only the derived MAC key, not `entryKey`. */
 export function createEntryCodec(entryKey: KeyBytes): EntryCodec {
@@ -87,7 +88,7 @@ export function createEntryCodec(entryKey: KeyBytes): EntryCodec {
   const prefixOf = (developerId: string): Buffer => {
     let prefix = prefixes.get(developerId);
     if (prefix === undefined) {
-      prefix = utf8Fields([PURPOSE, developerId]);
+      prefix = bufferFields([PURPOSE, developerId], FIELDS);
       if (prefixes.size >= MAX_REMEMBERED_DEVELOPERS) prefixes.clear();
       prefixes.set(developerId, prefix);
     }
@@ -99,11 +100,11 @@ export function createEntryCodec(entryKey: KeyBytes): EntryCodec {
     const h = createHmac("sha256", macKey);
     h.update(prefixOf(developerId));
     // field(name) field(generation) and the signed part's length prefix, in one native call when all ASCII.
-    if (ASCII.test(name) && ASCII.test(generation)) {
-      h.update(u32Chars(name.length) + name + u32Chars(generation.length) + generation + u32Chars(signed.length), "latin1");
+    if (isAscii(name) && isAscii(generation)) {
+      h.update(u32Latin1(name.length) + name + u32Latin1(generation.length) + generation + u32Latin1(signed.length), "latin1");
     } else {
-      h.update(utf8Fields([name, generation]));
-      h.update(u32Chars(signed.length), "latin1");
+      h.update(bufferFields([name, generation], FIELDS));
+      h.update(u32Latin1(signed.length), "latin1");
     }
     h.update(signed);
     return h.digest();
@@ -181,21 +182,4 @@ function decodeBody(kind: number | undefined, bytes: Buffer, end: number): Cache
     dekVersion: bytes.readUInt32BE(HEADER + 20),
     ciphertext: bytes.subarray(HEADER + FOUND_FIELDS, end),
   };
-}
-
-/** Length-prefixed UTF-8 fields. A lone surrogate would encode as U+FFFD, making two strings alike: refused. */
-function utf8Fields(fields: readonly string[]): Buffer {
-  let size = 0;
-  for (const f of fields) {
-    if (!f.isWellFormed()) throw new Error("a cache entry field is not well-formed Unicode");
-    size += 4 + Buffer.byteLength(f, "utf8");
-  }
-  const out = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const f of fields) {
-    const n = out.write(f, at + 4, "utf8");
-    out.writeUInt32BE(n, at);
-    at += 4 + n;
-  }
-  return out;
 }

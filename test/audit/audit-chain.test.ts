@@ -150,6 +150,13 @@ describe("chainHashV1 (format 1, verified in chains written before format 2)", (
     );
   });
 
+  it("matches frozen vectors off the ASCII fast path: a long part, non-ASCII text, a lone surrogate", () => {
+    // A length prefix byte past ASCII; UTF-8 text; a lone surrogate, which format 1 hashed as U+FFFD.
+    expect(chainHashV1(GENESIS_HASH, { ...EVENT, requestId: "r".repeat(200) })).toBe("e16fd273b9afa4cf936b6b1b2f8e66b41c24b107821ef1dce3dbcbc67fbf5331");
+    expect(chainHashV1(GENESIS_HASH, { ...EVENT, callerIdentity: "spiffe://exämple.org/agent" })).toBe("c9f9cd5dea07768923b14041c69ff91d832dd8db46e94c875178af034aa60f37");
+    expect(chainHashV1(GENESIS_HASH, { ...EVENT, peer: "a\ud800" })).toBe("f96e4f6da4e93c98528cbd6940df07626b4d392016cff9e653ce49eb3f996ecd");
+  });
+
   it("changes with the previous hash and with every stored field", () => {
     const base = chainHashV1(GENESIS_HASH, EVENT);
     expect(chainHashV1("1".repeat(64), EVENT)).not.toBe(base);

@@ -64,6 +64,25 @@ describe("cache entry codec", () => {
     expect(underRaw).not.toEqual(tag);
   });
 
+  it("keeps its frozen entries under a fixed key (a change would orphan every entry in Redis)", () => {
+    const fixed = createEntryCodec(KeyBytes.from(Buffer.alloc(32, 7)));
+    const value: CachedLookup = {
+      kind: "found",
+      secretId: "8f14e45f-ceea-467f-a0f3-2a1d9c1b7e10",
+      version: 7,
+      dekVersion: 3,
+      ciphertext: Buffer.from("0102030405", "hex"),
+    };
+    const sealed = (developerId: string, name: string, generation: string, v: CachedLookup = value) =>
+      fixed.seal(developerId, name, generation, 1_800_000_030_000, v).toString("hex");
+    expect(sealed("alice", "stripe_api_key", "12")).toBe("0201000001a3185cc5308f14e45fceea467fa0f32a1d9c1b7e1000000007000000030102030405dcc4e9184b2f0d9ec9ca3a2bbbf2a756");
+    expect(sealed("alice", "stripe_api_key", "", missing)).toBe("0202000001a3185cc530737aa6de7c9362539308f2107cadada3");
+    // Off the ASCII fast path: a non-ASCII developer, name and generation; a length prefix byte past ASCII.
+    expect(sealed("dév", "stripe_api_key", "12")).toBe("0201000001a3185cc5308f14e45fceea467fa0f32a1d9c1b7e1000000007000000030102030405cdb46d248d6d60b13c81448a7d4ec8d6");
+    expect(sealed("alice", "nämé", "é")).toBe("0201000001a3185cc5308f14e45fceea467fa0f32a1d9c1b7e100000000700000003010203040548cd45bcc0114e5eb0df26bf98bc018d");
+    expect(sealed("alice", "n".repeat(200), "3")).toBe("0201000001a3185cc5308f14e45fceea467fa0f32a1d9c1b7e1000000007000000030102030405e25f0426951f413ef70302dee20301b7");
+  });
+
   it.each([
     ["developer", { ...where, developerId: "bob" }],
     ["developer (case)", { ...where, developerId: "Alice" }],
@@ -160,7 +179,7 @@ describe("cache entry codec", () => {
     expect(open(seal(found, accented), accented)).toEqual(found);
     expect(open(seal(found, accented), { ...accented, name: "cle" })).toBe("invalid");
     const lone = { ...where, name: "a\ud800" };
-    expect(() => seal(found, lone)).toThrow();
+    expect(() => seal(found, lone)).toThrow("a cache entry field is not well-formed Unicode");
     expect(open(seal(found, { ...where, name: "a\ufffd" }), lone)).toBe("invalid");
   });
 

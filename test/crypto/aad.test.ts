@@ -17,6 +17,11 @@ describe("valueAad", () => {
     );
   });
 
+  it("keeps its frozen encoding off the ASCII fast path (non-ASCII text, the largest version)", () => {
+    const aad = valueAad({ developerId: "dév-🙂", secretId: "s", name: "n\u0000", version: 2 ** 32 - 1, header: Buffer.from("ff80007f", "hex") });
+    expect(aad.toString("hex")).toBe("00000010736563726574732e76312f76616c75650000000964c3a9762df09f99820000000173000000026e0000000004ffffffff00000004ff80007f");
+  });
+
   it("encodes strings as UTF-8 with their byte length", () => {
     const aad = valueAad({ developerId: "é", secretId: "", name: "", version: 0, header: new Uint8Array(0) });
     expect(aad.subarray(20, 26).toString("hex")).toBe("00000002c3a9");
@@ -93,6 +98,11 @@ describe("wrappedKeyAad", () => {
         "00000002" + "6b31" + // "k1"
         "00000004" + "02026b31", // header
     );
+  });
+
+  it("keeps its frozen encoding off the ASCII fast path", () => {
+    const aad = wrappedKeyAad({ developerId: "ü", dekVersion: 0, kekId: "kek-é", header: new Uint8Array(0) });
+    expect(aad.toString("hex")).toBe("00000013736563726574732e76312f646174612d6b657900000002c3bc0000000400000000000000066b656b2dc3a900000000");
   });
 
   it("differs for every field", () => {
