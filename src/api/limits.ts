@@ -1,4 +1,8 @@
-/** The input limits (docs/api.md). Part of the API: clients validate against the same numbers. */
+/**
+ * The API's input limits and naming rules (docs/api.md), written once for both sides: the service enforces
+ * them (secrets/validation.ts, auth, audit) and the SDK and the CLI check against them before they send.
+ * Shared by server and SDK, so it imports nothing.
+ */
 export const LIMITS = {
   nameMaxLength: 128,
   valueMaxBytes: 64 * 1024,
@@ -11,7 +15,13 @@ export const LIMITS = {
   resolveMaxNames: 100,
 } as const;
 
-/** Names: ASCII letter first, then letters, digits and underscores; 1–128 characters. */
-export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
+/** A secret name: an ASCII letter, then letters, digits and underscores; 1 to `nameMaxLength` characters. */
+const NAME = `[A-Za-z][A-Za-z0-9_]{0,${LIMITS.nameMaxLength - 1}}`;
+
+/** Secret names (and the names a token's `secrets` allowlist may hold). */
+export const NAME_PATTERN = new RegExp(`^${NAME}$`);
 /** A prefix of some valid name (possibly empty). */
-export const NAME_PREFIX_PATTERN = /^(?:[A-Za-z][A-Za-z0-9_]{0,127})?$/;
+export const NAME_PREFIX_PATTERN = new RegExp(`^(?:${NAME})?$`);
+
+/** A token's `sub`, the developer a call acts for (docs/api.md, Tokens). */
+export const SUBJECT_PATTERN = /^[A-Za-z0-9._@:-]{1,128}$/;

@@ -22,8 +22,5 @@ export interface Principal {
   readonly expiresAt: number;
 }
 
-/** `sub` format (docs/api.md, Tokens). */
-export const SUBJECT_PATTERN = /^[A-Za-z0-9._@:-]{1,128}$/;
-
-/** A secret name (docs/api.md, SecretService): what the `secrets` allowlist claim may hold. */
-export const ALLOWLIST_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
+/** `sub` format: the API's rule (api/limits.ts), which a Principal's `developerId` obeys. */
+export { SUBJECT_PATTERN } from "../api/limits.js";

@@ -1,7 +1,8 @@
 import { createPublicKey, webcrypto, type KeyObject } from "node:crypto";
 import { errors as joseErrors, jwtVerify, type JWTPayload } from "jose";
 import { AppError } from "../api/errors.js";
-import { ALLOWLIST_NAME_PATTERN, SCOPES, SUBJECT_PATTERN, type Principal, type Scope } from "./principal.js";
+import { NAME_PATTERN, SUBJECT_PATTERN } from "../api/limits.js";
+import { SCOPES, type Principal, type Scope } from "./principal.js";
 
 /** Turns a bearer token into a Principal, or fails UNAUTHENTICATED. */
 export interface TokenVerifier {
@@ -114,7 +115,7 @@ function principalFrom(payload: JWTPayload, exp: number): Principal {
     }
     // An entry that is not a valid name can never match one; it is dropped here so that
     // nothing malformed (U+0000, say) travels further, e.g. into a query parameter.
-    allowlist = new Set((secretsClaim as string[]).filter((n) => ALLOWLIST_NAME_PATTERN.test(n)));
+    allowlist = new Set((secretsClaim as string[]).filter((n) => NAME_PATTERN.test(n)));
   }
 
   // The token id goes into every audit event of the call: a jti that is not a string is

@@ -1,18 +1,18 @@
 /**
- * The API's input limits (docs/api.md), for callers that validate before
- * they send (the CLI's import checks a whole file before writing anything). The
- * service enforces the same numbers; these are a copy because the SDK imports no
- * server code, and a change to the API changes both.
+ * The API's limits as the SDK exports them, for callers that validate before they send (the CLI's import
+ * checks a whole file before writing anything), and the checks the SDK itself makes before a call. The rule
+ * and the numbers are the service's own (api/limits.ts), not a copy.
  */
+import { LIMITS, NAME_PATTERN } from "../api/limits.js";
 
 /** Secret names: an ASCII letter, then letters, digits and underscores; 1 to 128 characters. */
-export const SECRET_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
+export const SECRET_NAME_PATTERN = NAME_PATTERN;
 
 /** The largest value, in bytes of UTF-8 (values are 1 byte to 64 KiB). */
-export const VALUE_MAX_BYTES = 64 * 1024;
+export const VALUE_MAX_BYTES = LIMITS.valueMaxBytes;
 
 /** The most distinct names one ResolveSecrets call takes. */
-export const RESOLVE_MAX_NAMES = 100;
+export const RESOLVE_MAX_NAMES = LIMITS.resolveMaxNames;
 
 /** Why `value` is not a storable secret value, or undefined when it is. Never mentions the value itself. */
 export function valueProblem(value: string): string | undefined {
@@ -21,4 +21,17 @@ export function valueProblem(value: string): string | undefined {
   const bytes = Buffer.byteLength(value, "utf8");
   if (bytes > VALUE_MAX_BYTES) return `value is ${bytes} bytes, more than ${VALUE_MAX_BYTES}`;
   return undefined;
+}
+
+/**
+ * Why `name` breaks the naming rule, or undefined when it does not. Never repeats the name: a "name" that
+ * breaks the rule is sometimes a value pasted in the wrong place.
+ */
+export function nameProblem(name: string): string | undefined {
+  if (NAME_PATTERN.test(name)) return undefined;
+  const rule = "invalid secret name";
+  if (name.length === 0) return `${rule}: it is empty`;
+  if (!/^[A-Za-z]/.test(name)) return `${rule}: it must start with a letter (A-Z or a-z)`;
+  if (name.length > LIMITS.nameMaxLength) return `${rule}: it is longer than ${LIMITS.nameMaxLength} characters`;
+  return `${rule}: it may contain only letters, digits and underscores`;
 }

@@ -20,11 +20,7 @@ import {
 } from "yaml";
 
 import { EXPRESSION_PREFIX, isExpression, scanExpression } from "./expression.js";
-
-// The server's naming rule and its per-call ResolveSecrets limit. `limits.ts` exports the same two numbers as
-// the SDK's public copy; these stay private so that the package has one export of each.
-const SECRET_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
-const MAX_RESOLVE_NAMES = 100;
+import { nameProblem, RESOLVE_MAX_NAMES } from "./limits.js";
 
 /** The key that names a secret on a step (a tool call). */
 export const SECRET_NAME_KEY = "secret_name";
@@ -69,7 +65,7 @@ export class TooManySecretReferencesError extends Error {
 
   constructor(
     readonly count: number,
-    readonly limit: number = MAX_RESOLVE_NAMES,
+    readonly limit: number = RESOLVE_MAX_NAMES,
   ) {
     super(
       `task references ${count} secrets, more than the ${limit} that the server resolves in one call; ` +
@@ -107,18 +103,8 @@ export async function resolveTaskSecrets(client: TaskSecretsClient, task: unknow
   const { names, errors } = collectSecretReferences(task);
   if (errors.length > 0) throw new TaskReferencesError(errors);
   if (names.length === 0) return {};
-  if (names.length > MAX_RESOLVE_NAMES) throw new TooManySecretReferencesError(names.length);
+  if (names.length > RESOLVE_MAX_NAMES) throw new TooManySecretReferencesError(names.length);
   return client.secrets.resolve(names);
-}
-
-/** Why a name breaks the naming rule, in words that do not repeat the name. */
-export function describeInvalidName(name: string): string | undefined {
-  if (SECRET_NAME_PATTERN.test(name)) return undefined;
-  const rule = "invalid secret name";
-  if (name.length === 0) return `${rule}: it is empty`;
-  if (!/^[A-Za-z]/.test(name)) return `${rule}: it must start with a letter (A-Z or a-z)`;
-  if (name.length > 128) return `${rule}: it is longer than 128 characters`;
-  return `${rule}: it may contain only letters, digits and underscores`;
 }
 
 function formatLocation(error: TaskReferenceError): string {
@@ -144,7 +130,7 @@ class Collector {
   }
 
   reference(name: string, path: string, offset: number, locate: Locate): void {
-    const invalid = describeInvalidName(name);
+    const invalid = nameProblem(name);
     if (invalid === undefined) this.names.add(name);
     else this.error(path, offset, invalid, locate);
   }

@@ -1,13 +1,14 @@
 import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { PROJECT_ROOT } from "../support/server-process.js";
 
 // The SDK and the CLI import only src/api (generated code, the error kinds, the
-// limits), packages and node builtins: never the server's folders. Checked on the import graph itself,
-// and on the package's `exports` as a consumer resolves them.
+// limits and naming rules), packages and node builtins: never the server's folders; and src/api, which
+// the server imports too, nothing outside itself. Checked on the import graph itself, and on the
+// package's `exports` as a consumer resolves them.
 
 const SRC = join(PROJECT_ROOT, "src");
 const ALLOWED = [/^client\//, /^cli\//, /^api\//];
@@ -33,6 +34,15 @@ describe("package boundaries", () => {
     const files = [...reachable(join(SRC, entry))].map((f) => relative(SRC, f));
     expect(files.length).toBeGreaterThan(3);
     expect(files.filter((f) => !ALLOWED.some((re) => re.test(f)))).toEqual([]);
+  });
+
+  it("src/api, shared by the server and the SDK, imports nothing outside itself", () => {
+    const files = readdirSync(join(SRC, "api"), { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".ts"));
+    expect(files).toContain("limits.ts");
+    for (const file of files) {
+      const outside = [...reachable(join(SRC, "api", file))].map((f) => relative(SRC, f)).filter((f) => !f.startsWith("api/"));
+      expect(outside, file).toEqual([]);
+    }
   });
 
   it("exports ./client (with types) and the secrets bin from the build", async () => {

@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Option, type Command } from "commander";
 import { SignJWT } from "jose";
+import { SUBJECT_PATTERN } from "../../api/limits.js";
 import { CliError } from "../cli-error.js";
 import { printJson, printLine } from "../output.js";
 import { collect, namesFrom } from "../parse-args.js";
@@ -17,8 +18,6 @@ import type { Session } from "../session.js";
 
 const SCOPES = ["read", "access", "write", "keys"] as const;
 type ScopeName = (typeof SCOPES)[number];
-/** The `sub` rule the service applies (docs/api.md, Tokens). */
-const SUBJECT_PATTERN = /^[A-Za-z0-9._@:-]{1,128}$/;
 /** The service's default longest token lifetime (SECRETS_JWT_MAX_TTL_SECONDS). */
 const MAX_TTL_SECONDS = 86_400;
 
