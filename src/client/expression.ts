@@ -8,7 +8,22 @@
  * Where Python versions differ it takes the more generous reading, so that no reference is missed:
  * strings inside f-string replacement fields may reuse the enclosing quote (Python 3.12, PEP 701), and
  * t-strings (Python 3.14) are scanned like f-strings.
+ *
+ * Python's tokens themselves (literals, identifiers, numbers, comments) are read by python-tokens.ts. The
+ * scanner stays one class in one file: its methods are one recursive descent (code, strings, f-strings,
+ * replacement fields, code again) over shared state (the references, the problems, the nesting depth).
  */
+import {
+  endOfLine,
+  identifierCharsEnd,
+  identifierEnd,
+  isDigit,
+  numberEnd,
+  readStaticString,
+  readStringBody,
+  skipTrivia,
+  STRING_PREFIXES,
+} from "./python-tokens.js";
 
 /** The prefix that makes a string scalar of a task an expression: a dollar sign and one space. */
 export const EXPRESSION_PREFIX = "$ ";
@@ -86,12 +101,6 @@ interface Field {
 /** f-strings within f-strings and fields within format specs recurse; a real expression is nowhere near this. */
 const MAX_NESTING = 100;
 
-/** Python's string prefixes, lower-cased; `t` (template strings, Python 3.14) is treated like `f`. */
-const STRING_PREFIXES = new Set(["", "r", "u", "b", "br", "rb", "f", "fr", "rf", "t", "tr", "rt"]);
-
-const ID_START = /^[\p{ID_Start}_]$/u;
-const ID_CONTINUE = /^\p{ID_Continue}$/u;
-const NUMBER_CHAR = /^[0-9A-Za-z_.]$/;
 const OPENERS = "([{";
 const CLOSERS = ")]}";
 
@@ -180,12 +189,7 @@ class Scanner {
     if (c === ".") {
       const nameStart = skipTrivia(src, next + 1);
       // Any run of identifier characters, digits first included: `secrets.1bad` is reported as a bad name.
-      let nameEnd = nameStart;
-      while (nameEnd < src.length) {
-        const ch = codePointAt(src, nameEnd);
-        if (!ID_CONTINUE.test(ch)) break;
-        nameEnd += ch.length;
-      }
+      const nameEnd = identifierCharsEnd(src, nameStart);
       if (nameEnd > nameStart) {
         this.references.push({ name: src.slice(nameStart, nameEnd).normalize("NFKC"), offset: start });
       } else {
@@ -359,145 +363,4 @@ class Scanner {
 
 function unterminated(triple: boolean): string {
   return triple ? ExpressionMessages.unterminatedTripleString : ExpressionMessages.unterminatedString;
-}
-
-type StaticString = { end: number; value: string } | "absent" | "not-static" | "unterminated";
-
-/** A str literal at `pos` and its value; f-, t- and bytes literals are `not-static`. */
-function readStaticString(src: string, pos: number): StaticString {
-  let quote = pos;
-  const wordEnd = identifierEnd(src, pos);
-  let prefix = "";
-  if (wordEnd > pos) {
-    prefix = src.slice(pos, wordEnd).toLowerCase();
-    quote = wordEnd;
-  }
-  const q = src.charAt(quote);
-  if ((q !== "'" && q !== '"') || !STRING_PREFIXES.has(prefix)) return "absent";
-  if (/[ftb]/.test(prefix)) return "not-static";
-  const close = src.startsWith(q + q + q, quote) ? q + q + q : q;
-  return readStringBody(src, quote + close.length, close, prefix.includes("r")) ?? "unterminated";
-}
-
-/**
- * The body of a str or bytes literal from `pos` to its closing quote: the position after it and the
- * literal's value, or undefined when it does not close. Raw strings keep their backslashes, yet a backslash
- * still keeps the next character from closing the string (so `r'\'` does not end).
- */
-function readStringBody(
-  src: string,
-  from: number,
-  close: string,
-  raw: boolean,
-): { end: number; value: string } | undefined {
-  const triple = close.length === 3;
-  let pos = from;
-  let value = "";
-  for (;;) {
-    if (pos >= src.length) return undefined;
-    if (src.startsWith(close, pos)) return { end: pos + close.length, value };
-    const c = src.charAt(pos);
-    if (!triple && (c === "\n" || c === "\r")) return undefined;
-    if (c === "\\") {
-      if (pos + 1 >= src.length) return undefined;
-      if (raw) {
-        const width = src.startsWith("\r\n", pos + 1) ? 3 : 2;
-        value += src.slice(pos, pos + width);
-        pos += width;
-        continue;
-      }
-      const escape = decodeEscape(src, pos);
-      value += escape.text;
-      pos = escape.end;
-      continue;
-    }
-    value += c;
-    pos += 1;
-  }
-}
-
-const SIMPLE_ESCAPES: Record<string, string> = {
-  "\\": "\\",
-  "'": "'",
-  '"': '"',
-  a: "\x07",
-  b: "\b",
-  f: "\f",
-  n: "\n",
-  r: "\r",
-  t: "\t",
-  v: "\v",
-};
-
-/** One backslash escape of a non-raw literal at `pos`; unknown escapes keep their backslash, as Python does. */
-function decodeEscape(src: string, pos: number): { text: string; end: number } {
-  const next = src.charAt(pos + 1);
-  if (next === "\n") return { text: "", end: pos + 2 };
-  if (next === "\r") return { text: "", end: src.charAt(pos + 2) === "\n" ? pos + 3 : pos + 2 };
-  const simple = SIMPLE_ESCAPES[next];
-  if (simple !== undefined) return { text: simple, end: pos + 2 };
-  const octal = /[0-7]{1,3}/y;
-  octal.lastIndex = pos + 1;
-  const octalMatch = octal.exec(src);
-  if (octalMatch) return { text: String.fromCodePoint(parseInt(octalMatch[0], 8)), end: octal.lastIndex };
-  const width = next === "x" ? 2 : next === "u" ? 4 : next === "U" ? 8 : 0;
-  if (width > 0) {
-    const digits = src.slice(pos + 2, pos + 2 + width);
-    const code = /^[0-9A-Fa-f]+$/.test(digits) && digits.length === width ? parseInt(digits, 16) : NaN;
-    if (code <= 0x10ffff) return { text: String.fromCodePoint(code), end: pos + 2 + width };
-  }
-  // `\N{NAME}` and anything unknown: kept as written (such a name breaks the naming rule anyway).
-  return { text: src.slice(pos, pos + 2), end: pos + 2 };
-}
-
-/** Skip whitespace, line continuations and comments: Python allows them between tokens inside brackets. */
-function skipTrivia(src: string, from: number): number {
-  let pos = from;
-  for (;;) {
-    const c = src.charAt(pos);
-    if (c === " " || c === "\t" || c === "\f" || c === "\r" || c === "\n") pos += 1;
-    else if (c === "\\" && (src.charAt(pos + 1) === "\n" || src.charAt(pos + 1) === "\r")) pos += 2;
-    else if (c === "#") pos = endOfLine(src, pos);
-    else return pos;
-  }
-}
-
-function endOfLine(src: string, from: number): number {
-  const match = /[\r\n]/g;
-  match.lastIndex = from;
-  return match.exec(src)?.index ?? src.length;
-}
-
-/** The end of the identifier that starts at `pos`, or `pos` when none does. */
-function identifierEnd(src: string, pos: number): number {
-  let end = pos;
-  while (end < src.length) {
-    const ch = codePointAt(src, end);
-    if (!(end === pos ? ID_START : ID_CONTINUE).test(ch)) break;
-    end += ch.length;
-  }
-  return end;
-}
-
-/** A number token, loosely: digits, letters (hex, exponents, `j`), underscores and dots, signed exponents. */
-function numberEnd(src: string, from: number): number {
-  let pos = from;
-  const hex = /^0[xX]/.test(src.slice(from, from + 2));
-  while (pos < src.length) {
-    const c = src.charAt(pos);
-    const exponentSign = (c === "+" || c === "-") && !hex && /[eE]/.test(src.charAt(pos - 1));
-    if (!NUMBER_CHAR.test(c) && !exponentSign) break;
-    pos += 1;
-  }
-  return pos;
-}
-
-function isDigit(c: string): boolean {
-  return c.length === 1 && c >= "0" && c <= "9";
-}
-
-/** The whole character (one or two UTF-16 units) at `pos`. */
-function codePointAt(src: string, pos: number): string {
-  const code = src.codePointAt(pos);
-  return code === undefined ? "" : String.fromCodePoint(code);
 }
