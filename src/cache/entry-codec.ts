@@ -68,12 +68,11 @@ const MAX_EXPIRY = Number.MAX_SAFE_INTEGER;
 const MAC_KEY_INFO = "secrets.v1/cache-entry-mac-key";
 const PURPOSE = "secrets.v1/cache-entry";
 
-/** Developers whose MAC input prefix is remembered; past it the map starts again. */
-const MAX_REMEMBERED_DEVELOPERS = 10_000;
-
 const ASCII = /^[\x00-\x7f]*$/;
 /** A u32, big-endian, as four Latin-1 characters. */
 const u32Chars = (n: number) => String.fromCharCode(n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+/** field(PURPOSE), the same for every entry (PURPOSE is ASCII). */
+const PURPOSE_FIELD = u32Chars(PURPOSE.length) + PURPOSE;
 
 /** The codec under `entryKey` (32 bytes). Keeps only the derived MAC key, not `entryKey`. */
 export function createEntryCodec(entryKey: KeyBytes): EntryCodec {
@@ -82,27 +81,21 @@ export function createEntryCodec(entryKey: KeyBytes): EntryCodec {
   const macKey: KeyObject = createSecretKey(okm);
   okm.fill(0);
 
-  /** field(purpose) field(developer id): the same for every entry of a developer, so computed once. */
-  const prefixes = new Map<string, Buffer>();
-  const prefixOf = (developerId: string): Buffer => {
-    let prefix = prefixes.get(developerId);
-    if (prefix === undefined) {
-      prefix = utf8Fields([PURPOSE, developerId]);
-      if (prefixes.size >= MAX_REMEMBERED_DEVELOPERS) prefixes.clear();
-      prefixes.set(developerId, prefix);
-    }
-    return prefix;
-  };
-
   /** The full 32-byte HMAC of an entry's signed part (`signed`: everything before the tag). */
   const mac = (developerId: string, name: string, generation: string, signed: Buffer): Buffer => {
     const h = createHmac("sha256", macKey);
-    h.update(prefixOf(developerId));
-    // field(name) field(generation) and the signed part's length prefix, in one native call when all ASCII.
-    if (ASCII.test(name) && ASCII.test(generation)) {
-      h.update(u32Chars(name.length) + name + u32Chars(generation.length) + generation + u32Chars(signed.length), "latin1");
+    // The fields and the signed part's length prefix, in one native call when all ASCII.
+    if (ASCII.test(developerId) && ASCII.test(name) && ASCII.test(generation)) {
+      h.update(
+        PURPOSE_FIELD +
+          u32Chars(developerId.length) + developerId +
+          u32Chars(name.length) + name +
+          u32Chars(generation.length) + generation +
+          u32Chars(signed.length),
+        "latin1",
+      );
     } else {
-      h.update(utf8Fields([name, generation]));
+      h.update(utf8Fields([PURPOSE, developerId, name, generation]));
       h.update(u32Chars(signed.length), "latin1");
     }
     h.update(signed);
