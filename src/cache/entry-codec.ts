@@ -70,11 +70,10 @@ const MAX_EXPIRY = Number.MAX_SAFE_INTEGER;
 const MAC_KEY_INFO = "secrets.v1/cache-entry-mac-key";
 const PURPOSE = "secrets.v1/cache-entry";
 
-/** Developers whose MAC input prefix is remembered; past it the map starts again. */
-const MAX_REMEMBERED_DEVELOPERS = 10_000;
-
 /** Names the MAC input's fields in errors. */
 const FIELDS = "a cache entry";
+/** field(PURPOSE), the same for every entry (PURPOSE is ASCII). */
+const PURPOSE_FIELD = u32Latin1(PURPOSE.length) + PURPOSE;
 
 /** The codec under `entryKey` (32 bytes). Keeps only the derived MAC key, not `entryKey`. */
 export function createEntryCodec(entryKey: KeyBytes): EntryCodec {
@@ -83,27 +82,21 @@ export function createEntryCodec(entryKey: KeyBytes): EntryCodec {
   const macKey: KeyObject = createSecretKey(okm);
   okm.fill(0);
 
-  /** field(purpose) field(developer id): the same for every entry of a developer, so computed once. */
-  const prefixes = new Map<string, Buffer>();
-  const prefixOf = (developerId: string): Buffer => {
-    let prefix = prefixes.get(developerId);
-    if (prefix === undefined) {
-      prefix = bufferFields([PURPOSE, developerId], FIELDS);
-      if (prefixes.size >= MAX_REMEMBERED_DEVELOPERS) prefixes.clear();
-      prefixes.set(developerId, prefix);
-    }
-    return prefix;
-  };
-
   /** The full 32-byte HMAC of an entry's signed part (`signed`: everything before the tag). */
   const mac = (developerId: string, name: string, generation: string, signed: Buffer): Buffer => {
     const h = createHmac("sha256", macKey);
-    h.update(prefixOf(developerId));
-    // field(name) field(generation) and the signed part's length prefix, in one native call when all ASCII.
-    if (isAscii(name) && isAscii(generation)) {
-      h.update(u32Latin1(name.length) + name + u32Latin1(generation.length) + generation + u32Latin1(signed.length), "latin1");
+    // The fields and the signed part's length prefix, in one native call when all ASCII.
+    if (isAscii(developerId) && isAscii(name) && isAscii(generation)) {
+      h.update(
+        PURPOSE_FIELD +
+          u32Latin1(developerId.length) + developerId +
+          u32Latin1(name.length) + name +
+          u32Latin1(generation.length) + generation +
+          u32Latin1(signed.length),
+        "latin1",
+      );
     } else {
-      h.update(bufferFields([name, generation], FIELDS));
+      h.update(bufferFields([PURPOSE, developerId, name, generation], FIELDS));
       h.update(u32Latin1(signed.length), "latin1");
     }
     h.update(signed);

@@ -1,6 +1,10 @@
+import { LRUCache } from "lru-cache";
 import type { KeyBytes } from "../crypto/key-bytes.js";
 import { createCoherentCache, type CacheStore } from "./coherent-cache.js";
 import type { LookupOutcome, SecretCache } from "./secret-cache.js";
+
+/** Passed to every get(): lru-cache's default options argument is a new object per call. */
+const GET_OPTIONS = Object.freeze({});
 
 /**
  * The in-process cache, used only with the embedded database: one process (the
@@ -10,10 +14,14 @@ import type { LookupOutcome, SecretCache } from "./secret-cache.js";
  * an await, so it is atomic in the event loop.
  */
 export function createMemoryStore(options: { maxEntries?: number; now?: () => number } = {}): CacheStore {
-  const maxEntries = options.maxEntries ?? 100_000;
   const now = options.now ?? Date.now;
-  /** Entries in insertion order (oldest first), for a simple bound. */
-  const entries = new Map<string, { value: Buffer; expiresAt: number }>();
+  /**
+   * Sealed entries, least recently used out first, each dropped once older than the
+   * ttl of its fill (ttlResolution 0: the clock is read on every check). Expiry here
+   * only frees memory: the entry's own sealed expiry is what the codec enforces.
+   */
+  const entries = new LRUCache<string, Buffer>({ max: options.maxEntries ?? 100_000, perf: { now }, ttlResolution: 0 });
+  /** Generations and fences: coherence state, not a cache, so never evicted before its expiry. */
   const counters = new Map<string, { n: number; expiresAt: number }>();
 
   const counter = (key: string): number => {
@@ -31,15 +39,7 @@ export function createMemoryStore(options: { maxEntries?: number; now?: () => nu
     else counters.set(key, { n, expiresAt: now() + ttlMs });
     return n;
   };
-  const entry = (key: string): Buffer | null => {
-    const e = entries.get(key);
-    if (!e) return null;
-    if (e.expiresAt <= now()) {
-      entries.delete(key);
-      return null;
-    }
-    return e.value;
-  };
+  const entry = (key: string): Buffer | null => entries.get(key, GET_OPTIONS) ?? null;
 
   return {
     async read(keys) {
@@ -52,9 +52,7 @@ export function createMemoryStore(options: { maxEntries?: number; now?: () => nu
       for (const { keys, expected, value, ttlMs } of items) {
         const g = counter(keys.generation);
         if ((g === 0 ? "" : String(g)) !== expected || counter(keys.fence) > 0) continue;
-        entries.delete(keys.entry);
-        entries.set(keys.entry, { value: Buffer.from(value), expiresAt: now() + ttlMs });
-        if (entries.size > maxEntries) entries.delete(entries.keys().next().value as string);
+        entries.set(keys.entry, Buffer.from(value), { ttl: ttlMs });
       }
     },
     async fence(keys, fenceTtlMs, generationTtlMs) {

@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import { isTransient } from "./errors.js";
 import type { AccessedSecret } from "./types.js";
 
@@ -59,6 +60,9 @@ interface Flight {
   invalidated: boolean;
 }
 
+/** Passed to every get(): lru-cache's default options argument is a new object per call. */
+const GET_OPTIONS = Object.freeze({});
+
 /** A cache with `options`; `now` is injectable for tests. */
 export function createValueCache(options: CacheOptions, now: () => number = Date.now): ValueCache {
   const ttlMs = options.ttlMs;
@@ -68,31 +72,21 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
   if (!(staleMs >= 0)) throw new RangeError("cache.staleIfErrorMs must not be negative");
   if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError("cache.maxEntries must be a positive integer");
 
-  // Map order is recency order: a hit moves its name to the end; eviction takes the first.
-  const entries = new Map<string, Entry>();
+  // No lru-cache ttl: an entry has two deadlines (fresh until expiresAt, usable on a
+  // transient failure until expiresAt + staleMs), checked here.
+  const entries = new LRUCache<string, Entry>({ max: maxEntries });
   const flights = new Map<string, Flight>();
 
+  /** The entry if still fresh; a use for LRU order. */
   function fresh(name: string): Entry | undefined {
-    const entry = entries.get(name);
-    if (!entry || entry.expiresAt <= now()) return undefined;
-    entries.delete(name);
-    entries.set(name, entry);
-    return entry;
+    const entry = entries.get(name, GET_OPTIONS);
+    return entry && now() < entry.expiresAt ? entry : undefined;
   }
 
+  /** The entry if within its stale-if-error window; not a use. */
   function stale(name: string): Entry | undefined {
-    const entry = entries.get(name);
+    const entry = entries.peek(name);
     return entry && now() <= entry.expiresAt + staleMs ? entry : undefined;
-  }
-
-  function store(name: string, entry: Entry): void {
-    entries.delete(name);
-    entries.set(name, entry);
-    while (entries.size > maxEntries) {
-      const oldest = entries.keys().next();
-      if (oldest.done) break;
-      entries.delete(oldest.value);
-    }
   }
 
   function fly(name: string, promise: Promise<Entry>, withVersion: boolean): Flight {
@@ -100,7 +94,7 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
     flights.set(name, flight);
     promise.then(
       (entry) => {
-        if (!flight.invalidated) store(name, entry);
+        if (!flight.invalidated) entries.set(name, entry);
       },
       () => undefined, // the caller that started the load sees the failure
     ).finally(() => {

@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import type { DekCache } from "./dek-cache.js";
 import type { KeyProvider } from "../crypto/key-provider.js";
 import { KeyBytes } from "../crypto/key-bytes.js";
@@ -90,29 +91,22 @@ export const DEK_HARD_LIMIT = 2 ** 30;
 
 /** Reads of the active key a write makes before it gives up (WRITE_CONFLICT). */
 const MAX_ATTEMPTS = 4;
-/** Developers whose reservations or active key version are remembered; past it the oldest is forgotten. */
+/** Developers whose reservations or active key version are remembered; past it the least recently used is forgotten. */
 const MAX_DEVELOPERS_REMEMBERED = 100_000;
-
-/** Sets `key` as the newest entry of `map`, dropping the oldest past MAX_DEVELOPERS_REMEMBERED. */
-function rememberNewest<V>(map: Map<string, V>, key: string, value: V): void {
-  map.delete(key);
-  map.set(key, value);
-  if (map.size > MAX_DEVELOPERS_REMEMBERED) map.delete(map.keys().next().value as string);
-}
 
 export function createDataKeys(deps: DataKeysDeps): DataKeys {
   const { db, keyProvider, cache } = deps;
   const block = deps.reservationBlock ?? 256;
   let rotationDue: ((developerId: string) => void) | undefined;
   /** Encryptions still reserved, by developer then DEK version; only ever under-used. */
-  const reserved = new Map<string, Map<number, number>>();
+  const reserved = new LRUCache<string, Map<number, number>>({ max: MAX_DEVELOPERS_REMEMBERED });
   /**
    * The DEK row last read as active, by developer: a write whose key is still in
    * memory starts without reading it again. Only a guess: the write's transaction
    * reads the active row FOR SHARE and retries on a mismatch, as it does for a key
    * rotated after an ordinary read.
    */
-  const lastActive = new Map<string, keyStore.DataKeyRow>();
+  const lastActive = new LRUCache<string, keyStore.DataKeyRow>({ max: MAX_DEVELOPERS_REMEMBERED });
 
   /** The row's key: from memory if it was unwrapped from this very row's wrapped key, else unwrapped now. */
   async function unwrap(row: keyStore.DataKeyRow): Promise<KeyBytes> {
@@ -154,7 +148,7 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
       if (!row) throw new StaleDataKey();
     }
     const key = await unwrap(row);
-    rememberNewest(lastActive, developerId, row);
+    lastActive.set(developerId, row);
     return { version: row.version, key, wrappedKey: row.wrappedKey as Buffer };
   }
 
@@ -170,7 +164,7 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
     let mine = reserved.get(developerId);
     if (!mine) {
       // Bounded: forgetting a reservation only wastes counted encryptions (it over-counts, never under).
-      rememberNewest(reserved, developerId, (mine = new Map()));
+      reserved.set(developerId, (mine = new Map()));
     }
     const left = mine.get(version) ?? 0;
     if (left >= count) {

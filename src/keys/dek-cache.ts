@@ -4,12 +4,14 @@
  *
  * Invariants:
  * - at most `maxEntries` keys; the least recently used goes first;
- * - a key lives at most `ttlMs` from when it was set, however often it is read: the TTL is what
- *   bounds a replica that missed a shred or retirement eviction, so reads must not extend it;
+ * - a key is dropped once more than `ttlMs` passed since it was set, however often it is read:
+ *   the TTL is what bounds a replica that missed a shred or retirement eviction, so reads must
+ *   not extend it;
  * - eviction (LRU, TTL, evictDeveloper, replacement) does not zeroize, because a caller may still
  *   hold the key for an operation in flight; `clear()` zeroizes every key it holds.
  */
 import { Buffer } from "node:buffer";
+import { LRUCache } from "lru-cache";
 import type { KeyBytes } from "../crypto/key-bytes.js";
 
 /**
@@ -36,22 +38,24 @@ export interface DekCache {
 
 const DEFAULT_MAX_ENTRIES = 10_000;
 const DEFAULT_TTL_MS = 5 * 60 * 1000;
+/** Passed to every get(): lru-cache's default options argument is a new object per call. */
+const GET_OPTIONS = Object.freeze({});
 
 interface Entry {
   developerId: string;
   key: KeyBytes;
   wrappedKey: Buffer;
-  expiresAt: number;
 }
 
 /**
- * Creates a bounded LRU cache with a TTL (defaults: 10,000 entries, 5 minutes). `now` is
- * injectable so tests can move the clock.
+ * Creates a bounded LRU cache with a TTL (defaults: 10,000 entries, 5 minutes) on lru-cache.
+ * Time is the monotonic clock, so a step of the wall clock cannot extend a key's life. `now`
+ * is injectable so tests can move the clock; it must never read 0 (lru-cache takes an entry
+ * set at time 0 for one without a TTL).
  */
 export function createDekCache(options: { maxEntries?: number; ttlMs?: number; now?: () => number } = {}): DekCache {
   const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
   const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
-  const now = options.now ?? Date.now;
   if (!Number.isInteger(maxEntries) || maxEntries < 1) {
     throw new Error("DEK cache maxEntries must be a positive integer");
   }
@@ -59,43 +63,40 @@ export function createDekCache(options: { maxEntries?: number; ttlMs?: number; n
     throw new Error("DEK cache ttlMs must be positive");
   }
 
-  // A Map iterates in insertion order: re-inserting on use keeps the least recently used first.
-  const entries = new Map<string, Entry>();
+  // Reads neither extend the TTL (updateAgeOnGet is off) nor return an expired key (allowStale
+  // is off); an expired key is dropped when read. ttlResolution 0 reads the clock on every
+  // check instead of caching it behind a timer. No dispose: eviction does not zeroize.
+  const entries = new LRUCache<string, Entry>({
+    max: maxEntries,
+    ttl: ttlMs,
+    ttlResolution: 0,
+    ...(options.now ? { perf: { now: options.now } } : {}),
+  });
 
   // JSON of the pair cannot collide: no developer id can make two pairs encode alike.
   const slot = (developerId: string, version: number): string => JSON.stringify([developerId, version]);
 
   return {
     get(developerId, version, wrappedKey) {
-      const k = slot(developerId, version);
-      const entry = entries.get(k);
+      const entry = entries.get(slot(developerId, version), GET_OPTIONS);
       if (entry === undefined) return undefined;
       if (wrappedKey !== undefined && !entry.wrappedKey.equals(wrappedKey)) return undefined;
-      entries.delete(k);
-      if (now() >= entry.expiresAt) return undefined;
-      entries.set(k, entry);
       return entry.key;
     },
 
     set(developerId, version, key, wrappedKey) {
-      const k = slot(developerId, version);
-      entries.delete(k);
-      entries.set(k, { developerId, key, wrappedKey: Buffer.from(wrappedKey), expiresAt: now() + ttlMs });
-      while (entries.size > maxEntries) {
-        const oldest = entries.keys().next();
-        if (oldest.done === true) break;
-        entries.delete(oldest.value);
-      }
+      entries.set(slot(developerId, version), { developerId, key, wrappedKey: Buffer.from(wrappedKey) });
     },
 
     evictDeveloper(developerId) {
-      for (const [k, entry] of entries) {
-        if (entry.developerId === developerId) entries.delete(k);
-      }
+      const slots: string[] = [];
+      for (const [k, entry] of entries.entries()) if (entry.developerId === developerId) slots.push(k);
+      for (const k of slots) entries.delete(k);
     },
 
     clear() {
-      for (const entry of entries.values()) entry.key.zeroize();
+      // dump() includes expired entries, which are zeroized too.
+      for (const [, held] of entries.dump()) held.value.key.zeroize();
       entries.clear();
     },
 

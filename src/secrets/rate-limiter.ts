@@ -1,3 +1,4 @@
+import { LRUCache } from "lru-cache";
 import { AppError } from "../api/errors.js";
 
 /**
@@ -21,27 +22,28 @@ export interface RateLimiterOptions {
   now?: () => number;
 }
 
+/** Passed to every get(): lru-cache's default options argument is a new object per call. */
+const GET_OPTIONS = Object.freeze({});
+
 export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   const rate = options.ratePerSecond;
   if (rate <= 0) return { take() {} };
   const burst = options.burst ?? rate * 2;
-  const maxDevelopers = options.maxDevelopers ?? 100_000;
   const now = options.now ?? Date.now;
-  const buckets = new Map<string, { tokens: number; at: number }>();
+  // No ttl: a bucket idle long enough is full again, which a forgotten one is too.
+  const buckets = new LRUCache<string, { tokens: number; at: number }>({ max: options.maxDevelopers ?? 100_000 });
 
   return {
     take(developerId, cost = 1) {
       const t = now();
-      let b = buckets.get(developerId);
+      let b = buckets.get(developerId, GET_OPTIONS); // a use: most recently used now
       if (b) {
-        buckets.delete(developerId); // re-inserted below: most recently used last
         b.tokens = Math.min(burst, b.tokens + ((t - b.at) / 1000) * rate);
         b.at = t;
       } else {
         b = { tokens: burst, at: t };
+        buckets.set(developerId, b);
       }
-      buckets.set(developerId, b);
-      if (buckets.size > maxDevelopers) buckets.delete(buckets.keys().next().value as string);
       if (b.tokens < cost) {
         const retryAfterMs = Math.ceil(((cost - b.tokens) / rate) * 1000);
         throw new AppError("RATE_LIMITED", `too many ${options.kind} calls for this developer; retry after ${retryAfterMs} ms`, {

@@ -67,6 +67,15 @@ describe("verified-token cache", () => {
     expect(inner.calls).toEqual(["a", "b", "c", "b"]);
   });
 
+  it("counts every hit as a use, at any capacity", async () => {
+    const inner = fakeVerifier(9_999_999_999);
+    const v = cachingVerifier(inner, { maxEntries: 8 });
+    for (const token of ["a", "b", "a", "c", "d", "e", "f", "g", "h", "i"]) await v.verify(token);
+    // b was the least recently used when i came: a stays, used after b.
+    expect(v.verified?.("a")?.developerId).toBe("a");
+    expect(v.verified?.("b")).toBeUndefined();
+  });
+
   it("keeps every token of interleaved callers, and forgets none for a failure between them", async () => {
     const inner = fakeVerifier(9_999_999_999);
     const v = cachingVerifier(inner, { maxEntries: 2 });
@@ -89,7 +98,7 @@ describe("verified-token cache", () => {
     expect(inner.calls).toEqual(["a", "b", "c"]);
   });
 
-  it("evicts a token only after three quarters of its capacity in other tokens were used since its last use", async () => {
+  it("evicts a token exactly when its capacity in other tokens were used since its last use", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 19 }), { minLength: 1, maxLength: 300 }), async (uses) => {
         const inner = fakeVerifier(9_999_999_999);
@@ -100,10 +109,9 @@ describe("verified-token cache", () => {
           const verifications = inner.calls.length;
           await v.verify(token);
           const last = used.lastIndexOf(token);
-          if (inner.calls.length > verifications && last >= 0) {
-            // Verified again, so it had been evicted: by at least 6 other tokens used since.
-            expect(new Set(used.slice(last + 1)).size).toBeGreaterThanOrEqual(6);
-          }
+          const verifiedAgain = inner.calls.length > verifications;
+          // Least recently used: evicted exactly when 8 (the capacity) other tokens were used since.
+          expect(verifiedAgain).toBe(last < 0 || new Set(used.slice(last + 1)).size >= 8);
           used.push(token);
         }
       }),

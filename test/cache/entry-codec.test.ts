@@ -47,15 +47,19 @@ describe("cache entry codec", () => {
     expect(seal(missing).length).toBe(10 + TAG_BYTES);
   });
 
-  it("the tag is HMAC-SHA256 under the HKDF-derived key over the length-prefixed binding, truncated to 16 bytes", () => {
+  it.each([
+    ["ASCII", where],
+    ["a non-ASCII developer id", { developerId: "dév", name: "stripe_api_key", generation: "12" }],
+    ["a non-ASCII name", { developerId: "alice", name: "clé", generation: "12" }],
+  ])("the tag is HMAC-SHA256 under the HKDF-derived key over the length-prefixed binding, truncated to 16 bytes (%s)", (_label, at) => {
     // Recomputed independently of the codec, so a change of label, field order or
     // encoding (which would orphan every entry in Redis) shows up here.
     const macKey = Buffer.from(hkdfSync("sha256", key.exposeSecretBytes(), Buffer.alloc(0), "secrets.v1/cache-entry-mac-key", 32));
     const field = (b: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, 0].map((_, i) => (b.length >>> (8 * (3 - i))) & 0xff)), b]);
-    const bytes = seal(found);
+    const bytes = seal(found, at);
     const signed = bytes.subarray(0, bytes.length - TAG_BYTES);
     const input = Buffer.concat(
-      ["secrets.v1/cache-entry", where.developerId, where.name, where.generation].map((s) => field(Buffer.from(s, "utf8"))).concat(field(signed)),
+      ["secrets.v1/cache-entry", at.developerId, at.name, at.generation].map((s) => field(Buffer.from(s, "utf8"))).concat(field(signed)),
     );
     const tag = createHmac("sha256", macKey).update(input).digest().subarray(0, TAG_BYTES);
     expect(bytes.subarray(bytes.length - TAG_BYTES)).toEqual(tag);

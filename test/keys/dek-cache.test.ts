@@ -5,7 +5,8 @@ import { KeyBytes } from "../../src/crypto/key-bytes.js";
 /** A wrapped key, as the row a cached key was unwrapped from holds it. */
 const W = Buffer.from("wrapped-key-of-the-row");
 
-function clock(start = 0): { now: () => number; advance: (ms: number) => void } {
+/** A test clock; it starts after 0, since lru-cache reads an entry set at time 0 as one without a TTL. */
+function clock(start = 1): { now: () => number; advance: (ms: number) => void } {
   let t = start;
   return { now: () => t, advance: (ms) => (t += ms) };
 }
@@ -48,14 +49,14 @@ describe("DEK cache", () => {
     expect(cache.get("dev-10000", 1)).toBe(key);
   });
 
-  it("expires an entry ttlMs after it was set, however often it is read", () => {
+  it("expires an entry once it is older than ttlMs, however often it is read", () => {
     const c = clock(1_000);
     const cache = createDekCache({ ttlMs: 1_000, now: c.now });
     const key = KeyBytes.random();
     cache.set("dev", 1, key, W);
     c.advance(500);
     expect(cache.get("dev", 1)).toBe(key);
-    c.advance(499);
+    c.advance(500);
     expect(cache.get("dev", 1)).toBe(key);
     c.advance(1);
     expect(cache.get("dev", 1)).toBeUndefined();
@@ -66,7 +67,7 @@ describe("DEK cache", () => {
     const c = clock();
     const cache = createDekCache({ now: c.now });
     cache.set("dev", 1, KeyBytes.random(), W);
-    c.advance(5 * 60 * 1000 - 1);
+    c.advance(5 * 60 * 1000);
     expect(cache.get("dev", 1)).toBeDefined();
     c.advance(1);
     expect(cache.get("dev", 1)).toBeUndefined();
@@ -114,7 +115,7 @@ describe("DEK cache", () => {
     cache.set("b", 1, KeyBytes.random(), W);
     expect(lru.exposeSecretBytes().length).toBe(32);
     const expired = cache.get("b", 1)!;
-    c.advance(10);
+    c.advance(11);
     expect(cache.get("b", 1)).toBeUndefined();
     expect(expired.exposeSecretBytes().length).toBe(32);
     const evicted = KeyBytes.random();
@@ -134,6 +135,17 @@ describe("DEK cache", () => {
     expect(cache.get("a", 1)).toBeUndefined();
     expect(() => a.exposeSecretBytes()).toThrow(/zeroized/);
     expect(() => b.exposeSecretBytes()).toThrow(/zeroized/);
+  });
+
+  it("clear() zeroizes an expired key not yet dropped", () => {
+    const c = clock();
+    const cache = createDekCache({ ttlMs: 10, now: c.now });
+    const key = KeyBytes.random();
+    cache.set("a", 1, key, W);
+    c.advance(11);
+    expect(cache.size).toBe(1);
+    cache.clear();
+    expect(() => key.exposeSecretBytes()).toThrow(/zeroized/);
   });
 
   it("rejects nonsensical options", () => {

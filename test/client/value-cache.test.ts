@@ -1,0 +1,78 @@
+import { status } from "@grpc/grpc-js";
+import { describe, expect, it } from "vitest";
+import { SecretsError } from "../../src/client/errors.js";
+import { createValueCache } from "../../src/client/value-cache.js";
+
+// The SDK's value cache on its own, with a test clock: bound, TTL and the
+// stale-if-error window (client-cache.test.ts runs it against the real service).
+
+function harness(options: { ttlMs: number; staleIfErrorMs?: number; maxEntries?: number }) {
+  let t = 1_000;
+  const cache = createValueCache(options, () => t);
+  const loads: string[] = [];
+  let failWith: SecretsError | undefined;
+  const access = (name: string) =>
+    cache.access(name, async () => {
+      loads.push(name);
+      if (failWith) throw failWith;
+      return { name, version: loads.length, value: `value-of-${name}` };
+    });
+  return {
+    cache,
+    access,
+    loads,
+    advance: (ms: number) => (t += ms),
+    failing: (code: status | undefined) => (failWith = code === undefined ? undefined : new SecretsError({ code, details: "test failure" })),
+  };
+}
+
+describe("SDK value cache", () => {
+  it("answers for ttlMs after a load, then loads again", async () => {
+    const h = harness({ ttlMs: 100 });
+    await h.access("a");
+    h.advance(99);
+    await h.access("a");
+    expect(h.loads).toEqual(["a"]);
+    h.advance(1);
+    await h.access("a");
+    expect(h.loads).toEqual(["a", "a"]);
+  });
+
+  it("keeps at most maxEntries names, evicting the least recently used", async () => {
+    const h = harness({ ttlMs: 60_000, maxEntries: 2 });
+    await h.access("a");
+    await h.access("b");
+    await h.access("a"); // a hit: b is now the least recently used
+    await h.access("c");
+    expect(h.loads).toEqual(["a", "b", "c"]);
+    await h.access("a");
+    await h.access("b");
+    expect(h.loads).toEqual(["a", "b", "c", "b"]);
+  });
+
+  it("serves an expired value on a transient failure within staleIfErrorMs, and not after", async () => {
+    const h = harness({ ttlMs: 100, staleIfErrorMs: 50 });
+    expect((await h.access("a")).value).toBe("value-of-a");
+    h.failing(status.UNAVAILABLE);
+    h.advance(150);
+    expect((await h.access("a")).value).toBe("value-of-a");
+    h.advance(1);
+    await expect(h.access("a")).rejects.toMatchObject({ codeName: "UNAVAILABLE" });
+  });
+
+  it("never serves an expired value for a failure that is not transient", async () => {
+    const h = harness({ ttlMs: 100, staleIfErrorMs: 60_000 });
+    await h.access("a");
+    h.failing(status.NOT_FOUND);
+    h.advance(100);
+    await expect(h.access("a")).rejects.toMatchObject({ codeName: "NOT_FOUND" });
+  });
+
+  it("forgets an invalidated name at once", async () => {
+    const h = harness({ ttlMs: 60_000 });
+    await h.access("a");
+    h.cache.invalidate("a");
+    await h.access("a");
+    expect(h.loads).toEqual(["a", "a"]);
+  });
+});
