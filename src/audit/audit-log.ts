@@ -2,8 +2,7 @@ import type { Db } from "../store/db.js";
 import { isUniqueViolation } from "../store/db.js";
 import { encodeAuditEvent, encodeChainedFields, findWriterHashes, insertEncodedAuditEvents } from "../store/audit-store.js";
 import { GENESIS_HASH, chainHash, type StoredAuditEvent } from "./chain.js";
-import { describeRejectedName } from "../secrets/validation.js";
-import { NAME_PATTERN } from "../api/limits.js";
+import { storableEvent, storableText, type AuditEventInput } from "./audit-event.js";
 
 /**
  * The audit writer (docs/design.md, Audit trail): one per process, queueing events in memory
@@ -16,23 +15,20 @@ import { NAME_PATTERN } from "../api/limits.js";
  * - Nothing is dropped. A failed INSERT keeps its batch at the front and retries it
  *   with capped backoff; `onError` is told each time. A full queue makes the
  *   developer who filled it wait (back-pressure), and nobody else.
- * - What is hashed is what is stored: text is made storable (well-formed UTF-8, no
- *   U+0000, which Postgres text refuses) before it is hashed, so a batch can never
- *   be rejected for its content and block the queue, and the verifier recomputes
- *   exactly the hash written.
+ * - What is hashed is what is stored: an event is made storable (audit-event.ts)
+ *   before it is chained, so a batch can never be rejected for its content and block
+ *   the queue, and the verifier recomputes exactly the hash written.
  * - The timers are unref()ed: the log never keeps a process alive. `close()` at
  *   shutdown is what writes the tail; while it waits, retries keep the process
  *   alive (with the database down, close() waits until it is back: a caller that
  *   must stop anyway bounds it with its own timeout, and the loss is what is left
  *   in `queueDepth`).
+ *
+ * It is one file over 300 lines because the chain head, the per-developer queues and
+ * the writer share their state (sequence and hash, per-developer counts, who awaits
+ * which commit) and every rule above spans all three; split, that state would have to
+ * be exported and the rules read across files.
  */
-
-/**
- * One audited call, as the caller describes it (the writer adds its id, the
- * sequence and the hashes). Never a value; for an invalid name the caller passes a
- * description (length and hash), not the name (see `auditSecretName`).
- */
-export type AuditEventInput = Omit<StoredAuditEvent, "writerId" | "writerSequence">;
 
 export interface AuditLog {
   /** Queues the event. Resolves at once unless this developer already has `perDeveloperLimit` events waiting: then it waits (back-pressure per developer; events are never dropped). */
@@ -74,21 +70,6 @@ export interface AuditLogOptions {
 }
 
 /**
- * The `secretName` of an event about `names`: joined with ",". A name that breaks
- * the naming rule may be a pasted value, so it is replaced by its length and a hash
- * prefix, in a form that holds no comma and is never itself a valid name.
- */
-export function auditSecretName(names: readonly string[]): string {
-  return names
-    .map((n) => {
-      if (NAME_PATTERN.test(n)) return n;
-      const d = describeRejectedName(n);
-      return `<invalid:length=${d.length}:sha256=${d.sha256}>`;
-    })
-    .join(",");
-}
-
-/**
  * An event in the queue: its row already encoded for the INSERT (one string, not an
  * object of fifteen fields: see encodeAuditEvent), what the writer needs of it, and
  * who waits for its commit.
@@ -112,13 +93,10 @@ interface Waiter {
 }
 
 const RETRY_INITIAL_MS = 50;
-// Timestamp's range (0001-01-01 to 9999-12-31), well inside both JS Date and Postgres timestamptz.
-const MIN_TIME = new Date(0).setUTCFullYear(1, 0, 1);
-const MAX_TIME = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 export function createAuditLog(options: AuditLogOptions): AuditLog {
   const { db } = options;
-  const writerId = text(options.writerId);
+  const writerId = storableText(options.writerId);
   const batchSize = options.batchSize ?? 1000;
   const intervalMs = options.intervalMs ?? 100;
   const perDeveloperLimit = options.perDeveloperLimit ?? 1000;
@@ -176,7 +154,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   function prepare(input: AuditEventInput): Unchained {
     if (closed) throw new Error("audit log is closed");
     try {
-      return storable(input, writerId, now);
+      return storableEvent(input, writerId, now);
     } catch (e) {
       throw e instanceof Error ? e : new Error("unstorable audit event");
     }
@@ -363,33 +341,6 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       return closed;
     },
   };
-}
-
-/** The stored form of an event: text made storable, time in whole milliseconds within Timestamp's range. */
-function storable(e: AuditEventInput, writerId: string, now: () => Date): Unchained {
-  const ms = e.time.getTime();
-  // Field order as in StoredAuditEvent, the sequence last (set by admit): one shape for every row.
-  return {
-    time: new Date(Number.isInteger(ms) && ms >= MIN_TIME && ms <= MAX_TIME ? ms : now().getTime()),
-    developerId: text(e.developerId),
-    callerSubject: text(e.callerSubject),
-    callerTokenId: text(e.callerTokenId),
-    callerIdentity: text(e.callerIdentity),
-    action: text(e.action),
-    secretName: text(e.secretName),
-    version: Number.isInteger(e.version) && e.version >= -(2 ** 31) && e.version < 2 ** 31 ? e.version : 0,
-    outcome: text(e.outcome),
-    requestId: text(e.requestId),
-    peer: text(e.peer),
-    writerId,
-    writerSequence: 0,
-  };
-}
-
-/** Well-formed UTF-8 without U+0000 (Postgres text refuses it): what is hashed is then exactly what is stored. */
-function text(s: string): string {
-  if (s.isWellFormed() && !s.includes("\u0000")) return s;
-  return s.toWellFormed().replaceAll("\u0000", "\uFFFD");
 }
 
 function sleep(ms: number, unref: boolean): Promise<void> {

@@ -13,7 +13,8 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { GENESIS_HASH, chainHashOf } from "../../src/audit/chain.js";
-import { auditSecretName, createAuditLog } from "../../src/audit/audit-log.js";
+import { auditSecretName } from "../../src/audit/audit-event.js";
+import { createAuditLog } from "../../src/audit/audit-log.js";
 import { findWriterHashes, listWriterEvents } from "../../src/store/audit-store.js";
 import { backendUnavailable, type Db } from "../../src/store/db.js";
 import { openPostgres } from "../../src/store/pg-db.js";

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import type { Principal, Scope } from "../../src/auth/principal.js";
 import { AppError } from "../../src/api/errors.js";
-import { createAuditLog, type AuditEventInput } from "../../src/audit/audit-log.js";
+import type { AuditEventInput } from "../../src/audit/audit-event.js";
+import { createAuditLog } from "../../src/audit/audit-log.js";
 import { createAuditService, type AuditEvent, type AuditListInput, type AuditService } from "../../src/audit/audit-service.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
 import { auditEvent, newId } from "./audit-support.js";

@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 
 import { backendUnavailable, type Db, type Queryable } from "../../src/store/db.js";
-import type { AuditEventInput } from "../../src/audit/audit-log.js";
+import type { AuditEventInput } from "../../src/audit/audit-event.js";
 import type { RawEvent } from "../../src/store/audit-store.js";
 
 export const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString("hex")}`;
