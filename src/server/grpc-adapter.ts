@@ -103,7 +103,8 @@ function parseRequest(method: DescMethod, bytes: Buffer): MessageShape<DescMessa
   }
 }
 
-function isMalformed(request: unknown): request is Malformed {
+/** Whether a request is the marker of a body that did not parse (the audit step records such a call with no subject). */
+export function isMalformed(request: unknown): request is Malformed {
   return typeof request === "object" && request !== null && MALFORMED in request;
 }
 

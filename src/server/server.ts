@@ -10,12 +10,14 @@ import { AuditService as AuditServiceDesc, file_secrets_v1_audit } from "../api/
 import { file_secrets_v1_keys, KeyService as KeyServiceDesc } from "../api/gen/secrets/v1/keys_pb.js";
 import { file_secrets_v1_secrets, SecretService as SecretServiceDesc } from "../api/gen/secrets/v1/secrets_pb.js";
 import type { AuditLog } from "../audit/audit-log.js";
+import { auditPolicy } from "../audit/audit-policy.js";
 import type { AuditService } from "../audit/audit-service.js";
 import type { KeyLifecycle } from "../keys/key-lifecycle.js";
 import { auditHandlers } from "./handlers/audit-handlers.js";
 import { AppError } from "../api/errors.js";
 import type { SecretService } from "../secrets/secret-service.js";
-import { callStateOf, createCallInterceptor } from "./interceptors/call-interceptor.js";
+import { createCallInterceptor } from "./interceptors/call-interceptor.js";
+import { callStateOf } from "./interceptors/call-state.js";
 import { serviceDefinition, serviceHandlers, type CallContext } from "./grpc-adapter.js";
 import { createHealthStatus, ServingStatus, type HealthStatus } from "./health.js";
 import { addReflection } from "./reflection.js";
@@ -61,15 +63,7 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
         log,
         protectedPrefixes: [`/${SecretServiceDesc.typeName}/`, `/${KeyServiceDesc.typeName}/`, `/${AuditServiceDesc.typeName}/`],
         ...(deps.operatorIdentities ? { operatorIdentities: deps.operatorIdentities } : {}),
-        audit: {
-          log: deps.auditLog,
-          auditedPrefixes: [`/${SecretServiceDesc.typeName}/`, `/${KeyServiceDesc.typeName}/`, `/${AuditServiceDesc.typeName}/`],
-          strictPaths: new Set(
-            deps.auditStrict
-              ? [SecretServiceDesc.method.accessSecret, SecretServiceDesc.method.resolveSecrets].map((m) => `/${SecretServiceDesc.typeName}/${m.name}`)
-              : [],
-          ),
-        },
+        audit: { log: deps.auditLog, policy: auditPolicy, strict: deps.auditStrict },
         ...(deps.onCallEnd ? { onCallEnd: deps.onCallEnd } : {}),
       }),
     ],

@@ -15,7 +15,8 @@ import { AuditService as AuditServiceDesc } from "../../src/api/gen/secrets/v1/a
 import { createAuditLog } from "../../src/audit/audit-log.js";
 import { createAuditService } from "../../src/audit/audit-service.js";
 import { auditHandlers } from "../../src/server/handlers/audit-handlers.js";
-import { callStateOf, createCallInterceptor } from "../../src/server/interceptors/call-interceptor.js";
+import { createCallInterceptor } from "../../src/server/interceptors/call-interceptor.js";
+import { callStateOf } from "../../src/server/interceptors/call-state.js";
 import { serviceDefinition, serviceHandlers } from "../../src/server/grpc-adapter.js";
 import { toStatus } from "../../src/server/status.js";
 import { listWriterEvents } from "../../src/store/audit-store.js";

@@ -1,9 +1,8 @@
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { AuditService as AuditServiceDesc, type AuditEventSchema } from "../../api/gen/secrets/v1/audit_pb.js";
-import { SUBJECT_PATTERN } from "../../auth/principal.js";
 import type { AuditEvent, AuditService } from "../../audit/audit-service.js";
-import { noteAuditSubject, principalOf, type AuditSubject } from "../interceptors/call-interceptor.js";
+import { principalOf } from "../interceptors/call-state.js";
 import type { ServiceImpl } from "../grpc-adapter.js";
 
 /**
@@ -13,7 +12,6 @@ import type { ServiceImpl } from "../grpc-adapter.js";
 export function auditHandlers(service: AuditService): ServiceImpl<typeof AuditServiceDesc> {
   return {
     async listAuditEvents(req, ctx) {
-      noteAuditSubject(ctx.metadata, trailRead(req.developerId, req.secretName));
       const page = await service.listAuditEvents(principalOf(ctx.metadata), {
         developerId: req.developerId,
         secretName: req.secretName,
@@ -27,16 +25,6 @@ export function auditHandlers(service: AuditService): ServiceImpl<typeof AuditSe
       return { events: page.items.map(eventMessage), nextPageToken: page.nextPageToken };
     },
   };
-}
-
-/**
- * What a ListAuditEvents call is about, for its own audit event: it is recorded in the
- * trail it reads, that of the developer named (as KeyService records an operator's
- * call under its target; a malformed id is not recorded) or else the caller's, with
- * the secret name it filtered on.
- */
-function trailRead(developerId: string, secretName: string): AuditSubject {
-  return { names: secretName === "" ? [] : [secretName], version: 0, ...(SUBJECT_PATTERN.test(developerId) ? { developerId } : {}) };
 }
 
 function eventMessage(e: AuditEvent): MessageInitShape<typeof AuditEventSchema> {

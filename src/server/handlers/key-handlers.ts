@@ -1,8 +1,7 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { DataKeyState, KeyService as KeyServiceDesc } from "../../api/gen/secrets/v1/keys_pb.js";
 import type { KeyLifecycle } from "../../keys/key-lifecycle.js";
-import { SUBJECT_PATTERN } from "../../auth/principal.js";
-import { noteAuditSubject, principalOf } from "../interceptors/call-interceptor.js";
+import { principalOf } from "../interceptors/call-state.js";
 import type { ServiceImpl } from "../grpc-adapter.js";
 
 const STATE: Record<"active" | "retiring" | "retired", DataKeyState> = {
@@ -11,24 +10,18 @@ const STATE: Record<"active" | "retiring" | "retired", DataKeyState> = {
   retired: DataKeyState.RETIRED,
 };
 
-/** The developer an operator's call names, for its audit event; a malformed id is not recorded. */
-const target = (developerId: string) => ({ names: [], version: 0, ...(SUBJECT_PATTERN.test(developerId) ? { developerId } : {}) });
-
 /** KeyService handlers: proto ↔ domain only; authorization and the work live in KeyLifecycle. */
 export function keyHandlers(keys: KeyLifecycle): ServiceImpl<typeof KeyServiceDesc> {
   return {
     async rotateMasterKey(req, ctx) {
-      noteAuditSubject(ctx.metadata, { names: [], version: 0 });
       const r = await keys.rotateMasterKey(principalOf(ctx.metadata), req.keyId);
       return { activeKeyId: r.activeKeyId, previousKeyId: r.previousKeyId, dataKeysToRewrap: BigInt(r.dataKeysToRewrap) };
     },
     async rotateDeveloperKey(req, ctx) {
-      noteAuditSubject(ctx.metadata, target(req.developerId));
       const r = await keys.rotateDeveloperKey(principalOf(ctx.metadata), req.developerId);
       return { ...r, versionsToReencrypt: BigInt(r.versionsToReencrypt) };
     },
     async shredDeveloper(req, ctx) {
-      noteAuditSubject(ctx.metadata, target(req.developerId));
       const r = await keys.shredDeveloper(principalOf(ctx.metadata), req.developerId, req.confirmDeveloperId);
       return {
         developerId: r.developerId,
@@ -41,7 +34,6 @@ export function keyHandlers(keys: KeyLifecycle): ServiceImpl<typeof KeyServiceDe
       };
     },
     async getKeyStatus(req, ctx) {
-      noteAuditSubject(ctx.metadata, target(req.developerId));
       const s = await keys.getKeyStatus(principalOf(ctx.metadata), req.developerId);
       return {
         activeMasterKeyId: s.activeMasterKeyId,

@@ -8,7 +8,7 @@ import {
 } from "../../api/gen/secrets/v1/secrets_pb.js";
 import type { Secret, SecretService, SecretVersion } from "../../secrets/secret-service.js";
 import type { JsonObject } from "../../secrets/validation.js";
-import { noteAuditSubject, principalOf } from "../interceptors/call-interceptor.js";
+import { principalOf } from "../interceptors/call-state.js";
 import type { ServiceImpl } from "../grpc-adapter.js";
 import { encodeAccessSecretResponse, encodeResolveSecretsResponse } from "../wire-encoders.js";
 
@@ -19,7 +19,6 @@ import { encodeAccessSecretResponse, encodeResolveSecretsResponse } from "../wir
 export function secretHandlers(service: SecretService): ServiceImpl<typeof SecretServiceDesc> {
   return {
     async createSecret(req, ctx) {
-      noteAuditSubject(ctx.metadata, { names: [req.name], version: 0 });
       const secret = await service.createSecret(principalOf(ctx.metadata), {
         name: req.name,
         value: req.value,
@@ -30,12 +29,10 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
     },
 
     async getSecret(req, ctx) {
-      noteAuditSubject(ctx.metadata, { names: [req.name], version: 0 });
       return { secret: secretMessage(await service.getSecret(principalOf(ctx.metadata), req.name)) };
     },
 
     async listSecrets(req, ctx) {
-      noteAuditSubject(ctx.metadata, { names: [], version: 0 });
       const page = await service.listSecrets(principalOf(ctx.metadata), {
         pageSize: req.pageSize,
         pageToken: req.pageToken,
@@ -46,7 +43,6 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
     },
 
     async updateSecret(req, ctx) {
-      noteAuditSubject(ctx.metadata, { names: [req.name], version: req.expectedVersion });
       const secret = await service.updateSecret(principalOf(ctx.metadata), {
         name: req.name,
         value: req.value,
@@ -58,30 +54,25 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
     },
 
     async deleteSecret(req, ctx) {
-      noteAuditSubject(ctx.metadata, { names: [req.name], version: req.expectedVersion });
       await service.deleteSecret(principalOf(ctx.metadata), req.name, req.expectedVersion);
       return {};
     },
 
     async accessSecret(req, ctx) {
-      noteAuditSubject(ctx.metadata, { names: [req.name], version: req.version });
       const { name, version, value } = await service.accessSecret(principalOf(ctx.metadata), req.name, req.version);
       return encodeAccessSecretResponse(name, version, value);
     },
 
     async listSecretVersions(req, ctx) {
-      noteAuditSubject(ctx.metadata, { names: [req.name], version: 0 });
       const page = await service.listSecretVersions(principalOf(ctx.metadata), req.name, req.pageSize, req.pageToken);
       return { versions: page.items.map(versionMessage), nextPageToken: page.nextPageToken };
     },
 
     async destroySecretVersion(req, ctx) {
-      noteAuditSubject(ctx.metadata, { names: [req.name], version: req.version });
       return { version: versionMessage(await service.destroySecretVersion(principalOf(ctx.metadata), req.name, req.version)) };
     },
 
     async resolveSecrets(req, ctx) {
-      noteAuditSubject(ctx.metadata, { names: req.names, version: 0 });
       return encodeResolveSecretsResponse(await service.resolveSecrets(principalOf(ctx.metadata), req.names));
     },
   };

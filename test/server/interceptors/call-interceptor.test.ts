@@ -1,9 +1,11 @@
 /**
  * The call interceptor's audit rule over real gRPC: an audited call's event is
  * queued before its result leaves, and a call whose event cannot be queued ends
- * UNAVAILABLE / AUDIT_UNAVAILABLE without its result. Served by a minimal server
- * with trivial SecretService handlers, a fake token verifier and a fake audit log
- * whose answers each test sets (the interceptor is what is under test).
+ * UNAVAILABLE / AUDIT_UNAVAILABLE without its result; what the event is about comes
+ * from the audit policy, applied to the request even when the handler fails or never
+ * runs. Served by a minimal server with trivial SecretService handlers (which, like
+ * the real ones, say nothing about auditing), a fake token verifier and a fake audit
+ * log whose answers each test sets (the interceptor is what is under test).
  */
 import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type MessageShape } from "@bufbuild/protobuf";
@@ -16,7 +18,9 @@ import { AppError } from "../../../src/api/errors.js";
 import { SecretService as SecretServiceDesc } from "../../../src/api/gen/secrets/v1/secrets_pb.js";
 import type { AuditEventInput } from "../../../src/audit/audit-event.js";
 import type { AuditLog } from "../../../src/audit/audit-log.js";
-import { callStateOf, createCallInterceptor, noteAuditSubject } from "../../../src/server/interceptors/call-interceptor.js";
+import { auditPolicy, type AuditRule } from "../../../src/audit/audit-policy.js";
+import { createCallInterceptor } from "../../../src/server/interceptors/call-interceptor.js";
+import { callStateOf } from "../../../src/server/interceptors/call-state.js";
 import { serviceDefinition, serviceHandlers, type ServiceImpl } from "../../../src/server/grpc-adapter.js";
 import { toStatus } from "../../../src/server/status.js";
 import { isPending } from "../../audit/audit-support.js";
@@ -26,7 +30,8 @@ import { LogCapture } from "../../support/test-service.js";
 const VALUE = "interceptor-test-value-7c41";
 const TOKEN = "interceptor-test-token-2b9e";
 const DEVELOPER = "audited-dev";
-const RESOLVE_PATH = `/${SecretServiceDesc.typeName}/${SecretServiceDesc.method.resolveSecrets.name}`;
+const pathOf = (name: string) => `/${SecretServiceDesc.typeName}/${name}`;
+const ACCESS_PATH = pathOf(SecretServiceDesc.method.accessSecret.name);
 
 /** What the fake audit log answers; each test sets its own. */
 interface Answers {
@@ -118,18 +123,20 @@ describe("call interceptor: audit before the result", () => {
       throw new AppError("NOT_IMPLEMENTED", "not in this test");
     };
     const impl = Object.fromEntries(SecretServiceDesc.methods.map((m) => [m.localName, unimplemented])) as unknown as ServiceImpl<typeof SecretServiceDesc>;
-    impl.accessSecret = async (req, ctx) => {
-      noteAuditSubject(ctx.metadata, { names: [req.name], version: req.version });
-      return { name: req.name, version: 1, value: VALUE };
-    };
-    impl.resolveSecrets = async (req, ctx) => {
-      noteAuditSubject(ctx.metadata, { names: req.names, version: 0 });
-      return { values: Object.fromEntries(req.names.map((n) => [n, VALUE])) };
-    };
-    impl.getSecret = async (req, ctx) => {
-      noteAuditSubject(ctx.metadata, { names: [req.name], version: 0 });
+    impl.accessSecret = async (req) => ({ name: req.name, version: 1, value: VALUE });
+    impl.resolveSecrets = async (req) => ({ values: Object.fromEntries(req.names.map((n) => [n, VALUE])) });
+    impl.getSecret = async () => {
       throw new AppError("SECRET_NOT_FOUND", "secret not found");
     };
+    // Fails the way an early validation does, before any work.
+    impl.updateSecret = async () => {
+      throw new AppError("INVALID_ARGUMENT", "invalid request", { field: "value" });
+    };
+    // The service's policy, strict mode on, with AccessSecret not waiting for the commit:
+    // one server then shows both the queued path (AccessSecret) and the committed one (ResolveSecrets).
+    const policy = new Map(auditPolicy);
+    const access = policy.get(ACCESS_PATH) as AuditRule;
+    policy.set(ACCESS_PATH, { ...access, returnsValues: false });
 
     server = new grpc.Server({
       interceptors: [
@@ -137,7 +144,7 @@ describe("call interceptor: audit before the result", () => {
           verifier,
           log: pino({ level: "info" }, logs),
           protectedPrefixes: [`/${SecretServiceDesc.typeName}/`],
-          audit: { log: audit.log, auditedPrefixes: [`/${SecretServiceDesc.typeName}/`], strictPaths: new Set([RESOLVE_PATH]) },
+          audit: { log: audit.log, policy, strict: true },
         }),
       ],
     });
@@ -238,6 +245,34 @@ describe("call interceptor: audit before the result", () => {
     const err = await expectCallError(() => client.getSecret({ name: "missing" }, TOKEN));
     expect(grpc.status[err.code]).toBe("NOT_FOUND");
     expect(audit.queued.map((e) => [e.action, e.secretName, e.outcome])).toEqual([["GetSecret", "missing", "NOT_FOUND"]]);
+  });
+
+  it("records what a call that fails validation early is about, from its request", async () => {
+    const err = await expectCallError(() => client.updateSecret({ name: "api_key", value: "x", expectedVersion: 3 }, TOKEN));
+    expect(grpc.status[err.code]).toBe("INVALID_ARGUMENT");
+    expect(audit.queued.map((e) => [e.action, e.secretName, e.version, e.outcome])).toEqual([["UpdateSecret", "api_key", 3, "INVALID_ARGUMENT"]]);
+  });
+
+  it("records a request that does not decode with no subject, in the caller's trail", async () => {
+    const metadata = new grpc.Metadata();
+    metadata.set("authorization", `Bearer ${TOKEN}`);
+    const code = await new Promise<grpc.status>((resolve) => {
+      // 0xff 0xff 0xff: a field key whose varint never ends.
+      client.raw.makeUnaryRequest(pathOf("ResolveSecrets"), (b: Buffer) => b, (b: Buffer) => b, Buffer.from([0xff, 0xff, 0xff]), metadata, (err) =>
+        resolve(err ? err.code : grpc.status.OK),
+      );
+    });
+    expect(grpc.status[code]).toBe("INVALID_ARGUMENT");
+    expect(audit.queued).toHaveLength(1);
+    expect(audit.queued[0]).toMatchObject({ developerId: DEVELOPER, action: "ResolveSecrets", secretName: "", version: 0, outcome: "INVALID_ARGUMENT" });
+  });
+
+  it("records a name that breaks the naming rule as its length and hash, never the name", async () => {
+    const pasted = `${VALUE} trailing words`;
+    await expectCallError(() => client.getSecret({ name: pasted }, TOKEN));
+    expect(audit.queued).toHaveLength(1);
+    expect(audit.queued[0]?.secretName).toMatch(new RegExp(`^<invalid:length=${pasted.length}:sha256=[0-9a-f]{12}>$`));
+    expect(JSON.stringify(audit.queued)).not.toContain(VALUE);
   });
 
   it("replaces a failed call's status with AUDIT_UNAVAILABLE when its event cannot be queued, logging the original code", async () => {
