@@ -2,7 +2,7 @@ import type { DescService, MessageShape } from "@bufbuild/protobuf";
 import { AuditService } from "../api/gen/secrets/v1/audit_pb.js";
 import { KeyService } from "../api/gen/secrets/v1/keys_pb.js";
 import { SecretService } from "../api/gen/secrets/v1/secrets_pb.js";
-import { SUBJECT_PATTERN } from "../auth/principal.js";
+import { SUBJECT_PATTERN } from "../api/limits.js";
 
 /**
  * What each audited RPC records (docs/design.md, Audit trail): one entry per method of

@@ -1,4 +1,5 @@
-import { SUBJECT_PATTERN, type Principal } from "../auth/principal.js";
+import type { Principal } from "../auth/principal.js";
+import { SUBJECT_PATTERN } from "../api/limits.js";
 import { AppError, invalid } from "../api/errors.js";
 import type { Db } from "../store/db.js";
 import * as store from "../store/audit-store.js";
