@@ -13,7 +13,6 @@ import { retryConflicts } from "./conflicts.js";
 import { DataKeyUnavailable, type DataKeys } from "../keys/data-keys.js";
 import { pageOf, pageTokenCodec, type Page } from "./page-token.js";
 import { createRateLimiter, type RateLimiter } from "./rate-limiter.js";
-import { shareOpensWithinTurn, type FoundEntry } from "./turn-shared-open.js";
 import {
   validateDescription,
   validateMetadata,
@@ -99,6 +98,9 @@ export interface SecretServiceDeps {
   newId?: () => string;
 }
 
+/** A cache hit: what opening a value needs. */
+type FoundEntry = Extract<CachedLookup, { kind: "found" }>;
+
 const nameTokens = pageTokenCodec((k): k is string => typeof k === "string" && k.length > 0 && k.length <= 128);
 const versionTokens = pageTokenCodec((k): k is number => Number.isInteger(k) && (k as number) > 0);
 
@@ -135,9 +137,6 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
     }
     return openHitWith(dek, developerId, name, hit);
   }
-
-  /** openHit, once per identical entry in a turn of the event loop (turn-shared-open.ts). */
-  const openShared = shareOpensWithinTurn(openHit);
 
   function openHitWith(dek: KeyBytes, developerId: string, name: string, hit: FoundEntry): Buffer {
     const binding: ValueBinding = { developerId, secretId: hit.secretId, name, version: hit.version };
@@ -187,7 +186,7 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       const hit = lookups[i]?.hit;
       if (hit?.kind === "found") {
         try {
-          const opened = openShared(developerId, name, hit);
+          const opened = openHit(developerId, name, hit);
           values.set(name, { version: hit.version, value: opened instanceof Buffer ? opened : await opened });
         } catch (e) {
           // An entry under a data key since retired or shredded: read the database instead.
