@@ -1,3 +1,4 @@
+import { selectAs } from "./columns.js";
 import { copyTextField, type Db, type Queryable } from "./db.js";
 
 /**
@@ -40,7 +41,7 @@ export interface AuditChainRow extends AuditEventRow {
   timeMicros: number;
 }
 
-/** A row of audit_events as Postgres returns it (column names). */
+/** A row of audit_events under its column names, as `SELECT *` returns it (the store reads rows under field names). */
 export interface RawEvent {
   id: number;
   time: Date;
@@ -60,30 +61,24 @@ export interface RawEvent {
   hash: string;
 }
 
-const EVENT_COLUMNS =
-  "id, time, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name, version, outcome, " +
-  "request_id, peer, writer_id, writer_sequence, prev_hash, hash";
-
-function toEvent(r: RawEvent): AuditEventRow {
-  return {
-    id: r.id,
-    time: r.time,
-    developerId: r.developer_id,
-    callerSubject: r.caller_subject,
-    callerTokenId: r.caller_token_id,
-    callerIdentity: r.caller_identity,
-    action: r.action,
-    secretName: r.secret_name,
-    version: r.version,
-    outcome: r.outcome,
-    requestId: r.request_id,
-    peer: r.peer,
-    writerId: r.writer_id,
-    writerSequence: r.writer_sequence,
-    prevHash: r.prev_hash,
-    hash: r.hash,
-  };
-}
+const EVENT_COLUMNS = selectAs<AuditEventRow>([
+  "id",
+  "time",
+  "developerId",
+  "callerSubject",
+  "callerTokenId",
+  "callerIdentity",
+  "action",
+  "secretName",
+  "version",
+  "outcome",
+  "requestId",
+  "peer",
+  "writerId",
+  "writerSequence",
+  "prevHash",
+  "hash",
+]);
 
 /** Every stored field of an event that its chain hash covers: every column but id, prev_hash and hash. */
 export type StoredAuditEvent = Omit<NewAuditEvent, "prevHash" | "hash">;
@@ -223,11 +218,11 @@ export async function listAuditEvents(q: Queryable, l: AuditListQuery): Promise<
   if (l.end !== undefined) add((p) => `time < ${p}`, l.end);
   // string_to_array('', ',') is '{}', which every set contains: events naming no secret pass.
   if (l.onlyNames !== undefined) add((p) => `string_to_array(secret_name, ',') <@ ${p}::text[]`, l.onlyNames);
-  const { rows } = await q.query<RawEvent>(
+  const { rows } = await q.query<AuditEventRow>(
     `SELECT ${EVENT_COLUMNS} FROM audit_events WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT $2`,
     params,
   );
-  return rows.map(toEvent);
+  return rows;
 }
 
 /** Every writer that has events, with how many, ordered by writer id. */
@@ -245,11 +240,11 @@ export async function listWriterEvents(
   afterSequence: number,
   limit: number,
 ): Promise<AuditChainRow[]> {
-  const { rows } = await q.query<RawEvent & { time_micros: number }>(
-    `SELECT ${EVENT_COLUMNS}, floor(extract(epoch FROM time) * 1000000)::int8 AS time_micros
+  const { rows } = await q.query<AuditChainRow>(
+    `SELECT ${EVENT_COLUMNS}, floor(extract(epoch FROM time) * 1000000)::int8 AS "timeMicros"
      FROM audit_events WHERE writer_id = $1 AND writer_sequence > $2
      ORDER BY writer_sequence LIMIT $3`,
     [writerId, afterSequence, limit],
   );
-  return rows.map((r) => ({ ...toEvent(r), time: new Date(Math.floor(r.time_micros / 1000)), timeMicros: r.time_micros }));
+  return rows.map((r) => ({ ...r, time: new Date(Math.floor(r.timeMicros / 1000)) }));
 }

@@ -6,19 +6,9 @@ import { from as copyFrom } from "pg-copy-streams";
 
 import { AppError } from "../api/errors.js";
 
-import {
-  type Db,
-  type QueryResult,
-  type Queryable,
-  ScopeGuard,
-  abortedAtCommit,
-  backendUnavailable,
-  copyStatement,
-  fromServerError,
-  normalizeRowCount,
-  parseInt8,
-  scopedHandle,
-} from "./db.js";
+import type { Db, QueryResult } from "./db.js";
+import { abortedAtCommit, backendUnavailable, copyStatement, fromServerError, normalizeRowCount, parseInt8 } from "./db.js";
+import { guardedDb } from "./guarded-db.js";
 
 /** Tuning for `openPostgres`; every field has a default. */
 export interface PostgresOptions {
@@ -122,7 +112,6 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   // without a listener it would crash the process. The pool discards that client.
   pool.on("error", (err) => options.onBackgroundError?.(err));
 
-  const guard = new ScopeGuard(options.scopeChecks ?? true);
   let closing: Promise<void> | undefined;
 
   async function connect(): Promise<pg.PoolClient> {
@@ -167,79 +156,60 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     }
   }
 
-  const db: Db = {
-    kind: "postgres",
+  const db = guardedDb(
+    {
+      kind: "postgres",
 
-    async query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-      guard.check();
-      return withClient((client) => run<R>(client, text, params));
-    },
+      query: <R>(text: string, params?: readonly unknown[]) => withClient((client) => run<R>(client, text, params)),
 
-    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-      guard.check();
-      return withClient(async (client, markBroken) => {
-        await run(client, "BEGIN");
-        const scope = scopedHandle((text, params) => run(client, text, params), "transaction");
-        try {
-          const result = await guard.run(() => fn(scope.handle));
-          scope.end();
-          const commit = await client.query("COMMIT").catch((e: unknown) => Promise.reject(mapError(e)));
-          // COMMIT of a transaction in which a statement failed (and the error was
-          // caught) answers ROLLBACK instead of failing; PGlite throws. Match PGlite.
-          if (commit.command === "ROLLBACK") throw abortedAtCommit();
-          return result;
-        } catch (e) {
-          scope.end();
-          // If ROLLBACK fails too, the connection is unusable: destroy it, and
-          // report the original error, which says what went wrong first.
-          await run(client, "ROLLBACK").catch(markBroken);
-          throw e;
-        }
-      });
-    },
+      transaction: (body) =>
+        withClient(async (client, markBroken) => {
+          await run(client, "BEGIN");
+          try {
+            const result = await body((text, params) => run(client, text, params));
+            const commit = await client.query("COMMIT").catch((e: unknown) => Promise.reject(mapError(e)));
+            // COMMIT of a transaction in which a statement failed (and the error was
+            // caught) answers ROLLBACK instead of failing; PGlite throws. Match PGlite.
+            if (commit.command === "ROLLBACK") throw abortedAtCommit();
+            return result;
+          } catch (e) {
+            // If ROLLBACK fails too, the connection is unusable: destroy it, and
+            // report the original error, which says what went wrong first.
+            await run(client, "ROLLBACK").catch(markBroken);
+            throw e;
+          }
+        }),
 
-    async session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
-      guard.check();
       // The connection is destroyed afterwards, not returned to the pool, so
       // session-level state (advisory locks, SET, an unfinished transaction)
       // can never leak into an unrelated request.
-      return withClient(async (client) => {
-        const scope = scopedHandle((text, params) => run(client, text, params), "session");
-        try {
-          return await guard.run(() => fn(scope.handle));
-        } finally {
-          scope.end();
-        }
-      }, true);
-    },
+      session: (body) => withClient((client) => body((text, params) => run(client, text, params)), true),
 
-    async copyIn(table: string, columns: readonly string[], rows: string): Promise<number> {
-      guard.check();
-      return withClient(async (client) => {
-        const copy = client.query(copyFrom(copyStatement(table, columns, "STDIN")));
-        try {
-          // 'finish' comes once the server has answered the COPY (its CommandComplete).
-          await new Promise<void>((resolve, reject) => {
-            copy.on("finish", resolve);
-            copy.on("error", reject);
-            copy.end(rows);
-          });
-        } catch (e) {
-          throw mapError(e);
-        }
-        return copy.rowCount;
-      });
-    },
+      copyIn: (table, columns, rows) =>
+        withClient(async (client) => {
+          const copy = client.query(copyFrom(copyStatement(table, columns, "STDIN")));
+          try {
+            // 'finish' comes once the server has answered the COPY (its CommandComplete).
+            await new Promise<void>((resolve, reject) => {
+              copy.on("finish", resolve);
+              copy.on("error", reject);
+              copy.end(rows);
+            });
+          } catch (e) {
+            throw mapError(e);
+          }
+          return copy.rowCount;
+        }),
 
-    close(): Promise<void> {
-      closing ??= pool.end();
-      return closing;
-    },
+      close() {
+        closing ??= pool.end();
+        return closing;
+      },
 
-    poolStats() {
-      return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount };
+      poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     },
-  };
+    options.scopeChecks ?? true,
+  );
 
   try {
     await db.query("SELECT 1");

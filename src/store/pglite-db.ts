@@ -12,19 +12,9 @@ import path from "node:path";
 
 import { PGlite, TransactionAbortedError, protocol, type Transaction } from "@electric-sql/pglite";
 
-import {
-  type Db,
-  type QueryResult,
-  type Queryable,
-  ScopeGuard,
-  abortedAtCommit,
-  backendUnavailable,
-  copyStatement,
-  fromServerError,
-  normalizeRowCount,
-  parseInt8,
-  scopedHandle,
-} from "./db.js";
+import type { Db, QueryResult } from "./db.js";
+import { abortedAtCommit, backendUnavailable, copyStatement, fromServerError, normalizeRowCount, parseInt8 } from "./db.js";
+import { guardedDb } from "./guarded-db.js";
 
 /** Passing this as the data directory gives an in-memory instance (tests, tools), without a lock. */
 export const PGLITE_IN_MEMORY = "memory://";
@@ -105,93 +95,74 @@ export async function openPglite(dataDir: string, options: { scopeChecks?: boole
   }
 
   const queue = new Queue();
-  // Refuse calls on the Db from inside its own callbacks (default true; see ScopeGuard).
-  const guard = new ScopeGuard(options.scopeChecks ?? true);
   let closing: Promise<void> | undefined;
 
-  function ensureOpen(): void {
+  /** Queues `task` unless the instance is closed or closing (then BACKEND_UNAVAILABLE). */
+  function queued<T>(task: () => Promise<T>): Promise<T> {
     if (closing !== undefined || pglite.closed) throw backendUnavailable(new Error("PGlite instance is closed"));
+    return queue.run(task);
   }
 
-  return {
-    kind: "pglite",
+  return guardedDb(
+    {
+      kind: "pglite",
 
-    async query<R>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-      guard.check();
-      ensureOpen();
-      return queue.run(() => run<R>(pglite, text, params));
-    },
+      query: <R>(text: string, params?: readonly unknown[]) => queued(() => run<R>(pglite, text, params)),
 
-    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-      guard.check();
-      ensureOpen();
-      return queue.run(async () => {
-        try {
-          // PGlite's transaction issues BEGIN / COMMIT, and ROLLBACK when fn throws.
-          return await pglite.transaction(async (tx) => {
-            const scope = scopedHandle((text, params) => run(tx, text, params), "transaction");
-            try {
-              return await guard.run(() => fn(scope.handle));
-            } finally {
-              scope.end();
-            }
-          });
-        } catch (e) {
-          throw mapError(e);
-        }
-      });
-    },
-
-    async session<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
-      guard.check();
-      ensureOpen();
-      return queue.run(async () => {
-        const scope = scopedHandle((text, params) => run(pglite, text, params), "session");
-        try {
-          return await guard.run(() => fn(scope.handle));
-        } finally {
-          scope.end();
-          // What a pg session's destroyed connection would drop: an unfinished
-          // transaction and session-level advisory locks.
-          // Best effort: if this fails the instance is broken and the next call says so.
-          if (!pglite.closed) {
-            if (pglite.isInTransaction()) await pglite.exec("ROLLBACK").catch(() => undefined);
-            await pglite.exec("SELECT pg_advisory_unlock_all()").catch(() => undefined);
+      transaction: (body) =>
+        queued(async () => {
+          try {
+            // PGlite's transaction issues BEGIN / COMMIT, and ROLLBACK when body throws.
+            return await pglite.transaction((tx) => body((text, params) => run(tx, text, params)));
+          } catch (e) {
+            throw mapError(e);
           }
-        }
-      });
-    },
+        }),
 
-    async copyIn(table: string, columns: readonly string[], rows: string): Promise<number> {
-      guard.check();
-      ensureOpen();
-      return queue.run(async () => {
-        try {
-          // PGlite reads COPY … FROM '/dev/blob' from the query's blob.
-          const result = await pglite.query(copyStatement(table, columns, "'/dev/blob'"), [], { blob: new Blob([rows]) });
-          return result.affectedRows ?? 0;
-        } catch (e) {
-          throw mapError(e);
-        }
-      });
-    },
+      session: (body) =>
+        queued(async () => {
+          try {
+            return await body((text, params) => run(pglite, text, params));
+          } finally {
+            // What a pg session's destroyed connection would drop: an unfinished
+            // transaction and session-level advisory locks.
+            // Best effort: if this fails the instance is broken and the next call says so.
+            if (!pglite.closed) {
+              if (pglite.isInTransaction()) await pglite.exec("ROLLBACK").catch(() => undefined);
+              await pglite.exec("SELECT pg_advisory_unlock_all()").catch(() => undefined);
+            }
+          }
+        }),
 
-    async close(): Promise<void> {
-      guard.check(); // queued behind the running callback, close would wait for itself
-      closing ??= queue.run(async () => {
-        try {
-          if (!pglite.closed) await pglite.close();
-        } finally {
-          await lock?.release();
-        }
-      });
-      return closing;
-    },
+      copyIn: (table, columns, rows) =>
+        queued(async () => {
+          try {
+            // PGlite reads COPY … FROM '/dev/blob' from the query's blob.
+            const result = await pglite.query(copyStatement(table, columns, "'/dev/blob'"), [], { blob: new Blob([rows]) });
+            return result.affectedRows ?? 0;
+          } catch (e) {
+            throw mapError(e);
+          }
+        }),
 
-    poolStats() {
-      return { total: 1, idle: 1, waiting: 0 };
+      // The guard refuses a close from inside a callback: queued behind the running
+      // callback, it would wait for itself.
+      close() {
+        closing ??= queue.run(async () => {
+          try {
+            if (!pglite.closed) await pglite.close();
+          } finally {
+            await lock?.release();
+          }
+        });
+        return closing;
+      },
+
+      poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
     },
-  };
+    // Refuse calls on the Db from inside its own callbacks (default true; see ScopeGuard).
+    options.scopeChecks ?? true,
+  );
 }
 
 /**

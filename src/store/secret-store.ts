@@ -1,4 +1,5 @@
 import { AppError } from "../api/errors.js";
+import { selectAs } from "./columns.js";
 import { isUniqueViolation, type Queryable } from "./db.js";
 
 /**
@@ -34,36 +35,18 @@ export interface SealedVersionRow {
   wrappedKey: Buffer | null;
 }
 
-interface RawSecret {
-  id: string;
-  developer_id: string;
-  name: string;
-  description: string;
-  metadata: Record<string, unknown>;
-  current_version: number;
-  created_at: Date;
-  updated_at: Date;
-  created_by: string;
-  updated_by: string;
-}
-
-const SECRET_COLUMNS =
-  "id, developer_id, name, description, metadata, current_version, created_at, updated_at, created_by, updated_by";
-
-function toSecret(r: RawSecret): SecretRow {
-  return {
-    id: r.id,
-    developerId: r.developer_id,
-    name: r.name,
-    description: r.description,
-    metadata: r.metadata,
-    currentVersion: r.current_version,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    createdBy: r.created_by,
-    updatedBy: r.updated_by,
-  };
-}
+const SECRET_COLUMNS = selectAs<SecretRow>([
+  "id",
+  "developerId",
+  "name",
+  "description",
+  "metadata",
+  "currentVersion",
+  "createdAt",
+  "updatedAt",
+  "createdBy",
+  "updatedBy",
+]);
 
 export interface NewSecret {
   id: string;
@@ -89,14 +72,14 @@ export interface NewSecret {
  * of the same name, which holds the secret row and then updates the count.
  */
 export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: number): Promise<SecretRow> {
-  let row: RawSecret;
+  let row: SecretRow;
   try {
-    const { rows } = await tx.query<RawSecret>(
+    const { rows } = await tx.query<SecretRow>(
       `WITH s AS (
          INSERT INTO secrets (id, developer_id, name, description, metadata, current_version,
                               created_at, updated_at, created_by, updated_by)
          VALUES ($1, $2, $3, $4, $5::jsonb, 1, now(), now(), $6, $6)
-         RETURNING ${SECRET_COLUMNS}
+         RETURNING *
        ), v AS (
          INSERT INTO secret_versions (secret_id, developer_id, version, state, ciphertext, dek_version, created_at, created_by)
          SELECT id, developer_id, 1, 'enabled', $7, $8, created_at, created_by FROM s
@@ -104,7 +87,7 @@ export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: numb
        SELECT ${SECRET_COLUMNS} FROM s`,
       [s.id, s.developerId, s.name, s.description, s.metadataJson, s.createdBy, s.ciphertext, s.dekVersion],
     );
-    row = rows[0] as RawSecret; // an INSERT … RETURNING that did not throw returned its row
+    row = rows[0] as SecretRow; // an INSERT … RETURNING that did not throw returned its row
   } catch (e) {
     if (isUniqueViolation(e, "secrets_developer_name_key")) {
       throw new AppError("SECRET_EXISTS", "a secret with this name already exists", { field: "name" }, { cause: e });
@@ -118,7 +101,7 @@ export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: numb
   if ((counts[0]?.secrets ?? 0) > maxSecrets) {
     throw new AppError("QUOTA_EXCEEDED", `a developer may store at most ${maxSecrets} secrets`, { limit: String(maxSecrets) });
   }
-  return toSecret(row);
+  return row;
 }
 
 /** A secret's attributes; `forUpdate` locks the row for the rest of the transaction. */
@@ -128,11 +111,11 @@ export async function findSecret(
   name: string,
   options: { forUpdate?: boolean } = {},
 ): Promise<SecretRow | undefined> {
-  const { rows } = await q.query<RawSecret>(
+  const { rows } = await q.query<SecretRow>(
     `SELECT ${SECRET_COLUMNS} FROM secrets WHERE developer_id = $1 AND name = $2${options.forUpdate ? " FOR UPDATE" : ""}`,
     [developerId, name],
   );
-  return rows[0] ? toSecret(rows[0]) : undefined;
+  return rows[0];
 }
 
 export interface ListQuery {
@@ -163,11 +146,11 @@ export async function listSecrets(q: Queryable, l: ListQuery): Promise<SecretRow
   }
   if (l.metadataFilterJson !== undefined) add((p) => `metadata @> ${p}::jsonb`, l.metadataFilterJson);
   if (l.onlyNames !== undefined) add((p) => `name = ANY(${p}::text[])`, l.onlyNames);
-  const { rows } = await q.query<RawSecret>(
+  const { rows } = await q.query<SecretRow>(
     `SELECT ${SECRET_COLUMNS} FROM secrets WHERE ${where.join(" AND ")} ORDER BY name LIMIT $2`,
     params,
   );
-  return rows.map(toSecret);
+  return rows;
 }
 
 export interface AttributeChange {
@@ -185,7 +168,7 @@ export async function updateSecretAttributes(
   secretId: string,
   c: AttributeChange,
 ): Promise<SecretRow> {
-  const { rows } = await tx.query<RawSecret>(
+  const { rows } = await tx.query<SecretRow>(
     `UPDATE secrets SET
        description = COALESCE($3, description),
        metadata = COALESCE($4::jsonb, metadata),
@@ -198,7 +181,7 @@ export async function updateSecretAttributes(
   );
   const row = rows[0];
   if (!row) throw new Error("updated secret row vanished under its lock");
-  return toSecret(row);
+  return row;
 }
 
 /** Deletes a secret and, by cascade, every version. Returns whether a row went. */
@@ -207,29 +190,16 @@ export async function deleteSecretById(tx: Queryable, developerId: string, secre
   return rowCount > 0;
 }
 
-interface RawSealed {
-  secret_id: string;
-  name: string;
-  version: number;
-  state: "enabled" | "destroyed";
-  ciphertext: Buffer | null;
-  dek_version: number | null;
-  kek_id: string | null;
-  wrapped_key: Buffer | null;
-}
-
-function toSealed(r: RawSealed): SealedVersionRow {
-  return {
-    secretId: r.secret_id,
-    name: r.name,
-    version: r.version,
-    state: r.state,
-    ciphertext: r.ciphertext,
-    dekVersion: r.dek_version,
-    kekId: r.kek_id,
-    wrappedKey: r.wrapped_key,
-  };
-}
+const SEALED_COLUMNS = selectAs<SealedVersionRow>([
+  "secretId",
+  "name",
+  "version",
+  "state",
+  "ciphertext",
+  "dekVersion",
+  "kekId",
+  "wrappedKey",
+]);
 
 /**
  * One version of a secret (0 = current) with its ciphertext and wrapped DEK: one
@@ -243,8 +213,12 @@ export async function findSealedVersion(
   name: string,
   version: number,
 ): Promise<SealedVersionRow | undefined> {
-  const { rows } = await q.query<RawSealed>("SELECT * FROM secret_sealed_version($1, $2, $3)", [developerId, name, version]);
-  return rows[0] ? toSealed(rows[0]) : undefined;
+  const { rows } = await q.query<SealedVersionRow>(`SELECT ${SEALED_COLUMNS} FROM secret_sealed_version($1, $2, $3)`, [
+    developerId,
+    name,
+    version,
+  ]);
+  return rows[0];
 }
 
 /**
@@ -257,11 +231,11 @@ export async function findSealedCurrentOfMany(
   q: Queryable,
   wanted: readonly { developerId: string; name: string }[],
 ): Promise<(SealedVersionRow & { developerId: string })[]> {
-  const { rows } = await q.query<RawSealed & { developer_id: string }>("SELECT * FROM secret_sealed_current($1, $2)", [
-    wanted.map((w) => w.developerId),
-    wanted.map((w) => w.name),
-  ]);
-  return rows.map((r) => ({ ...toSealed(r), developerId: r.developer_id }));
+  const { rows } = await q.query<SealedVersionRow & { developerId: string }>(
+    `SELECT ${SEALED_COLUMNS}, developer_id AS "developerId" FROM secret_sealed_current($1, $2)`,
+    [wanted.map((w) => w.developerId), wanted.map((w) => w.name)],
+  );
+  return rows;
 }
 
 /** The current versions of several secrets of one developer in one query; missing names are simply absent. */

@@ -1,0 +1,65 @@
+import type { Queryable } from "../store/db.js";
+import { AppError } from "../api/errors.js";
+import * as store from "../store/secret-store.js";
+import type * as versionStore from "../store/version-store.js";
+import type { JsonObject } from "./validation.js";
+
+/**
+ * What the secret use cases (reads, writes, listing) share about a stored secret:
+ * finding it or answering NOT_FOUND, and its rows as the API returns them.
+ */
+
+/** A secret's attributes as the API returns them; never its value. */
+export interface Secret {
+  id: string;
+  name: string;
+  description: string;
+  metadata: JsonObject;
+  version: number;
+  createdAt: Date;
+  updatedAt: Date;
+  createdBy: string;
+  updatedBy: string;
+}
+
+export type VersionState = "enabled" | "destroyed";
+
+export interface SecretVersion {
+  version: number;
+  state: VersionState;
+  createdAt: Date;
+  createdBy: string;
+}
+
+/** The secret named `name`, or SECRET_NOT_FOUND; `forUpdate` locks its row for the transaction. */
+export async function mustFind(q: Queryable, developerId: string, name: string, forUpdate = false): Promise<store.SecretRow> {
+  const row = await store.findSecret(q, developerId, name, { forUpdate });
+  if (!row) throw notFound();
+  return row;
+}
+
+export function notFound(): AppError {
+  return new AppError("SECRET_NOT_FOUND", "secret not found", { field: "name" });
+}
+
+export function versionNotFound(version: number): AppError {
+  return new AppError("VERSION_NOT_FOUND", "secret version not found", { version: String(version) });
+}
+
+export function toSecret(r: store.SecretRow): Secret {
+  return {
+    id: r.id,
+    name: r.name,
+    description: r.description,
+    metadata: r.metadata as JsonObject,
+    version: r.currentVersion,
+    createdAt: r.createdAt,
+    updatedAt: r.updatedAt,
+    createdBy: r.createdBy,
+    updatedBy: r.updatedBy,
+  };
+}
+
+export function toVersion(r: versionStore.VersionRow): SecretVersion {
+  return { version: r.version, state: r.state, createdAt: r.createdAt, createdBy: r.createdBy };
+}

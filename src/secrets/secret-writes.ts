@@ -1,0 +1,198 @@
+import type { Principal } from "../auth/principal.js";
+import { requireAllowlisted, requireScope } from "../auth/authorize.js";
+import type { SecretCache } from "../cache/secret-cache.js";
+import { sealValue } from "../crypto/value-cipher.js";
+import { AppError } from "../api/errors.js";
+import type { DataKeys } from "../keys/data-keys.js";
+import type { Db, Queryable } from "../store/db.js";
+import * as store from "../store/secret-store.js";
+import * as versionStore from "../store/version-store.js";
+import { retryConflicts } from "./conflicts.js";
+import type { RateLimiter } from "./rate-limiter.js";
+import { mustFind, toSecret, toVersion, versionNotFound, type Secret, type SecretVersion } from "./secret-rows.js";
+import {
+  validateDescription,
+  validateMetadata,
+  validateName,
+  validateValue,
+  validateVersion,
+  type JsonObject,
+} from "./validation.js";
+
+/**
+ * The writes: CreateSecret, UpdateSecret, DeleteSecret and DestroySecretVersion.
+ * Each is fenced in the lookup cache before it commits and released after
+ * (docs/design.md, The cache), and its transaction is retried inside the fence
+ * when it loses a race (conflicts.ts). A value is sealed under the developer's
+ * active data key inside the transaction that stores it (keys/data-keys.ts).
+ */
+export interface SecretWrites {
+  createSecret(p: Principal, input: CreateInput): Promise<Secret>;
+  updateSecret(p: Principal, input: UpdateInput): Promise<Secret>;
+  deleteSecret(p: Principal, name: string, expectedVersion: number): Promise<void>;
+  destroySecretVersion(p: Principal, name: string, version: number): Promise<SecretVersion>;
+}
+
+export interface CreateInput {
+  name: string;
+  value: string;
+  description: string;
+  metadata: JsonObject | undefined;
+}
+
+export interface UpdateInput {
+  name: string;
+  value: string | undefined;
+  description: string | undefined;
+  metadata: JsonObject | undefined;
+  expectedVersion: number;
+}
+
+export interface SecretWritesDeps {
+  db: Db;
+  dataKeys: DataKeys;
+  cache: SecretCache;
+  /** Versions that keep their ciphertext; older ones are destroyed (SECRETS_MAX_VERSIONS). */
+  maxVersions: number;
+  /** Secrets a developer may store (QUOTA_EXCEEDED past it). */
+  maxSecrets: number;
+  /** The per-developer write rate (RESOURCE_EXHAUSTED past it). */
+  writes: RateLimiter;
+  newId: () => string;
+}
+
+export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
+  const { db, dataKeys, cache, maxVersions, maxSecrets, writes, newId } = deps;
+
+  /**
+   * A write: fenced in the cache before it commits, released after (docs/design.md, The
+   * cache); the transaction is retried inside the fence when it loses a race.
+   */
+  async function fenced<T>(developerId: string, name: string, write: () => Promise<T>): Promise<T> {
+    await cache.beginWrite(developerId, [name]);
+    try {
+      return await retryConflicts(write);
+    } finally {
+      await cache.endWrite(developerId, [name]);
+    }
+  }
+
+  return {
+    async createSecret(p, input) {
+      requireScope(p, "secrets:write");
+      const name = validateName(input.name);
+      const value = validateValue(input.value);
+      const description = validateDescription(input.description);
+      const metadataJson = validateMetadata(input.metadata ?? {});
+      requireAllowlisted(p, [name]);
+      writes.take(p.developerId);
+
+      const id = newId();
+      const row = await fenced(p.developerId, name, () => dataKeys.withWriteKey(p.developerId, async (tx, dek) => {
+        return store.insertSecret(tx, {
+          id,
+          developerId: p.developerId,
+          name,
+          description,
+          metadataJson,
+          createdBy: p.developerId,
+          ciphertext: sealValue(dek.key, dek.version, value, { developerId: p.developerId, secretId: id, name, version: 1 }),
+          dekVersion: dek.version,
+        }, maxSecrets);
+      }));
+      return toSecret(row);
+    },
+
+    async updateSecret(p, input) {
+      requireScope(p, "secrets:write");
+      const name = validateName(input.name);
+      const value = input.value === undefined ? undefined : validateValue(input.value);
+      const description = input.description === undefined ? undefined : validateDescription(input.description);
+      const metadataJson = input.metadata === undefined ? undefined : validateMetadata(input.metadata);
+      const expected = validateVersion(input.expectedVersion, "expected_version", true);
+      if (value === undefined && description === undefined && metadataJson === undefined) {
+        throw new AppError("EMPTY_UPDATE", "the update changes nothing: send value, description or metadata", {
+          field: "value,description,metadata",
+        });
+      }
+      requireAllowlisted(p, [name]);
+      writes.take(p.developerId);
+
+      const change = { description, metadataJson, updatedBy: p.developerId };
+      const row = await fenced(p.developerId, name, async () =>
+        value === undefined
+          ? await db.transaction(async (tx) => {
+              const current = await lockForChange(tx, p.developerId, name, expected);
+              return store.updateSecretAttributes(tx, p.developerId, current.id, { ...change, newVersion: undefined });
+            })
+          : await dataKeys.withWriteKey(p.developerId, async (tx, dek) => {
+              const current = await lockForChange(tx, p.developerId, name, expected);
+              const version = current.currentVersion + 1;
+              const binding = { developerId: p.developerId, secretId: current.id, name, version };
+              await versionStore.insertVersion(tx, {
+                secretId: current.id,
+                developerId: p.developerId,
+                version,
+                ciphertext: sealValue(dek.key, dek.version, value, binding),
+                dekVersion: dek.version,
+                createdBy: p.developerId,
+              });
+              await versionStore.destroyVersionsUpTo(tx, p.developerId, current.id, version - maxVersions);
+              return store.updateSecretAttributes(tx, p.developerId, current.id, { ...change, newVersion: version });
+            }, {
+              // A first write creates the developer's data key: not for an update of nothing
+              // (the lock above re-checks once the key exists).
+              beforeFirstKey: async () => void (await mustFind(db, p.developerId, name)),
+            }),
+      );
+      return toSecret(row);
+    },
+
+    async deleteSecret(p, rawName, expectedVersion) {
+      requireScope(p, "secrets:write");
+      const name = validateName(rawName);
+      const expected = validateVersion(expectedVersion, "expected_version", true);
+      requireAllowlisted(p, [name]);
+      writes.take(p.developerId);
+      await fenced(p.developerId, name, () =>
+        db.transaction(async (tx) => {
+          const current = await lockForChange(tx, p.developerId, name, expected);
+          await store.deleteSecretById(tx, p.developerId, current.id);
+        }),
+      );
+    },
+
+    async destroySecretVersion(p, rawName, rawVersion) {
+      requireScope(p, "secrets:write");
+      const name = validateName(rawName);
+      const version = validateVersion(rawVersion, "version", false);
+      requireAllowlisted(p, [name]);
+      writes.take(p.developerId);
+      const row = await fenced(p.developerId, name, () => db.transaction(async (tx) => {
+        const current = await mustFind(tx, p.developerId, name, true);
+        if (version > current.currentVersion) throw versionNotFound(version);
+        if (version === current.currentVersion) {
+          throw new AppError("CURRENT_VERSION", "the current version cannot be destroyed; write a new value first", {
+            version: String(version),
+          });
+        }
+        await versionStore.destroyVersion(tx, p.developerId, current.id, version);
+        return versionStore.findVersion(tx, p.developerId, current.id, version);
+      }));
+      if (!row) throw versionNotFound(version);
+      return toVersion(row);
+    },
+  };
+}
+
+/** Locks a secret for a write and checks `expected_version` (0: no precondition) under that lock. */
+async function lockForChange(tx: Queryable, developerId: string, name: string, expected: number): Promise<store.SecretRow> {
+  const row = await mustFind(tx, developerId, name, true);
+  if (expected !== 0 && row.currentVersion !== expected) {
+    throw new AppError("VERSION_MISMATCH", "expected_version does not match the current version", {
+      expected_version: String(expected),
+      current_version: String(row.currentVersion),
+    });
+  }
+  return row;
+}
