@@ -3,8 +3,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PROJECT_ROOT } from "../support/server-process.js";
-import { startDevServer, type DevServer } from "../client/dev-server.js";
+import { PROJECT_ROOT, startDevServer, type DevServer } from "../support/fixtures.js";
 
 // The `secrets` CLI as a user meets it: `node dist/cli/main.js` as a child process
 // against a dev-mode server process, through a whole session, then error cases.

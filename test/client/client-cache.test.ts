@@ -1,18 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SecretsClient, type CacheOptions } from "../../src/client/index.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import type { CacheOptions, SecretsClient } from "../../src/client/index.js";
+import { startTestService, type TestService } from "../support/fixtures.js";
 import { callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
 
 // The opt-in client cache against the real service: calls are counted in the
 // server's own log lines (one JSON line per call), per developer.
 
 let svc: TestService;
-const clients: SecretsClient[] = [];
 
-async function clientFor(developer: string, cache?: CacheOptions): Promise<SecretsClient> {
-  const client = new SecretsClient({ address: svc.address, token: await svc.token(developer), ...(cache ? { cache } : {}) });
-  clients.push(client);
-  return client;
+function clientFor(developer: string, cache?: CacheOptions): Promise<SecretsClient> {
+  return svc.connectClient(developer, cache ? { cache } : {});
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -22,7 +19,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of clients) c.close();
   await svc?.stop();
 });
 

@@ -1,5 +1,6 @@
 import { SecretsError } from "../../src/client/index.js";
-import type { LogCapture } from "../support/test-service.js";
+import { expectFailure } from "../support/expect-failure.js";
+import type { LogCapture } from "../support/fixtures.js";
 
 /** The server's log lines for calls of `method` (e.g. "AccessSecret") made by `developer`. */
 export function callsOf(logs: LogCapture, method: string, developer: string): Record<string, unknown>[] {
@@ -9,14 +10,8 @@ export function callsOf(logs: LogCapture, method: string, developer: string): Re
 }
 
 /** Runs `fn` expecting a SecretsError; returns it for assertions. */
-export async function expectSecretsError(fn: () => Promise<unknown>): Promise<SecretsError> {
-  try {
-    await fn();
-  } catch (e) {
-    if (e instanceof SecretsError) return e;
-    throw e;
-  }
-  throw new Error("expected the call to fail, and it succeeded");
+export function expectSecretsError(fn: () => Promise<unknown>): Promise<SecretsError> {
+  return expectFailure(SecretsError, fn);
 }
 
 /** A random value that cannot appear in output by chance. */

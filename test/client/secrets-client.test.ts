@@ -11,8 +11,7 @@ import {
   resolveTaskSecrets,
   type SecretsClientOptions,
 } from "../../src/client/index.js";
-import { startTestService, type TestService } from "../support/test-service.js";
-import { taskFixturesDirectory } from "../support/fixtures.js";
+import { startTestService, taskFixturesDirectory, type TestService } from "../support/fixtures.js";
 import { all, callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
 
 // The SDK over real gRPC against the real service on 127.0.0.1:0: every method,

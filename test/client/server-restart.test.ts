@@ -1,20 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SecretsClient, SecretsDeadlineError, SecretsUnavailableError } from "../../src/client/index.js";
+import { SecretsDeadlineError, SecretsUnavailableError, type SecretsClient, type SecretsClientOptions } from "../../src/client/index.js";
+import { startDevServer, type DevServer } from "../support/fixtures.js";
 import { expectSecretsError, randomValue } from "./client-fixtures.js";
-import { startDevServer, type DevServer } from "./dev-server.js";
 
 // The SDK against a real server process that hangs (SIGSTOP), stops and restarts on
 // the same data directory and port: deadlines, retries of reads (and none of
 // writes), and the cache's stale-if-error window.
 
 let server: DevServer;
-const clients: SecretsClient[] = [];
-
-function client(options: Partial<ConstructorParameters<typeof SecretsClient>[0]> = {}): SecretsClient {
-  const c = new SecretsClient({ address: server.address, token: server.token, ...options });
-  clients.push(c);
-  return c;
-}
+const client = (options: Partial<SecretsClientOptions> = {}): SecretsClient => server.connectClient(options);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -23,7 +17,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of clients) c.close();
   await server?.dispose();
 });
 

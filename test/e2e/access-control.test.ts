@@ -2,8 +2,7 @@ import { status } from "@grpc/grpc-js";
 import { SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { expectCallError, startTestService, type TestClient, type TestService } from "../support/fixtures.js";
 
 // Authentication and authorization over real gRPC: tokens, scopes, the per-task
 // allowlist, and the order of checks in docs/api.md.
@@ -14,7 +13,7 @@ let owner: string;
 
 beforeAll(async () => {
   svc = await startTestService();
-  client = secretsClient(svc.address);
+  client = svc.secrets;
   owner = await svc.token("acl-dev", { scopes: ["secrets:read", "secrets:write", "secrets:access"] });
   await client.createSecret({ name: "openai_api_key", value: "sk-openai-value" }, owner);
   await client.createSecret({ name: "github_token", value: "ghp-github-value" }, owner);
@@ -22,7 +21,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  client?.close();
   await svc?.stop();
 });
 

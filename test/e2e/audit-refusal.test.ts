@@ -1,10 +1,9 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
+import type { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import type { AuditLog } from "../../src/audit/audit-log.js";
-import { createTestClient, expectCallError, secretsClient, type CallError, type TestClient } from "../support/grpc-client.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { type CallError, expectCallError, startTestService, type TestClient, type TestService } from "../support/fixtures.js";
 
 // A whole service whose audit log refuses events: every audited call is answered
 // UNAVAILABLE / AUDIT_UNAVAILABLE, without its result, instead of unaudited. The
@@ -34,8 +33,8 @@ describe("a service whose audit log refuses events", () => {
 
   beforeAll(async () => {
     svc = await startTestService();
-    secrets = secretsClient(svc.address);
-    audit = createTestClient(AuditService, svc.address);
+    secrets = svc.secrets;
+    audit = svc.audit;
     token = await svc.token("refused-dev", { scopes: ["secrets:read", "secrets:access", "secrets:write"] });
     await secrets.createSecret({ name: "guarded_key", value: VALUE }, token);
     expect((await secrets.accessSecret({ name: "guarded_key" }, token)).value).toBe(VALUE);
@@ -44,8 +43,6 @@ describe("a service whose audit log refuses events", () => {
   });
 
   afterAll(async () => {
-    secrets?.close();
-    audit?.close();
     await svc?.stop();
   });
 

@@ -1,11 +1,10 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
-import { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
+import type { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
+import type { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { verifyAuditChains } from "../../src/audit/audit-verify.js";
-import { createTestClient, expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { expectCallError, startTestService, type TestClient, type TestService } from "../support/fixtures.js";
 
 // The audit trail end to end: one event per call, in order, with outcome and
 // subject, and never a value; strict mode commits value reads before answering.
@@ -26,15 +25,12 @@ describe("audit trail", () => {
 
   beforeAll(async () => {
     svc = await startTestService();
-    secrets = secretsClient(svc.address);
-    audit = createTestClient(AuditService, svc.address);
-    keys = createTestClient(KeyService, svc.address);
+    secrets = svc.secrets;
+    audit = svc.audit;
+    keys = svc.keys;
   });
 
   afterAll(async () => {
-    secrets?.close();
-    audit?.close();
-    keys?.close();
     await svc?.stop();
   });
 
@@ -152,11 +148,10 @@ describe("SECRETS_AUDIT_STRICT=1", () => {
 
   beforeAll(async () => {
     svc = await startTestService({ SECRETS_AUDIT_STRICT: "1" });
-    secrets = secretsClient(svc.address);
+    secrets = svc.secrets;
   });
 
   afterAll(async () => {
-    secrets?.close();
     await svc?.stop();
   });
 

@@ -1,23 +1,22 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { expectCallError, type TestClient } from "../support/grpc-client.js";
-import { startProxiedService, type ProxiedService } from "../support/proxied-service.js";
-import type { TcpProxy } from "../support/tcp-proxy.js";
+import { expectCallError, startTestService, type TcpProxy, type TestClient, type TestService } from "../support/fixtures.js";
 
 // Postgres unreachable → UNAVAILABLE (BACKEND_UNAVAILABLE), and the service recovers
 // by itself. The service reaches Postgres through a proxy this test cuts; the
 // machine's shared Postgres is never touched.
 
 describe.runIf(process.env["DATABASE_URL"])("Postgres unreachable", () => {
-  let svc: ProxiedService;
+  let svc: TestService;
   let proxy: TcpProxy;
   let client: TestClient<typeof SecretService>;
   let token: string;
 
   beforeAll(async () => {
-    svc = await startProxiedService();
-    ({ proxy, client } = svc);
+    const proxied = await startTestService({}, { proxy: true });
+    svc = proxied;
+    ({ proxy, secrets: client } = proxied);
     token = await svc.token("unavail-dev");
   });
 

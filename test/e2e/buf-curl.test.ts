@@ -4,8 +4,7 @@ import { promisify } from "node:util";
 import { fromBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../src/api/gen/google/rpc/error_details_pb.js";
-import { PROJECT_ROOT } from "../support/server-process.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { PROJECT_ROOT, startTestService, type TestService } from "../support/fixtures.js";
 
 // A scripted `buf curl` session, as two developers, through server reflection only:
 // a Go gRPC client that knows nothing but what the server describes.

@@ -4,9 +4,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { developerPrefix, nameKeys } from "../../src/cache/secret-cache.js";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { NO_RATE_LIMITS } from "../support/fault-env.js";
-import { CallError, expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { CallError, expectCallError, NO_RATE_LIMITS, startTestService, type TestClient, type TestService } from "../support/fixtures.js";
 
 // Rollback through Redis (issue 17, point 4). Someone with write access to Redis
 // copies a developer's keys, waits for the secret to move on (a new version and
@@ -57,11 +55,10 @@ describe.runIf(REDIS_URL)("cache entries written back into Redis (replay)", () =
     );
     if (reachable !== "PONG") throw new Error("REDIS_URL is set but Redis cannot be reached: these tests need it");
     svc = await startTestService({ REDIS_URL: REDIS_URL as string, SECRETS_CACHE_TTL_SECONDS: String(TTL_SECONDS), ...NO_RATE_LIMITS });
-    client = secretsClient(svc.address);
+    client = svc.secrets;
   });
 
   afterAll(async () => {
-    client?.close();
     await svc?.stop();
     redis?.disconnect();
   });

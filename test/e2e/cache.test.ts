@@ -3,18 +3,15 @@ import { status } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { expectCallError, type TestClient } from "../support/grpc-client.js";
-import { startProxiedService, type ProxiedService } from "../support/proxied-service.js";
+import { expectCallError, startTestService, type LogCapture, type TcpProxy, type TestClient, type TestService } from "../support/fixtures.js";
 import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
-import type { TcpProxy } from "../support/tcp-proxy.js";
-import type { LogCapture } from "../support/test-service.js";
 
 // The Redis cache end to end: a hit needs no Postgres; Redis down never fails a
 // read; what Redis holds is sealed. Postgres sits behind a proxy the test can cut,
 // and Redis is a private instance the test starts and kills.
 
 describe.runIf(process.env["DATABASE_URL"])("Redis cache over real gRPC", () => {
-  let svc: ProxiedService;
+  let svc: TestService;
   let redis: PrivateRedis;
   let proxy: TcpProxy;
   let client: TestClient<typeof SecretService>;
@@ -23,8 +20,9 @@ describe.runIf(process.env["DATABASE_URL"])("Redis cache over real gRPC", () => 
 
   beforeAll(async () => {
     redis = await startPrivateRedis();
-    svc = await startProxiedService({ REDIS_URL: redis.url });
-    ({ proxy, client, logs } = svc);
+    const proxied = await startTestService({ REDIS_URL: redis.url }, { proxy: true });
+    svc = proxied;
+    ({ proxy, logs, secrets: client } = proxied);
     token = await svc.token(`cache-dev-${randomUUID()}`);
   });
 

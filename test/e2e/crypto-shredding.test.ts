@@ -1,25 +1,20 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectCallError } from "../support/grpc-client.js";
-import { masterKey, processCluster, type ProcessCluster } from "../support/process-cluster.js";
-import { createTestDb, type TestDb } from "../support/test-db.js";
+import { expectCallError, masterKey, type ReplicaCluster, startReplicaCluster } from "../support/fixtures.js";
 
 // Crypto-shredding, exactly as docs/design.md states it: a backup from before a shred
 // still holds the developer's data keys wrapped under a master key; once that
 // master key is rotated away and destroyed, the backup is unreadable.
 
 describe.runIf(process.env["DATABASE_URL"])("crypto-shredding", () => {
-  let testDb: TestDb;
-  let cluster: ProcessCluster;
+  let cluster: ReplicaCluster;
 
   beforeAll(async () => {
-    testDb = await createTestDb();
-    cluster = processCluster(testDb.url as string);
+    cluster = await startReplicaCluster();
   });
 
   afterAll(async () => {
-    await cluster?.stopAll();
-    await testDb?.cleanup();
+    await cluster?.stop();
   });
 
   it("rows restored from a pre-shred copy cannot be decrypted once the master key in force before is retired", async () => {
@@ -35,7 +30,7 @@ describe.runIf(process.env["DATABASE_URL"])("crypto-shredding", () => {
 
     // The "backup": copies of the victim's rows, data keys included.
     for (const table of ["secrets", "secret_versions", "data_keys"]) {
-      await testDb.db.query(`CREATE TABLE backup_${table} AS SELECT * FROM ${table} WHERE developer_id = 'victim'`);
+      await cluster.db.query(`CREATE TABLE backup_${table} AS SELECT * FROM ${table} WHERE developer_id = 'victim'`);
     }
 
     await a.keys.shredDeveloper({ developerId: "victim", confirmDeveloperId: "victim" }, operator);
@@ -51,9 +46,9 @@ describe.runIf(process.env["DATABASE_URL"])("crypto-shredding", () => {
     expect((await b.secrets.accessSecret({ name: "api_key" }, bystander)).value).toBe("bystander-value");
 
     // Restore the backup into the live tables.
-    await testDb.db.query("INSERT INTO data_keys SELECT * FROM backup_data_keys");
-    await testDb.db.query("INSERT INTO secrets SELECT * FROM backup_secrets");
-    await testDb.db.query("INSERT INTO secret_versions SELECT * FROM backup_secret_versions");
+    await cluster.db.query("INSERT INTO data_keys SELECT * FROM backup_data_keys");
+    await cluster.db.query("INSERT INTO secrets SELECT * FROM backup_secrets");
+    await cluster.db.query("INSERT INTO secret_versions SELECT * FROM backup_secret_versions");
 
     for (const version of [0, 1, 2]) {
       const err = await expectCallError(() => b.secrets.accessSecret({ name: "api_key", version }, victim));
@@ -63,7 +58,7 @@ describe.runIf(process.env["DATABASE_URL"])("crypto-shredding", () => {
     const resolve = await expectCallError(() => b.secrets.resolveSecrets({ names: ["api_key"] }, victim));
     expect(resolve.details).not.toContain("victim-api-key");
     // The restored data key is wrapped under the destroyed k1.
-    const { rows } = await testDb.db.query<{ kek_id: string }>("SELECT kek_id FROM data_keys WHERE developer_id = 'victim'");
+    const { rows } = await cluster.db.query<{ kek_id: string }>("SELECT kek_id FROM data_keys WHERE developer_id = 'victim'");
     expect(rows).toEqual([{ kek_id: "k1" }]);
     expect(await b.stop()).toBe(0);
 

@@ -1,10 +1,9 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DataKeyState, KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
+import { DataKeyState, type KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { DEK_ROTATE_AT } from "../../src/keys/data-keys.js";
-import { createTestClient, expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { expectCallError, startTestService, type TestClient, type TestService } from "../support/fixtures.js";
 
 // Developer data key rotation under concurrent writes, automatic rotation at the
 // encryption limit, and shredding — over real gRPC, on both backends.
@@ -15,13 +14,11 @@ let keys: TestClient<typeof KeyService>;
 
 beforeAll(async () => {
   svc = await startTestService({ SECRETS_KEY_JOB_BATCH: "7" });
-  secrets = secretsClient(svc.address);
-  keys = createTestClient(KeyService, svc.address);
+  secrets = svc.secrets;
+  keys = svc.keys;
 });
 
 afterAll(async () => {
-  secrets?.close();
-  keys?.close();
   await svc?.stop();
 });
 

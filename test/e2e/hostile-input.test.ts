@@ -37,9 +37,8 @@ import {
   TRAVERSAL_STRINGS,
   UNICODE_STRINGS,
 } from "../support/arbitraries.js";
-import { createTestClient } from "../support/grpc-client.js";
+import { createTestClient, startTestService, type TestService } from "../support/fixtures.js";
 import { testDatabaseKind } from "../support/test-db.js";
-import { startTestService, type TestService } from "../support/test-service.js";
 
 /*
  * Hostile input (issue 7): thousands of random and hostile requests over real gRPC

@@ -1,9 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Scope } from "../../src/auth/principal.js";
-import { expectCallError } from "../support/grpc-client.js";
-import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
-import { createTestDb, type TestDb } from "../support/test-db.js";
+import { expectCallError, masterKey, type Replica, type ReplicaCluster, startReplicaCluster } from "../support/fixtures.js";
 
 // Master key rotation while serving, across processes sharing one Postgres: the
 // activation check against live replicas, the background rewrap under read load,
@@ -19,8 +17,7 @@ const DEVELOPERS = 40;
 const DATA_KEYS = DEVELOPERS;
 
 describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
-  let testDb: TestDb;
-  let cluster: ProcessCluster;
+  let cluster: ReplicaCluster;
   const k1 = masterKey("k1");
   const k2 = masterKey("k2");
   const k3 = masterKey("k3");
@@ -28,13 +25,11 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
   const valueOf = (d: number, s: number) => `rot-value-${d}-${s}`;
 
   beforeAll(async () => {
-    testDb = await createTestDb();
-    cluster = processCluster(testDb.url as string);
+    cluster = await startReplicaCluster();
   });
 
   afterAll(async () => {
-    await cluster?.stopAll();
-    await testDb?.cleanup();
+    await cluster?.stop();
   });
 
   async function waitForRewrap(replica: Replica, operator: string, timeoutMs = 60_000): Promise<void> {
@@ -103,7 +98,7 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
     expect(failures).toEqual([]);
     expect(reads).toBeGreaterThan(100);
 
-    const { rows } = await testDb.db.query<{ kek_id: string; n: number }>("SELECT kek_id, count(*) AS n FROM data_keys GROUP BY kek_id");
+    const { rows } = await cluster.db.query<{ kek_id: string; n: number }>("SELECT kek_id, count(*) AS n FROM data_keys GROUP BY kek_id");
     expect(rows).toEqual([{ kek_id: "k2", n: DATA_KEYS }]);
     expect((await a.keys.getKeyStatus({}, operator)).dataKeysPerMasterKey).toEqual({ k2: BigInt(DATA_KEYS) });
     expect(await a.stop()).toBe(0);
@@ -136,13 +131,13 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(await a.stop("SIGKILL")).toBe("SIGKILL");
-    const { rows } = await testDb.db.query<{ n: number }>("SELECT count(*) AS n FROM data_keys WHERE kek_id = 'k2'");
+    const { rows } = await cluster.db.query<{ n: number }>("SELECT count(*) AS n FROM data_keys WHERE kek_id = 'k2'");
     expect(rows[0]?.n).toBeGreaterThan(0); // interrupted half-way
     expect(rows[0]?.n).toBeLessThan(DATA_KEYS);
 
     const b = await cluster.start([k2, k3]);
     await waitForRewrap(b, operator);
-    const after = await testDb.db.query<{ kek_id: string; n: number }>("SELECT kek_id, count(*) AS n FROM data_keys GROUP BY kek_id");
+    const after = await cluster.db.query<{ kek_id: string; n: number }>("SELECT kek_id, count(*) AS n FROM data_keys GROUP BY kek_id");
     expect(after.rows).toEqual([{ kek_id: "k3", n: DATA_KEYS }]);
     await readAll(b);
     expect(await b.stop()).toBe(0);
@@ -155,7 +150,7 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
     // Small batches with pauses, so both replicas' background jobs rewrap at once.
     const slow = { SECRETS_KEY_JOB_BATCH: "2", SECRETS_KEY_JOB_PAUSE_MS: "30" };
     // The replica killed above would count as live (and lacking k1) for 30 s more.
-    await testDb.db.query("DELETE FROM replicas");
+    await cluster.db.query("DELETE FROM replicas");
     const a = await cluster.start([k3, k1], slow);
     const b = await cluster.start([k3, k1], slow);
     const operator = await cluster.token("ops", OPERATOR);
@@ -165,14 +160,14 @@ describe.runIf(process.env["DATABASE_URL"])("master key rotation", () => {
     // b has not had a heartbeat since (every 5 s): it answers from the database all the same.
     const status = await b.keys.getKeyStatus({}, operator);
     expect(status.activeMasterKeyId).toBe("k1");
-    const { rows: left } = await testDb.db.query<{ n: number }>("SELECT count(*) AS n FROM data_keys WHERE kek_id <> 'k1'");
+    const { rows: left } = await cluster.db.query<{ n: number }>("SELECT count(*) AS n FROM data_keys WHERE kek_id <> 'k1'");
     expect(status.dataKeysToRewrap).toBeGreaterThanOrEqual(BigInt(left[0]?.n ?? 0));
     expect(status.dataKeysToRewrap).toBeGreaterThan(0n);
 
     await waitForRewrap(b, operator);
     // Past b's next heartbeat: nothing moves back under k3.
     await new Promise((r) => setTimeout(r, 6_000));
-    const after = await testDb.db.query<{ kek_id: string; n: number }>("SELECT kek_id, count(*) AS n FROM data_keys GROUP BY kek_id");
+    const after = await cluster.db.query<{ kek_id: string; n: number }>("SELECT kek_id, count(*) AS n FROM data_keys GROUP BY kek_id");
     expect(after.rows).toEqual([{ kek_id: "k1", n: DATA_KEYS }]);
 
     // The rewraps the two replicas logged add up to one per data key.

@@ -1,8 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { expectCallError, startTestService, type TestClient, type TestService } from "../support/fixtures.js";
 
 // Per-developer limits over real gRPC: RESOURCE_EXHAUSTED with its reason, and a
 // rejected call changes nothing.
@@ -12,11 +11,10 @@ let client: TestClient<typeof SecretService>;
 
 beforeAll(async () => {
   svc = await startTestService({ SECRETS_MAX_SECRETS_PER_DEVELOPER: "3", SECRETS_WRITE_RATE: "4", SECRETS_READ_RATE: "10" });
-  client = secretsClient(svc.address);
+  client = svc.secrets;
 });
 
 afterAll(async () => {
-  client?.close();
   await svc?.stop();
 });
 
@@ -38,7 +36,7 @@ describe("per-developer limits", () => {
   it("lets exactly the quota's number of concurrent creates through, whatever their order", async () => {
     // Its own service: the quota 5 and no write rate limit, so that 20 creates are on the wire at once.
     const own = await startTestService({ SECRETS_MAX_SECRETS_PER_DEVELOPER: "5", SECRETS_WRITE_RATE: "0" });
-    const c = secretsClient(own.address);
+    const c = own.secrets;
     try {
       const t = await own.token("quota-race");
       const results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => c.createSecret({ name: `r${i}`, value: "v" }, t)));
@@ -54,7 +52,6 @@ describe("per-developer limits", () => {
       const again = await Promise.allSettled(Array.from({ length: 4 }, (_, i) => c.createSecret({ name: `s${i}`, value: "v" }, t)));
       expect(again.filter((r) => r.status === "fulfilled")).toHaveLength(1);
     } finally {
-      c.close();
       await own.stop();
     }
   });

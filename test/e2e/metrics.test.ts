@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { expectCallError, startTestService, type TestClient, type TestService } from "../support/fixtures.js";
 
 // The operator's HTTP port: Prometheus metrics, liveness and readiness.
 
@@ -11,12 +10,11 @@ let base: string;
 
 beforeAll(async () => {
   svc = await startTestService({ SECRETS_METRICS_ADDR: "127.0.0.1:0" });
-  client = secretsClient(svc.address);
+  client = svc.secrets;
   base = `http://127.0.0.1:${svc.service.metricsPort}`;
 });
 
 afterAll(async () => {
-  client?.close();
   await svc?.stop();
 });
 

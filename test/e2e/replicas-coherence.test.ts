@@ -1,13 +1,9 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mintHs256Token } from "../../src/auth/token-issuer.js";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { runCoherenceLoad, valueOf } from "../support/coherence.js";
-import { secretsClient, type TestClient } from "../support/grpc-client.js";
+import { masterKey, startReplicaCluster, type ReplicaCluster, type TestClient } from "../support/fixtures.js";
 import { cacheLookups } from "../support/metrics-scrape.js";
-import { sharedOrPrivateRedis } from "../support/redis-server.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
-import { createTestDb, type TestDb } from "../support/test-db.js";
 
 // Two server processes sharing one Postgres and one Redis (the machine's, when
 // REDIS_URL is set, as in CI). Writes go to one, reads to the other, concurrently;
@@ -22,47 +18,24 @@ const NAMES = 8;
 const READERS = 24;
 
 describe.runIf(process.env["DATABASE_URL"])("two replicas on one Postgres and one Redis", () => {
-  let testDb: TestDb;
-  let redis: { url: string; dispose(): Promise<void> } | undefined;
-  const servers: ServerProcess[] = [];
+  let cluster: ReplicaCluster;
   const clients: TestClient<typeof SecretService>[] = [];
   const metricsPorts: number[] = [];
   let token: string;
 
   beforeAll(async () => {
-    testDb = await createTestDb();
-    redis = await sharedOrPrivateRedis();
-    const redisUrl = redis.url;
-    const jwtSecret = randomBytes(32).toString("base64url");
-    const env = {
-      DATABASE_URL: testDb.url as string,
-      REDIS_URL: redisUrl,
-      SECRETS_GRPC_ADDR: "127.0.0.1:0",
-      SECRETS_MASTER_KEYS: `k1:${randomBytes(32).toString("base64")}`,
-      SECRETS_JWT_SECRET: jwtSecret,
-      SECRETS_LOG_LEVEL: "info",
-      SECRETS_METRICS_ADDR: "127.0.0.1:0",
-    };
+    cluster = await startReplicaCluster({ redis: true });
+    const keyring = [masterKey("k1")];
     for (let i = 0; i < 2; i++) {
-      const server = startServerProcess(env);
-      servers.push(server);
-      const [, port, metricsPort] = await server.waitFor(/"port":(\d+),"metricsPort":(\d+)[^\n]*"msg":"serving"/);
-      clients.push(secretsClient(`127.0.0.1:${port}`));
-      metricsPorts.push(Number(metricsPort));
+      const replica = await cluster.start(keyring, { SECRETS_METRICS_ADDR: "127.0.0.1:0" });
+      clients.push(replica.secrets);
+      metricsPorts.push(replica.metricsPort as number);
     }
-    token = await mintHs256Token(new TextEncoder().encode(jwtSecret), {
-      subject: `replica-dev-${randomUUID()}`,
-      scopes: ["secrets:read", "secrets:write", "secrets:access"],
-      ttlSeconds: 600,
-    });
+    token = await cluster.token(`replica-dev-${randomUUID()}`);
   });
 
   afterAll(async () => {
-    for (const c of clients) c.close();
-    for (const s of servers) s.kill("SIGTERM");
-    await Promise.all(servers.map((s) => s.exited));
-    await redis?.dispose();
-    await testDb?.cleanup();
+    await cluster?.stop();
   });
 
   it("zero stale reads under concurrent writes on one replica and reads on the other", async () => {

@@ -1,7 +1,6 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CallError, expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { CallError, expectCallError, startTestService, type TestClient, type TestService } from "../support/fixtures.js";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 
 // Core I over real gRPC on 127.0.0.1:0: create, get, list, access, delete; two
@@ -22,13 +21,12 @@ function newValue(label: string): string {
 
 beforeAll(async () => {
   svc = await startTestService();
-  client = secretsClient(svc.address);
+  client = svc.secrets;
   alice = await svc.token("alice");
   bob = await svc.token("bob");
 });
 
 afterAll(async () => {
-  client?.close();
   await svc?.stop();
 });
 

@@ -1,8 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VersionState, type SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { expectCallError, startTestService, type TestClient, type TestService } from "../support/fixtures.js";
 
 // Core II over real gRPC: updates, versions, destroy, resolve, metadata filters.
 // The service keeps 3 versions with ciphertext so retention is quick to reach.
@@ -13,12 +12,11 @@ let dev: string;
 
 beforeAll(async () => {
   svc = await startTestService({ SECRETS_MAX_VERSIONS: "3" });
-  client = secretsClient(svc.address);
+  client = svc.secrets;
   dev = await svc.token("versions-dev");
 });
 
 afterAll(async () => {
-  client?.close();
   await svc?.stop();
 });
 

@@ -1,13 +1,10 @@
 import { execFile } from "node:child_process";
-import { cpSync, mkdtempSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { status } from "@grpc/grpc-js";
 import { afterAll, describe, expect, it } from "vitest";
-import { ensurePgliteTemplate } from "../support/pglite-template.js";
-import { secretsClient } from "../support/grpc-client.js";
-import { PROJECT_ROOT, startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { newDevDataDir, PROJECT_ROOT, secretsClient, startServerProcess, type ServerProcess } from "../support/fixtures.js";
 
 // The service as a newcomer and an operator meet it: a process started from the
 // build, in dev mode and in production mode, stopped with SIGTERM.
@@ -16,11 +13,10 @@ const run = promisify(execFile);
 const dirs: string[] = [];
 const procs: ServerProcess[] = [];
 
-/** A data directory whose embedded database is already initialized (initdb costs ~9 s). */
+/** A dev-mode data directory with the migrated database, removed after the file. */
 async function devDataDir(): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), "secrets-dev-"));
+  const dir = await newDevDataDir();
   dirs.push(dir);
-  cpSync(await ensurePgliteTemplate(), join(dir, "pglite"), { recursive: true });
   return dir;
 }
 

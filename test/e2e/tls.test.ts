@@ -7,8 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
 import { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
 import { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { createTestClient, expectCallError } from "../support/grpc-client.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { createTestClient, expectCallError, startTestService, type TestService } from "../support/fixtures.js";
 
 // TLS and mutual TLS with certificates made here: a client without a certificate,
 // or with one from another CA, is refused; the client identity reaches the audit

@@ -7,9 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus as Serving } from "../../src/api/gen/grpc/health/v1/health_pb.js";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { serviceDefinition } from "../../src/server/grpc-adapter.js";
-import { expectCallError, secretsClient, type TestClient } from "../support/grpc-client.js";
-import { PROJECT_ROOT } from "../support/server-process.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { expectCallError, PROJECT_ROOT, startTestService, type TestClient, type TestService } from "../support/fixtures.js";
 
 // The transport: server streaming (Health.Watch), reflection v1alpha, message size
 // limits, and what the log line of a rejected name holds.
@@ -20,11 +18,10 @@ let client: TestClient<typeof SecretService>;
 
 beforeAll(async () => {
   svc = await startTestService();
-  client = secretsClient(svc.address);
+  client = svc.secrets;
 });
 
 afterAll(async () => {
-  client?.close();
   await svc?.stop();
 });
 

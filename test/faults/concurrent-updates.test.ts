@@ -1,11 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CallError } from "../support/grpc-client.js";
-import { NO_RATE_LIMITS } from "../support/fault-env.js";
-import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
-import { sharedOrPrivateRedis } from "../support/redis-server.js";
-import { createTestDb, type TestDb } from "../support/test-db.js";
+import { CallError, masterKey, NO_RATE_LIMITS, type Replica, type ReplicaCluster, startReplicaCluster } from "../support/fixtures.js";
 
 // Optimistic concurrency across processes: 16 client loops over 2 replica
 // processes (one Postgres, one Redis) each read the current version and update
@@ -27,28 +23,21 @@ interface Win {
 }
 
 describe.runIf(process.env["DATABASE_URL"])("concurrent UpdateSecret with expected_version across replicas", () => {
-  let testDb: TestDb;
-  let redis: { url: string; dispose(): Promise<void> } | undefined;
-  let cluster: ProcessCluster;
+  let cluster: ReplicaCluster;
   const replicas: Replica[] = [];
   let token: string;
 
   beforeAll(async () => {
-    testDb = await createTestDb();
-    redis = await sharedOrPrivateRedis();
-    const redisUrl = redis.url;
-    cluster = processCluster(testDb.url as string);
+    cluster = await startReplicaCluster({ redis: true });
     const keyring = [masterKey("k1")];
     for (let i = 0; i < REPLICAS; i++) {
-      replicas.push(await cluster.start(keyring, { REDIS_URL: redisUrl, SECRETS_MAX_VERSIONS: "10000", ...NO_RATE_LIMITS }));
+      replicas.push(await cluster.start(keyring, { SECRETS_MAX_VERSIONS: "10000", ...NO_RATE_LIMITS }));
     }
     token = await cluster.token(`cas-dev-${randomUUID()}`, ["secrets:read", "secrets:write", "secrets:access"]);
   });
 
   afterAll(async () => {
-    await cluster?.stopAll();
-    await redis?.dispose();
-    await testDb?.cleanup();
+    await cluster?.stop();
   });
 
   it("exactly one winner per version, every loser ABORTED VERSION_MISMATCH, no lost update, no gaps", async () => {

@@ -1,26 +1,27 @@
-import { randomBytes, randomInt, randomUUID } from "node:crypto";
+import { randomInt, randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { status } from "@grpc/grpc-js";
 import fc from "fast-check";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Scope } from "../../src/auth/principal.js";
-import { mintHs256Token } from "../../src/auth/token-issuer.js";
-import { loadConfig } from "../../src/app/config.js";
-import { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
+import type { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { startService, type RunningService } from "../../src/app/service.js";
-import { createLogger } from "../../src/observability/logger.js";
 import type { Db, Queryable } from "../../src/store/db.js";
 import { openPostgres } from "../../src/store/pg-db.js";
 import { gatedDb, type GatedDb } from "../support/gated-db.js";
-import { CallError, createTestClient, secretsClient, type TestClient } from "../support/grpc-client.js";
-import { NO_RATE_LIMITS } from "../support/fault-env.js";
-import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
-import { sharedOrPrivateRedis } from "../support/redis-server.js";
+import {
+  CallError,
+  masterKey,
+  NO_RATE_LIMITS,
+  startReplicaCluster,
+  startTestService,
+  type LogCapture,
+  type Replica,
+  type ReplicaCluster,
+  type TestClient,
+  type TestService,
+} from "../support/fixtures.js";
 import { seededRandom, type SeededRandom } from "../support/seeded-random.js";
-import { createTestDb, type TestDb } from "../support/test-db.js";
-import { LogCapture } from "../support/test-service.js";
 import { describeHistory, possibleFinalStates, type NameState, type ShredWindow, type WriteKind, type WriteRecord } from "../support/write-history.js";
 
 // The race harness of issue 17: three server processes on one Postgres and one
@@ -170,6 +171,20 @@ function describeError(o: Outcome<unknown>): string {
 
 const REQUEST_ID = /request id ([0-9a-f-]{36})/;
 
+/** The RPC each kind of write is. */
+const WRITE_METHOD = { create: "CreateSecret", update: "UpdateSecret", delete: "DeleteSecret" } as const satisfies Record<WriteKind, Method>;
+
+/** Sends one write of `name` (`value` is unset for a delete) and returns its outcome. */
+function sendWrite(client: TestClient<typeof SecretService>, kind: WriteKind, name: string, value: string | undefined, token: string): Promise<Outcome<unknown>> {
+  return outcome<unknown>(
+    kind === "create"
+      ? client.createSecret({ name, value: value as string }, token)
+      : kind === "update"
+        ? client.updateSecret({ name, value: value as string }, token)
+        : client.deleteSecret({ name }, token),
+  );
+}
+
 /** `line` with each full request id shortened and followed by the cause a server logged for it. */
 function withLoggedCauses(line: string, logs: readonly string[]): string {
   return line.replace(/request ([0-9a-f-]{36})/g, (_, id: string) => {
@@ -282,32 +297,18 @@ async function rowInvariants(db: Queryable, developer?: string): Promise<string[
 }
 
 describe.runIf(process.env["DATABASE_URL"])("key operations racing writers and readers on three replicas", () => {
-  let testDb: TestDb;
-  let redis: { url: string; dispose(): Promise<void> } | undefined;
-  let cluster: ProcessCluster;
+  let cluster: ReplicaCluster;
   const replicas: Replica[] = [];
   let operator: string;
 
   beforeAll(async () => {
-    testDb = await createTestDb();
-    redis = await sharedOrPrivateRedis();
-    const redisUrl = redis.url;
-    // An unreachable Redis fails the run here (a replica would start without it and refuse every write).
-    const probe = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on("error", () => undefined);
-    try {
-      await probe.connect();
-      await probe.ping();
-    } finally {
-      probe.disconnect();
-    }
-    cluster = processCluster(testDb.url as string);
+    cluster = await startReplicaCluster({ redis: true });
     // Every replica holds both master keys, so a rotation either way is allowed.
     const keyring = [masterKey("k1"), masterKey("k2")];
     replicas.push(
       ...(await Promise.all(
         Array.from({ length: REPLICAS }, () =>
-          cluster.start(keyring, { REDIS_URL: redisUrl, SECRETS_KEY_JOB_PAUSE_MS: "0", ...NO_RATE_LIMITS }),
+          cluster.start(keyring, { SECRETS_KEY_JOB_PAUSE_MS: "0", ...NO_RATE_LIMITS }),
         ),
       )),
     );
@@ -315,13 +316,11 @@ describe.runIf(process.env["DATABASE_URL"])("key operations racing writers and r
   }, 60_000);
 
   afterAll(async () => {
-    await cluster?.stopAll();
-    await redis?.dispose();
-    await testDb?.cleanup();
+    await cluster?.stop();
   }, 30_000);
 
   async function sql<R>(text: string, params: unknown[] = []): Promise<R[]> {
-    return (await testDb.db.query<R>(text, params)).rows;
+    return (await cluster.db.query<R>(text, params)).rows;
   }
 
   async function activeMasterKey(): Promise<string> {
@@ -348,17 +347,10 @@ describe.runIf(process.env["DATABASE_URL"])("key operations racing writers and r
       const history = round.track(name);
       if (value !== undefined) round.sent.get(name)?.add(value);
       const start = performance.now();
-      const o = await outcome<unknown>(
-        kind === "create"
-          ? client.createSecret({ name, value: value as string }, token)
-          : kind === "update"
-            ? client.updateSecret({ name, value: value as string }, token)
-            : client.deleteSecret({ name }, token),
-      );
+      const o = await sendWrite(client, kind, name, value, token);
       const end = performance.now();
       history.push({ kind, ...(value === undefined ? {} : { value }), start, end, code: o.code, replica });
-      const method = kind === "create" ? "CreateSecret" : kind === "update" ? "UpdateSecret" : "DeleteSecret";
-      round.answered(method, replica, o, name);
+      round.answered(WRITE_METHOD[kind], replica, o, name);
       if (o.code === status.OK) belief.set(name, kind === "delete" ? "absent" : "present");
       else if (o.code === status.NOT_FOUND && kind !== "create") belief.set(name, "absent");
       else if (o.code === status.ALREADY_EXISTS && kind === "create") belief.set(name, "present");
@@ -541,7 +533,7 @@ describe.runIf(process.env["DATABASE_URL"])("key operations racing writers and r
     const gone = [...present].filter((n) => !stored.includes(n));
     if (extra.length > 0) round.violation("rows of secrets that no replica can read", extra.join(", "));
     if (gone.length > 0) round.violation("readable secrets without a row", gone.join(", "));
-    for (const line of await rowInvariants(testDb.db, dev)) round.violation("rows break an invariant", line);
+    for (const line of await rowInvariants(cluster.db, dev)) round.violation("rows break an invariant", line);
   }
 
   it(
@@ -611,7 +603,7 @@ describe.runIf(process.env["DATABASE_URL"])("key operations racing writers and r
         report.push(...round.report(logs));
       }
       // Whatever earlier rounds' key jobs did after their round ended shows here (each breach once).
-      for (const line of await rowInvariants(testDb.db)) {
+      for (const line of await rowInvariants(cluster.db)) {
         if (!report.some((r) => r.includes(line))) report.push(`after all rounds: rows break an invariant\n    - ${line}`);
       }
       if (!replaying && rounds < 20) report.push(`only ${rounds} rounds ran within ${TOTAL_MS} ms; at least 20 are required`);
@@ -686,53 +678,42 @@ const FC_RUN_MS = 20_000;
 const FC_GATE_PAUSE_MS = 3;
 
 describe.runIf(process.env["DATABASE_URL"])("a shred against writes, interleaved statement by statement (fast-check scheduler)", () => {
-  let testDb: TestDb;
-  let redis: { url: string; dispose(): Promise<void> } | undefined;
+  let cluster: ReplicaCluster;
   const pools: Db[] = [];
   const gates: GatedDb[] = [];
-  const services: RunningService[] = [];
+  const services: TestService[] = [];
   const logs: LogCapture[] = [];
   const secrets: TestClient<typeof SecretService>[] = [];
   const keys: TestClient<typeof KeyService>[] = [];
-  const jwtSecret = randomBytes(32).toString("base64url");
 
   beforeAll(async () => {
-    testDb = await createTestDb();
-    redis = await sharedOrPrivateRedis();
-    const keyring = masterKey("k1");
+    // A deployment's database, Redis and token secret; its two replicas run in this process.
+    cluster = await startReplicaCluster({ redis: true });
+    const masterKeys = masterKey("k1");
     for (let i = 0; i < 2; i++) {
-      const pool = await openPostgres(testDb.url as string, { maxConnections: 8, applicationName: `key-races-fc-${i}` });
+      const pool = await openPostgres(cluster.dbUrl, { maxConnections: 8, applicationName: `key-races-fc-${i}` });
       pools.push(pool);
       const gate = gatedDb(pool, `r${i}`);
       gates.push(gate);
-      const config = loadConfig({
-        DATABASE_URL: testDb.url,
-        REDIS_URL: redis.url,
-        SECRETS_GRPC_ADDR: "127.0.0.1:0",
-        SECRETS_MASTER_KEYS: keyring,
-        SECRETS_JWT_SECRET: jwtSecret,
-        SECRETS_DB_SCOPE_CHECKS: "1",
-        ...NO_RATE_LIMITS,
-      });
-      const log = new LogCapture();
-      logs.push(log);
-      const service = await startService(config, { log: createLogger("warn", log), db: gate.db, shutdownGraceMs: 1_000 });
+      const service = await startTestService(
+        { REDIS_URL: cluster.redisUrl as string, SECRETS_DB_SCOPE_CHECKS: "1", ...NO_RATE_LIMITS },
+        { database: { db: gate.db, url: cluster.dbUrl }, masterKeys, jwtSecret: cluster.jwtSecret, logLevel: "warn" },
+      );
       services.push(service);
-      secrets.push(secretsClient(`127.0.0.1:${service.port}`));
-      keys.push(createTestClient(KeyService, `127.0.0.1:${service.port}`));
+      logs.push(service.logs);
+      secrets.push(service.secrets);
+      keys.push(service.keys);
     }
   }, 60_000);
 
   afterAll(async () => {
     for (const g of gates) g.use(undefined);
-    for (const c of [...secrets, ...keys]) c.close();
     for (const s of services) await s.stop();
     for (const p of pools) await p.close();
-    await redis?.dispose();
-    await testDb?.cleanup();
+    await cluster?.stop();
   }, 30_000);
 
-  const token = (subject: string, scopes: Scope[]) => mintHs256Token(new TextEncoder().encode(jwtSecret), { subject, scopes, ttlSeconds: 600 });
+  const token = (subject: string, scopes: Scope[]) => cluster.token(subject, scopes);
 
   /** One name's writes, in order; `precreated` names exist (written by the writing replica) before the race. */
   const chain = fc.record({
@@ -764,17 +745,11 @@ describe.runIf(process.env["DATABASE_URL"])("a shred against writes, interleaved
             const write = async (name: string, kind: WriteKind, value: string | undefined) => {
               const client = secrets[writer] as TestClient<typeof SecretService>;
               const start = performance.now();
-              const o = await outcome<unknown>(
-                kind === "create"
-                  ? client.createSecret({ name, value: value as string }, user)
-                  : kind === "update"
-                    ? client.updateSecret({ name, value: value as string }, user)
-                    : client.deleteSecret({ name }, user),
-              );
+              const o = await sendWrite(client, kind, name, value, user);
               const history = histories.get(name) ?? [];
               histories.set(name, history);
               history.push({ kind, ...(value === undefined ? {} : { value }), start, end: performance.now(), code: o.code, replica: writer });
-              const method = kind === "create" ? "CreateSecret" : kind === "update" ? "UpdateSecret" : "DeleteSecret";
+              const method = WRITE_METHOD[kind];
               if (!allowed(method, "shred").has(o.code)) problems.push(`${method} ${name}: ${describeError(o)}`);
             };
 
@@ -813,7 +788,7 @@ describe.runIf(process.env["DATABASE_URL"])("a shred against writes, interleaved
                 problems.push(`${name} reads ${JSON.stringify(seen)} on the two replicas, expected one of ${JSON.stringify([...possible])}; ${describeHistory(history, t0, shred)}`);
               }
             }
-            problems.push(...(await rowInvariants(testDb.db, dev)));
+            problems.push(...(await rowInvariants(cluster.db, dev)));
             if (problems.length > 0) {
               const causes = logs.map((l) => l.text);
               throw new Error(problems.map((p) => withLoggedCauses(p, causes)).join("\n"));

@@ -2,10 +2,8 @@ import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import type { TestClient } from "../support/grpc-client.js";
+import { masterKey, NO_RATE_LIMITS, processCluster, type ProcessCluster, type Replica, type TestClient } from "../support/fixtures.js";
 import { startPrivatePostgres, type PrivatePostgres } from "../support/private-postgres.js";
-import { NO_RATE_LIMITS } from "../support/fault-env.js";
-import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
 import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
 import { outcomeOf, tracedCall, type TracedResult } from "../support/traced-call.js";
 

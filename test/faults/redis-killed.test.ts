@@ -2,10 +2,8 @@ import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { NO_RATE_LIMITS } from "../support/fault-env.js";
-import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
+import { masterKey, NO_RATE_LIMITS, type Replica, type ReplicaCluster, startReplicaCluster } from "../support/fixtures.js";
 import { startPrivateRedis, type PrivateRedis } from "../support/redis-server.js";
-import { createTestDb, type TestDb } from "../support/test-db.js";
 import { outcomeOf, tracedCall, type TracedResult } from "../support/traced-call.js";
 
 // The process-level variant of cache.test.ts's "Redis killed under load": a
@@ -27,24 +25,21 @@ type Result = TracedResult<keyof (typeof SecretService)["method"]> & { name: str
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.runIf(process.env["DATABASE_URL"])("Redis killed under load (server process, private Redis)", () => {
-  let testDb: TestDb;
   let redis: PrivateRedis;
-  let cluster: ProcessCluster;
+  let cluster: ReplicaCluster;
   let replica: Replica;
   let token: string;
   const developer = `redis-kill-${randomUUID()}`;
 
   beforeAll(async () => {
-    [testDb, redis] = await Promise.all([createTestDb(), startPrivateRedis()]);
-    cluster = processCluster(testDb.url as string);
+    [cluster, redis] = await Promise.all([startReplicaCluster(), startPrivateRedis()]);
     replica = await cluster.start([masterKey("k1")], { REDIS_URL: redis.url, ...NO_RATE_LIMITS });
     token = await cluster.token(developer, ["secrets:read", "secrets:write", "secrets:access"]);
   });
 
   afterAll(async () => {
-    await cluster?.stopAll();
+    await cluster?.stop();
     await redis?.dispose();
-    await testDb?.cleanup();
   });
 
   it("reads never fail, writes fail UNAVAILABLE and commit nothing while it is down, and the service recovers by itself", async () => {
@@ -133,7 +128,7 @@ describe.runIf(process.env["DATABASE_URL"])("Redis killed under load (server pro
     expect(stale.map((r) => `${r.name}: read write ${seqRead(r)} after write ${r.staleAgainst} returned`)).toEqual([]);
 
     // A failed write committed nothing: each secret has exactly one version per acknowledged update.
-    const { rows } = await testDb.db.query<{ name: string; current_version: number }>(
+    const { rows } = await cluster.db.query<{ name: string; current_version: number }>(
       "SELECT name, current_version FROM secrets WHERE developer_id = $1 AND name LIKE 'acc\\_%'",
       [developer],
     );

@@ -3,10 +3,7 @@ import { status } from "@grpc/grpc-js";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import { NO_RATE_LIMITS } from "../support/fault-env.js";
-import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
-import { sharedOrPrivateRedis } from "../support/redis-server.js";
-import { createTestDb, type TestDb } from "../support/test-db.js";
+import { masterKey, NO_RATE_LIMITS, type Replica, type ReplicaCluster, startReplicaCluster } from "../support/fixtures.js";
 import { outcomeOf, tracedCall, type TracedResult } from "../support/traced-call.js";
 
 // SIGTERM under load for a production-mode server process (Postgres + Redis):
@@ -28,28 +25,21 @@ const LOCK_AFTER_SIGTERM_MS = 750;
 type Result = TracedResult<keyof (typeof SecretService)["method"]> & { name: string; loop: number };
 
 describe.runIf(process.env["DATABASE_URL"])("SIGTERM under load (production mode)", () => {
-  let testDb: TestDb;
-  let redis: { url: string; dispose(): Promise<void> } | undefined;
-  let cluster: ProcessCluster;
+  let cluster: ReplicaCluster;
   let replica: Replica;
   let locker: pg.Client | undefined;
   const developers = Array.from({ length: DEVELOPERS }, (_, d) => `sigterm-dev-${d}-${randomUUID()}`);
   const tokens: string[] = [];
 
   beforeAll(async () => {
-    testDb = await createTestDb();
-    redis = await sharedOrPrivateRedis();
-    const redisUrl = redis.url;
-    cluster = processCluster(testDb.url as string);
-    replica = await cluster.start([masterKey("k1")], { REDIS_URL: redisUrl, SECRETS_MAX_VERSIONS: "10000", ...NO_RATE_LIMITS });
+    cluster = await startReplicaCluster({ redis: true });
+    replica = await cluster.start([masterKey("k1")], { SECRETS_MAX_VERSIONS: "10000", ...NO_RATE_LIMITS });
     for (const developer of developers) tokens.push(await cluster.token(developer, ["secrets:read", "secrets:write", "secrets:access"]));
   });
 
   afterAll(async () => {
     await locker?.end().catch(() => undefined);
-    await cluster?.stopAll();
-    await redis?.dispose();
-    await testDb?.cleanup();
+    await cluster?.stop();
   });
 
   it("finishes the calls in flight, refuses the rest UNAVAILABLE, exits 0, and has flushed the audit events of every OK call", async () => {
@@ -57,11 +47,11 @@ describe.runIf(process.env["DATABASE_URL"])("SIGTERM under load (production mode
     const tokenOf = (loop: number) => tokens[loop % DEVELOPERS] as string;
     for (let loop = 0; loop < LOOPS; loop++) await client.createSecret({ name: `u_${loop}`, value: "u-init" }, tokenOf(loop));
     const auditRows = async () =>
-      Number((await testDb.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE developer_id = ANY($1)", [developers])).rows[0]?.n);
+      Number((await cluster.db.query<{ n: number }>("SELECT count(*)::int AS n FROM audit_events WHERE developer_id = ANY($1)", [developers])).rows[0]?.n);
     await waitUntil(async () => (await auditRows()) >= LOOPS, 5_000);
     const rowsBefore = await auditRows();
     // INSERT takes ROW EXCLUSIVE, which SHARE conflicts with: the audit writer blocks from here on.
-    locker = new pg.Client({ connectionString: testDb.url });
+    locker = new pg.Client({ connectionString: cluster.dbUrl });
     await locker.connect();
     await locker.query("BEGIN");
     await locker.query("LOCK TABLE audit_events IN SHARE MODE");
@@ -119,7 +109,7 @@ describe.runIf(process.env["DATABASE_URL"])("SIGTERM under load (production mode
     expect(results.filter((r) => !r.ok).length, "every loop was refused in the end").toBeGreaterThanOrEqual(LOOPS);
 
     // Nothing was cut mid-way: the writes that were made are exactly the acknowledged ones.
-    const { rows: secrets } = await testDb.db.query<{ name: string; current_version: number }>(
+    const { rows: secrets } = await cluster.db.query<{ name: string; current_version: number }>(
       "SELECT name, current_version FROM secrets WHERE developer_id = ANY($1)",
       [developers],
     );
@@ -132,7 +122,7 @@ describe.runIf(process.env["DATABASE_URL"])("SIGTERM under load (production mode
     }
 
     // The audit events of all OK calls were written before the process exited.
-    const { rows: events } = await testDb.db.query<{ request_id: string; action: string; secret_name: string; outcome: string }>(
+    const { rows: events } = await cluster.db.query<{ request_id: string; action: string; secret_name: string; outcome: string }>(
       "SELECT request_id, action, secret_name, outcome FROM audit_events WHERE developer_id = ANY($1)",
       [developers],
     );

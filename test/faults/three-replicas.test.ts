@@ -2,10 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCoherenceLoad, valueOf } from "../support/coherence.js";
 import { cacheLookups, metricValue } from "../support/metrics-scrape.js";
-import { NO_RATE_LIMITS } from "../support/fault-env.js";
-import { masterKey, processCluster, type ProcessCluster, type Replica } from "../support/process-cluster.js";
-import { sharedOrPrivateRedis } from "../support/redis-server.js";
-import { createTestDb, type TestDb } from "../support/test-db.js";
+import { masterKey, NO_RATE_LIMITS, type Replica, type ReplicaCluster, startReplicaCluster } from "../support/fixtures.js";
 
 // Three server processes on one Postgres and one Redis (the machine's when
 // REDIS_URL is set, else a private one) under mixed load: every name's creates,
@@ -24,34 +21,27 @@ const MAX_LOAD_MS = 25_000;
 const METHODS = ["CreateSecret", "UpdateSecret", "DeleteSecret", "AccessSecret", "ResolveSecrets"];
 
 describe.runIf(process.env["DATABASE_URL"])("three replicas on one Postgres and one Redis under mixed load", () => {
-  let testDb: TestDb;
-  let redis: { url: string; dispose(): Promise<void> } | undefined;
-  let cluster: ProcessCluster;
+  let cluster: ReplicaCluster;
   const replicas: Replica[] = [];
   const metricsPorts: number[] = [];
   let token: string;
 
   beforeAll(async () => {
-    testDb = await createTestDb();
-    redis = await sharedOrPrivateRedis();
-    const redisUrl = redis.url;
-    cluster = processCluster(testDb.url as string);
+    cluster = await startReplicaCluster({ redis: true });
     const keyring = [masterKey("k1")];
     // Started together, as a rolling deploy would: migrations run once under the advisory lock.
     replicas.push(
       ...(await Promise.all(
-        Array.from({ length: REPLICAS }, () => cluster.start(keyring, { REDIS_URL: redisUrl, SECRETS_METRICS_ADDR: "127.0.0.1:0", ...NO_RATE_LIMITS })),
+        Array.from({ length: REPLICAS }, () => cluster.start(keyring, { SECRETS_METRICS_ADDR: "127.0.0.1:0", ...NO_RATE_LIMITS })),
       )),
     );
-    for (const r of replicas) metricsPorts.push(Number((await r.process.waitFor(/"metricsPort":(\d+)/))[1]));
+    for (const r of replicas) metricsPorts.push(r.metricsPort as number);
     token = await cluster.token(`three-replicas-${randomUUID()}`, ["secrets:read", "secrets:write", "secrets:access"]);
   });
 
   afterAll(async () => {
     await Promise.all(replicas.map((r) => r.stop("SIGTERM")));
-    await cluster?.stopAll();
-    await redis?.dispose();
-    await testDb?.cleanup();
+    await cluster?.stop();
   });
 
   it("zero stale reads with creates, updates, deletes, reads and resolves spread across all three", async () => {

@@ -5,6 +5,7 @@ import { ErrorInfoSchema, type ErrorInfo } from "../../src/api/gen/google/rpc/er
 import { StatusSchema } from "../../src/api/gen/google/rpc/status_pb.js";
 import { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import { serviceDefinition } from "../../src/server/grpc-adapter.js";
+import { expectFailure } from "./expect-failure.js";
 
 /** A failed call as a test sees it: the status code, message and decoded ErrorInfo. */
 export class CallError extends Error {
@@ -70,12 +71,6 @@ export function toCallError(err: grpc.ServiceError): CallError {
 }
 
 /** Runs `fn` expecting a CallError; returns it for assertions. */
-export async function expectCallError(fn: () => Promise<unknown>): Promise<CallError> {
-  try {
-    await fn();
-  } catch (e) {
-    if (e instanceof CallError) return e;
-    throw e;
-  }
-  throw new Error("expected the call to fail, and it succeeded");
+export function expectCallError(fn: () => Promise<unknown>): Promise<CallError> {
+  return expectFailure(CallError, fn);
 }

@@ -109,10 +109,24 @@ export async function startPrivateSentinel(masterPort: number, name: string): Pr
 /**
  * The Redis a multi-process test shares: the machine's (REDIS_URL, as in CI) when
  * set, else a private one this call starts. `dispose` stops only what it started.
+ * A REDIS_URL that does not answer fails here: replicas would start without their
+ * cache and refuse every write, far from the cause.
  */
 export async function sharedOrPrivateRedis(): Promise<{ url: string; dispose(): Promise<void> }> {
   const shared = process.env["REDIS_URL"];
-  if (shared) return { url: shared, dispose: async () => {} };
+  if (shared) {
+    const probe = new Redis(shared, { lazyConnect: true, connectTimeout: 2_000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on("error", () => undefined);
+    try {
+      await probe.connect();
+      await probe.ping();
+    } catch (e) {
+      throw new Error("REDIS_URL is set but Redis cannot be reached", { cause: e });
+    } finally {
+      probe.disconnect();
+    }
+    return { url: shared, dispose: async () => {} };
+  }
   const own = await startPrivateRedis();
   return { url: own.url, dispose: () => own.dispose() };
 }

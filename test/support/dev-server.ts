@@ -1,14 +1,25 @@
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ensurePgliteTemplate } from "../support/pglite-template.js";
-import { startServerProcess, type ServerProcess } from "../support/server-process.js";
+import { SecretsClient, type SecretsClientOptions } from "../../src/client/index.js";
+import { ensurePgliteTemplate } from "./pglite-template.js";
+import { startServerProcess, type ServerProcess } from "./server-process.js";
+
+/**
+ * A new dev-mode data directory whose embedded database starts from the migrated
+ * template (an initdb costs several seconds). The caller removes it.
+ */
+export async function newDevDataDir(): Promise<string> {
+  const dataDir = mkdtempSync(join(tmpdir(), "secrets-dev-"));
+  cpSync(await ensurePgliteTemplate(), join(dataDir, "pglite"), { recursive: true });
+  return dataDir;
+}
 
 /**
  * The service as its own process from the build, in dev mode, on a private data
- * directory whose embedded database starts from the migrated template. It can be
- * stopped and started again on the same data directory and port, which is what
- * the retry tests and the CLI's `token` command need.
+ * directory (newDevDataDir). It can be stopped and started again on the same data
+ * directory and port, which is what the SDK's retry tests and the CLI's `token`
+ * command need.
  */
 export interface DevServer {
   readonly dataDir: string;
@@ -19,17 +30,18 @@ export interface DevServer {
   readonly token: string;
   /** The running process (replaced by `start`). */
   readonly process: ServerProcess;
+  /** An SDK client with the developer token, closed by `dispose`. */
+  connectClient(options?: Partial<SecretsClientOptions>): SecretsClient;
   /** SIGTERM, then wait for exit 0. */
   stop(): Promise<void>;
   /** Starts again on the same data directory and port. */
   start(): Promise<void>;
-  /** Kills whatever still runs and removes the data directory. */
+  /** Closes the clients, kills whatever still runs and removes the data directory. */
   dispose(): Promise<void>;
 }
 
 export async function startDevServer(): Promise<DevServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), "secrets-sdk-dev-"));
-  cpSync(await ensurePgliteTemplate(), join(dataDir, "pglite"), { recursive: true });
+  const dataDir = await newDevDataDir();
 
   const launch = async (port: number): Promise<{ proc: ServerProcess; port: number }> => {
     const proc = startServerProcess({ SECRETS_DATA_DIR: dataDir, SECRETS_GRPC_ADDR: `127.0.0.1:${port}`, SECRETS_LOG_LEVEL: "warn" });
@@ -54,14 +66,21 @@ export async function startDevServer(): Promise<DevServer> {
   const { port } = first;
   const token = proc.stdout().match(/Bearer ([A-Za-z0-9._-]+)/)?.[1];
   if (!token) throw new Error("dev server printed no token");
+  const address = `127.0.0.1:${port}`;
+  const clients: SecretsClient[] = [];
 
   return {
     dataDir,
-    address: `127.0.0.1:${port}`,
+    address,
     port,
     token,
     get process() {
       return proc;
+    },
+    connectClient(options = {}) {
+      const client = new SecretsClient({ address, token, ...options });
+      clients.push(client);
+      return client;
     },
     async stop() {
       proc.kill("SIGTERM");
@@ -72,6 +91,7 @@ export async function startDevServer(): Promise<DevServer> {
       ({ proc } = await launch(port));
     },
     async dispose() {
+      for (const c of clients.splice(0)) c.close();
       if (proc.child.exitCode === null && proc.child.signalCode === null) {
         proc.kill("SIGCONT");
         proc.kill("SIGKILL");

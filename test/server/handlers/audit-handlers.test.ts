@@ -8,21 +8,21 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import type { Principal, Scope } from "../../src/auth/principal.js";
-import type { TokenVerifier } from "../../src/auth/token-verifier.js";
-import { AppError } from "../../src/api/errors.js";
-import { AuditService as AuditServiceDesc } from "../../src/api/gen/secrets/v1/audit_pb.js";
-import { createAuditLog } from "../../src/audit/audit-log.js";
-import { createAuditService } from "../../src/audit/audit-service.js";
-import { auditHandlers } from "../../src/server/handlers/audit-handlers.js";
-import { createCallInterceptor } from "../../src/server/interceptors/call-interceptor.js";
-import { callStateOf } from "../../src/server/interceptors/call-state.js";
-import { serviceDefinition, serviceHandlers } from "../../src/server/grpc-adapter.js";
-import { toStatus } from "../../src/server/status.js";
-import { listWriterEvents } from "../../src/store/audit-store.js";
-import { createTestClient, expectCallError, type TestClient } from "../support/grpc-client.js";
-import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
-import { auditEvent, newId } from "./audit-support.js";
+import type { Principal, Scope } from "../../../src/auth/principal.js";
+import type { TokenVerifier } from "../../../src/auth/token-verifier.js";
+import { AppError } from "../../../src/api/errors.js";
+import { AuditService as AuditServiceDesc } from "../../../src/api/gen/secrets/v1/audit_pb.js";
+import { createAuditLog } from "../../../src/audit/audit-log.js";
+import { createAuditService } from "../../../src/audit/audit-service.js";
+import { auditHandlers } from "../../../src/server/handlers/audit-handlers.js";
+import { createCallInterceptor } from "../../../src/server/interceptors/call-interceptor.js";
+import { callStateOf } from "../../../src/server/interceptors/call-state.js";
+import { serviceDefinition, serviceHandlers } from "../../../src/server/grpc-adapter.js";
+import { toStatus } from "../../../src/server/status.js";
+import { listWriterEvents } from "../../../src/store/audit-store.js";
+import { createTestClient, expectCallError, type TestClient } from "../../support/grpc-client.js";
+import { createTestDb, testDatabaseKind, type TestDb } from "../../support/test-db.js";
+import { auditEvent, newId } from "../../audit/audit-support.js";
 
 const T0 = Date.parse("2030-04-01T00:00:00.000Z");
 
