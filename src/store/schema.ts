@@ -1,7 +1,9 @@
 /**
  * The versioned schema. Each migration runs once, in order, inside a transaction,
  * while `migrate` holds the advisory lock; applied versions are recorded in
- * `schema_migrations`. Never edit a released migration: add the next one.
+ * `schema_migrations`. Never edit a released migration: add the next one. The
+ * migrations are one ordered list, read top to bottom, so they stay one file however
+ * long it grows.
  */
 export interface Migration {
   readonly version: number;
