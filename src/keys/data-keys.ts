@@ -68,6 +68,8 @@ export interface DataKeysDeps {
   cache: DekCache;
   /** Encryptions reserved per counter update. */
   reservationBlock?: number;
+  /** Developers whose reservations and active key are remembered (default 100,000). */
+  maxDevelopersRemembered?: number;
 }
 
 /** Thrown inside a write transaction when the active DEK changed since it was read (rotated, rewrapped, shredded). */
@@ -91,22 +93,30 @@ export const DEK_HARD_LIMIT = 2 ** 30;
 
 /** Reads of the active key a write makes before it gives up (WRITE_CONFLICT). */
 const MAX_ATTEMPTS = 4;
-/** Developers whose reservations or active key version are remembered; past it the least recently used is forgotten. */
-const MAX_DEVELOPERS_REMEMBERED = 100_000;
+/** What a replica remembers of one developer's keys between writes. Forgetting it is always safe. */
+interface Remembered {
+  /**
+   * The DEK row last read as active: a write whose key is still in memory starts
+   * without reading it again. Only a guess: the write's transaction reads the active
+   * row FOR SHARE and retries on a mismatch, as it does for a key rotated after an
+   * ordinary read.
+   */
+  active?: keyStore.DataKeyRow;
+  /** Encryptions still reserved, by DEK version; only ever under-used (forgetting them over-counts). */
+  readonly reserved: Map<number, number>;
+}
 
 export function createDataKeys(deps: DataKeysDeps): DataKeys {
   const { db, keyProvider, cache } = deps;
   const block = deps.reservationBlock ?? 256;
   let rotationDue: ((developerId: string) => void) | undefined;
-  /** Encryptions still reserved, by developer then DEK version; only ever under-used. */
-  const reserved = new LRUCache<string, Map<number, number>>({ max: MAX_DEVELOPERS_REMEMBERED });
-  /**
-   * The DEK row last read as active, by developer: a write whose key is still in
-   * memory starts without reading it again. Only a guess: the write's transaction
-   * reads the active row FOR SHARE and retries on a mismatch, as it does for a key
-   * rotated after an ordinary read.
-   */
-  const lastActive = new LRUCache<string, keyStore.DataKeyRow>({ max: MAX_DEVELOPERS_REMEMBERED });
+  // Past the bound, the least recently used developer is forgotten.
+  const remembered = new LRUCache<string, Remembered>({ max: deps.maxDevelopersRemembered ?? 100_000 });
+  const rememberedOf = (developerId: string): Remembered => {
+    let r = remembered.get(developerId);
+    if (r === undefined) remembered.set(developerId, (r = { reserved: new Map() }));
+    return r;
+  };
 
   /** The row's key: from memory if it was unwrapped from this very row's wrapped key, else unwrapped now. */
   async function unwrap(row: keyStore.DataKeyRow): Promise<KeyBytes> {
@@ -148,24 +158,20 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
       if (!row) throw new StaleDataKey();
     }
     const key = await unwrap(row);
-    lastActive.set(developerId, row);
+    rememberedOf(developerId).active = row;
     return { version: row.version, key, wrappedKey: row.wrappedKey as Buffer };
   }
 
   /** The DEK last read as active, when its bytes are still in memory: no query. */
   function rememberedActive(developerId: string): DataKey | undefined {
-    const row = lastActive.get(developerId);
+    const row = remembered.get(developerId)?.active;
     if (row === undefined || row.wrappedKey === null) return undefined;
     const key = cache.get(developerId, row.version, row.wrappedKey);
     return key === undefined ? undefined : { version: row.version, key, wrappedKey: row.wrappedKey };
   }
 
   async function reserve(developerId: string, version: number, count: number): Promise<boolean> {
-    let mine = reserved.get(developerId);
-    if (!mine) {
-      // Bounded: forgetting a reservation only wastes counted encryptions (it over-counts, never under).
-      reserved.set(developerId, (mine = new Map()));
-    }
+    const mine = rememberedOf(developerId).reserved;
     const left = mine.get(version) ?? 0;
     if (left >= count) {
       mine.set(version, left - count);
@@ -235,8 +241,7 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
 
     evict(developerId) {
       cache.evictDeveloper(developerId);
-      reserved.delete(developerId);
-      lastActive.delete(developerId);
+      remembered.delete(developerId);
     },
 
     wrapNew,

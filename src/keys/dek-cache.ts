@@ -59,22 +59,34 @@ export function createDekCache(options: { maxEntries?: number; ttlMs?: number; n
   if (!Number.isInteger(maxEntries) || maxEntries < 1) {
     throw new Error("DEK cache maxEntries must be a positive integer");
   }
-  if (!(ttlMs > 0)) {
-    throw new Error("DEK cache ttlMs must be positive");
+  if (!Number.isInteger(ttlMs) || ttlMs < 1) {
+    // lru-cache takes whole milliseconds only.
+    throw new Error("DEK cache ttlMs must be a positive integer");
   }
+
+  /** The slots held for each developer, so that evictDeveloper touches only theirs. */
+  const slotsOf = new Map<string, Set<string>>();
+  const forget = (developerId: string, k: string): void => {
+    const slots = slotsOf.get(developerId);
+    if (slots?.delete(k) === true && slots.size === 0) slotsOf.delete(developerId);
+  };
 
   // Reads neither extend the TTL (updateAgeOnGet is off) nor return an expired key (allowStale
   // is off); an expired key is dropped when read. ttlResolution 0 reads the clock on every
-  // check instead of caching it behind a timer. No dispose: eviction does not zeroize.
+  // check instead of caching it behind a timer. `dispose` does not zeroize (eviction must not):
+  // it only keeps `slotsOf` in step when an entry leaves; "set" replaces one in place.
   const entries = new LRUCache<string, Entry>({
     max: maxEntries,
     ttl: ttlMs,
     ttlResolution: 0,
     ...(options.now ? { perf: { now: options.now } } : {}),
+    dispose: (entry, k, reason) => {
+      if (reason !== "set") forget(entry.developerId, k);
+    },
   });
 
-  // JSON of the pair cannot collide: no developer id can make two pairs encode alike.
-  const slot = (developerId: string, version: number): string => JSON.stringify([developerId, version]);
+  // A number's decimal form has no ':', so the first ':' ends the version: no two pairs alike.
+  const slot = (developerId: string, version: number): string => `${version}:${developerId}`;
 
   return {
     get(developerId, version, wrappedKey) {
@@ -85,13 +97,16 @@ export function createDekCache(options: { maxEntries?: number; ttlMs?: number; n
     },
 
     set(developerId, version, key, wrappedKey) {
-      entries.set(slot(developerId, version), { developerId, key, wrappedKey: Buffer.from(wrappedKey) });
+      const k = slot(developerId, version);
+      entries.set(k, { developerId, key, wrappedKey: Buffer.from(wrappedKey) });
+      let slots = slotsOf.get(developerId);
+      if (slots === undefined) slotsOf.set(developerId, (slots = new Set()));
+      slots.add(k);
     },
 
     evictDeveloper(developerId) {
-      const slots: string[] = [];
-      for (const [k, entry] of entries.entries()) if (entry.developerId === developerId) slots.push(k);
-      for (const k of slots) entries.delete(k);
+      // Expired entries too: delete() drops an entry whether or not it is stale.
+      for (const k of slotsOf.get(developerId) ?? []) entries.delete(k);
     },
 
     clear() {

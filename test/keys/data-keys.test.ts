@@ -123,6 +123,21 @@ describe(`data keys on ${testDatabaseKind()}`, () => {
     expect(c.activeReads()).toBe(before + 1);
   });
 
+  it("remembers a bounded number of developers, forgetting the least recently used", async () => {
+    const c = counting(t.db);
+    const keys = createDataKeys({ db: c.db, keyProvider, cache: createDekCache(), maxDevelopersRemembered: 2 });
+    const [a, b, d] = [newDeveloper(), newDeveloper(), newDeveloper()];
+    for (const dev of [a, b]) await versionOf(keys, dev);
+    const before = c.activeReads();
+    await versionOf(keys, a); // remembered: no read, and a is now the most recently used
+    await versionOf(keys, d); // a third developer: b is forgotten
+    expect(c.activeReads()).toBe(before + 2); // d's key: created, then read back
+    await versionOf(keys, a);
+    expect(c.activeReads()).toBe(before + 2);
+    await versionOf(keys, b);
+    expect(c.activeReads()).toBe(before + 3);
+  });
+
   it("asks beforeFirstKey only when the developer has no key, and creates none when it refuses", async () => {
     const keys = dataKeysOn(t.db);
     const dev = newDeveloper();

@@ -107,6 +107,45 @@ describe("DEK cache", () => {
     expect(cache.get("a", 1)).toBeUndefined();
   });
 
+  it("keeps any two (developer id, version) pairs apart", () => {
+    // Every id of up to 3 characters from a few that could act as separators, with versions 0–12:
+    // a slot encoding that made two of these pairs alike would hand one pair's key to the other.
+    const ids = [""];
+    for (const id of ids) if (id.length < 3) for (const c of ["a", "1", ":", '"', "\u0000"]) ids.push(id + c);
+    const pairs = ids.flatMap((id) => Array.from({ length: 13 }, (_, v) => [id, v] as const));
+    const cache = createDekCache({ maxEntries: pairs.length });
+    const keys = pairs.map(([id, v]) => {
+      const key = KeyBytes.random();
+      cache.set(id, v, key, W);
+      return key;
+    });
+    expect(cache.size).toBe(pairs.length);
+    pairs.forEach(([id, v], i) => expect(cache.get(id, v)).toBe(keys[i]));
+  });
+
+  it("evicts a developer's expired keys too, and keys the bound evicted do not confuse it", () => {
+    const c = clock();
+    const cache = createDekCache({ maxEntries: 3, ttlMs: 10, now: c.now });
+    cache.set("a", 1, KeyBytes.random(), W);
+    c.advance(11);
+    expect(cache.size).toBe(1); // expired, not yet dropped
+    cache.evictDeveloper("a");
+    expect(cache.size).toBe(0);
+
+    cache.set("a", 2, KeyBytes.random(), W);
+    cache.set("a", 3, KeyBytes.random(), W);
+    cache.set("b", 1, KeyBytes.random(), W);
+    cache.set("b", 2, KeyBytes.random(), W); // the bound evicts a/2
+    cache.set("a", 3, KeyBytes.random(), W); // replaced in place
+    cache.evictDeveloper("a");
+    expect(cache.size).toBe(2);
+    expect(cache.get("a", 3)).toBeUndefined();
+    expect(cache.get("b", 1)).toBeDefined();
+    expect(cache.get("b", 2)).toBeDefined();
+    cache.evictDeveloper("b");
+    expect(cache.size).toBe(0);
+  });
+
   it("does not zeroize on eviction, since a caller may still hold the key", () => {
     const c = clock();
     const cache = createDekCache({ maxEntries: 1, ttlMs: 10, now: c.now });
@@ -153,6 +192,7 @@ describe("DEK cache", () => {
     expect(() => createDekCache({ maxEntries: 1.5 })).toThrow();
     expect(() => createDekCache({ ttlMs: 0 })).toThrow();
     expect(() => createDekCache({ ttlMs: Number.NaN })).toThrow();
+    expect(() => createDekCache({ ttlMs: 1.5 })).toThrow(/ttlMs/);
   });
 });
 
