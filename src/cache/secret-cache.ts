@@ -101,18 +101,8 @@ export const GENERATION_TTL_MS = 3_600_000;
  * on a cluster. Names are `[A-Za-z0-9_]`, safe in keys as they are.
  */
 export function developerPrefix(developerId: string): string {
-  let prefix = prefixes.get(developerId);
-  if (prefix === undefined) {
-    prefix = `sec:{${createHash("sha256").update(developerId, "utf8").digest("hex").slice(0, 16)}}:`;
-    // Computed on every lookup: remembered for the developers seen lately (bounded).
-    if (prefixes.size >= MAX_REMEMBERED_PREFIXES) prefixes.clear();
-    prefixes.set(developerId, prefix);
-  }
-  return prefix;
+  return `sec:{${createHash("sha256").update(developerId, "utf8").digest("hex").slice(0, 16)}}:`;
 }
-
-const MAX_REMEMBERED_PREFIXES = 10_000;
-const prefixes = new Map<string, string>();
 
 export interface NameKeys {
   entry: string;
