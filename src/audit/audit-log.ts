@@ -6,13 +6,13 @@ import { storableEvent, storableText, type AuditEventInput } from "./audit-event
 
 /**
  * The audit writer (docs/design.md, Audit trail): one per process, queueing events in memory
- * and writing them in batched multi-row INSERTs.
+ * and writing them in batches, each one COPY.
  *
  * What must stay true:
  * - Chain order. Sequence and hash are assigned when an event enters the queue, in
  *   that order, and batches are written one at a time from the front of the queue,
  *   so rows reach the table in chain order.
- * - Nothing is dropped. A failed INSERT keeps its batch at the front and retries it
+ * - Nothing is dropped. A failed write keeps its batch at the front and retries it
  *   with capped backoff; `onError` is told each time. A full queue makes the
  *   developer who filled it wait (back-pressure), and nobody else.
  * - What is hashed is what is stored: an event is made storable (audit-event.ts)
@@ -55,15 +55,15 @@ export interface AuditLogOptions {
   db: Db;
   /** This process's chain, e.g. `${replicaId}:${processStartMillis}`; unique across all processes ever. */
   writerId: string;
-  /** Most events per INSERT; a batch this full is written at once. Default 1000. */
+  /** Most events per batch; a batch this full is written at once. Default 1000. */
   batchSize?: number;
   /** Longest an event waits before its batch is written. Default 100. */
   intervalMs?: number;
   /** Events one developer may have waiting before `record` waits too. Default 1000. */
   perDeveloperLimit?: number;
-  /** Longest pause between retries of a failed INSERT (backoff doubles from 50 ms up to this). Default 5000. */
+  /** Longest pause between retries of a failed batch (backoff doubles from 50 ms up to this). Default 5000. */
   maxRetryDelayMs?: number;
-  /** Told of every failed INSERT (the batch is kept and retried), with the number of events not yet committed. */
+  /** Told of every failed batch write (the batch is kept and retried), with the number of events not yet committed. */
   onError?: (e: unknown, pending: number) => void;
   /** The clock, for an event whose time cannot be stored (invalid or outside years 1–9999). */
   now?: () => Date;
