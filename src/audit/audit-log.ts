@@ -70,7 +70,7 @@ export interface AuditLogOptions {
 }
 
 /**
- * An event in the queue: its row already encoded for the INSERT (one string, not an
+ * An event in the queue: its row already encoded for the COPY (one string, not an
  * object of fifteen fields: see encodeAuditEvent), what the writer needs of it, and
  * who waits for its commit.
  */
@@ -202,7 +202,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     }
   }
 
-  /** The one writer: batches from the front of the queue, one INSERT at a time, until nothing is due. */
+  /** The one writer: batches from the front of the queue, one COPY at a time, until nothing is due. */
   async function pump(): Promise<void> {
     if (writing) return;
     writing = true;
@@ -248,7 +248,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   }
 
   /**
-   * One INSERT. A unique violation on (writer, sequence) is what a retry sees when
+   * One COPY. A unique violation on (writer, sequence) is what a retry sees when
    * the previous attempt committed but its acknowledgement was lost: if every row is
    * there with the same hash, the batch is written. Otherwise another process uses
    * this writer id, which must never happen; the error is reported and retried.
