@@ -5,7 +5,8 @@ import { sealValue } from "../src/crypto/value-cipher.js";
 import { KeyBytes } from "../src/crypto/key-bytes.js";
 import { createDataKeys, type DataKeys } from "../src/keys/data-keys.js";
 import type { Db, Queryable } from "../src/store/db.js";
-import { ensureActiveMasterKey, insertFirstDataKey, reserveEncryptions } from "../src/store/key-store.js";
+import { insertFirstDataKey, reserveEncryptions } from "../src/store/key-store.js";
+import { ensureActiveMasterKey } from "../src/store/master-key-store.js";
 
 /**
  * Seeds secrets directly through the store, encrypted exactly as the service would

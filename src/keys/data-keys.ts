@@ -5,6 +5,7 @@ import { KeyBytes } from "../crypto/key-bytes.js";
 import { AppError, integrityFailure } from "../api/errors.js";
 import type { Db, Queryable } from "../store/db.js";
 import * as keyStore from "../store/key-store.js";
+import { activeMasterKey } from "../store/master-key-store.js";
 import { writeConflict } from "../secrets/conflicts.js";
 
 /**
@@ -137,7 +138,7 @@ export function createDataKeys(deps: DataKeysDeps): DataKeys {
   }
 
   async function wrapNew(q: Queryable, developerId: string, fresh: KeyBytes) {
-    const kekId = await keyStore.activeMasterKey(q);
+    const kekId = await activeMasterKey(q);
     const version = await keyStore.nextDataKeyVersion(q);
     return { version, kekId, wrappedKey: await keyProvider.wrap(kekId, fresh, { developerId, dekVersion: version }) };
   }

@@ -1,7 +1,7 @@
 import type { SecretCache } from "../cache/secret-cache.js";
 import { AppError } from "../api/errors.js";
 import type { Db } from "../store/db.js";
-import * as keyStore from "../store/key-store.js";
+import { shredDeveloperRows } from "../store/shred-store.js";
 import { retryConflicts } from "../secrets/conflicts.js";
 
 /**
@@ -41,7 +41,7 @@ export function createDeveloperShred(deps: DeveloperShredDeps): (developerId: st
   return async (developerId) => {
     // No cache fence is needed: once every replica has dropped the unwrapped keys,
     // an entry left in (or filled into) the cache holds a ciphertext nobody can open.
-    const deleted = await retryConflicts(() => db.transaction((tx) => keyStore.shredDeveloperRows(tx, developerId)));
+    const deleted = await retryConflicts(() => db.transaction((tx) => shredDeveloperRows(tx, developerId)));
     // Evict first, whatever happens to the cache afterwards: this replica's keys and
     // the eviction every replica applies, so no replica keeps a shredded key.
     const evictionId = await deps.publishEviction(developerId);

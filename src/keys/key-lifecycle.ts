@@ -4,6 +4,7 @@ import type { KeyProvider } from "../crypto/key-provider.js";
 import { invalid } from "../api/errors.js";
 import type { Db } from "../store/db.js";
 import * as keyStore from "../store/key-store.js";
+import * as masterKeyStore from "../store/master-key-store.js";
 import * as replicaStore from "../store/replica-store.js";
 import { requireScope } from "../auth/authorize.js";
 import type { DataKeys } from "./data-keys.js";
@@ -205,7 +206,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
       activeKekId = keyId;
       deps.onEvent?.("master key activated", { keyId, previousKeyId });
       kick();
-      return { activeKeyId: keyId, previousKeyId, dataKeysToRewrap: await keyStore.countDataKeysToRewrap(db, keyId) };
+      return { activeKeyId: keyId, previousKeyId, dataKeysToRewrap: await masterKeyStore.countDataKeysToRewrap(db, keyId) };
     },
 
     async rotateDeveloperKey(p, rawDeveloperId) {
@@ -228,13 +229,13 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
       const operator = p.scopes.has("secrets:operator");
       const developerId = authorizeDeveloper(p, rawDeveloperId, "secrets:keys");
       const own = !operator || rawDeveloperId !== "";
-      const perKek = operator ? await keyStore.dataKeysPerMasterKey(db) : new Map<string, number>();
+      const perKek = operator ? await masterKeyStore.dataKeysPerMasterKey(db) : new Map<string, number>();
       // From the database, so every replica answers alike from the moment a rotation is recorded.
-      const active = operator ? await keyStore.activeMasterKey(db) : "";
+      const active = operator ? await masterKeyStore.activeMasterKey(db) : "";
       return {
         activeMasterKeyId: active,
         dataKeysPerMasterKey: perKek,
-        dataKeysToRewrap: operator ? await keyStore.countDataKeysToRewrap(db, active) : 0,
+        dataKeysToRewrap: operator ? await masterKeyStore.countDataKeysToRewrap(db, active) : 0,
         versionsToReencrypt: await keyStore.countCiphertextsToReencrypt(db, operator && rawDeveloperId === "" ? undefined : developerId),
         replicas: operator ? await replicaStore.liveReplicas(db) : [],
         dataKeys: own ? await keyStore.dataKeyInfos(db, developerId) : [],
@@ -243,7 +244,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
 
     async pendingJobs() {
       return {
-        rewrap: await keyStore.countDataKeysToRewrap(db, await keyStore.activeMasterKey(db)),
+        rewrap: await masterKeyStore.countDataKeysToRewrap(db, await masterKeyStore.activeMasterKey(db)),
         reencrypt: await keyStore.countCiphertextsToReencrypt(db),
       };
     },

@@ -1,7 +1,8 @@
 import type { KeyProvider } from "../crypto/key-provider.js";
 import { AppError, invalid } from "../api/errors.js";
 import type { Db } from "../store/db.js";
-import * as keyStore from "../store/key-store.js";
+import type { DataKeyRow } from "../store/key-store.js";
+import * as masterKeyStore from "../store/master-key-store.js";
 import * as replicaStore from "../store/replica-store.js";
 import { retryConflicts } from "../secrets/conflicts.js";
 
@@ -50,7 +51,7 @@ export function createMasterKeyRotation(deps: MasterKeyRotationDeps): MasterKeyR
           replicas: lacking.join(","),
         });
       }
-      return db.transaction((tx) => keyStore.setActiveMasterKey(tx, keyId));
+      return db.transaction((tx) => masterKeyStore.setActiveMasterKey(tx, keyId));
     },
 
     /**
@@ -61,13 +62,13 @@ export function createMasterKeyRotation(deps: MasterKeyRotationDeps): MasterKeyR
     rewrapBatch() {
       return retryConflicts(() =>
         db.transaction(async (tx) => {
-          const kek = await keyStore.activeMasterKey(tx, { forShare: true });
+          const kek = await masterKeyStore.activeMasterKey(tx, { forShare: true });
           deps.sawActiveMasterKey(kek);
           // Keys under a master key this replica lacks are left to a replica that holds it.
           const from = keyProvider.keyIds().filter((id) => id !== kek);
           if (!keyProvider.has(kek) || from.length === 0) return 0;
-          const rows = await keyStore.lockDataKeysToRewrap(tx, from, deps.batchSize);
-          const rewrapped: { row: keyStore.DataKeyRow; wrappedKey: Buffer }[] = [];
+          const rows = await masterKeyStore.lockDataKeysToRewrap(tx, from, deps.batchSize);
+          const rewrapped: { row: DataKeyRow; wrappedKey: Buffer }[] = [];
           for (const row of rows) {
             if (row.wrappedKey === null) continue;
             const context = { developerId: row.developerId, dekVersion: row.version };
@@ -78,7 +79,7 @@ export function createMasterKeyRotation(deps: MasterKeyRotationDeps): MasterKeyR
               dek.zeroize(); // our own unwrapped copy, never the one in the DEK cache
             }
           }
-          return keyStore.rewrapDataKeys(tx, rewrapped, kek);
+          return masterKeyStore.rewrapDataKeys(tx, rewrapped, kek);
         }),
       );
     },

@@ -1,6 +1,6 @@
 import type { KeyProvider } from "../crypto/key-provider.js";
 import type { Queryable } from "../store/db.js";
-import { dataKeysPerMasterKey, ensureActiveMasterKey } from "../store/key-store.js";
+import { dataKeysPerMasterKey, ensureActiveMasterKey } from "../store/master-key-store.js";
 
 /** The master keys configured do not cover what the database holds; the message names the missing key. */
 export class MasterKeyMissing extends Error {

@@ -1,7 +1,7 @@
 import type { KeyProvider } from "../crypto/key-provider.js";
 import { AppError } from "../api/errors.js";
 import type { Db } from "../store/db.js";
-import * as keyStore from "../store/key-store.js";
+import { activeMasterKey } from "../store/master-key-store.js";
 import * as replicaStore from "../store/replica-store.js";
 import type { DataKeys } from "./data-keys.js";
 
@@ -46,7 +46,7 @@ export function createReplicaCoordination(deps: ReplicaCoordinationDeps): Replic
   return {
     async heartbeat() {
       await replicaStore.heartbeat(db, replicaId, keyProvider.keyIds());
-      deps.sawActiveMasterKey(await keyStore.activeMasterKey(db));
+      deps.sawActiveMasterKey(await activeMasterKey(db));
       // Now and then, forget evictions every replica applied long ago (the DEK cache TTL is minutes).
       if (beats++ % 100 === 0) await replicaStore.pruneEvictions(db, 3_600);
     },

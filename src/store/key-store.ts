@@ -1,10 +1,13 @@
+import { selectAs } from "./columns.js";
 import type { Queryable } from "./db.js";
 
 /**
- * The SQL of the key hierarchy: the recorded active master key and the developers'
- * wrapped data keys. Unwrapped keys never reach this layer.
+ * The SQL of developers' data keys, stored wrapped: the active one a write seals
+ * under, rotation, and the re-encryption and retirement of the keys rotated away.
+ * The recorded active master key and the rewrap are in master-key-store.ts, a
+ * shred's deletions in shred-store.ts. Unwrapped keys never reach this layer.
  *
- * Lock order. Every transaction that touches a developer's data keys, secrets and
+ * Lock order, written here once for the whole store. Every transaction that touches a developer's data keys, secrets and
  * secret count takes its row locks in this order, and never the other way round,
  * so no two of them can wait for each other in a cycle:
  *
@@ -23,37 +26,6 @@ import type { Queryable } from "./db.js";
  * number of times and then answers ABORTED (secrets/conflicts.ts).
  */
 
-/**
- * Records `kekId` as the active master key if none is recorded yet, and returns the
- * recorded one. The first replica to start decides; later ones read its choice.
- */
-export async function ensureActiveMasterKey(q: Queryable, kekId: string): Promise<string> {
-  await q.query("INSERT INTO master_key_state (singleton, active_kek_id) VALUES (true, $1) ON CONFLICT DO NOTHING", [kekId]);
-  return activeMasterKey(q);
-}
-
-/**
- * The recorded active master key. With `forShare` the row stays locked until the
- * transaction ends, so RotateMasterKey (FOR UPDATE) waits for a rewrap batch that
- * read it and the next batch reads the new one: a key is never rewrapped back.
- */
-export async function activeMasterKey(q: Queryable, options: { forShare?: boolean } = {}): Promise<string> {
-  const { rows } = await q.query<{ active_kek_id: string }>(
-    `SELECT active_kek_id FROM master_key_state WHERE singleton${options.forShare ? " FOR SHARE" : ""}`,
-  );
-  const row = rows[0];
-  if (!row) throw new Error("no active master key is recorded");
-  return row.active_kek_id;
-}
-
-/** How many data keys each master key wraps; a start-up check that the keyring holds them all. */
-export async function dataKeysPerMasterKey(q: Queryable): Promise<Map<string, number>> {
-  const { rows } = await q.query<{ kek_id: string; n: number }>(
-    "SELECT kek_id, count(*) AS n FROM data_keys WHERE state <> 'retired' GROUP BY kek_id",
-  );
-  return new Map(rows.map((r) => [r.kek_id, r.n]));
-}
-
 /** A developer's data key as stored: wrapped under `kekId`. */
 export interface DataKeyRow {
   developerId: string;
@@ -64,23 +36,8 @@ export interface DataKeyRow {
   state: "active" | "retiring" | "retired";
 }
 
-interface RawDataKey {
-  developer_id: string;
-  version: number;
-  kek_id: string;
-  wrapped_key: Buffer | null;
-  state: DataKeyRow["state"];
-}
-
-const toDataKey = (r: RawDataKey): DataKeyRow => ({
-  developerId: r.developer_id,
-  version: r.version,
-  kekId: r.kek_id,
-  wrappedKey: r.wrapped_key,
-  state: r.state,
-});
-
-const DATA_KEY_COLUMNS = "developer_id, version, kek_id, wrapped_key, state";
+/** The columns of a DataKeyRow, read under its field names (master-key-store.ts reads them too). */
+export const DATA_KEY_COLUMNS = selectAs<DataKeyRow>(["developerId", "version", "kekId", "wrappedKey", "state"]);
 
 /**
  * The developer's active data key. With `forShare`, the row is locked FOR SHARE
@@ -92,19 +49,19 @@ export async function findActiveDataKey(
   developerId: string,
   options: { forShare?: boolean } = {},
 ): Promise<DataKeyRow | undefined> {
-  const { rows } = await q.query<RawDataKey>(
+  const { rows } = await q.query<DataKeyRow>(
     `SELECT ${DATA_KEY_COLUMNS} FROM data_keys WHERE developer_id = $1 AND state = 'active'${options.forShare ? " FOR SHARE" : ""}`,
     [developerId],
   );
-  return rows[0] ? toDataKey(rows[0]) : undefined;
+  return rows[0];
 }
 
 export async function findDataKey(q: Queryable, developerId: string, version: number): Promise<DataKeyRow | undefined> {
-  const { rows } = await q.query<RawDataKey>(
+  const { rows } = await q.query<DataKeyRow>(
     `SELECT ${DATA_KEY_COLUMNS} FROM data_keys WHERE developer_id = $1 AND version = $2`,
     [developerId, version],
   );
-  return rows[0] ? toDataKey(rows[0]) : undefined;
+  return rows[0];
 }
 
 /**
@@ -155,72 +112,16 @@ export async function reserveEncryptions(
   return rows[0]?.encryption_count;
 }
 
-/** Records a new active master key; returns the one it replaced. */
-export async function setActiveMasterKey(tx: Queryable, kekId: string): Promise<string> {
-  const { rows } = await tx.query<{ active_kek_id: string }>("SELECT active_kek_id FROM master_key_state WHERE singleton FOR UPDATE");
-  const previous = rows[0]?.active_kek_id;
-  if (previous === undefined) throw new Error("no active master key is recorded");
-  await tx.query("UPDATE master_key_state SET active_kek_id = $1, updated_at = now() WHERE singleton", [kekId]);
-  return previous;
-}
-
-/**
- * Live data keys wrapped under one of `fromKekIds` (the old master keys a replica
- * holds), locked for a rewrap. Found through the index on kek_id, so each batch
- * costs the same however many keys earlier batches rewrapped. Rows another
- * transaction holds are skipped (a replica's batch, or a write holding its key FOR
- * SHARE): each key is claimed by one replica at a time and rewrapped once.
- */
-export async function lockDataKeysToRewrap(tx: Queryable, fromKekIds: readonly string[], limit: number): Promise<DataKeyRow[]> {
-  const { rows } = await tx.query<RawDataKey>(
-    `SELECT ${DATA_KEY_COLUMNS} FROM data_keys
-     WHERE kek_id = ANY($1::text[]) AND state <> 'retired'
-     LIMIT $2 FOR UPDATE SKIP LOCKED`,
-    [fromKekIds, limit],
-  );
-  return rows.map(toDataKey);
-}
-
-export async function countDataKeysToRewrap(q: Queryable, activeKekId: string): Promise<number> {
-  const { rows } = await q.query<{ n: number }>(
-    "SELECT count(*) AS n FROM data_keys WHERE kek_id <> $1 AND state <> 'retired'",
-    [activeKekId],
-  );
-  return rows[0]?.n ?? 0;
-}
-
-/** Replaces the wrapping of locked data keys (same key bytes, new master key), in one statement. */
-export async function rewrapDataKeys(
-  tx: Queryable,
-  rewrapped: readonly { row: DataKeyRow; wrappedKey: Buffer }[],
-  kekId: string,
-): Promise<number> {
-  if (rewrapped.length === 0) return 0;
-  const { rowCount } = await tx.query(
-    `UPDATE data_keys k SET kek_id = $1, wrapped_key = w.wrapped_key
-     FROM unnest($2::text[], $3::int4[], $4::text[], $5::bytea[]) AS w(developer_id, version, old_kek_id, wrapped_key)
-     WHERE k.developer_id = w.developer_id AND k.version = w.version AND k.kek_id = w.old_kek_id`,
-    [
-      kekId,
-      rewrapped.map((r) => r.row.developerId),
-      rewrapped.map((r) => r.row.version),
-      rewrapped.map((r) => r.row.kekId),
-      rewrapped.map((r) => r.wrappedKey),
-    ],
-  );
-  return rowCount;
-}
-
 /**
  * Locks the developer's active data key FOR UPDATE (waiting for in-flight writes,
  * which hold it FOR SHARE) for a rotation.
  */
 export async function lockActiveForRotation(tx: Queryable, developerId: string): Promise<DataKeyRow | undefined> {
-  const { rows } = await tx.query<RawDataKey>(
+  const { rows } = await tx.query<DataKeyRow>(
     `SELECT ${DATA_KEY_COLUMNS} FROM data_keys WHERE developer_id = $1 AND state = 'active' FOR UPDATE`,
     [developerId],
   );
-  return rows[0] ? toDataKey(rows[0]) : undefined;
+  return rows[0];
 }
 
 /** Demotes the active key to retiring and inserts its successor, in the caller's transaction. */
@@ -327,31 +228,6 @@ export async function countCiphertextsToReencrypt(q: Queryable, developerId?: st
     [developerId ?? null],
   );
   return rows[0]?.n ?? 0;
-}
-
-/** What a shred deleted. */
-export interface ShredCounts {
-  secrets: number;
-  versions: number;
-  dataKeys: number;
-}
-
-/**
- * Deletes a developer's secrets, their versions and the developer's data keys, in
- * the lock order above: the data keys first (FOR UPDATE, which waits for every write
- * holding the active one), then the secrets (the versions go by cascade, and the
- * count follows through its trigger), then the keys. A write that commits a version
- * under a key while this runs makes the key's deletion fail on the foreign key
- * (23503): the caller retries, and the next attempt deletes that secret too. The
- * count row goes once it is zero (a create that commits meanwhile keeps it).
- */
-export async function shredDeveloperRows(tx: Queryable, developerId: string): Promise<ShredCounts> {
-  await tx.query("SELECT 1 FROM data_keys WHERE developer_id = $1 ORDER BY version FOR UPDATE", [developerId]);
-  const { rows } = await tx.query<{ n: number }>("SELECT count(*) AS n FROM secret_versions WHERE developer_id = $1", [developerId]);
-  const secrets = await tx.query("DELETE FROM secrets WHERE developer_id = $1", [developerId]);
-  const keys = await tx.query("DELETE FROM data_keys WHERE developer_id = $1", [developerId]);
-  await tx.query("DELETE FROM developer_secret_counts WHERE developer_id = $1 AND secrets = 0", [developerId]);
-  return { secrets: secrets.rowCount, versions: rows[0]?.n ?? 0, dataKeys: keys.rowCount };
 }
 
 export interface DataKeyInfoRow {

@@ -16,6 +16,8 @@ import { CACHE_ENTRY_KEY_OWNER, loadCacheEntryKey } from "../../src/keys/cache-e
 import { createDataKeys, type DataKeys } from "../../src/keys/data-keys.js";
 import type { Db, QueryResult } from "../../src/store/db.js";
 import * as keyStore from "../../src/store/key-store.js";
+import { ensureActiveMasterKey } from "../../src/store/master-key-store.js";
+import { shredDeveloperRows } from "../../src/store/shred-store.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
 
 const newDeveloper = () => `dev-${randomBytes(6).toString("hex")}`;
@@ -43,7 +45,7 @@ describe(`data keys on ${testDatabaseKind()}`, () => {
 
   beforeAll(async () => {
     t = await createTestDb();
-    await keyStore.ensureActiveMasterKey(t.db, "k1");
+    await ensureActiveMasterKey(t.db, "k1");
   });
   afterAll(async () => {
     await t?.cleanup();
@@ -153,7 +155,7 @@ describe(`data keys on ${testDatabaseKind()}`, () => {
     const keys = dataKeysOn(t.db);
     const dev = newDeveloper();
     await versionOf(keys, dev);
-    await t.db.transaction((tx) => keyStore.shredDeveloperRows(tx, dev));
+    await t.db.transaction((tx) => shredDeveloperRows(tx, dev));
     await expectRefusedWithoutKey(keys, dev, refuser());
   });
 
@@ -162,7 +164,7 @@ describe(`data keys on ${testDatabaseKind()}`, () => {
     const replicaB = dataKeysOn(t.db);
     const dev = newDeveloper();
     const shredded = await versionOf(replicaA, dev); // A remembers the key and holds its bytes
-    await t.db.transaction((tx) => keyStore.shredDeveloperRows(tx, dev));
+    await t.db.transaction((tx) => shredDeveloperRows(tx, dev));
     const fresh = await versionOf(replicaB, dev); // B makes the developer's next first key
     expect(fresh).not.toBe(shredded);
 

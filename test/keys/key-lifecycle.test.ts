@@ -12,6 +12,7 @@ import { createLocalKeyProvider } from "../../src/crypto/key-provider.js";
 import { createDataKeys } from "../../src/keys/data-keys.js";
 import { createKeyLifecycle } from "../../src/keys/key-lifecycle.js";
 import * as keyStore from "../../src/store/key-store.js";
+import { ensureActiveMasterKey } from "../../src/store/master-key-store.js";
 import { insertSecret } from "../../src/store/secret-store.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
 
@@ -27,7 +28,7 @@ describe(`ShredDeveloper with a failing cache clean-up, on ${testDatabaseKind()}
   let t: TestDb;
   beforeAll(async () => {
     t = await createTestDb();
-    await keyStore.ensureActiveMasterKey(t.db, "k1");
+    await ensureActiveMasterKey(t.db, "k1");
   });
   afterAll(async () => {
     await t?.cleanup();
