@@ -66,6 +66,42 @@ function brokenRules(edge: Edge): string[] {
 }
 
 /**
+ * The folder cycles of a graph: for each folder that can reach itself through
+ * imports of other folders, the path that closes the loop (as "a → b → a").
+ */
+function folderCycles(edges: readonly Edge[]): string[] {
+  const next = new Map<string, Set<string>>();
+  for (const e of edges) {
+    const from = folderOf(e.from);
+    const to = folderOf(e.to);
+    if (from === to || !e.from.includes("/")) continue; // src/main.ts sits above every folder
+    next.set(from, (next.get(from) ?? new Set()).add(to));
+  }
+  const cycles: string[] = [];
+  for (const start of next.keys()) {
+    const path = new Map<string, string | undefined>([[start, undefined]]);
+    const queue = [start];
+    while (queue.length > 0) {
+      const at = queue.shift() as string;
+      for (const to of next.get(at) ?? []) {
+        if (to === start) {
+          const loop = [start];
+          for (let p: string | undefined = at; p !== undefined && p !== start; p = path.get(p)) loop.splice(1, 0, p);
+          cycles.push([...loop, start].join(" → "));
+          queue.length = 0;
+          break;
+        }
+        if (!path.has(to)) {
+          path.set(to, at);
+          queue.push(to);
+        }
+      }
+    }
+  }
+  return cycles;
+}
+
+/**
  * The module specifiers a TypeScript file imports: `import … from`, `export … from`,
  * `import "…"` and `import("…")`, type-only imports included (they still tie the
  * folders together).
@@ -134,6 +170,12 @@ describe("the rules", () => {
     for (const edge of allowed) expect(brokenRules(edge), `${edge.from} → ${edge.to}`).toEqual([]);
   });
 
+  it("find a loop between folders, however long, and nothing in a chain", () => {
+    const edge = (from: string, to: string): Edge => ({ from: `${from}/x.ts`, to: `${to}/y.ts` });
+    expect(folderCycles([edge("secrets", "keys"), edge("keys", "store")])).toEqual([]);
+    expect(folderCycles([edge("secrets", "keys"), edge("keys", "store"), edge("store", "secrets")])).toContain("secrets → keys → store → secrets");
+  });
+
   it("read every form of import, and nothing that only mentions one", () => {
     const text = [
       'import { a } from "./a.js";',
@@ -165,6 +207,10 @@ describe("src/", () => {
     expect(unresolved).toEqual([]);
     // The graph was read: the composition root alone imports several folders.
     expect(edges.filter((e) => e.from === "main.ts").length).toBeGreaterThan(2);
+  });
+
+  it("has no loop between folders", () => {
+    expect(folderCycles(edges)).toEqual([]);
   });
 
   it("has no import that goes against a rule", () => {

@@ -6,7 +6,7 @@ import { AppError, integrityFailure } from "../api/errors.js";
 import type { Db, Queryable } from "../store/db.js";
 import * as keyStore from "../store/key-store.js";
 import { activeMasterKey } from "../store/master-key-store.js";
-import { writeConflict } from "../secrets/conflicts.js";
+import { writeConflict } from "../store/conflicts.js";
 
 /**
  * A data key ready to use: its version (unique for all time), the unwrapped bytes

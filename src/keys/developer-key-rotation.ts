@@ -4,7 +4,7 @@ import { openValue, sealValue } from "../crypto/value-cipher.js";
 import { AppError } from "../api/errors.js";
 import type { Db, Queryable } from "../store/db.js";
 import * as keyStore from "../store/key-store.js";
-import { retryConflicts } from "../secrets/conflicts.js";
+import { retryConflicts } from "../store/conflicts.js";
 import { DataKeyUnavailable, type DataKey, type DataKeys } from "./data-keys.js";
 
 /**

@@ -2,7 +2,7 @@ import type { SecretCache } from "../cache/secret-cache.js";
 import { AppError } from "../api/errors.js";
 import type { Db } from "../store/db.js";
 import { shredDeveloperRows } from "../store/shred-store.js";
-import { retryConflicts } from "../secrets/conflicts.js";
+import { retryConflicts } from "../store/conflicts.js";
 
 /**
  * Crypto-shredding (docs/design.md, Key lifecycle): a developer's secrets, data keys

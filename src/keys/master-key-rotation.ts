@@ -4,7 +4,7 @@ import type { Db } from "../store/db.js";
 import type { DataKeyRow } from "../store/key-store.js";
 import * as masterKeyStore from "../store/master-key-store.js";
 import * as replicaStore from "../store/replica-store.js";
-import { retryConflicts } from "../secrets/conflicts.js";
+import { retryConflicts } from "../store/conflicts.js";
 
 /**
  * Master key rotation (docs/design.md, Key lifecycle): a new master key is recorded

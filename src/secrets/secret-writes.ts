@@ -7,7 +7,7 @@ import type { DataKeys } from "../keys/data-keys.js";
 import type { Db, Queryable } from "../store/db.js";
 import * as store from "../store/secret-store.js";
 import * as versionStore from "../store/version-store.js";
-import { retryConflicts } from "./conflicts.js";
+import { retryConflicts } from "../store/conflicts.js";
 import type { RateLimiter } from "./rate-limiter.js";
 import { mustFind, toSecret, toVersion, versionNotFound, type Secret, type SecretVersion } from "./secret-rows.js";
 import {

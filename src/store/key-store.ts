@@ -23,7 +23,7 @@ import type { Queryable } from "./db.js";
  *
  * Postgres still aborts a transaction now and then (40001, 40P01, or a foreign
  * key that a concurrent commit made stale); the service retries those a bounded
- * number of times and then answers ABORTED (secrets/conflicts.ts).
+ * number of times and then answers ABORTED (conflicts.ts).
  */
 
 /** A developer's data key as stored: wrapped under `kekId`. */

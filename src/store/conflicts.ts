@@ -1,5 +1,5 @@
 import { AppError } from "../api/errors.js";
-import { DbError } from "../store/db.js";
+import { DbError } from "./db.js";
 
 /**
  * Transient aborts of a write, retried inside the service (store/key-store.ts has the

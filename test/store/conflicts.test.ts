@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { AppError } from "../../src/api/errors.js";
-import { MAX_WRITE_ATTEMPTS, retryConflicts } from "../../src/secrets/conflicts.js";
+import { MAX_WRITE_ATTEMPTS, retryConflicts } from "../../src/store/conflicts.js";
 import { DbError } from "../../src/store/db.js";
 
 /** An attempt that fails with `errors` in turn, then returns "written"; counts its calls. */
