@@ -13,7 +13,7 @@ import { createLocalKeyProvider } from "../../src/crypto/key-provider.js";
 import { openValue, sealValue } from "../../src/crypto/value-cipher.js";
 import { SUBJECT_PATTERN } from "../../src/auth/principal.js";
 import { CACHE_ENTRY_KEY_OWNER, loadCacheEntryKey } from "../../src/keys/cache-entry-key.js";
-import { createDataKeys, type DataKeys } from "../../src/keys/data-keys.js";
+import { DEK_ROTATE_AT, createDataKeys, type DataKeys } from "../../src/keys/data-keys.js";
 import type { Db, QueryResult } from "../../src/store/db.js";
 import * as keyStore from "../../src/store/key-store.js";
 import { ensureActiveMasterKey } from "../../src/store/master-key-store.js";
@@ -87,6 +87,21 @@ describe(`data keys on ${testDatabaseKind()}`, () => {
     expect(refusing.asked()).toBe(1);
     expect(await keyStore.findActiveDataKey(t.db, dev)).toBeUndefined();
   }
+
+  it("tells its rotation-due listener when a key's encryptions pass the soft limit, and not before", async () => {
+    const dev = newDeveloper();
+    const version = await versionOf(dataKeysOn(t.db), dev);
+    const due: string[] = [];
+    const keys = dataKeysOn(t.db);
+    keys.onRotationDue((developerId) => due.push(developerId));
+    await versionOf(keys, dev); // a fresh replica reserves a block far below the limit
+    expect(due).toEqual([]);
+    await t.db.query("UPDATE data_keys SET encryption_count = $3 WHERE developer_id = $1 AND version = $2", [dev, version, DEK_ROTATE_AT]);
+    const next = dataKeysOn(t.db);
+    next.onRotationDue((developerId) => due.push(developerId));
+    expect(await versionOf(next, dev)).toBe(version); // the write itself goes through
+    expect(due).toEqual([dev]);
+  });
 
   it("reads the active key once, then writes with the remembered one while its bytes are in memory", async () => {
     const c = counting(t.db);
