@@ -28,6 +28,11 @@ export interface WorkerTask {
    * `counterBase`), so that the reads spread over every developer's secrets.
    */
   tokens?: string[];
+  /**
+   * With `tokens`: call k uses the k-th token and the first request, once each, instead
+   * of drawing at random; with maxCalls = tokens.length, every developer is asked once.
+   */
+  eachTokenOnce?: boolean;
   inFlight: number;
   warmupMs: number;
   durationMs: number;
@@ -119,8 +124,9 @@ async function run(task: WorkerTask): Promise<WorkerResult> {
   const call = () =>
     new Promise<void>((resolve, reject) => {
       const i = counter++;
-      const metadata = spread ? (spread[pick(spread.length)] as grpc.Metadata) : metadataFor(task.token);
-      const r = spread ? pick(task.requests.length) : i % task.requests.length;
+      const k = i - task.counterBase;
+      const metadata = spread ? (spread[task.eachTokenOnce ? k % spread.length : pick(spread.length)] as grpc.Metadata) : metadataFor(task.token);
+      const r = task.eachTokenOnce ? 0 : spread ? pick(task.requests.length) : i % task.requests.length;
       const req = templated ? create(method.input as DescMessage, fill(task.requests[r], i) as never) : prebuilt[r];
       fn.call(client, req, metadata, (err: grpc.ServiceError | null) => (err ? reject(err) : resolve()));
     });
