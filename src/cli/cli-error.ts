@@ -1,4 +1,5 @@
 import { SecretsError, SecretsUnavailableError, isTransient } from "../client/index.js";
+import { redactSensitive } from "./sensitive.js";
 
 /**
  * How the CLI fails: one line on stderr, `secrets: <what went wrong>`, and an exit
@@ -43,6 +44,18 @@ export function describeError(e: unknown, address: string | undefined): { messag
     }
     return { message, exitCode: isTransient(e) ? EXIT.unavailable : EXIT.service, expected: true };
   }
-  const message = e instanceof Error ? e.message : String(e);
-  return { message: `unexpected error: ${message}`, exitCode: EXIT.service, expected: false };
+  // Third-party text (grpc-js, Node) may quote a token or a value: it is shown only on request.
+  return { message: "unexpected error (SECRETS_DEBUG=1 shows details, with the token and values redacted)", exitCode: EXIT.service, expected: false };
+}
+
+/**
+ * What the CLI prints on stderr for a failure: one `secrets: …` line, then, for an
+ * unexpected error and only when `debug`, its stack. Every line passes through
+ * redactSensitive, so neither holds the token or a value the command handled.
+ */
+export function failureText(e: unknown, address: string | undefined, debug: boolean): { text: string; exitCode: number } {
+  const { message, exitCode, expected } = describeError(e, address);
+  let text = `secrets: ${message}\n`;
+  if (!expected && debug) text += `${e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e)}\n`;
+  return { text: redactSensitive(text), exitCode };
 }

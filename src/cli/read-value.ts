@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { valueProblem } from "../client/index.js";
 import { CliError } from "./cli-error.js";
+import { rememberSensitive } from "./sensitive.js";
 
 /**
  * Where a secret value comes from on the command line: stdin (piped, or typed at a
@@ -45,6 +46,7 @@ export async function readValue(flags: ValueFlags, prompt: string): Promise<stri
   } else {
     value = trimNewline(decodeUtf8(await readStdin()), flags.keepNewline);
   }
+  rememberSensitive("value", value);
   const problem = valueProblem(value);
   if (problem) throw new CliError(problem);
   return value;

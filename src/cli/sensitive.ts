@@ -1,0 +1,25 @@
+import { createSecretRedactor } from "../client/index.js";
+
+/**
+ * The strings this CLI process must never print outside a command's own output:
+ * the token, and every value a command read or received. Commands register them as
+ * they come in; the error boundary (main.ts) passes each line it prints through
+ * `redactSensitive` as a safety net under messages that are built never to hold
+ * them, and as the one defence of SECRETS_DEBUG output, which shows third-party
+ * error text. One CLI process runs one command, so a process-wide list fits.
+ */
+
+const known: [label: string, value: string][] = [];
+
+/** Remembers `value` (labelled, e.g. "token" or a secret's name) as never to be printed in an error. */
+export function rememberSensitive(label: string, value: string): void {
+  if (value !== "") known.push([label, value]);
+}
+
+/** `text` with every remembered string, plain or encoded, replaced by `[REDACTED:label]`. */
+export function redactSensitive(text: string): string {
+  if (known.length === 0) return text;
+  // Unique keys: one label may have several values (the token as given and as trimmed).
+  const secrets = Object.fromEntries(known.map(([label, value], i) => [`${label}#${i}`, value]));
+  return createSecretRedactor(secrets)(text).replace(/\[REDACTED:(.*?)#\d+\]/g, "[REDACTED:$1]");
+}
