@@ -1,25 +1,49 @@
 import { SECRET_NAME_PATTERN, valueProblem } from "../client/index.js";
-import { parseEnvFile, type FileEntry, type FileProblem, type ParsedFile } from "./env-file.js";
+import { formatEnvLine, parseEnvFile, type FileEntry, type FileProblem, type ParsedFile } from "./env-file.js";
 
 /**
- * What `secrets import` reads: a .env file or a JSON object of `"NAME": "value"`,
- * checked whole before anything is written. Every problem is reported with its
- * line number; an invalid name is not repeated (it may be a value pasted into the
- * wrong place), and no value ever is.
+ * What `secrets import` reads and `secrets export` writes: a dotenv file or a JSON
+ * object of `"NAME": "value"`, checked whole before anything is written. Every
+ * problem is reported with its line number; an invalid name is not repeated (it may
+ * be a value pasted into the wrong place), and no value ever is.
  */
 
-/** The formats `import` reads. */
-export type ImportFormat = "env" | "json";
+/** The file formats of import and export. */
+export type FileFormat = "dotenv" | "json";
 
-/** The format of `path` when none is given: JSON for `.json`, .env otherwise. */
-export function formatOf(path: string): ImportFormat {
-  return path.toLowerCase().endsWith(".json") ? "json" : "env";
+/** The `--format` choices; `env` is another spelling of `dotenv`. */
+export const FORMAT_CHOICES = ["dotenv", "json", "env"] as const;
+
+/** The format asked for with `--format`, else JSON for a `.json` path, else dotenv. */
+export function formatOf(path: string | undefined, asked?: (typeof FORMAT_CHOICES)[number]): FileFormat {
+  if (asked !== undefined) return asked === "json" ? "json" : "dotenv";
+  return path?.toLowerCase().endsWith(".json") ? "json" : "dotenv";
 }
 
-/** Reads `text` and checks every entry against the API's rules. */
-export function readImportFile(text: string, format: ImportFormat): ParsedFile {
+/** A file read for import: the entries to write, those left out for an empty value, and the problems. */
+export interface ImportFile extends ParsedFile {
+  readonly skippedEmpty: FileEntry[];
+}
+
+/**
+ * Reads `text` and checks every entry against the API's rules. With `skipEmpty`,
+ * entries with an empty value are set aside instead of being problems.
+ */
+export function readImportFile(text: string, format: FileFormat, options: { skipEmpty?: boolean } = {}): ImportFile {
   const parsed = format === "json" ? parseJsonFile(text) : parseEnvFile(text);
-  return { entries: parsed.entries, problems: [...parsed.problems, ...checkEntries(parsed.entries)].sort((a, b) => a.line - b.line) };
+  const skip = (e: FileEntry) => options.skipEmpty === true && e.value === "";
+  const entries = parsed.entries.filter((e) => !skip(e));
+  return {
+    entries,
+    skippedEmpty: parsed.entries.filter(skip),
+    problems: [...parsed.problems, ...checkEntries(entries)].sort((a, b) => a.line - b.line),
+  };
+}
+
+/** The text of a file `import` reads back to `values`: JSON (an object) or dotenv (one line each). */
+export function formatFile(values: ReadonlyMap<string, string>, format: FileFormat): string {
+  if (format === "json") return `${JSON.stringify(Object.fromEntries(values), null, 2)}\n`;
+  return [...values].map(([name, value]) => `${formatEnvLine(name, value)}\n`).join("");
 }
 
 /** The name rule, each value's size and encoding, and names given twice. */

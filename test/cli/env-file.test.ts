@@ -77,7 +77,7 @@ describe("import checks", () => {
   it("reports every invalid name, empty or oversized value and repeated name by line, never a value", () => {
     const big = "x".repeat(64 * 1024 + 1);
     const text = ["GOOD=fine", "1BAD=secret-one", "EMPTY=", `BIG=${big}`, "GOOD=again", `${"N".repeat(129)}=secret-two`, "OK_64K=" + "y".repeat(64 * 1024)].join("\n");
-    const { problems } = readImportFile(text, "env");
+    const { problems } = readImportFile(text, "dotenv");
     expect(problems.map((p) => p.line)).toEqual([2, 3, 4, 5, 6]);
     expect(problems[0]?.message).toMatch(/^invalid name \(4 characters; names must match/);
     expect(problems[1]?.message).toBe("EMPTY: value is empty");
