@@ -53,6 +53,17 @@ describe(".env reading", () => {
 });
 
 describe(".env writing", () => {
+  it("single-quotes every value, writing ' as '\\'' as a POSIX shell reads it", () => {
+    expect(formatEnvLine("A", "plain")).toBe("A='plain'");
+    expect(formatEnvLine("A", "it's `cmd` $HOME")).toBe("A='it'\\''s `cmd` $HOME'");
+    expect(formatEnvLine("A", "a\r\nb")).toBe("A='a\r\nb'");
+  });
+
+  it("reads quoted parts joined by escapes, and keeps carriage returns inside quotes", () => {
+    expect(values("A='it'\\''s'\nB='x'\"y\"'z' # note\nC='one\r\ntwo'\r\nD=bare\r\n")).toEqual({ A: "it's", B: "xyz", C: "one\r\ntwo", D: "bare" });
+    expect(parseEnvFile("A='x'\\").problems).toEqual([{ line: 1, message: "unexpected text after the closing quote" }]);
+  });
+
   it.each([
     "plain",
     "base64+/==",

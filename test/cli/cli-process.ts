@@ -1,0 +1,67 @@
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { expect } from "vitest";
+import { redactSecrets } from "../../src/client/index.js";
+import { PROJECT_ROOT } from "../support/fixtures.js";
+
+/**
+ * The `secrets` CLI from the build (`node dist/cli/main.js`) as a child process,
+ * the way a user runs it, and the check that its output holds none of a test's
+ * marker strings (tokens, values) in any form.
+ */
+
+export const CLI_MAIN = join(PROJECT_ROOT, "dist", "cli", "main.js");
+
+/** What one CLI run printed, as text and as the bytes written. */
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  bytes: Buffer;
+}
+
+export interface CliRunOptions {
+  cwd: string;
+  /** Added to the test process's environment, from which every SECRETS_* variable is removed first. */
+  env?: Record<string, string>;
+  input?: string | Buffer;
+}
+
+/** The test process's environment without any SECRETS_* variable, plus `env`. */
+export function cliEnv(env: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("SECRETS_")));
+  return { ...clean, ...env };
+}
+
+/** Runs the CLI with `args` and resolves when it has exited and closed its output. */
+export function runCli(args: readonly string[], options: CliRunOptions): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI_MAIN, ...args], { cwd: options.cwd, env: cliEnv(options.env), stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (d: Buffer) => out.push(d));
+    child.stderr.on("data", (d: Buffer) => err.push(d));
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      const stdout = Buffer.concat(out);
+      const stderr = Buffer.concat(err);
+      resolve({ code, signal, stdout: stdout.toString("utf8"), stderr: stderr.toString("utf8"), bytes: Buffer.concat([stdout, stderr]) });
+    });
+    child.stdin.on("error", () => undefined); // a CLI that exits before reading its input
+    child.stdin.end(options.input ?? "");
+  });
+}
+
+/**
+ * Fails when any marker appears in the run's output: as bytes anywhere in stdout or
+ * stderr, or encoded (URL, JSON, hex, base64) as the SDK's redactor finds them.
+ */
+export function expectNoMarkers(result: CliResult, markers: readonly string[], what = "output"): void {
+  for (const marker of markers) {
+    expect(result.bytes.includes(Buffer.from(marker, "utf8")), `${what} holds a marker`).toBe(false);
+  }
+  const text = result.bytes.toString("latin1") + result.bytes.toString("utf8");
+  const named = Object.fromEntries(markers.map((m, i) => [`marker${i}`, m]));
+  expect(redactSecrets(text, named), `${what} holds an encoded marker`).toBe(text);
+}
