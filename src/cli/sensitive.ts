@@ -11,9 +11,16 @@ import { createSecretRedactor } from "../client/index.js";
 
 const known: [label: string, value: string][] = [];
 
+/**
+ * Shorter strings are not redacted: a value of one to three characters also stands
+ * in ordinary text (a path, a word of the message), and replacing every occurrence
+ * would garble the line while protecting next to nothing.
+ */
+const MIN_REDACTED_LENGTH = 4;
+
 /** Remembers `value` (labelled, e.g. "token" or a secret's name) as never to be printed in an error. */
 export function rememberSensitive(label: string, value: string): void {
-  if (value !== "") known.push([label, value]);
+  if (value.length >= MIN_REDACTED_LENGTH) known.push([label, value]);
 }
 
 /** `text` with every remembered string, plain or encoded, replaced by `[REDACTED:label]`. */

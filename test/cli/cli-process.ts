@@ -1,8 +1,10 @@
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expect } from "vitest";
-import { redactSecrets } from "../../src/client/index.js";
-import { PROJECT_ROOT } from "../support/fixtures.js";
+import { afterAll, beforeAll, expect } from "vitest";
+import { redactSecrets, type SecretsClient } from "../../src/client/index.js";
+import { PROJECT_ROOT, startTestService, type TestService } from "../support/fixtures.js";
 
 /**
  * The `secrets` CLI from the build (`node dist/cli/main.js`) as a child process,
@@ -64,4 +66,41 @@ export function expectNoMarkers(result: CliResult, markers: readonly string[], w
   const text = result.bytes.toString("latin1") + result.bytes.toString("utf8");
   const named = Object.fromEntries(markers.map((m, i) => [`marker${i}`, m]));
   expect(redactSecrets(text, named), `${what} holds an encoded marker`).toBe(text);
+}
+
+/** A service and a scratch directory for one test file's CLI runs. */
+export interface CliFixture {
+  svc: TestService;
+  /** The CLI's working directory. */
+  work: string;
+  /** A developer holding `secrets` (created through the SDK), its client, token and CLI. */
+  developer(id: string, secrets?: Record<string, string>): Promise<CliDeveloper>;
+}
+
+export interface CliDeveloper {
+  client: SecretsClient;
+  token: string;
+  cli(args: string[], input?: string | Buffer): Promise<CliResult>;
+}
+
+/** Starts the fixture before the file's tests (beforeAll) and removes it after them (afterAll). */
+export function useCliFixture(prefix: string): CliFixture {
+  const fixture = {
+    async developer(id: string, secrets: Record<string, string> = {}): Promise<CliDeveloper> {
+      const client = await fixture.svc.connectClient(id);
+      for (const [name, value] of Object.entries(secrets)) await client.secrets.create({ name, value });
+      const token = await fixture.svc.token(id);
+      const env = { SECRETS_ADDR: fixture.svc.address, SECRETS_TOKEN: token };
+      return { client, token, cli: (args, input) => runCli(args, { cwd: fixture.work, env, input }) };
+    },
+  } as CliFixture;
+  beforeAll(async () => {
+    fixture.work = mkdtempSync(join(tmpdir(), `secrets-cli-${prefix}-`));
+    fixture.svc = await startTestService();
+  });
+  afterAll(async () => {
+    await fixture.svc?.stop();
+    if (fixture.work) rmSync(fixture.work, { recursive: true, force: true });
+  });
+  return fixture;
 }

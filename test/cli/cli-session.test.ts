@@ -152,21 +152,21 @@ describe("a whole session", () => {
     const good = envFile();
     const imported = await cli(["import", file("good.env", good.text)]);
     expect(imported.code, imported.stderr).toBe(0);
-    expect(imported.stdout).toBe(`imported ${join(work, "good.env")}: 50 created, 0 updated, 0 skipped\n`);
+    expect(imported.stdout).toBe(`imported ${join(work, "good.env")}: 50 created, 0 updated\n`);
     for (const value of Object.values(good.expected)) expect(imported.stdout + imported.stderr).not.toContain(value);
     expect(JSON.parse((await cli(["list", "--json"])).stdout)).toHaveLength(51);
 
     // Importing again: existing names fail by default (nothing written), or are skipped or updated.
     const again = await cli(["import", join(work, "good.env")]);
     expect(again.code).toBe(1);
-    expect(again.stderr).toContain("50 name(s) already exist");
+    expect(again.stderr).toBe("secrets: 50 name(s) already exist; nothing was written: use --overwrite (or --on-conflict skip)\n");
     const partial = file("partial.json", JSON.stringify({ IMPORTED_00: "changed-0", NEW_FROM_JSON: "fresh" }, null, 2));
     const mixed = await cli(["import", partial, "--on-conflict", "update", "--json"]);
     expect(mixed.code, mixed.stderr).toBe(0);
-    expect(JSON.parse(mixed.stdout)).toEqual({ created: ["NEW_FROM_JSON"], updated: ["IMPORTED_00"], skipped: [] });
+    expect(JSON.parse(mixed.stdout)).toEqual({ created: ["NEW_FROM_JSON"], updated: ["IMPORTED_00"], skipped: [], skippedEmpty: [] });
     good.expected["IMPORTED_00"] = "changed-0";
     const skipped = await cli(["import", partial, "--on-conflict", "skip"]);
-    expect(skipped.stdout).toContain("0 created, 0 updated, 2 skipped");
+    expect(skipped.stdout).toContain("0 created, 0 updated, 2 skipped (already exist)");
 
     // export: .env and JSON, each reading back to every value.
     const everything = { ...good.expected, NEW_FROM_JSON: "fresh", stripe_key: "sk_test_second" };
@@ -275,8 +275,8 @@ describe("errors and edges", () => {
     expect(result.stdout).toBe("");
     expect(result.stderr).toContain("import stopped at line 3 (THIRD_ONE): PERMISSION_DENIED (NOT_ALLOWLISTED)");
     expect(result.stderr).toContain("THIRD_ONE was not written");
-    expect(result.stderr).toContain("written before the failure: created FIRST_ONE, SECOND_ONE");
-    expect(result.stderr).toContain("not attempted: 1 entry (FOURTH_ONE)");
+    expect(result.stderr).toContain("before line 3: 2 created, 0 updated");
+    expect(result.stderr).toContain("not attempted: 1 entry after line 3");
     expect(result.stderr).not.toMatch(/value-/);
     expect(result.stderr).not.toMatch(NO_STACK);
 

@@ -1,12 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { failureText } from "../../src/cli/cli-error.js";
 import { rememberSensitive } from "../../src/cli/sensitive.js";
-import { startTestService, type TestService } from "../support/fixtures.js";
-import { expectNoMarkers, runCli, type CliResult } from "./cli-process.js";
+import { expectNoMarkers, runCli, useCliFixture, type CliResult } from "./cli-process.js";
 
 // The CLI's error boundary, driven as a user meets it: `node dist/cli/main.js`
 // against a real service, through every failure path the CLI can reach, with a
@@ -14,9 +12,11 @@ import { expectNoMarkers, runCli, type CliResult } from "./cli-process.js";
 // code, and no byte of stdout or stderr holds a marker, with or without
 // SECRETS_DEBUG=1.
 
-let svc: TestService;
-let work: string;
+const fixture = useCliFixture("errors");
 let token: string;
+
+/** Each failure is checked as printed normally and with SECRETS_DEBUG=1. */
+const DEBUG_MODES: Record<string, string>[] = [{}, { SECRETS_DEBUG: "1" }];
 
 const marker = (kind: string) => `MARK${kind}${randomBytes(12).toString("hex")}`;
 
@@ -25,11 +25,11 @@ const NUL_VALUE = `${marker("NULVALUE")}\0after-the-nul`;
 const FAKE_TOKEN = `eyJhbGciOiJIUzI1NiJ9.${marker("TOKEN")}.c2ln`;
 
 function cli(args: string[], env: Record<string, string> = {}, input?: string | Buffer): Promise<CliResult> {
-  return runCli(args, { cwd: work, env: { SECRETS_ADDR: svc.address, SECRETS_TOKEN: token, ...env }, input });
+  return runCli(args, { cwd: fixture.work, env: { SECRETS_ADDR: fixture.svc.address, SECRETS_TOKEN: token, ...env }, input });
 }
 
 function file(name: string, content: string | Buffer): string {
-  const path = join(work, name);
+  const path = join(fixture.work, name);
   writeFileSync(path, content);
   return path;
 }
@@ -44,14 +44,7 @@ function expectFailure(result: CliResult, code: number, pattern: RegExp, markers
 }
 
 beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), "secrets-cli-errors-"));
-  svc = await startTestService();
-  token = await svc.token("boundary-dev");
-});
-
-afterAll(async () => {
-  await svc?.stop();
-  if (work) rmSync(work, { recursive: true, force: true });
+  token = await fixture.svc.token("boundary-dev");
 });
 
 describe("tokens as they come from files and flags", () => {
@@ -70,7 +63,7 @@ describe("tokens as they come from files and flags", () => {
 
   it("refuses a token with an inner control character without printing it, debug or not", async () => {
     const broken = `${token.slice(0, 20)}\u0001${token.slice(20)}`;
-    for (const debug of [{}, { SECRETS_DEBUG: "1" }]) {
+    for (const debug of DEBUG_MODES) {
       const result = await cli(["list"], { SECRETS_TOKEN: broken, ...debug });
       expectFailure(result, 2, /the token \(SECRETS_TOKEN or --token\) holds .* a control character/, [token, token.slice(21), FAKE_TOKEN]);
       const flag = await cli(["list", "--token", `${FAKE_TOKEN}\u0007`], { SECRETS_TOKEN: "", ...debug });
@@ -79,7 +72,7 @@ describe("tokens as they come from files and flags", () => {
   });
 
   it("a forged token with a trailing newline is UNAUTHENTICATED, not an unexpected error", async () => {
-    for (const debug of [{}, { SECRETS_DEBUG: "1" }]) {
+    for (const debug of DEBUG_MODES) {
       expectFailure(await cli(["list"], { SECRETS_TOKEN: `${FAKE_TOKEN}\n`, ...debug }), 1, /^secrets: UNAUTHENTICATED \(TOKEN_INVALID\)/, [FAKE_TOKEN]);
     }
   });
@@ -87,7 +80,7 @@ describe("tokens as they come from files and flags", () => {
 
 describe("every failure is one line without the token or a value", () => {
   it("unreachable address, NOT_FOUND, usage errors", async () => {
-    for (const debug of [{}, { SECRETS_DEBUG: "1" }]) {
+    for (const debug of DEBUG_MODES) {
       const unreachable = await cli(["get", "anything", "--timeout", "3000"], { SECRETS_ADDR: "127.0.0.1:1", ...debug });
       expectFailure(unreachable, 3, /^secrets: UNAVAILABLE: cannot reach the service at 127\.0\.0\.1:1/, [token]);
       expectFailure(await cli(["get", "NO_SUCH_SECRET"], debug), 1, /^secrets: NOT_FOUND \(SECRET_NOT_FOUND\)/, [token]);
@@ -102,7 +95,7 @@ describe("every failure is one line without the token or a value", () => {
     const created = await cli(["create", "NUL_HOLDER", "--value-file", file("nul.bin", NUL_VALUE)]);
     expect(created.code, created.stderr).toBe(0);
     const markers = [token, NUL_VALUE.slice(0, 20)];
-    for (const debug of [{}, { SECRETS_DEBUG: "1" }]) {
+    for (const debug of DEBUG_MODES) {
       for (const args of [["run", "--name", "NUL_HOLDER", "--"], ["run", "--"]]) {
         const ran = await cli([...args, "sh", "-c", "echo RAN-THE-COMMAND"], debug);
         expectFailure(ran, 2, /^secrets: refusing to run: the value of NUL_HOLDER holds a NUL byte/, markers);

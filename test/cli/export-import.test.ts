@@ -1,40 +1,17 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SecretsClient } from "../../src/client/index.js";
-import { startTestService, type TestService } from "../support/fixtures.js";
-import { expectNoMarkers, runCli, type CliResult } from "./cli-process.js";
+import { describe, expect, it } from "vitest";
+import { expectNoMarkers, runCli, useCliFixture } from "./cli-process.js";
 
 // `secrets export` and `secrets import` as a user runs them (the CLI as a child
 // process against a real service): files a shell can source safely, JSON that
 // imports back, no silent overwrite, and short summaries that name no value.
 
-let svc: TestService;
-let work: string;
+const fixture = useCliFixture("export");
+const developer = fixture.developer;
 
-beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), "secrets-cli-export-"));
-  svc = await startTestService();
-});
-
-afterAll(async () => {
-  await svc?.stop();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
-/** A developer with its own token and SDK client, and the CLI acting for it. */
-async function developer(id: string, secrets: Record<string, string> = {}) {
-  const token = await svc.token(id);
-  const client: SecretsClient = await svc.connectClient(id);
-  for (const [name, value] of Object.entries(secrets)) await client.secrets.create({ name, value });
-  const cli = (args: string[], input?: string): Promise<CliResult> =>
-    runCli(args, { cwd: work, env: { SECRETS_ADDR: svc.address, SECRETS_TOKEN: token }, input });
-  return { client, cli };
-}
-
-const path = (name: string) => join(work, name);
+const path = (name: string) => join(fixture.work, name);
 
 describe("export", () => {
   it("writes dotenv that sh and bash source back exactly, running nothing", async () => {
@@ -54,7 +31,7 @@ describe("export", () => {
     for (const line of text.split("\n").filter((l) => /^[A-Z]+=/.test(l))) expect(line).toMatch(/^[A-Z]+='/);
     for (const shell of ["sh", "bash"]) {
       for (const [name, value] of Object.entries(values)) {
-        const out = execFileSync(shell, ["-c", `set -a; . ./vars.env; printenv ${name}`], { cwd: work, encoding: "utf8" });
+        const out = execFileSync(shell, ["-c", `set -a; . ./vars.env; printenv ${name}`], { cwd: fixture.work, encoding: "utf8" });
         expect(out, `${shell} ${name}`).toBe(`${value}\n`);
       }
     }
@@ -139,8 +116,8 @@ describe("import", () => {
 
   it("a write that fails midway reports counts and lines, not a list of names", async () => {
     const id = "import-midway";
-    const limited = await svc.token(id, { allowlist: ["MANY_00", "MANY_01"] });
-    const result = await runCli(["import", manyFile()], { cwd: work, env: { SECRETS_ADDR: svc.address, SECRETS_TOKEN: limited } });
+    const limited = await fixture.svc.token(id, { allowlist: ["MANY_00", "MANY_01"] });
+    const result = await runCli(["import", manyFile()], { cwd: fixture.work, env: { SECRETS_ADDR: fixture.svc.address, SECRETS_TOKEN: limited } });
     expect(result.code).toBe(1);
     expect(result.stderr).toBe(
       [

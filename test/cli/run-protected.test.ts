@@ -1,41 +1,25 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { isProtectedEnvName, PROTECTED_ENV_NAMES } from "../../src/cli/env-denylist.js";
-import { startTestService, type TestService } from "../support/fixtures.js";
-import { expectNoMarkers, runCli, type CliResult } from "./cli-process.js";
+import { expectNoMarkers, useCliFixture } from "./cli-process.js";
 
 // `secrets run` against a real service, running real commands: a secret that would
 // override a loader or shell variable stops the command before it starts (unless
 // --allow-override names it), and the refusal names the secret, never its value.
 
-let svc: TestService;
-let work: string;
-
-beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), "secrets-cli-run-"));
-  svc = await startTestService();
-});
-
-afterAll(async () => {
-  await svc?.stop();
-  if (work) rmSync(work, { recursive: true, force: true });
-});
-
+const fixture = useCliFixture("run");
 const marker = () => `MARKRUN${randomBytes(12).toString("hex")}`;
 
-/** A developer holding `secrets`, and the CLI acting for it. */
+/** The CLI acting for a developer holding `secrets`. */
 async function developer(id: string, secrets: Record<string, string>) {
-  const client = await svc.connectClient(id);
-  for (const [name, value] of Object.entries(secrets)) await client.secrets.create({ name, value });
-  const token = await svc.token(id);
-  return (args: string[]): Promise<CliResult> => runCli(args, { cwd: work, env: { SECRETS_ADDR: svc.address, SECRETS_TOKEN: token } });
+  return (await fixture.developer(id, secrets)).cli;
 }
 
 describe("protected variables", () => {
   it.each(["BASH_ENV", "PATH", "LD_PRELOAD", "NODE_OPTIONS"])("a secret named %s stops the command, named, its value unshown", async (name) => {
+    const work = fixture.work;
     const ranFile = join(work, `ran-${name}`);
     const hook = join(work, `hook-${name}.sh`);
     writeFileSync(hook, `touch ${join(work, `hooked-${name}`)}\n`);
@@ -56,7 +40,7 @@ describe("protected variables", () => {
   });
 
   it("--allow-override lets the named secret through, and only that one", async () => {
-    const home = join(work, "alt-home");
+    const home = join(fixture.work, "alt-home");
     const cli = await developer("run-allowed", { HOME: home, NODE_PATH: "/opt/node-path", OTHER: "x" });
     const partial = await cli(["run", "--allow-override", "HOME", "--", "sh", "-c", 'printf %s "$HOME"']);
     expect(partial.code).toBe(2);
