@@ -51,11 +51,14 @@ export function describeError(e: unknown, address: string | undefined): { messag
 /**
  * What the CLI prints on stderr for a failure: one `secrets: …` line, then, for an
  * unexpected error and only when `debug`, its stack. Every line passes through
- * redactSensitive, so neither holds the token or a value the command handled.
+ * redactSensitive, so neither holds the token or a value the command handled; the
+ * stack, third-party text, is searched for their encoded forms too.
  */
 export function failureText(e: unknown, address: string | undefined, debug: boolean): { text: string; exitCode: number } {
   const { message, exitCode, expected } = describeError(e, address);
-  let text = `secrets: ${message}\n`;
-  if (!expected && debug) text += `${e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e)}\n`;
-  return { text: redactSensitive(text), exitCode };
+  let text = redactSensitive(`secrets: ${message}\n`);
+  if (!expected && debug) {
+    text += redactSensitive(`${e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e)}\n`, { encoded: true });
+  }
+  return { text, exitCode };
 }

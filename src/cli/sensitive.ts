@@ -23,10 +23,16 @@ export function rememberSensitive(label: string, value: string): void {
   if (value.length >= MIN_REDACTED_LENGTH) known.push([label, value]);
 }
 
-/** `text` with every remembered string, plain or encoded, replaced by `[REDACTED:label]`. */
-export function redactSensitive(text: string): string {
-  if (known.length === 0) return text;
+/**
+ * `text` with remembered strings replaced by `[REDACTED:label]`. By default only
+ * strings that stand in `text` as written are looked for, which is quick with many
+ * values (an import of thousands); `encoded` also looks for every string's URL, JSON,
+ * hex and base64 forms, which costs time in proportion to their number.
+ */
+export function redactSensitive(text: string, options: { encoded?: boolean } = {}): string {
+  const candidates = options.encoded ? known : known.filter(([, value]) => text.includes(value));
+  if (candidates.length === 0) return text;
   // Unique keys: one label may have several values (the token as given and as trimmed).
-  const secrets = Object.fromEntries(known.map(([label, value], i) => [`${label}#${i}`, value]));
+  const secrets = Object.fromEntries(candidates.map(([label, value], i) => [`${label}#${i}`, value]));
   return createSecretRedactor(secrets)(text).replace(/\[REDACTED:(.*?)#\d+\]/g, "[REDACTED:$1]");
 }

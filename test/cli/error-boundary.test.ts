@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { failureText } from "../../src/cli/cli-error.js";
+import { CliError, failureText } from "../../src/cli/cli-error.js";
 import { rememberSensitive } from "../../src/cli/sensitive.js";
 import { expectNoMarkers, runCli, useCliFixture, type CliResult } from "./cli-process.js";
 
@@ -141,5 +141,7 @@ describe("unexpected errors", () => {
     expect(debug).toMatch(/\n\s+at /);
     expect(debug).not.toContain(secretToken);
     expect(debug).not.toContain(secretValue);
+    // The one-line message is a safety net too, for text the CLI passes on from elsewhere.
+    expect(failureText(new CliError(`cannot use ${secretToken}`), undefined, false).text).toBe("secrets: cannot use [REDACTED:token]\n");
   });
 });
