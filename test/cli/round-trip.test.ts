@@ -64,7 +64,7 @@ describe("through the CLI and a service", () => {
   const fixture = useCliFixture("round-trip");
   let run = 0;
 
-  it("export (dotenv, JSON) → import for another developer gives every value back", { timeout: 300_000 }, async () => {
+  it("export (dotenv, JSON) → import for another developer gives every value back", { timeout: 600_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(secretsArb, async (secrets) => {
         run += 1;
