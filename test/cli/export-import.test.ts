@@ -80,6 +80,11 @@ describe("import", () => {
     const refused = await cli(["import", "empties.env"]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("line 2: EMPTY_1: value is empty");
+    writeFileSync(path("all-empty.env"), Array.from({ length: 25 }, (_, i) => `E${i}=\n`).join(""));
+    const many = await cli(["import", "all-empty.env"]);
+    expect(many.stderr.split("\n").filter((l) => l.startsWith("  line "))).toHaveLength(20);
+    expect(many.stderr).toContain("  … and 5 more (--verbose lists them all)\n");
+    expect((await cli(["import", "all-empty.env", "--verbose"])).stderr.split("\n").filter((l) => l.startsWith("  line "))).toHaveLength(25);
     const skipped = await cli(["import", "empties.env", "--skip-empty"]);
     expect(skipped).toMatchObject({ code: 0, stdout: "imported empties.env: 3 created, 0 updated, 2 skipped (empty)\n" });
     expect(await client.secrets.resolve(["A", "B", "C"])).toEqual({ A: "one", B: "two", C: "three" });

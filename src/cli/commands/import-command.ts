@@ -24,6 +24,9 @@ import type { Session } from "../session.js";
 
 type ConflictRule = "fail" | "skip" | "update";
 
+/** Problems listed without --verbose; a file of a thousand bad lines gets a screenful, then a count. */
+const PROBLEMS_SHOWN = 20;
+
 interface ImportOptions {
   format?: (typeof FORMAT_CHOICES)[number];
   onConflict: ConflictRule;
@@ -64,10 +67,10 @@ export function registerImportCommand(program: Command, session: Session): void 
       const { entries, skippedEmpty, problems } = readImportFile(text, formatOf(file, opts.format), { skipEmpty: opts.skipEmpty === true });
       for (const e of [...entries, ...skippedEmpty]) rememberSensitive(e.name, e.value);
       if (problems.length > 0) {
-        throw new CliError(
-          [`${file} has ${problems.length} problem(s); nothing was written`, ...problems.map((p) => `  line ${p.line}: ${p.message}`)].join("\n"),
-          EXIT.usage,
-        );
+        const shown = opts.verbose ? problems : problems.slice(0, PROBLEMS_SHOWN);
+        const lines = [`${file} has ${problems.length} problem(s); nothing was written`, ...shown.map((p) => `  line ${p.line}: ${p.message}`)];
+        if (shown.length < problems.length) lines.push(`  … and ${problems.length - shown.length} more (--verbose lists them all)`);
+        throw new CliError(lines.join("\n"), EXIT.usage);
       }
 
       const client = session.client(command);
