@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option, type ParseOptionsResult } from "commander";
 import { registerAuditCommands } from "./commands/audit-commands.js";
 import { registerExportCommand } from "./commands/export-command.js";
 import { registerImportCommand } from "./commands/import-command.js";
@@ -30,7 +30,7 @@ keys rotate-developer, keys shred.
 Exit codes: 0 done; 1 the service refused the request (the reason is printed),
 or keys shred found nothing stored for the developer; 2 bad usage or invalid
 input (nothing was sent); 3 the service was unreachable or did not answer in
-time. run exits with the command's own status.`;
+time. run exits with the command's own status. secrets --version prints the version.`;
 
 /** The package's version, from the package.json two levels up (of src/cli or dist/cli alike). */
 function packageVersion(): string {
@@ -38,11 +38,27 @@ function packageVersion(): string {
   return pkg.version;
 }
 
+/**
+ * The root command. `secrets --version` (or `-V`) prints the package's version, and
+ * only as the first argument: after a subcommand, `--version` is that command's own
+ * (`secrets access NAME --version 1`), which commander's `.version()` would take
+ * wherever it stands, as it does every root option.
+ */
+class SecretsProgram extends Command {
+  override parseOptions(args: string[]): ParseOptionsResult {
+    if (this.parent === null && (args[0] === "--version" || args[0] === "-V")) {
+      this.configureOutput().writeOut?.(`${packageVersion()}\n`);
+      // How commander itself ends with exitOverride (main.ts maps exit code 0 to success).
+      throw new CommanderError(0, "commander.version", packageVersion());
+    }
+    return super.parseOptions(args);
+  }
+}
+
 /** The program, its settings inherited by every command (so set before they are added). */
 export function buildProgram(session: Session): Command {
-  const program = new Command("secrets")
+  const program = new SecretsProgram("secrets")
     .description("the secrets service from the command line")
-    .version(packageVersion(), "-V, --version", "print the version")
     .addOption(new Option("--addr <host:port>", "the service's address").env("SECRETS_ADDR").default("127.0.0.1:50051"))
     .addOption(new Option("--token <jwt>", "bearer token (prefer SECRETS_TOKEN: a flag shows in the process list)").env("SECRETS_TOKEN"))
     .option("--tls", "connect with TLS (system root certificates)")
