@@ -46,9 +46,14 @@ function readOrCreate(path: string, make: () => string): string {
   chmodSync(path, 0o600);
   return readFileSync(path, "utf8");
 }
-/** The `buf curl` line printed in dev mode; works as printed from the project directory. */
+/**
+ * What dev mode prints at start: the token, the CLI set-up line and `buf curl` lines,
+ * each of which works as printed (from the project directory) against the address the
+ * server actually listens on.
+ */
 export function devBanner(port: number, host: string, token: string, tokenPath: string): string {
-  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const address = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const url = `http://${address}`;
   return [
     "",
     "Secrets service running in DEV MODE: embedded database, generated keys, loopback only. Not for production.",
@@ -57,7 +62,11 @@ export function devBanner(port: number, host: string, token: string, tokenPath: 
     "",
     `    ${token}`,
     "",
-    "Try it:",
+    "Use the secrets CLI (paste into your shell; secrets token mints more, secrets --help lists the commands):",
+    "",
+    `    export SECRETS_ADDR=${address} SECRETS_TOKEN=${token}`,
+    "",
+    "Or buf curl:",
     "",
     `    npx buf curl --protocol grpc --http2-prior-knowledge -H "authorization: Bearer ${token}" \\`,
     `      -d '{"name":"stripe_api_key","value":"sk_test_123","description":"Stripe test key"}' \\`,

@@ -25,10 +25,11 @@ import { startMetricsHttp } from "../observability/metrics-http.js";
 import { serverCredentials } from "../server/tls.js";
 import { startGrpcServer } from "../server/server.js";
 import type { Db } from "../store/db.js";
-import { openDatabase } from "../store/index.js";
+import { DataDirInUse, openDatabase } from "../store/index.js";
 import { schemaIsCurrent } from "../store/migrate.js";
 import { ConfigError, type Config } from "./config.js";
 import { loadOrCreateDevSecrets } from "./dev-mode.js";
+import { holdListenAddress, listenRefusal, type AddressHold } from "./listen-address.js";
 
 /**
  * The composition root: the only place that wires the parts together, from a
@@ -55,6 +56,17 @@ export interface StartOptions {
 }
 
 export async function startService(config: Config, options: StartOptions): Promise<RunningService> {
+  // Before anything is created (data directory, keys, migrations): an address in use stops start-up here.
+  const addressHold = await holdListenAddress(config.grpcAddr);
+  try {
+    return await wire(config, options, addressHold);
+  } finally {
+    await addressHold.release();
+  }
+}
+
+/** Everything after the listen address is held; the hold is released just before grpc-js binds it. */
+async function wire(config: Config, options: StartOptions, addressHold: AddressHold): Promise<RunningService> {
   const { log } = options;
   let masterKeys = config.masterKeys;
   let jwtKey: VerificationKey | undefined = config.jwtKey;
@@ -76,7 +88,12 @@ export async function startService(config: Config, options: StartOptions): Promi
   for (const key of keyring.values()) key.zeroize();
 
   const ownsDb = options.db === undefined;
-  const db = options.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, scopeChecks: config.dbScopeChecks }));
+  const db =
+    options.db ??
+    (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, scopeChecks: config.dbScopeChecks }).catch((e: unknown) => {
+      if (e instanceof DataDirInUse) throw new ConfigError(`${e.message}; stop that server or set SECRETS_DATA_DIR to another directory`);
+      throw e;
+    }));
   /** What to close, newest first, whether start-up finishes or fails half-way. */
   const closers: (() => Promise<void> | void)[] = [() => keyProvider.destroy()];
   if (ownsDb) closers.unshift(() => db.close());
@@ -150,6 +167,7 @@ export async function startService(config: Config, options: StartOptions): Promi
         maxTtlSeconds: config.jwtMaxTtlSeconds,
       }),
     );
+    await addressHold.release();
     const server = await startGrpcServer(config.grpcAddr, {
       secrets,
       keys,
@@ -161,6 +179,9 @@ export async function startService(config: Config, options: StartOptions): Promi
       onCallEnd: callObserver(metrics),
       credentials: tlsCredentials(config),
       ...(config.tls?.clientCaFile ? { operatorIdentities: new Set(config.operatorIdentities) } : {}),
+    }).catch(async (e: unknown) => {
+      // Taken by another process since it was released: the same one line as at the start.
+      throw (await listenRefusal(config.grpcAddr)) ?? e;
     });
     let metricsPort: number | undefined;
     if (config.metricsAddr) {

@@ -1,6 +1,9 @@
-import { Command, Option } from "commander";
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, Option, type ParseOptionsResult } from "commander";
+import { registerAuditCommands } from "./commands/audit-commands.js";
 import { registerExportCommand } from "./commands/export-command.js";
 import { registerImportCommand } from "./commands/import-command.js";
+import { registerKeyCommands } from "./commands/key-commands.js";
 import { registerRunCommand } from "./commands/run-command.js";
 import { registerSecretCommands } from "./commands/secret-commands.js";
 import { registerTokenCommand } from "./commands/token-command.js";
@@ -20,13 +23,41 @@ Values are read from stdin or --value-file. --value works but is discouraged: th
 value shows in the process list (ps) and in your shell history. Only access,
 resolve and export print values.
 
-Exit codes: 0 done; 1 the service refused the request (the reason is printed);
-2 bad usage or invalid input (nothing was sent); 3 the service was unreachable
-or did not answer in time. run exits with the command's own status.`;
+Operators (a token with the secrets:operator scope; in dev mode
+secrets token --scope operator): audit list, keys status, keys rotate-master,
+keys rotate-developer, keys shred.
+
+Exit codes: 0 done; 1 the service refused the request (the reason is printed),
+or keys shred found nothing stored for the developer; 2 bad usage or invalid
+input (nothing was sent); 3 the service was unreachable or did not answer in
+time. run exits with the command's own status. secrets --version prints the version.`;
+
+/** The package's version, from the package.json two levels up (of src/cli or dist/cli alike). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/**
+ * The root command. `secrets --version` (or `-V`) prints the package's version, and
+ * only as the first argument: after a subcommand, `--version` is that command's own
+ * (`secrets access NAME --version 1`), which commander's `.version()` would take
+ * wherever it stands, as it does every root option.
+ */
+class SecretsProgram extends Command {
+  override parseOptions(args: string[]): ParseOptionsResult {
+    if (this.parent === null && (args[0] === "--version" || args[0] === "-V")) {
+      this.configureOutput().writeOut?.(`${packageVersion()}\n`);
+      // How commander itself ends with exitOverride (main.ts maps exit code 0 to success).
+      throw new CommanderError(0, "commander.version", packageVersion());
+    }
+    return super.parseOptions(args);
+  }
+}
 
 /** The program, its settings inherited by every command (so set before they are added). */
 export function buildProgram(session: Session): Command {
-  const program = new Command("secrets")
+  const program = new SecretsProgram("secrets")
     .description("the secrets service from the command line")
     .addOption(new Option("--addr <host:port>", "the service's address").env("SECRETS_ADDR").default("127.0.0.1:50051"))
     .addOption(new Option("--token <jwt>", "bearer token (prefer SECRETS_TOKEN: a flag shows in the process list)").env("SECRETS_TOKEN"))
@@ -44,5 +75,7 @@ export function buildProgram(session: Session): Command {
   registerExportCommand(program, session);
   registerRunCommand(program, session);
   registerTokenCommand(program, session);
+  registerKeyCommands(program, session);
+  registerAuditCommands(program, session);
   return program;
 }

@@ -2,10 +2,22 @@
  * The secrets SDK, imported as `secrets-service/client`: a client of
  * `secrets.v1.SecretService` with plain objects in and out, typed errors to branch
  * on, deadlines, retries of idempotent calls and an opt-in cache for agent runtimes;
+ * KeyService (`client.keys`) and AuditService (`client.audit`) for key holders and operators;
  * the secrets a task definition references (and resolving them in one call); and
  * redaction of secret values from text before it is shown or stored.
  */
 export { SecretsClient, type SecretsApi, type SecretsClientOptions } from "./secrets-client.js";
+export type {
+  DataKeyInfo,
+  DataKeyState,
+  DeveloperKeyRotation,
+  KeyApi,
+  KeyStatus,
+  MasterKeyRotation,
+  ReplicaInfo,
+  ShredResult,
+} from "./key-api.js";
+export type { AuditApi, AuditEvent, ListAuditEventsOptions } from "./audit-api.js";
 export {
   SecretsError,
   SecretsUnavailableError,

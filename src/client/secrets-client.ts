@@ -5,6 +5,9 @@ import { secretOf, versionOf } from "./convert.js";
 import { RESOLVE_MAX_NAMES } from "./limits.js";
 import { retryPolicy, withRetries, type RetryOptions, type RetryPolicy } from "./retry.js";
 import { createTransport, type TlsOptions, type TokenSource, type Transport } from "./transport.js";
+import { createAuditApi, type AuditApi } from "./audit-api.js";
+import { createKeyApi, type KeyApi } from "./key-api.js";
+import { pages, type UnaryCall } from "./unary-call.js";
 import type {
   AccessedSecret,
   CallOptions,
@@ -17,7 +20,8 @@ import type {
 import { createValueCache, type CacheOptions, type ValueCache } from "./value-cache.js";
 
 /**
- * The SDK's entry point: `secrets.v1.SecretService` as plain async functions.
+ * The SDK's entry point: `secrets.v1.SecretService` as plain async functions, with
+ * KeyService as `keys` (key-api.ts) and AuditService as `audit` (audit-api.ts).
  *
  * Every call has a deadline (default 10 s, retries included). Calls that only read
  * (get, list pages, access, versions pages, resolve) are retried on UNAVAILABLE with
@@ -79,6 +83,10 @@ type Methods = (typeof SecretService)["method"];
 export class SecretsClient {
   /** The SecretService calls. */
   readonly secrets: SecretsApi;
+  /** The KeyService calls (key status, rotations, shredding): for key holders and operators. */
+  readonly keys: KeyApi;
+  /** The AuditService calls: the audit trail, newest first. */
+  readonly audit: AuditApi;
   readonly #transport: Transport;
   readonly #deadlineMs: number;
   readonly #retry: RetryPolicy;
@@ -98,6 +106,9 @@ export class SecretsClient {
       channelOptions: options.channelOptions,
     });
     this.secrets = this.#api();
+    const call: UnaryCall = (method, request, idempotent, options) => this.#call(method, request, idempotent, options);
+    this.keys = createKeyApi(call);
+    this.audit = createAuditApi(call);
   }
 
   /** Closes the channel; calls made afterwards fail. */
@@ -136,15 +147,6 @@ export class SecretsClient {
   #api(): SecretsApi {
     const m: Methods = SecretService.method;
     const client = this;
-
-    async function* pages<T>(fetch: (pageToken: string) => Promise<{ items: T[]; next: string }>): AsyncGenerator<T> {
-      let pageToken = "";
-      do {
-        const page = await fetch(pageToken);
-        yield* page.items;
-        pageToken = page.next;
-      } while (pageToken !== "");
-    }
 
     const fetchAccess = (name: string, version: number, options: CallOptions | undefined) =>
       client.#call(m.accessSecret, { name, version }, true, options).then((r) => ({ name: r.name, version: r.version, value: r.value }));

@@ -12,7 +12,7 @@ import { openPglite } from "./pglite-db.js";
 export { DbError, isUniqueViolation, type Db, type QueryResult, type Queryable } from "./db.js";
 export { migrate } from "./migrate.js";
 export { openPostgres, type PostgresOptions } from "./pg-db.js";
-export { PGLITE_IN_MEMORY, openPglite } from "./pglite-db.js";
+export { DataDirInUse, PGLITE_IN_MEMORY, openPglite } from "./pglite-db.js";
 export { MIGRATIONS, type Migration } from "./schema.js";
 
 /**

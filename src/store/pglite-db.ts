@@ -165,6 +165,11 @@ export async function openPglite(dataDir: string, options: { scopeChecks?: boole
   );
 }
 
+/** Another live process holds the data directory's lock; the message names the directory and, when known, the process. */
+export class DataDirInUse extends Error {
+  override readonly name = "DataDirInUse";
+}
+
 /**
  * `<dataDir>/.lock`, created with O_EXCL and holding the owner's pid. Two PGlite
  * instances writing one directory would corrupt it; this makes the second fail
@@ -198,9 +203,9 @@ class DataDirLock {
       if (pid === undefined) {
         // Empty or garbled. A fresh one is an owner between create and write;
         // an old one is debris from a crash in that instant.
-        if (await isRecent(file)) throw new Error(`data directory ${dataDir} is being opened by another process`);
+        if (await isRecent(file)) throw new DataDirInUse(`data directory ${dataDir} is being opened by another process`);
       } else if (isAlive(pid)) {
-        throw new Error(`data directory ${dataDir} is in use by process ${pid}`);
+        throw new DataDirInUse(`data directory ${dataDir} is in use by process ${pid}`);
       }
       await takeOver(file, held);
     }

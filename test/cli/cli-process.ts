@@ -104,3 +104,11 @@ export function useCliFixture(prefix: string): CliFixture {
   });
   return fixture;
 }
+
+/** A runner whose every call carries `env` (e.g. SECRETS_ADDR and SECRETS_TOKEN); `run.env` adds to it. */
+export function cliRunner(
+  env: Record<string, string>,
+  cwd: string = PROJECT_ROOT,
+): (args: string[], run?: { env?: Record<string, string>; input?: string }) => Promise<CliResult> {
+  return (args, run = {}) => runCli(args, { cwd, env: { ...env, ...run.env }, input: run.input ?? "" });
+}

@@ -242,12 +242,8 @@ describe("errors and edges", () => {
     }
   });
 
-  it("token: dev mode only, never operator, scopes and allowlists as asked", async () => {
-    const operator = await cli(["token", "--data-dir", server.dataDir, "--scope", "operator"]);
-    expect(operator.code).toBe(2);
-    expect(operator.stderr).toMatch(/operator scope is never minted/);
-    expect(operator.stdout).toBe("");
-
+  // The operator scope, minted only on request and with a warning: test/cli/operator-commands.test.ts.
+  it("token: dev mode only, scopes and allowlists as asked", async () => {
     const notDev = await cli(["token", "--data-dir", work]);
     expect(notDev.code).toBe(2);
     expect(notDev.stderr).toMatch(/^secrets: no dev-mode JWT secret at .*jwt-secret: `secrets token` works only with the data directory of a dev-mode server/);
