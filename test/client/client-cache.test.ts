@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CacheOptions, SecretsClient } from "../../src/client/index.js";
+import type { CacheOptions, SecretsClient } from "@secrets-service/client";
 import { startTestService, type TestService } from "../support/fixtures.js";
 import { callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
 

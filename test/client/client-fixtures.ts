@@ -1,4 +1,4 @@
-import { SecretsError } from "../../src/client/index.js";
+import { SecretsError } from "@secrets-service/client";
 import { expectFailure } from "../support/expect-failure.js";
 import type { LogCapture } from "../support/fixtures.js";
 

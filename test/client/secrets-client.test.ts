@@ -10,7 +10,7 @@ import {
   SecretsUnavailableError,
   resolveTaskSecrets,
   type SecretsClientOptions,
-} from "../../src/client/index.js";
+} from "@secrets-service/client";
 import { startTestService, taskFixturesDirectory, type TestService } from "../support/fixtures.js";
 import { all, callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
 

@@ -1,7 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { SecretsError } from "../../src/client/errors.js";
-import { createValueCache } from "../../src/client/value-cache.js";
+import { SecretsError } from "../../packages/client/src/errors.js";
+import { createValueCache } from "../../packages/client/src/value-cache.js";
 
 // The SDK's value cache on its own, with a test clock: bound, TTL and the
 // stale-if-error window (client-cache.test.ts runs it against the real service).

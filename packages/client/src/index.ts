@@ -14,7 +14,7 @@ export {
   type SecretsReason,
   type StatusCodeName,
 } from "./errors.js";
-export type { Reason } from "../api/errors.js";
+export { LIMITS, LIST_METADATA_KEYS, type ListMetadataKey, type Reason } from "./contract.js";
 export { SECRET_NAME_PATTERN, VALUE_MAX_BYTES, RESOLVE_MAX_NAMES, valueProblem } from "./limits.js";
 export type { RetryOptions } from "./retry.js";
 export type { CacheOptions } from "./value-cache.js";

@@ -1,6 +1,6 @@
 import type { DescMessage, DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { ChannelOptions } from "@grpc/grpc-js";
-import { SecretService } from "../api/gen/secrets/v1/secrets_pb.js";
+import { SecretService } from "./gen/secrets/v1/secrets_pb.js";
 import { secretOf, versionOf } from "./convert.js";
 import { RESOLVE_MAX_NAMES } from "./limits.js";
 import { retryPolicy, withRetries, type RetryOptions, type RetryPolicy } from "./retry.js";

@@ -3,7 +3,7 @@ import {
   VersionState as ProtoVersionState,
   type Secret as ProtoSecret,
   type SecretVersion as ProtoSecretVersion,
-} from "../api/gen/secrets/v1/secrets_pb.js";
+} from "./gen/secrets/v1/secrets_pb.js";
 import type { JsonObject, Secret, SecretVersion, VersionState } from "./types.js";
 
 /**

@@ -1,9 +1,9 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
-import { REASONS, type Reason } from "../api/errors.js";
-import { ErrorInfoSchema, RequestInfoSchema, type ErrorInfo } from "../api/gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../api/gen/google/rpc/status_pb.js";
+import { REASONS, type Reason } from "./contract.js";
+import { ErrorInfoSchema, RequestInfoSchema, type ErrorInfo } from "./gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "./gen/google/rpc/status_pb.js";
 
 /**
  * Failed calls as the SDK reports them. Every failure is a SecretsError carrying
