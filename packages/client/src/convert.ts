@@ -4,6 +4,8 @@ import {
   type Secret as ProtoSecret,
   type SecretVersion as ProtoSecretVersion,
 } from "./gen/secrets/v1/secrets_pb.js";
+import { status } from "@grpc/grpc-js";
+import { clientFailure } from "./errors.js";
 import type { JsonObject, Secret, SecretVersion, VersionState } from "./types.js";
 
 /**
@@ -13,7 +15,7 @@ import type { JsonObject, Secret, SecretVersion, VersionState } from "./types.js
 
 /** A generated Secret as a plain object. */
 export function secretOf(message: ProtoSecret | undefined): Secret {
-  if (!message) throw new Error("the service answered without a secret");
+  if (!message) throw clientFailure(status.INTERNAL, "CLIENT_INTERNAL", "the service answered without a secret");
   return {
     id: message.id,
     name: message.name,
@@ -30,7 +32,7 @@ export function secretOf(message: ProtoSecret | undefined): Secret {
 
 /** A generated SecretVersion as a plain object. */
 export function versionOf(message: ProtoSecretVersion | undefined): SecretVersion {
-  if (!message) throw new Error("the service answered without a version");
+  if (!message) throw clientFailure(status.INTERNAL, "CLIENT_INTERNAL", "the service answered without a version");
   return {
     version: message.version,
     state: stateOf(message.state),
@@ -46,7 +48,7 @@ function stateOf(state: ProtoVersionState): VersionState {
     case ProtoVersionState.DESTROYED:
       return "destroyed";
     default:
-      throw new Error(`the service sent an unknown version state (${state})`);
+      throw clientFailure(status.INTERNAL, "CLIENT_INTERNAL", `the service sent an unknown version state (${state})`);
   }
 }
 

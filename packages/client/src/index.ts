@@ -1,16 +1,20 @@
 /**
- * The secrets SDK, imported as `secrets-service/client`: a client of
+ * The secrets SDK, the package `@secrets-service/client`: a client of
  * `secrets.v1.SecretService` with plain objects in and out, typed errors to branch
  * on, deadlines, retries of idempotent calls and an opt-in cache for agent runtimes;
  * the secrets a task definition references (and resolving them in one call); and
  * redaction of secret values from text before it is shown or stored.
  */
 export { SecretsClient, type SecretsApi, type SecretsClientOptions } from "./secrets-client.js";
+export { parseAddress, DEFAULT_PORT, type ServiceAddress } from "./address.js";
 export {
   SecretsError,
   SecretsUnavailableError,
   SecretsDeadlineError,
+  SecretsTokenError,
+  CLIENT_REASONS,
   isTransient,
+  type ClientReason,
   type SecretsReason,
   type StatusCodeName,
 } from "./errors.js";
@@ -18,7 +22,8 @@ export { LIMITS, LIST_METADATA_KEYS, type ListMetadataKey, type Reason } from ".
 export { SECRET_NAME_PATTERN, VALUE_MAX_BYTES, RESOLVE_MAX_NAMES, valueProblem } from "./limits.js";
 export type { RetryOptions } from "./retry.js";
 export type { CacheOptions } from "./value-cache.js";
-export type { TlsOptions, TokenSource } from "./transport.js";
+export type { TlsOptions } from "./transport.js";
+export type { TokenSource } from "./token.js";
 export type {
   AccessedSecret,
   CallOptions,
