@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { SecretsClient, type TlsOptions } from "../client/index.js";
+import { parseAddress, SecretsClient, type TlsOptions } from "../client/index.js";
 import { CliError, EXIT } from "./cli-error.js";
 
 /**
@@ -24,7 +24,7 @@ export interface Session {
   options(command: Command): GlobalOptions;
   /** The SDK client for `command`'s global options (made once). */
   client(command: Command): SecretsClient;
-  /** The address in use, once a client exists (for error hints). */
+  /** The address in use as `host:port`, once a client exists (for error hints). */
   readonly address: string | undefined;
   close(): void;
 }
@@ -49,9 +49,21 @@ export function createSession(): Session {
       }
       const deadlineMs = Number(opts.timeout);
       if (!Number.isInteger(deadlineMs) || deadlineMs <= 0) throw new CliError("--timeout must be a positive number of milliseconds");
-      const tls: TlsOptions = opts.ca ? { ca: opts.ca } : opts.tls === true;
-      address = opts.addr;
-      client = new SecretsClient({ address: opts.addr, token: opts.token, tls, deadlineMs });
+      // The SDK's one address syntax; an https:// address turns TLS on, --tls and --ca add to it.
+      let target: string;
+      try {
+        target = parseAddress(opts.addr).target;
+      } catch (e) {
+        throw new CliError(`--addr (SECRETS_ADDR): ${(e as Error).message}`, EXIT.usage);
+      }
+      const tls: TlsOptions | undefined = opts.ca ? { ca: opts.ca } : opts.tls === true ? true : undefined;
+      try {
+        client = new SecretsClient({ address: opts.addr, token: opts.token, tls, deadlineMs });
+      } catch (e) {
+        if (e instanceof TypeError) throw new CliError(e.message.replace(/^SecretsClient: /, ""), EXIT.usage);
+        throw e;
+      }
+      address = target;
       return client;
     },
     get address() {

@@ -88,7 +88,7 @@ describe("the SDK package", () => {
     ].join("\n");
     const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], { cwd: PROJECT_ROOT });
     const keys = JSON.parse(stdout) as { sdk: string[]; contract: string[] };
-    for (const name of ["SecretsClient", "SecretsError", "collectSecretReferences", "resolveTaskSecrets", "redactSecrets"]) {
+    for (const name of ["SecretsClient", "SecretsError", "SecretsTokenError", "parseAddress", "collectSecretReferences", "resolveTaskSecrets", "redactSecrets"]) {
       expect(keys.sdk).toContain(name);
     }
     expect(keys.contract).toEqual(expect.arrayContaining(["LIMITS", "NAME_PATTERN", "REASONS", "LIST_METADATA_KEYS"]));
