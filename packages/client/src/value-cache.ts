@@ -17,7 +17,7 @@ import type { AccessedSecret } from "./types.js";
  * - Stale-if-error: when a refresh fails UNAVAILABLE or DEADLINE_EXCEEDED, an entry
  *   that expired at most `staleIfErrorMs` ago answers instead; any other failure
  *   (NOT_FOUND after a delete, PERMISSION_DENIED, …) is thrown, never papered over.
- * - Bounded: at most `maxEntries` names, least recently used evicted first.
+ * - Bounded: at most `maxEntries` entries (a name for one caller), least recently used evicted first.
  * - Partitioned by caller: every lookup names a scope (the client uses a digest of
  *   the token the lookup is made with), and only lookups of the same scope share an
  *   entry or a load, so a client whose token source returns several developers'
@@ -34,7 +34,7 @@ export interface CacheOptions {
   ttlMs: number;
   /** How long after expiry a value may still answer when the service is unreachable (default 0: never). */
   staleIfErrorMs?: number;
-  /** The most names kept (default 1,000). */
+  /** The most entries kept (default 1,000). */
   maxEntries?: number;
 }
 
