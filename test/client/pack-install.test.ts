@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -8,8 +8,10 @@ import { PROJECT_ROOT } from "../support/server-process.js";
 import { startTestService, type TestService } from "../support/test-service.js";
 import { randomValue } from "./client-fixtures.js";
 
-// The SDK as a user gets it: `npm pack` of packages/client (its prepack builds it), installed from the
-// tarball into an empty project, imported by name from a plain ESM script that talks to a real service.
+// The SDK as a user gets it: `npm pack` of packages/client, installed from the tarball into an empty
+// project, imported by name from a plain ESM script that talks to a real service. The package is built by
+// `npm run build` (npm test's pretest); the pack skips its prepack build, so that no test rewrites the
+// dist/ that other tests' child processes are loading.
 
 const run = promisify(execFile);
 const PACKAGE = join(PROJECT_ROOT, "packages", "client");
@@ -48,7 +50,8 @@ describe("the packed SDK, installed into an empty project", () => {
   });
 
   it("installs alone, without the server's dependencies, and creates and reads a secret", { timeout: 120_000 }, async () => {
-    await run("npm", ["pack", "--pack-destination", dir, "--silent"], { cwd: PACKAGE, timeout: 90_000 });
+    if (!existsSync(join(PACKAGE, "dist", "index.js"))) throw new Error("packages/client/dist is missing: run npm run build");
+    await run("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--silent"], { cwd: PACKAGE, timeout: 90_000 });
     const tarball = readdirSync(dir).find((f) => f.endsWith(".tgz"));
     expect(tarball).toMatch(/^secrets-service-client-0\.1\.0\.tgz$/);
 
