@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { parseAddress, SecretsClient, type TlsOptions } from "../client/index.js";
+import { SecretsClient, type TlsOptions } from "../client/index.js";
 import { CliError, EXIT } from "./cli-error.js";
 
 /**
@@ -49,21 +49,16 @@ export function createSession(): Session {
       }
       const deadlineMs = Number(opts.timeout);
       if (!Number.isInteger(deadlineMs) || deadlineMs <= 0) throw new CliError("--timeout must be a positive number of milliseconds");
-      // The SDK's one address syntax; an https:// address turns TLS on, --tls and --ca add to it.
-      let target: string;
-      try {
-        target = parseAddress(opts.addr).target;
-      } catch (e) {
-        throw new CliError(`--addr (SECRETS_ADDR): ${(e as Error).message}`, EXIT.usage);
-      }
+      // The SDK's address syntax; an https:// address turns TLS on, and --tls or --ca ask for it too.
       const tls: TlsOptions | undefined = opts.ca ? { ca: opts.ca } : opts.tls === true ? true : undefined;
       try {
         client = new SecretsClient({ address: opts.addr, token: opts.token, tls, deadlineMs });
       } catch (e) {
-        if (e instanceof TypeError) throw new CliError(e.message.replace(/^SecretsClient: /, ""), EXIT.usage);
+        // A malformed address, or a scheme that contradicts --tls / --ca.
+        if (e instanceof TypeError) throw new CliError(`--addr (SECRETS_ADDR): ${e.message.replace(/^SecretsClient: /, "")}`, EXIT.usage);
         throw e;
       }
-      address = target;
+      address = client.target;
       return client;
     },
     get address() {
