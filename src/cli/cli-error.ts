@@ -1,4 +1,4 @@
-import { SecretsError, SecretsUnavailableError, isTransient } from "../client/index.js";
+import { SecretsError, SecretsUnavailableError, isTransient } from "@secrets-service/client";
 
 /**
  * How the CLI fails: one line on stderr, `secrets: <what went wrong>`, and an exit

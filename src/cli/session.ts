@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { SecretsClient, type TlsOptions } from "../client/index.js";
+import { SecretsClient, type TlsOptions } from "@secrets-service/client";
 import { CliError, EXIT } from "./cli-error.js";
 
 /**
