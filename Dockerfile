@@ -5,18 +5,24 @@
 # which needs TLS (SECRETS_TLS_CERT / SECRETS_TLS_KEY) or SECRETS_ALLOW_PLAINTEXT=1
 # behind a mesh that terminates mTLS.
 
+# The SDK is a workspace package (packages/client) the server imports its contract
+# from: npm ci links it into node_modules, so its package.json comes first and its
+# built dist/ goes into the image beside the server's.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/client/package.json ./packages/client/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json buf.yaml buf.gen.yaml ./
 COPY proto ./proto
+COPY packages/client ./packages/client
 COPY src ./src
 RUN npm run build
 
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/client/package.json ./packages/client/
 RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
@@ -26,7 +32,9 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/packages/client/dist ./packages/client/dist
 COPY package.json ./
+COPY packages/client/package.json ./packages/client/
 # The unprivileged "node" user of the base image (uid 1000); nothing in /app is writable by it.
 USER node
 EXPOSE 50051

@@ -1,6 +1,17 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
+const sdkSource = (file: string) => fileURLToPath(new URL(`./packages/client/src/${file}`, import.meta.url));
+
 export default defineConfig({
+  // Tests load the SDK package from its source (as the typecheck does, tsconfig.json `paths`), so server,
+  // CLI and test code share one copy of its classes; child processes run the built package.
+  resolve: {
+    alias: [
+      { find: /^@secrets-service\/client$/, replacement: sdkSource("index.ts") },
+      { find: /^@secrets-service\/client\/contract$/, replacement: sdkSource("contract.ts") },
+    ],
+  },
   test: {
     include: ["test/**/*.test.ts"],
     globalSetup: ["test/support/global-setup.ts"],

@@ -9,66 +9,10 @@
  * `cause`, which is logged and never sent.
  */
 
-/** Error kinds: one per gRPC status the service uses. */
-export type ErrorKind =
-  | "invalid_argument"
-  | "not_found"
-  | "already_exists"
-  | "aborted"
-  | "failed_precondition"
-  | "resource_exhausted"
-  | "unauthenticated"
-  | "permission_denied"
-  | "unavailable"
-  | "unimplemented"
-  | "internal";
+import { ERROR_DOMAIN, REASONS, type ErrorKind, type Reason } from "@secrets-service/client/contract";
 
-/**
- * The reason catalogue (ErrorInfo.reason, domain "secrets.v1"). Clients branch on
- * these strings, so they are part of the API: add, never rename. docs/api.md lists
- * them with their statuses.
- */
-export const REASONS = {
-  INVALID_NAME: "invalid_argument",
-  INVALID_VALUE: "invalid_argument",
-  VALUE_TOO_LARGE: "invalid_argument",
-  INVALID_DESCRIPTION: "invalid_argument",
-  INVALID_METADATA: "invalid_argument",
-  INVALID_PAGE_SIZE: "invalid_argument",
-  INVALID_PAGE_TOKEN: "invalid_argument",
-  INVALID_VERSION: "invalid_argument",
-  INVALID_ARGUMENT: "invalid_argument",
-  EMPTY_UPDATE: "invalid_argument",
-  TOO_MANY_NAMES: "invalid_argument",
-  SECRET_NOT_FOUND: "not_found",
-  VERSION_NOT_FOUND: "not_found",
-  SERVICE_UNKNOWN: "not_found",
-  DEVELOPER_NOT_FOUND: "not_found",
-  SECRET_EXISTS: "already_exists",
-  VERSION_MISMATCH: "aborted",
-  WRITE_CONFLICT: "aborted",
-  VERSION_DESTROYED: "failed_precondition",
-  CURRENT_VERSION: "failed_precondition",
-  KEY_STATE: "failed_precondition",
-  QUOTA_EXCEEDED: "resource_exhausted",
-  RATE_LIMITED: "resource_exhausted",
-  TOKEN_MISSING: "unauthenticated",
-  TOKEN_INVALID: "unauthenticated",
-  TOKEN_EXPIRED: "unauthenticated",
-  SCOPE_MISSING: "permission_denied",
-  NOT_ALLOWLISTED: "permission_denied",
-  BACKEND_UNAVAILABLE: "unavailable",
-  AUDIT_UNAVAILABLE: "unavailable",
-  NOT_IMPLEMENTED: "unimplemented",
-  INTEGRITY_FAILURE: "internal",
-  INTERNAL: "internal",
-} as const satisfies Record<string, ErrorKind>;
-
-/** A machine-readable reason from the catalogue. */
-export type Reason = keyof typeof REASONS;
-
-/** The ErrorInfo domain of every error this service sends. */
-export const ERROR_DOMAIN = "secrets.v1";
+/** The kinds and the catalogue are written once, in the SDK package's contract module (docs/api.md lists them). */
+export { ERROR_DOMAIN, REASONS, type ErrorKind, type Reason };
 
 /**
  * An expected failure with a safe message. `metadata` goes to the caller in

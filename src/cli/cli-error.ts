@@ -1,4 +1,4 @@
-import { SecretsError, SecretsUnavailableError, isTransient } from "../client/index.js";
+import { SecretsError, SecretsUnavailableError, isTransient } from "@secrets-service/client";
 import { redactSensitive } from "./sensitive.js";
 
 /**

@@ -1,4 +1,4 @@
-import { SECRET_NAME_PATTERN, valueProblem } from "../client/index.js";
+import { SECRET_NAME_PATTERN, valueProblem } from "@secrets-service/client";
 import { formatEnvLine, parseEnvFile, type FileEntry, type FileProblem, type ParsedFile } from "./env-file.js";
 
 /**

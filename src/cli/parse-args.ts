@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from "commander";
-import { SECRET_NAME_PATTERN, type JsonObject } from "../client/index.js";
+import { SECRET_NAME_PATTERN, type JsonObject } from "@secrets-service/client";
 import { CliError } from "./cli-error.js";
 
 /**

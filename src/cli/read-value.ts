@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { valueProblem } from "../client/index.js";
+import { valueProblem } from "@secrets-service/client";
 import { CliError } from "./cli-error.js";
 import { rememberSensitive } from "./sensitive.js";
 

@@ -1,4 +1,4 @@
-import { RESOLVE_MAX_NAMES, type SecretsClient } from "../client/index.js";
+import { RESOLVE_MAX_NAMES, type SecretsClient } from "@secrets-service/client";
 
 /**
  * Whole-collection helpers for `import`, `export` and `run`: every name the token

@@ -1,4 +1,4 @@
-import { createSecretRedactor } from "../client/index.js";
+import { createSecretRedactor } from "@secrets-service/client";
 
 /**
  * The strings this CLI process must never print outside a command's own output:

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { SecretsClient, type TlsOptions } from "../client/index.js";
+import { SecretsClient, type TlsOptions } from "@secrets-service/client";
 import { CliError, EXIT } from "./cli-error.js";
 
 /**
@@ -24,7 +24,7 @@ export interface Session {
   options(command: Command): GlobalOptions;
   /** The SDK client for `command`'s global options (made once). */
   client(command: Command): SecretsClient;
-  /** The address in use, once a client exists (for error hints). */
+  /** The address in use as `host:port`, once a client exists (for error hints). */
   readonly address: string | undefined;
   close(): void;
 }
@@ -49,9 +49,16 @@ export function createSession(): Session {
       }
       const deadlineMs = Number(opts.timeout);
       if (!Number.isInteger(deadlineMs) || deadlineMs <= 0) throw new CliError("--timeout must be a positive number of milliseconds");
-      const tls: TlsOptions = opts.ca ? { ca: opts.ca } : opts.tls === true;
-      address = opts.addr;
-      client = new SecretsClient({ address: opts.addr, token: opts.token, tls, deadlineMs });
+      // The SDK's address syntax; an https:// address turns TLS on, and --tls or --ca ask for it too.
+      const tls: TlsOptions | undefined = opts.ca ? { ca: opts.ca } : opts.tls === true ? true : undefined;
+      try {
+        client = new SecretsClient({ address: opts.addr, token: opts.token, tls, deadlineMs });
+      } catch (e) {
+        // A malformed address, or a scheme that contradicts --tls / --ca.
+        if (e instanceof TypeError) throw new CliError(`--addr (SECRETS_ADDR): ${e.message.replace(/^SecretsClient: /, "")}`, EXIT.usage);
+        throw e;
+      }
+      address = client.target;
       return client;
     },
     get address() {

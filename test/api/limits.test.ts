@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 
 import { LIMITS, NAME_PATTERN, NAME_PREFIX_PATTERN, SUBJECT_PATTERN } from "../../src/api/limits.js";
 import { SUBJECT_PATTERN as PRINCIPAL_SUBJECT_PATTERN } from "../../src/auth/principal.js";
-import { RESOLVE_MAX_NAMES, SECRET_NAME_PATTERN, VALUE_MAX_BYTES, nameProblem } from "../../src/client/limits.js";
+import { RESOLVE_MAX_NAMES, SECRET_NAME_PATTERN, VALUE_MAX_BYTES, nameProblem } from "../../packages/client/src/limits.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 
 // The one name rule and the limits, shared by the service, the SDK and the CLI.

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect } from "vitest";
-import { redactSecrets, type SecretsClient } from "../../src/client/index.js";
+import { redactSecrets, type SecretsClient } from "@secrets-service/client";
 import { PROJECT_ROOT, startTestService, type TestService } from "../support/fixtures.js";
 
 /**

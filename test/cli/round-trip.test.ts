@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { formatEnvLine } from "../../src/cli/env-file.js";
 import { formatFile, readImportFile, type FileFormat } from "../../src/cli/import-file.js";
-import { SECRET_NAME_PATTERN, valueProblem } from "../../src/client/index.js";
+import { SECRET_NAME_PATTERN, valueProblem } from "@secrets-service/client";
 import { useCliFixture } from "./cli-process.js";
 
 // Property: whatever the values (quotes, backticks, `$`, backslashes, newlines and

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { CacheOptions, SecretsClient } from "../../src/client/index.js";
+import type { CacheOptions, SecretsClient } from "@secrets-service/client";
 import { startTestService, type TestService } from "../support/fixtures.js";
 import { callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
 
@@ -137,5 +137,43 @@ describe("bounds", () => {
     expect(await expectSecretsError(() => cached.secrets.resolve([]))).toMatchObject({ codeName: "INVALID_ARGUMENT" });
     const many = Array.from({ length: 101 }, (_, i) => `n_${i}`);
     expect(await expectSecretsError(() => cached.secrets.resolve(many))).toMatchObject({ reason: "TOO_MANY_NAMES" });
+  });
+});
+
+describe("callers", () => {
+  it("never answers one developer's token with another's cached value, nor past a narrower allowlist", async () => {
+    const values = { alice: randomValue("alice"), bob: randomValue("bob") };
+    const tokens = { alice: await svc.token("cache-alice"), bob: await svc.token("cache-bob") };
+    for (const dev of ["alice", "bob"] as const) {
+      const writer = await clientFor(`cache-${dev}`);
+      await writer.secrets.create({ name: "shared_name", value: values[dev] });
+    }
+    // One client for a runtime that serves several developers: the token function returns whose turn it is.
+    let turn: string = tokens.alice;
+    const runtime = await svc.connectClient("cache-alice", { token: () => turn, cache: { ttlMs: 60_000 } });
+
+    expect((await runtime.secrets.access("shared_name")).value).toBe(values.alice);
+    turn = tokens.bob;
+    expect((await runtime.secrets.access("shared_name")).value).toBe(values.bob);
+    expect(await runtime.secrets.resolve(["shared_name"])).toEqual({ shared_name: values.bob });
+    turn = tokens.alice;
+    expect(await runtime.secrets.resolve(["shared_name"])).toEqual({ shared_name: values.alice });
+    // Each developer's second lookup was a hit: one AccessSecret call each.
+    expect(callsOf(svc.logs, "AccessSecret", "cache-alice")).toHaveLength(1);
+    expect(callsOf(svc.logs, "AccessSecret", "cache-bob")).toHaveLength(1);
+
+    // Alice's task token that may read only another name gets the service's refusal, not her cached value.
+    turn = await svc.token("cache-alice", { allowlist: ["other_name"] });
+    expect(await expectSecretsError(() => runtime.secrets.access("shared_name"))).toMatchObject({ reason: "NOT_ALLOWLISTED" });
+
+    // Concurrent first lookups by both developers do not share a load (the token is read as a call starts).
+    const fresh = await svc.connectClient("cache-alice", { token: () => turn, cache: { ttlMs: 60_000 } });
+    const both = await Promise.all(
+      (["alice", "bob", "alice", "bob"] as const).map((dev) => {
+        turn = tokens[dev];
+        return fresh.secrets.access("shared_name").then((r) => [dev, r.value] as const);
+      }),
+    );
+    for (const [dev, value] of both) expect(value).toBe(values[dev]);
   });
 });

@@ -1,4 +1,5 @@
-import { SecretsError } from "../../src/client/index.js";
+import { createServer, type Server, type Socket } from "node:net";
+import { SecretsError } from "@secrets-service/client";
 import { expectFailure } from "../support/expect-failure.js";
 import type { LogCapture } from "../support/fixtures.js";
 
@@ -24,4 +25,23 @@ export async function all<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of items) out.push(item);
   return out;
+}
+
+/** A TCP server that accepts connections and never answers: a hung service. */
+export async function blackhole(): Promise<{ address: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((s) => {
+    sockets.add(s);
+    s.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    address: `127.0.0.1:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { ExpressionMessages, isExpression, scanExpression } from "../../src/client/expression.js";
+import { ExpressionMessages, isExpression, scanExpression } from "../../packages/client/src/expression.js";
 
 /** The names an expression references, in source order. */
 function names(code: string): string[] {

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 
 import { describe, expect, it } from "vitest";
 
-import { createSecretRedactor, redactSecrets } from "../../src/client/redact.js";
+import { createSecretRedactor, redactSecrets } from "../../packages/client/src/redact.js";
 
 const VALUE = "p@ss w/rd+x=y&z!~*'()";
 const M = "[REDACTED:pw]";

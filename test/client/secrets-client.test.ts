@@ -1,5 +1,4 @@
 import { readFileSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,9 +9,9 @@ import {
   SecretsUnavailableError,
   resolveTaskSecrets,
   type SecretsClientOptions,
-} from "../../src/client/index.js";
+} from "@secrets-service/client";
 import { startTestService, taskFixturesDirectory, type TestService } from "../support/fixtures.js";
-import { all, callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
+import { all, blackhole, callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
 
 // The SDK over real gRPC against the real service on 127.0.0.1:0: every method,
 // pagination, typed errors, deadlines and retry bounds. Each test acts as its own
@@ -82,7 +81,7 @@ describe("every method", () => {
     expect(await all(client.secrets.list())).toEqual([]);
 
     client.close();
-    await expect(client.secrets.get("api_key")).rejects.toThrow("SecretsClient is closed");
+    await expect(client.secrets.get("api_key")).rejects.toMatchObject({ name: "SecretsError", codeName: "FAILED_PRECONDITION", reason: "CLIENT_CLOSED" });
   });
 
   it("lists every secret over several pages, in name order, filtered by prefix and metadata", async () => {
@@ -207,25 +206,6 @@ describe("typed errors", () => {
 });
 
 describe("deadlines and retries", () => {
-  /** A TCP server that accepts connections and never answers: a hung service. */
-  async function blackhole(): Promise<{ address: string; close(): Promise<void> }> {
-    const sockets = new Set<Socket>();
-    const server: Server = createServer((s) => {
-      sockets.add(s);
-      s.on("error", () => undefined);
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const port = (server.address() as { port: number }).port;
-    return {
-      address: `127.0.0.1:${port}`,
-      close: () =>
-        new Promise((resolve) => {
-          for (const s of sockets) s.destroy();
-          server.close(() => resolve());
-        }),
-    };
-  }
-
   it("fails DEADLINE_EXCEEDED after the deadline when the service does not answer; per-call deadlines override", async () => {
     const hole = await blackhole();
     const client = new SecretsClient({ address: hole.address, token: "t", deadlineMs: 1_500 });

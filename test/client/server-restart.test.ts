@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SecretsDeadlineError, SecretsUnavailableError, type SecretsClient, type SecretsClientOptions } from "../../src/client/index.js";
+import { SecretsDeadlineError, SecretsUnavailableError, type SecretsClient, type SecretsClientOptions } from "@secrets-service/client";
 import { startDevServer, type DevServer } from "../support/fixtures.js";
 import { expectSecretsError, randomValue } from "./client-fixtures.js";
 

@@ -4,7 +4,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 
-import { ExpressionMessages } from "../../src/client/expression.js";
+import { ExpressionMessages } from "../../packages/client/src/expression.js";
 import {
   collectSecretReferences,
   resolveTaskSecrets,
@@ -12,7 +12,7 @@ import {
   TaskReferencesError,
   type TaskSecretsClient,
   TooManySecretReferencesError,
-} from "../../src/client/task-references.js";
+} from "../../packages/client/src/task-references.js";
 import { taskFixturesDirectory } from "../support/fixtures.js";
 
 const fixturesDirectory = taskFixturesDirectory;

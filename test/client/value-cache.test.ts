@@ -1,7 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { SecretsError } from "../../src/client/errors.js";
-import { createValueCache } from "../../src/client/value-cache.js";
+import { SecretsError } from "../../packages/client/src/errors.js";
+import { createValueCache } from "../../packages/client/src/value-cache.js";
 
 // The SDK's value cache on its own, with a test clock: bound, TTL and the
 // stale-if-error window (client-cache.test.ts runs it against the real service).
@@ -11,11 +11,11 @@ function harness(options: { ttlMs: number; staleIfErrorMs?: number; maxEntries?:
   const cache = createValueCache(options, () => t);
   const loads: string[] = [];
   let failWith: SecretsError | undefined;
-  const access = (name: string) =>
-    cache.access(name, async () => {
-      loads.push(name);
+  const access = (name: string, scope = "caller-a") =>
+    cache.access(scope, name, async () => {
+      loads.push(`${scope}/${name}`);
       if (failWith) throw failWith;
-      return { name, version: loads.length, value: `value-of-${name}` };
+      return { name, version: loads.length, value: `${scope}-value-of-${name}` };
     });
   return {
     cache,
@@ -32,10 +32,10 @@ describe("SDK value cache", () => {
     await h.access("a");
     h.advance(99);
     await h.access("a");
-    expect(h.loads).toEqual(["a"]);
+    expect(h.loads).toEqual(["caller-a/a"]);
     h.advance(1);
     await h.access("a");
-    expect(h.loads).toEqual(["a", "a"]);
+    expect(h.loads).toEqual(["caller-a/a", "caller-a/a"]);
   });
 
   it("keeps at most maxEntries names, evicting the least recently used", async () => {
@@ -44,18 +44,18 @@ describe("SDK value cache", () => {
     await h.access("b");
     await h.access("a"); // a hit: b is now the least recently used
     await h.access("c");
-    expect(h.loads).toEqual(["a", "b", "c"]);
+    expect(h.loads).toEqual(["caller-a/a", "caller-a/b", "caller-a/c"]);
     await h.access("a");
     await h.access("b");
-    expect(h.loads).toEqual(["a", "b", "c", "b"]);
+    expect(h.loads).toEqual(["caller-a/a", "caller-a/b", "caller-a/c", "caller-a/b"]);
   });
 
   it("serves an expired value on a transient failure within staleIfErrorMs, and not after", async () => {
     const h = harness({ ttlMs: 100, staleIfErrorMs: 50 });
-    expect((await h.access("a")).value).toBe("value-of-a");
+    expect((await h.access("a")).value).toBe("caller-a-value-of-a");
     h.failing(status.UNAVAILABLE);
     h.advance(150);
-    expect((await h.access("a")).value).toBe("value-of-a");
+    expect((await h.access("a")).value).toBe("caller-a-value-of-a");
     h.advance(1);
     await expect(h.access("a")).rejects.toMatchObject({ codeName: "UNAVAILABLE" });
   });
@@ -73,6 +73,26 @@ describe("SDK value cache", () => {
     await h.access("a");
     h.cache.invalidate("a");
     await h.access("a");
-    expect(h.loads).toEqual(["a", "a"]);
+    expect(h.loads).toEqual(["caller-a/a", "caller-a/a"]);
+  });
+
+  it("keeps callers apart: a scope never gets another scope's entry or joins its load", async () => {
+    const h = harness({ ttlMs: 60_000 });
+    const [a, b] = await Promise.all([h.access("k", "caller-a"), h.access("k", "caller-b")]);
+    expect([a.value, b.value]).toEqual(["caller-a-value-of-k", "caller-b-value-of-k"]);
+    expect((await h.access("k", "caller-b")).value).toBe("caller-b-value-of-k");
+    expect(h.loads).toEqual(["caller-a/k", "caller-b/k"]);
+    const resolved = await h.cache.resolve("caller-c", ["k"], async (names) => Object.fromEntries(names.map((n) => [n, `caller-c-${n}`])));
+    expect(resolved).toEqual({ k: "caller-c-k" });
+  });
+
+  it("forgets an invalidated name in every scope", async () => {
+    const h = harness({ ttlMs: 60_000 });
+    await h.access("k", "caller-a");
+    await h.access("k", "caller-b");
+    h.cache.invalidate("k");
+    await h.access("k", "caller-a");
+    await h.access("k", "caller-b");
+    expect(h.loads).toEqual(["caller-a/k", "caller-b/k", "caller-a/k", "caller-b/k"]);
   });
 });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SecretsClient, SecretsError, SecretsUnavailableError, type SecretsClientOptions } from "../../src/client/index.js";
+import { SecretsClient, SecretsError, SecretsUnavailableError, type SecretsClientOptions } from "@secrets-service/client";
 import { startTestService, type TestService } from "../support/fixtures.js";
 import { freePort } from "../support/free-port.js";
 

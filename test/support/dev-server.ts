@@ -1,7 +1,7 @@
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SecretsClient, type SecretsClientOptions } from "../../src/client/index.js";
+import { SecretsClient, type SecretsClientOptions } from "@secrets-service/client";
 import { ensurePgliteTemplate } from "./pglite-template.js";
 import { startServerProcess, type ServerProcess } from "./server-process.js";
 

@@ -10,7 +10,7 @@ import type { Scope } from "../../src/auth/principal.js";
 import { mintHs256Token } from "../../src/auth/token-issuer.js";
 import { loadConfig } from "../../src/app/config.js";
 import { startService, type RunningService } from "../../src/app/service.js";
-import { SecretsClient, type SecretsClientOptions } from "../../src/client/index.js";
+import { SecretsClient, type SecretsClientOptions } from "@secrets-service/client";
 import { createLogger } from "../../src/observability/logger.js";
 import type { Db } from "../../src/store/db.js";
 import { openPostgres } from "../../src/store/pg-db.js";

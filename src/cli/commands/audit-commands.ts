@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from "commander";
-import { SECRET_NAME_PATTERN, type AuditEvent, type ListAuditEventsOptions } from "../../client/index.js";
+import { SECRET_NAME_PATTERN, type AuditEvent, type ListAuditEventsOptions } from "@secrets-service/client";
 import { CliError } from "../cli-error.js";
 import { formatTable, formatTime, note, printJson, printLine } from "../output.js";
 import { positiveInt } from "../parse-args.js";

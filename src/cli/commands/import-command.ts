@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { Option, type Command } from "commander";
-import { isTransient, type SecretsClient } from "../../client/index.js";
+import { isTransient, type SecretsClient } from "@secrets-service/client";
 import { CliError, describeError, EXIT } from "../cli-error.js";
 import type { FileEntry } from "../env-file.js";
 import { FORMAT_CHOICES, formatOf, readImportFile } from "../import-file.js";

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { SecretsError, type KeyStatus } from "../../client/index.js";
+import { SecretsError, type KeyStatus } from "@secrets-service/client";
 import { CliError, EXIT } from "../cli-error.js";
 import { formatTable, formatTime, note, printJson, printLine } from "../output.js";
 import type { Session } from "../session.js";

@@ -1,5 +1,5 @@
 import { Option, type Command } from "commander";
-import type { JsonObject, Secret, SecretVersion } from "../../client/index.js";
+import type { JsonObject, Secret, SecretVersion } from "@secrets-service/client";
 import { CliError } from "../cli-error.js";
 import { confirm } from "../confirm.js";
 import { formatEnvLine } from "../env-file.js";

@@ -1,10 +1,13 @@
 import type { DescMessage, DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
-import type { ChannelOptions } from "@grpc/grpc-js";
-import { SecretService } from "../api/gen/secrets/v1/secrets_pb.js";
+import { status, type ChannelOptions } from "@grpc/grpc-js";
+import { parseAddress, type ServiceAddress } from "./address.js";
 import { secretOf, versionOf } from "./convert.js";
+import { clientFailure, SecretsError } from "./errors.js";
+import { SecretService } from "./gen/secrets/v1/secrets_pb.js";
 import { RESOLVE_MAX_NAMES } from "./limits.js";
 import { retryPolicy, withRetries, type RetryOptions, type RetryPolicy } from "./retry.js";
-import { createTransport, type TlsOptions, type TokenSource, type Transport } from "./transport.js";
+import { createTokenScopes, readToken, type TokenSource } from "./token.js";
+import { createTransport, type TlsOptions, type Transport } from "./transport.js";
 import { createAuditApi, type AuditApi } from "./audit-api.js";
 import { createKeyApi, type KeyApi } from "./key-api.js";
 import { pages, type UnaryCall } from "./unary-call.js";
@@ -26,18 +29,26 @@ import { createValueCache, type CacheOptions, type ValueCache } from "./value-ca
  * Every call has a deadline (default 10 s, retries included). Calls that only read
  * (get, list pages, access, versions pages, resolve) are retried on UNAVAILABLE with
  * backoff and jitter; calls that write (create, update, delete, destroyVersion) never
- * are, since a lost answer does not say whether the write happened. Failures are
- * SecretsError (see errors.ts). The optional cache (see value-cache.ts) serves
- * `access` of the current version and `resolve`.
+ * are, since a lost answer does not say whether the write happened. Every failure
+ * a call reports is a SecretsError (see errors.ts); anything else thrown inside the
+ * SDK is replaced by one with a fixed message. The optional cache (see
+ * value-cache.ts) serves `access` of the current version and `resolve`, partitioned
+ * by the token each lookup is made with.
  */
 
 /** How to reach and call the service. */
 export interface SecretsClientOptions {
-  /** `host:port`, e.g. "127.0.0.1:50051". */
+  /**
+   * `host:port`, `http://host:port` (plaintext), `https://host:port` (TLS), `host` (port 50051) or
+   * `[ipv6]:port` (see address.ts); e.g. "127.0.0.1:50051".
+   */
   address: string;
-  /** A bearer token (JWT), or a function returning one, called before every attempt (for refreshing tokens). */
+  /**
+   * A bearer token (JWT), or a function returning one, called before every attempt (for refreshing tokens);
+   * trimmed of surrounding whitespace. A cached lookup reads it once and uses it for all its attempts.
+   */
   token: TokenSource;
-  /** TLS (default off: plaintext, for loopback or a mesh that provides mTLS). */
+  /** TLS (default off: plaintext, for loopback or a mesh that provides mTLS; on for an https:// address). */
   tls?: TlsOptions;
   /** The deadline of every call, retries included (default 10,000 ms). */
   deadlineMs?: number;
@@ -87,7 +98,11 @@ export class SecretsClient {
   readonly keys: KeyApi;
   /** The AuditService calls: the audit trail, newest first. */
   readonly audit: AuditApi;
+  /** The address dialled, as `host:port`. */
+  readonly target: string;
   readonly #transport: Transport;
+  readonly #token: TokenSource;
+  readonly #scopes = createTokenScopes();
   readonly #deadlineMs: number;
   readonly #retry: RetryPolicy;
   readonly #cache: ValueCache | undefined;
@@ -95,14 +110,17 @@ export class SecretsClient {
   constructor(options: SecretsClientOptions) {
     if (!options.address) throw new TypeError("SecretsClient: address is required");
     if (!options.token) throw new TypeError("SecretsClient: token is required");
+    const address = parseAddress(options.address);
+    this.target = address.target;
+    this.#token = options.token;
     this.#deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     if (!(this.#deadlineMs > 0)) throw new RangeError("SecretsClient: deadlineMs must be positive");
     this.#retry = retryPolicy(options.retry);
     this.#cache = options.cache ? createValueCache(options.cache) : undefined;
     this.#transport = createTransport({
-      address: options.address,
+      address,
       token: options.token,
-      tls: options.tls,
+      tls: tlsOf(address, options.tls),
       channelOptions: options.channelOptions,
     });
     this.secrets = this.#api();
@@ -117,17 +135,27 @@ export class SecretsClient {
     this.#transport.close();
   }
 
-  /** One call: an idempotent one is retried on UNAVAILABLE within its deadline. */
+  /**
+   * One call: an idempotent one is retried on UNAVAILABLE within its deadline. `token`
+   * pins the token for every attempt (cached lookups, whose entries belong to it).
+   */
   #call<I extends DescMessage, O extends DescMessage>(
     method: DescMethodUnary<I, O>,
     request: MessageInitShape<I>,
     idempotent: boolean,
     options: CallOptions | undefined,
+    token?: string,
   ): Promise<MessageShape<O>> {
-    const deadline = Date.now() + (options?.deadlineMs ?? this.#deadlineMs);
-    const attempt = () => this.#transport.unary(method, request, { deadline, signal: options?.signal });
-    if (!idempotent) return attempt();
-    return withRetries(this.#retry, deadline, options?.signal, attempt);
+    const deadlineMs = options?.deadlineMs ?? this.#deadlineMs;
+    const deadline = Date.now() + deadlineMs;
+    const attempt = () => this.#transport.unary(method, request, { deadline, deadlineMs, signal: options?.signal, token });
+    return boundary(idempotent ? withRetries(this.#retry, deadline, options?.signal, attempt) : attempt());
+  }
+
+  /** The token for a cached lookup, and the cache partition it selects. */
+  async #caller(): Promise<{ token: string; scope: string }> {
+    const token = await readToken(this.#token);
+    return { token, scope: this.#scopes(token) };
   }
 
   /** A write: never retried; the name leaves the cache whatever the outcome (a failed write may have happened). */
@@ -148,19 +176,18 @@ export class SecretsClient {
     const m: Methods = SecretService.method;
     const client = this;
 
-    const fetchAccess = (name: string, version: number, options: CallOptions | undefined) =>
-      client.#call(m.accessSecret, { name, version }, true, options).then((r) => ({ name: r.name, version: r.version, value: r.value }));
+    const fetchAccess = (name: string, version: number, options: CallOptions | undefined, token?: string) =>
+      client.#call(m.accessSecret, { name, version }, true, options, token).then((r) => ({ name: r.name, version: r.version, value: r.value }));
 
-    const fetchResolve = (names: readonly string[], options: CallOptions | undefined) =>
-      client.#call(m.resolveSecrets, { names: [...names] }, true, options).then((r) => ({ ...r.values }));
+    const fetchResolve = (names: readonly string[], options: CallOptions | undefined, token?: string) =>
+      client.#call(m.resolveSecrets, { names: [...names] }, true, options, token).then((r) => ({ ...r.values }));
 
     return {
-      async create(input, options) {
-        const r = await client.#write(input.name, m.createSecret, { ...input }, options);
-        return secretOf(r.secret);
+      create(input, options) {
+        return boundary(client.#write(input.name, m.createSecret, { ...input }, options).then((r) => secretOf(r.secret)));
       },
-      async get(name, options) {
-        return secretOf((await client.#call(m.getSecret, { name }, true, options)).secret);
+      get(name, options) {
+        return boundary(client.#call(m.getSecret, { name }, true, options).then((r) => secretOf(r.secret)));
       },
       list(filter = {}, options) {
         return pages(async (pageToken) => {
@@ -173,8 +200,8 @@ export class SecretsClient {
           return { items: r.secrets.map(secretOf), next: r.nextPageToken };
         });
       },
-      async update(name, input, options) {
-        const r = await client.#write(
+      update(name, input, options) {
+        const r = client.#write(
           name,
           m.updateSecret,
           {
@@ -186,7 +213,7 @@ export class SecretsClient {
           },
           options,
         );
-        return secretOf(r.secret);
+        return boundary(r.then((answer) => secretOf(answer.secret)));
       },
       async delete(name, input = {}, options) {
         await client.#write(name, m.deleteSecret, { name, expectedVersion: input.expectedVersion ?? 0 }, options);
@@ -194,8 +221,8 @@ export class SecretsClient {
       access(name, input = {}, options) {
         const version = input.version ?? 0;
         const cache = client.#cache;
-        if (!cache || version !== 0) return fetchAccess(name, version, options);
-        return cache.access(name, () => fetchAccess(name, 0, options));
+        if (!cache || version !== 0) return boundary(fetchAccess(name, version, options));
+        return boundary(client.#caller().then(({ token, scope }) => cache.access(scope, name, () => fetchAccess(name, 0, options, token))));
       },
       versions(name, options) {
         return pages(async (pageToken) => {
@@ -203,16 +230,42 @@ export class SecretsClient {
           return { items: r.versions.map(versionOf), next: r.nextPageToken };
         });
       },
-      async destroyVersion(name, version, options) {
-        return versionOf((await client.#write(name, m.destroySecretVersion, { name, version }, options)).version);
+      destroyVersion(name, version, options) {
+        return boundary(client.#write(name, m.destroySecretVersion, { name, version }, options).then((r) => versionOf(r.version)));
       },
       resolve(names, options) {
         const cache = client.#cache;
         // Outside 1..100 distinct names the service's own INVALID_ARGUMENT is the answer, cache or not.
         const distinct = new Set(names).size;
-        if (!cache || distinct === 0 || distinct > RESOLVE_MAX_NAMES) return fetchResolve(names, options);
-        return cache.resolve(names, (missing) => fetchResolve(missing, options));
+        if (!cache || distinct === 0 || distinct > RESOLVE_MAX_NAMES) return boundary(fetchResolve(names, options));
+        return boundary(client.#caller().then(({ token, scope }) => cache.resolve(scope, names, (missing) => fetchResolve(missing, options, token))));
       },
     };
   }
+}
+
+/** TLS from the options and the address's scheme; a scheme that contradicts the options is a TypeError. */
+function tlsOf(address: ServiceAddress, tls: TlsOptions | undefined): TlsOptions {
+  if (address.tls === true) {
+    if (tls === false) throw new TypeError("SecretsClient: an https:// address uses TLS; remove tls: false or use http://");
+    return tls ?? true;
+  }
+  if (address.tls === false) {
+    if (tls) throw new TypeError("SecretsClient: an http:// address is plaintext; use https:// for TLS");
+    return false;
+  }
+  return tls ?? false;
+}
+
+/**
+ * The SDK's error boundary: a SecretsError passes; anything else (a bug, or a library's
+ * error whose text may quote a request) becomes a SecretsError with a fixed message
+ * naming only the kind of error.
+ */
+function boundary<T>(promise: Promise<T>): Promise<T> {
+  return promise.catch((e: unknown) => {
+    if (e instanceof SecretsError) throw e;
+    const kind = e instanceof Error && /^\w{1,40}$/.test(e.name) ? e.name : "error";
+    throw clientFailure(status.INTERNAL, "CLIENT_INTERNAL", `unexpected ${kind} inside the SDK`);
+  });
 }

@@ -3,7 +3,9 @@ import {
   VersionState as ProtoVersionState,
   type Secret as ProtoSecret,
   type SecretVersion as ProtoSecretVersion,
-} from "../api/gen/secrets/v1/secrets_pb.js";
+} from "./gen/secrets/v1/secrets_pb.js";
+import { status } from "@grpc/grpc-js";
+import { clientFailure } from "./errors.js";
 import type { JsonObject, Secret, SecretVersion, VersionState } from "./types.js";
 
 /**
@@ -13,7 +15,7 @@ import type { JsonObject, Secret, SecretVersion, VersionState } from "./types.js
 
 /** A generated Secret as a plain object. */
 export function secretOf(message: ProtoSecret | undefined): Secret {
-  if (!message) throw new Error("the service answered without a secret");
+  if (!message) throw clientFailure(status.INTERNAL, "CLIENT_INTERNAL", "the service answered without a secret");
   return {
     id: message.id,
     name: message.name,
@@ -30,7 +32,7 @@ export function secretOf(message: ProtoSecret | undefined): Secret {
 
 /** A generated SecretVersion as a plain object. */
 export function versionOf(message: ProtoSecretVersion | undefined): SecretVersion {
-  if (!message) throw new Error("the service answered without a version");
+  if (!message) throw clientFailure(status.INTERNAL, "CLIENT_INTERNAL", "the service answered without a version");
   return {
     version: message.version,
     state: stateOf(message.state),
@@ -46,10 +48,19 @@ function stateOf(state: ProtoVersionState): VersionState {
     case ProtoVersionState.DESTROYED:
       return "destroyed";
     default:
-      throw new Error(`the service sent an unknown version state (${state})`);
+      throw clientFailure(status.INTERNAL, "CLIENT_INTERNAL", `the service sent an unknown version state (${state})`);
   }
 }
 
-function dateOf(timestamp: Timestamp | undefined): Date {
+/**
+ * A 64-bit count or id as a number. Counts of keys, versions and events stay far
+ * below 2^53, where a number is exact; a plain number is what callers print and compare.
+ */
+export function countOf(value: bigint): number {
+  return Number(value);
+}
+
+/** A timestamp as a Date (the epoch when the service left it out). */
+export function dateOf(timestamp: Timestamp | undefined): Date {
   return timestamp ? timestampDate(timestamp) : new Date(0);
 }

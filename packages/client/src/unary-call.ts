@@ -1,4 +1,3 @@
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import type { DescMessage, DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import type { CallOptions } from "./types.js";
 
@@ -22,17 +21,4 @@ export async function* pages<T>(fetch: (pageToken: string) => Promise<{ items: T
     yield* page.items;
     pageToken = page.next;
   } while (pageToken !== "");
-}
-
-/**
- * A 64-bit count or id as a number. Counts of keys, versions and events stay far
- * below 2^53, where a number is exact; a plain number is what callers print and compare.
- */
-export function countOf(value: bigint): number {
-  return Number(value);
-}
-
-/** A timestamp as a Date (the epoch when the service left it out). */
-export function dateOf(timestamp: Timestamp | undefined): Date {
-  return timestamp ? timestampDate(timestamp) : new Date(0);
 }

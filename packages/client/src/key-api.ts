@@ -1,6 +1,7 @@
-import { DataKeyState as ProtoDataKeyState, KeyService, type DataKeyInfo as ProtoDataKeyInfo } from "../api/gen/secrets/v1/keys_pb.js";
+import { DataKeyState as ProtoDataKeyState, KeyService, type DataKeyInfo as ProtoDataKeyInfo } from "./gen/secrets/v1/keys_pb.js";
 import type { CallOptions } from "./types.js";
-import { countOf, dateOf, type UnaryCall } from "./unary-call.js";
+import { countOf, dateOf } from "./convert.js";
+import type { UnaryCall } from "./unary-call.js";
 
 /**
  * `secrets.v1.KeyService` as plain async functions: `client.keys`. Scopes are the

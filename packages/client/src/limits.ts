@@ -3,7 +3,7 @@
  * checks a whole file before writing anything), and the checks the SDK itself makes before a call. The rule
  * and the numbers are the service's own (api/limits.ts), not a copy.
  */
-import { LIMITS, NAME_PATTERN } from "../api/limits.js";
+import { LIMITS, NAME_PATTERN } from "./contract.js";
 
 /** Secret names: an ASCII letter, then letters, digits and underscores; 1 to 128 characters. */
 export const SECRET_NAME_PATTERN = NAME_PATTERN;

@@ -1,5 +1,6 @@
 import { LRUCache } from "lru-cache";
-import { isTransient } from "./errors.js";
+import { status } from "@grpc/grpc-js";
+import { clientFailure, isTransient } from "./errors.js";
 import type { AccessedSecret } from "./types.js";
 
 /**
@@ -16,7 +17,11 @@ import type { AccessedSecret } from "./types.js";
  * - Stale-if-error: when a refresh fails UNAVAILABLE or DEADLINE_EXCEEDED, an entry
  *   that expired at most `staleIfErrorMs` ago answers instead; any other failure
  *   (NOT_FOUND after a delete, PERMISSION_DENIED, …) is thrown, never papered over.
- * - Bounded: at most `maxEntries` names, least recently used evicted first.
+ * - Bounded: at most `maxEntries` entries (a name for one caller), least recently used evicted first.
+ * - Partitioned by caller: every lookup names a scope (the client uses a digest of
+ *   the token the lookup is made with), and only lookups of the same scope share an
+ *   entry or a load, so a client whose token source returns several developers'
+ *   tokens never answers one with another's value.
  *
  * Invariant: a load that was in flight when its name was invalidated never stores
  * its result, so a lookup that starts after a write has returned never sees the
@@ -29,17 +34,17 @@ export interface CacheOptions {
   ttlMs: number;
   /** How long after expiry a value may still answer when the service is unreachable (default 0: never). */
   staleIfErrorMs?: number;
-  /** The most names kept (default 1,000). */
+  /** The most entries kept (default 1,000). */
   maxEntries?: number;
 }
 
 /** The cache as SecretsClient uses it. */
 export interface ValueCache {
-  /** `access(name)` of the current version, through the cache. */
-  access(name: string, load: () => Promise<AccessedSecret>): Promise<AccessedSecret>;
-  /** `resolve(names)` through the cache: one load for all the names neither cached nor in flight. */
-  resolve(names: readonly string[], load: (names: string[]) => Promise<Record<string, string>>): Promise<Record<string, string>>;
-  /** Forget a name (after a write to it through this client). */
+  /** `access(name)` of the current version for the caller `scope`, through the cache. */
+  access(scope: string, name: string, load: () => Promise<AccessedSecret>): Promise<AccessedSecret>;
+  /** `resolve(names)` for the caller `scope`: one load for all the names neither cached nor in flight. */
+  resolve(scope: string, names: readonly string[], load: (names: string[]) => Promise<Record<string, string>>): Promise<Record<string, string>>;
+  /** Forget a name in every scope (after a write to it through this client). */
   invalidate(name: string): void;
   /** Forget everything. */
   clear(): void;
@@ -60,6 +65,10 @@ interface Flight {
   invalidated: boolean;
 }
 
+/** An entry's key: the scope, then the name (neither holds a space). */
+const keyOf = (scope: string, name: string) => `${scope} ${name}`;
+const nameOfKey = (key: string) => key.slice(key.indexOf(" ") + 1);
+
 /** Passed to every get(): lru-cache's default options argument is a new object per call. */
 const GET_OPTIONS = Object.freeze({});
 
@@ -78,36 +87,36 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
   const flights = new Map<string, Flight>();
 
   /** The entry if still fresh; a use for LRU order. */
-  function fresh(name: string): Entry | undefined {
-    const entry = entries.get(name, GET_OPTIONS);
+  function fresh(key: string): Entry | undefined {
+    const entry = entries.get(key, GET_OPTIONS);
     return entry && now() < entry.expiresAt ? entry : undefined;
   }
 
   /** The entry if within its stale-if-error window; not a use. */
-  function stale(name: string): Entry | undefined {
-    const entry = entries.peek(name);
+  function stale(key: string): Entry | undefined {
+    const entry = entries.peek(key);
     return entry && now() <= entry.expiresAt + staleMs ? entry : undefined;
   }
 
-  function fly(name: string, promise: Promise<Entry>, withVersion: boolean): Flight {
+  function fly(key: string, promise: Promise<Entry>, withVersion: boolean): Flight {
     const flight: Flight = { promise, withVersion, invalidated: false };
-    flights.set(name, flight);
+    flights.set(key, flight);
     promise.then(
       (entry) => {
-        if (!flight.invalidated) entries.set(name, entry);
+        if (!flight.invalidated) entries.set(key, entry);
       },
       () => undefined, // the caller that started the load sees the failure
     ).finally(() => {
-      if (flights.get(name) === flight) flights.delete(name);
+      if (flights.get(key) === flight) flights.delete(key);
     });
     return flight;
   }
 
-  async function settle(name: string, flight: Flight, needVersion: boolean): Promise<Entry> {
+  async function settle(key: string, flight: Flight, needVersion: boolean): Promise<Entry> {
     try {
       return await flight.promise;
     } catch (e) {
-      const old = isTransient(e) ? stale(name) : undefined;
+      const old = isTransient(e) ? stale(key) : undefined;
       if (old && (!needVersion || old.version !== undefined)) return old;
       throw e;
     }
@@ -116,23 +125,25 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
   const entryOf = (value: string, version: number | undefined): Entry => ({ value, version, expiresAt: now() + ttlMs });
 
   return {
-    async access(name, load) {
-      const hit = fresh(name);
+    async access(scope, name, load) {
+      const key = keyOf(scope, name);
+      const hit = fresh(key);
       if (hit?.version !== undefined) return { name, version: hit.version, value: hit.value };
-      let flight = flights.get(name);
+      let flight = flights.get(key);
       if (!flight?.withVersion) {
-        flight = fly(name, load().then((r) => entryOf(r.value, r.version)), true);
+        flight = fly(key, load().then((r) => entryOf(r.value, r.version)), true);
       }
-      const entry = await settle(name, flight, true);
+      const entry = await settle(key, flight, true);
       return { name, version: entry.version as number, value: entry.value };
     },
 
-    async resolve(names, load) {
+    async resolve(scope, names, load) {
       const plan = new Map<string, Entry | Flight>();
       const missing: string[] = [];
       for (const name of names) {
         if (plan.has(name) || missing.includes(name)) continue;
-        const known = fresh(name) ?? flights.get(name);
+        const key = keyOf(scope, name);
+        const known = fresh(key) ?? flights.get(key);
         if (known) plan.set(name, known);
         else missing.push(name);
       }
@@ -142,27 +153,27 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
           const promise = batch.then((values) => {
             const value = values[name];
             // The service answers every name or fails the call; a gap is a broken server.
-            if (value === undefined) throw new Error("ResolveSecrets answered without a requested name");
+            if (value === undefined) throw clientFailure(status.INTERNAL, "CLIENT_INTERNAL", "ResolveSecrets answered without a requested name");
             return entryOf(value, undefined);
           });
-          plan.set(name, fly(name, promise, false));
+          plan.set(name, fly(keyOf(scope, name), promise, false));
         }
       }
       const out: Record<string, string> = {};
       await Promise.all(
         [...plan].map(async ([name, known]) => {
-          out[name] = ("promise" in known ? await settle(name, known, false) : known).value;
+          out[name] = ("promise" in known ? await settle(keyOf(scope, name), known, false) : known).value;
         }),
       );
       return out;
     },
 
     invalidate(name) {
-      entries.delete(name);
-      const flight = flights.get(name);
-      if (flight) {
+      for (const key of [...entries.keys()]) if (nameOfKey(key) === name) entries.delete(key);
+      for (const [key, flight] of flights) {
+        if (nameOfKey(key) !== name) continue;
         flight.invalidated = true;
-        flights.delete(name);
+        flights.delete(key);
       }
     },
 

@@ -1,5 +1,5 @@
 /**
- * The secrets SDK, imported as `secrets-service/client`: a client of
+ * The secrets SDK, the package `@secrets-service/client`: a client of
  * `secrets.v1.SecretService` with plain objects in and out, typed errors to branch
  * on, deadlines, retries of idempotent calls and an opt-in cache for agent runtimes;
  * KeyService (`client.keys`) and AuditService (`client.audit`) for key holders and operators;
@@ -7,6 +7,7 @@
  * redaction of secret values from text before it is shown or stored.
  */
 export { SecretsClient, type SecretsApi, type SecretsClientOptions } from "./secrets-client.js";
+export { parseAddress, DEFAULT_PORT, type ServiceAddress } from "./address.js";
 export type {
   DataKeyInfo,
   DataKeyState,
@@ -22,15 +23,19 @@ export {
   SecretsError,
   SecretsUnavailableError,
   SecretsDeadlineError,
+  SecretsTokenError,
+  CLIENT_REASONS,
   isTransient,
+  type ClientReason,
   type SecretsReason,
   type StatusCodeName,
 } from "./errors.js";
-export type { Reason } from "../api/errors.js";
+export { LIMITS, LIST_METADATA_KEYS, type ListMetadataKey, type Reason } from "./contract.js";
 export { SECRET_NAME_PATTERN, VALUE_MAX_BYTES, RESOLVE_MAX_NAMES, valueProblem } from "./limits.js";
 export type { RetryOptions } from "./retry.js";
 export type { CacheOptions } from "./value-cache.js";
-export type { TlsOptions, TokenSource } from "./transport.js";
+export type { TlsOptions } from "./transport.js";
+export type { TokenSource } from "./token.js";
 export type {
   AccessedSecret,
   CallOptions,

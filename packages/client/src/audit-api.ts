@@ -1,7 +1,8 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AuditService, type AuditEvent as ProtoAuditEvent } from "../api/gen/secrets/v1/audit_pb.js";
+import { AuditService, type AuditEvent as ProtoAuditEvent } from "./gen/secrets/v1/audit_pb.js";
 import type { CallOptions } from "./types.js";
-import { countOf, dateOf, pages, type UnaryCall } from "./unary-call.js";
+import { countOf, dateOf } from "./convert.js";
+import { pages, type UnaryCall } from "./unary-call.js";
 
 /**
  * `secrets.v1.AuditService` as an async iterable: `client.audit.list`. Scope

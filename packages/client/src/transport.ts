@@ -2,19 +2,23 @@ import { readFileSync } from "node:fs";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { fromServiceError } from "./errors.js";
+import type { ServiceAddress } from "./address.js";
+import { clientFailure, fromServiceError, SecretsError } from "./errors.js";
 import { cancelled } from "./retry.js";
+import { readToken, type TokenSource } from "./token.js";
 
 /**
  * The SDK's one bridge to grpc-js: a unary call by protobuf-es method descriptor.
  * The path is `/${service.typeName}/${method.name}` and the (de)serializers are the
  * method's binary schemas, as on the server, so no generated grpc-js stubs exist.
  * Every call carries `authorization: Bearer <token>`, fetched per attempt so a
- * refreshing token source is honoured, and an absolute deadline.
+ * refreshing token source is honoured (unless the call pins one), and an absolute
+ * deadline.
+ *
+ * Error boundary: every failure is a SecretsError. The request is encoded here, not
+ * inside grpc-js, so that an encoding failure (whose text may quote a field) becomes a
+ * fixed message; anything else thrown on the way out is replaced the same way.
  */
-
-/** Where the bearer token comes from: a fixed string, or a function called before every attempt. */
-export type TokenSource = string | (() => string | Promise<string>);
 
 /** TLS settings; `true` means TLS with the system's root certificates. */
 export type TlsOptions =
@@ -33,7 +37,11 @@ export type TlsOptions =
 export interface UnaryCallOptions {
   /** Epoch milliseconds after which the call fails DEADLINE_EXCEEDED. */
   deadline: number;
+  /** The whole deadline as given, for the message of a DEADLINE_EXCEEDED. */
+  deadlineMs: number;
   signal?: AbortSignal | undefined;
+  /** A token already read for this call (so that every attempt acts as the same caller). */
+  token?: string | undefined;
 }
 
 /** A channel to the service that makes unary calls. */
@@ -48,9 +56,10 @@ export interface Transport {
 
 /** What `createTransport` needs. */
 export interface TransportOptions {
-  address: string;
+  address: ServiceAddress;
   token: TokenSource;
-  tls?: TlsOptions | undefined;
+  /** Resolved by the caller from the options and the address's scheme. */
+  tls: TlsOptions;
   /** Extra grpc-js channel options; they override the defaults below. */
   channelOptions?: grpc.ChannelOptions | undefined;
 }
@@ -68,47 +77,65 @@ const DEFAULT_CHANNEL_OPTIONS: grpc.ChannelOptions = {
 
 /** A channel to `address`; one per client, shared by its calls. */
 export function createTransport(options: TransportOptions): Transport {
-  const tls = options.tls ?? false;
+  const tls = options.tls;
   const channelOptions: grpc.ChannelOptions = { ...DEFAULT_CHANNEL_OPTIONS };
   if (typeof tls === "object" && tls.serverName) channelOptions["grpc.ssl_target_name_override"] = tls.serverName;
   Object.assign(channelOptions, options.channelOptions);
-  const client = new grpc.Client(options.address, credentialsOf(tls), channelOptions);
-  const tokenOf = typeof options.token === "function" ? options.token : () => options.token as string;
+  const target = options.address.target;
+  const client = new grpc.Client(target, credentialsOf(tls), channelOptions);
   let closed = false;
 
   return {
     async unary(method, request, callOptions) {
-      // A call after close() is the caller's bug, not the service's answer: a plain Error, not a SecretsError.
-      if (closed) throw new Error("SecretsClient is closed");
-      const token = await tokenOf();
+      if (closed) throw clientFailure(grpc.status.FAILED_PRECONDITION, "CLIENT_CLOSED", "the client is closed");
+      const token = callOptions.token ?? (await readToken(options.token));
       if (callOptions.signal?.aborted) throw cancelled();
-      const metadata = new grpc.Metadata();
-      metadata.set("authorization", `Bearer ${token}`);
       const path = `/${method.parent.typeName}/${method.name}`;
+      let bytes: Buffer;
+      try {
+        bytes = Buffer.from(toBinary(method.input, create(method.input, request)));
+      } catch {
+        throw clientFailure(grpc.status.INVALID_ARGUMENT, "REQUEST_UNENCODABLE", `the ${method.name} request could not be encoded: a field has the wrong type or is out of range`);
+      }
+      const context = { target, deadlineMs: callOptions.deadlineMs };
       return new Promise((resolve, reject) => {
+        const metadata = new grpc.Metadata();
+        metadata.set("authorization", `Bearer ${token}`);
         const call = client.makeUnaryRequest(
           path,
-          (message: MessageShape<typeof method.input>) => Buffer.from(toBinary(method.input, message)),
-          (bytes: Buffer) => fromBinary(method.output, bytes),
-          create(method.input, request),
+          (encoded: Buffer) => encoded,
+          (received: Buffer) => decode(method.output, received),
+          bytes,
           metadata,
           { deadline: callOptions.deadline },
           (error, response) => {
             callOptions.signal?.removeEventListener("abort", onAbort);
-            if (error) reject(fromServiceError(error));
-            else if (response === undefined) reject(new Error(`${path} answered without a message`));
+            if (error) reject(fromServiceError(error, context));
+            else if (response === undefined) reject(clientFailure(grpc.status.INTERNAL, "CLIENT_INTERNAL", `${method.name} answered without a message`));
             else resolve(response);
           },
         );
         const onAbort = () => call.cancel();
         callOptions.signal?.addEventListener("abort", onAbort, { once: true });
-      });
+      }).catch((e: unknown) => {
+        // What grpc-js throws itself (not through the callback) may quote the request or the header.
+        throw e instanceof SecretsError ? e : clientFailure(grpc.status.INTERNAL, "CLIENT_INTERNAL", `${method.name} could not be sent`);
+      }) as Promise<MessageShape<typeof method.output>>;
     },
     close() {
       closed = true;
       client.close();
     },
   };
+}
+
+/** An answer's message; a decoding failure gets a fixed text (grpc-js repeats it in the status it reports). */
+function decode<O extends DescMessage>(schema: O, bytes: Buffer): MessageShape<O> {
+  try {
+    return fromBinary(schema, bytes);
+  } catch {
+    throw new Error("the answer could not be decoded");
+  }
 }
 
 function credentialsOf(tls: TlsOptions): grpc.ChannelCredentials {
