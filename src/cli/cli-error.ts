@@ -30,14 +30,13 @@ export class CliError extends Error {
 }
 
 /** The line to print (without the `secrets: ` prefix) and the exit code for any error. */
-export function describeError(e: unknown, address: string | undefined): { message: string; exitCode: number; expected: boolean } {
+export function describeError(e: unknown): { message: string; exitCode: number; expected: boolean } {
   if (e instanceof CliError) return { message: e.message, exitCode: e.exitCode, expected: true };
   if (e instanceof SecretsError) {
     let message = e.message;
     if (e instanceof SecretsUnavailableError) {
-      // grpc-js's text ends in an empty "Resolution note:"; the cause before it is what helps.
-      const cause = e.details.replace(/\.?\s*Resolution note:\s*$/, "");
-      message = `UNAVAILABLE: cannot reach the service${address ? ` at ${address}` : ""} (${cause}); is it running? (set --addr or SECRETS_ADDR)`;
+      // The SDK's message names the address and the cause; the CLI adds what to do.
+      message += "; is it running? (set --addr or SECRETS_ADDR)";
     }
     if (e.codeName === "UNAUTHENTICATED") {
       message += " (set SECRETS_TOKEN; against a dev-mode server: export SECRETS_TOKEN=$(secrets token))";
@@ -54,8 +53,8 @@ export function describeError(e: unknown, address: string | undefined): { messag
  * redactSensitive, so neither holds the token or a value the command handled; the
  * stack, third-party text, is searched for their encoded forms too.
  */
-export function failureText(e: unknown, address: string | undefined, debug: boolean): { text: string; exitCode: number } {
-  const { message, exitCode, expected } = describeError(e, address);
+export function failureText(e: unknown, debug: boolean): { text: string; exitCode: number } {
+  const { message, exitCode, expected } = describeError(e);
   let text = redactSensitive(`secrets: ${message}\n`);
   if (!expected && debug) {
     text += redactSensitive(`${e instanceof Error ? (e.stack ?? `${e.name}: ${e.message}`) : String(e)}\n`, { encoded: true });

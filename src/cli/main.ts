@@ -23,14 +23,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (e) {
     // Commander has printed its own message (usage errors) or the help already.
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
-    return reportFailure(e, session.address);
+    return reportFailure(e);
   } finally {
     session.close();
   }
 }
 
-function reportFailure(e: unknown, address: string | undefined): number {
-  const { text, exitCode } = failureText(e, address, process.env["SECRETS_DEBUG"] === "1");
+function reportFailure(e: unknown): number {
+  const { text, exitCode } = failureText(e, process.env["SECRETS_DEBUG"] === "1");
   process.stderr.write(text);
   return exitCode;
 }
@@ -39,7 +39,7 @@ const invokedDirectly = process.argv[1] !== undefined && realpathSync(process.ar
 if (invokedDirectly) {
   // An error thrown outside the command's promise (an event handler) meets the same boundary.
   const crash = (e: unknown) => {
-    process.exitCode = reportFailure(e, undefined);
+    process.exitCode = reportFailure(e);
     process.exit();
   };
   process.on("uncaughtException", crash);

@@ -24,15 +24,12 @@ export interface Session {
   options(command: Command): GlobalOptions;
   /** The SDK client for `command`'s global options (made once). */
   client(command: Command): SecretsClient;
-  /** The address in use as `host:port`, once a client exists (for error hints). */
-  readonly address: string | undefined;
   close(): void;
 }
 
 /** A session for this process. */
 export function createSession(): Session {
   let client: SecretsClient | undefined;
-  let address: string | undefined;
 
   const options = (command: Command) => command.optsWithGlobals<GlobalOptions>();
 
@@ -58,11 +55,7 @@ export function createSession(): Session {
         if (e instanceof TypeError) throw new CliError(`--addr (SECRETS_ADDR): ${e.message.replace(/^SecretsClient: /, "")}`, EXIT.usage);
         throw e;
       }
-      address = client.target;
       return client;
-    },
-    get address() {
-      return address;
     },
     close() {
       client?.close();

@@ -214,7 +214,7 @@ describe("errors and edges", () => {
 
     const unreachable = await cli(["get", "x", "--timeout", "3000"], { env: { SECRETS_ADDR: "127.0.0.1:1" } });
     expect(unreachable.code).toBe(3);
-    expect(unreachable.stderr).toMatch(/^secrets: UNAVAILABLE: cannot reach the service at 127\.0\.0\.1:1 .*\n$/);
+    expect(unreachable.stderr).toMatch(/^secrets: UNAVAILABLE: cannot reach 127\.0\.0\.1:1: .*; is it running\? .*\n$/);
 
     const usage = await cli(["list", "--no-such-flag"]);
     expect(usage.code).toBe(2);

@@ -67,10 +67,10 @@ afterAll(async () => {
 describe("version and operator tokens", () => {
   it("--version prints the package's version, and only as the first argument", async () => {
     const { version } = JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string };
-    expect(await cli(["--version"])).toEqual({ code: 0, stdout: `${version}\n`, stderr: "" });
-    expect(await cli(["-V"])).toEqual({ code: 0, stdout: `${version}\n`, stderr: "" });
+    expect(await cli(["--version"])).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: "" });
+    expect(await cli(["-V"])).toMatchObject({ code: 0, stdout: `${version}\n`, stderr: "" });
     // After a subcommand, --version is still that command's own option.
-    expect(await cli(["access", "alice_one", "--version", "1"], { env: { SECRETS_TOKEN: alice } })).toEqual({ code: 0, stdout: VALUES[0], stderr: "" });
+    expect(await cli(["access", "alice_one", "--version", "1"], { env: { SECRETS_TOKEN: alice } })).toMatchObject({ code: 0, stdout: VALUES[0], stderr: "" });
   });
 
   it("token --scope operator mints the scope with a warning on stderr; other tokens stay without it", async () => {

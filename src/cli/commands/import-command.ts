@@ -162,7 +162,7 @@ async function write(
 
 /** The error that ends an import midway: what failed, what was written before it, what was not. */
 function stopped(e: unknown, failed: FileEntry, rest: readonly FileEntry[], outcome: Outcome, show: { json: boolean; verbose: boolean }): CliError {
-  const { message, exitCode } = describeError(e, undefined);
+  const { message, exitCode } = describeError(e);
   const unknown = isTransient(e);
   if (show.json) {
     printJson({ ...outcome, failed: { line: failed.line, name: failed.name, writtenUnknown: unknown, error: message }, notWritten: rest.map((r) => r.name) });
