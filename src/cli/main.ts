@@ -37,6 +37,9 @@ function reportFailure(e: unknown): number {
 
 const invokedDirectly = process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
 if (invokedDirectly) {
+  // Node's deprecation notices are about libraries, not the user's command; grpc-js sets
+  // TLS SNI to the host even when it is an IP address, which Node reports on every https://IP call.
+  process.noDeprecation = true;
   // An error thrown outside the command's promise (an event handler) meets the same boundary.
   const crash = (e: unknown) => {
     process.exitCode = reportFailure(e);

@@ -14,6 +14,9 @@ export interface GlobalOptions {
   token?: string;
   tls?: boolean;
   ca?: string;
+  cert?: string;
+  key?: string;
+  serverName?: string;
   timeout: string;
   json?: boolean;
 }
@@ -46,8 +49,18 @@ export function createSession(): Session {
       }
       const deadlineMs = Number(opts.timeout);
       if (!Number.isInteger(deadlineMs) || deadlineMs <= 0) throw new CliError("--timeout must be a positive number of milliseconds");
-      // The SDK's address syntax; an https:// address turns TLS on, and --tls or --ca ask for it too.
-      const tls: TlsOptions | undefined = opts.ca ? { ca: opts.ca } : opts.tls === true ? true : undefined;
+      // The SDK's address syntax; an https:// address turns TLS on, and --tls, --ca, --cert or --server-name ask for it too.
+      if ((opts.cert === undefined) !== (opts.key === undefined)) throw new CliError("--cert and --key go together");
+      const tls: TlsOptions | undefined =
+        opts.ca || opts.cert || opts.serverName
+          ? {
+              ...(opts.ca ? { ca: opts.ca } : {}),
+              ...(opts.cert && opts.key ? { cert: opts.cert, key: opts.key } : {}),
+              ...(opts.serverName ? { serverName: opts.serverName } : {}),
+            }
+          : opts.tls === true
+            ? true
+            : undefined;
       try {
         client = new SecretsClient({ address: opts.addr, token: opts.token, tls, deadlineMs });
       } catch (e) {

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditService } from "../../src/api/gen/secrets/v1/audit_pb.js";
 import { KeyService } from "../../src/api/gen/secrets/v1/keys_pb.js";
 import { SecretService } from "../../src/api/gen/secrets/v1/secrets_pb.js";
+import { cliRunner } from "../cli/cli-process.js";
 import { createTestClient, expectCallError, startTestService, type TestService } from "../support/fixtures.js";
 
 // TLS and mutual TLS with certificates made here: a client without a certificate,
@@ -118,6 +119,27 @@ describe("mutual TLS", () => {
       fromApp.close();
       fromOps.close();
     }
+  });
+
+  it("lets the CLI present a client certificate, so operators need no buf curl", { timeout: 30_000 }, async () => {
+    const operator = await svc.token("ops", { scopes: ["secrets:operator"] });
+    const cli = cliRunner({ SECRETS_ADDR: `https://${svc.address}`, SECRETS_TOKEN: operator });
+    const ca = ["--ca", file("ca.crt")];
+    const asOps = await cli([...ca, "--cert", file("ops.crt"), "--key", file("ops.key"), "keys", "status"]);
+    expect(asOps.stderr).toBe("");
+    expect(asOps).toMatchObject({ code: 0 });
+    expect(asOps.stdout).toMatch(/^active_master_key_id: k1$/m);
+    const asApp = await cli([...ca, "--cert", file("app.crt"), "--key", file("app.key"), "keys", "status"]);
+    expect(asApp.code).toBe(1);
+    expect(asApp.stderr).toMatch(/^secrets: PERMISSION_DENIED \(SCOPE_MISSING\)/);
+    const noCert = await cli([...ca, "keys", "status", "--timeout", "3000"]);
+    expect(noCert.code).toBe(3);
+    const named = await cli([...ca, "--server-name", "localhost", "--cert", file("ops.crt"), "--key", file("ops.key"), "keys", "status"]);
+    expect(named).toMatchObject({ code: 0, stderr: "" });
+    const misnamed = await cli([...ca, "--server-name", "elsewhere.example", "--cert", file("ops.crt"), "--key", file("ops.key"), "keys", "status", "--timeout", "3000"]);
+    expect(misnamed.code).toBe(3);
+    const halfPair = await cli([...ca, "--cert", file("ops.crt"), "keys", "status"]);
+    expect(halfPair).toMatchObject({ code: 2, stderr: "secrets: --cert and --key go together\n" });
   });
 });
 
