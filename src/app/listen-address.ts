@@ -21,7 +21,9 @@ export async function holdListenAddress(address: string): Promise<AddressHold> {
   const host = hostOf(address);
   const port = Number(address.slice(address.lastIndexOf(":") + 1));
   if (host === undefined || port === 0) return NOTHING_HELD;
-  const server = createServer();
+  // Nothing is served while held: a client that connects (one retrying against a
+  // restarting service, say) is dropped at once, and so cannot keep close() waiting.
+  const server = createServer((socket) => socket.destroy());
   await new Promise<void>((resolve, reject) => {
     server.once("error", (e: NodeJS.ErrnoException) => reject(refusal(address, e)));
     server.listen({ host, port, exclusive: true }, resolve);

@@ -1,4 +1,4 @@
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/app/config.js";
 import { holdListenAddress, listenRefusal } from "../../src/app/listen-address.js";
@@ -34,6 +34,20 @@ describe("holdListenAddress", () => {
     await hold.release();
     expect(await canListen(port)).toBe(true);
     expect(await listenRefusal(address)).toBeUndefined();
+  });
+
+  it("drops a client that connects while the address is held, so release does not wait for it", async () => {
+    const port = await freePort();
+    const hold = await holdListenAddress(`127.0.0.1:${port}`);
+    const client = connect(port, "127.0.0.1");
+    client.on("error", () => undefined);
+    const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
+    await new Promise<void>((resolve) => client.once("connect", () => resolve()));
+    // A client that keeps its connection open (as a retrying gRPC client does) must not hold up start-up.
+    const released = await Promise.race([hold.release().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2_000))]);
+    expect(released).toBe(true);
+    await closed;
+    expect(await canListen(port)).toBe(true);
   });
 
   it("holds nothing for port 0, where the system picks a free port", async () => {
