@@ -15,7 +15,8 @@ describe("the recovery bin", () => {
   const clock = { now: Date.parse("2026-12-06T00:00:00Z") };
 
   beforeAll(async () => {
-    svc = await startTestService({ SECRETS_RECOVERY_WINDOW_DAYS: "3", SECRETS_WRITE_RATE: "0" }, { clock: () => new Date(clock.now) });
+    const env = { SECRETS_RECOVERY_WINDOW_DAYS: "3", SECRETS_WRITE_RATE: "0", SECRETS_MAX_SECRETS_PER_DEVELOPER: "3" };
+    svc = await startTestService(env, { clock: () => new Date(clock.now) });
   });
 
   afterAll(async () => {
@@ -93,6 +94,20 @@ describe("the recovery bin", () => {
     expect(await binOf(t)).toHaveLength(2);
     await client().restoreSecret({ name: "token" }, t);
     expect(await valueOf("token", t)).toBe("second");
+  });
+
+  it("binned secrets leave the quota; a restore that would exceed it is QUOTA_EXCEEDED and changes nothing", async () => {
+    const t = await developer();
+    for (const name of ["q1", "q2", "q3"]) await client().createSecret({ name, value: name }, t);
+    await client().deleteSecret({ name: "q1" }, t);
+    await client().createSecret({ name: "q4", value: "q4" }, t); // room again: 3 live, 1 binned
+    const err = await expectCallError(() => client().restoreSecret({ name: "q1" }, t));
+    expect([err.code, err.reason]).toEqual([status.RESOURCE_EXHAUSTED, "QUOTA_EXCEEDED"]);
+    expect((await binOf(t)).map((s) => s.name)).toEqual(["q1"]);
+    expect((await expectCallError(() => client().getSecret({ name: "q1" }, t))).reason).toBe("SECRET_NOT_FOUND");
+    await client().deleteSecret({ name: "q4", force: true }, t);
+    await client().restoreSecret({ name: "q1" }, t);
+    expect(await valueOf("q1", t)).toBe("q1");
   });
 
   it("force deletes at once: no bin entry, no rows, nothing to restore", async () => {
