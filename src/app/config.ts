@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import type { VerificationKey } from "../auth/token-verifier.js";
 import { MIN_HMAC_SECRET_BYTES } from "../auth/token-verifier.js";
+import { MAX_RECOVERY_WINDOW_DAYS } from "../secrets/validation.js";
 
 /**
  * Environment → one frozen, validated Config. Errors name the variable and what is
@@ -34,6 +35,8 @@ export interface Config {
   readonly jwtMaxTtlSeconds: number;
   readonly cacheTtlSeconds: number;
   readonly maxVersions: number;
+  /** Days a deleted secret stays in the recovery bin when its delete names none. */
+  readonly recoveryWindowDays: number;
   readonly tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
   readonly operatorIdentities: readonly string[];
   readonly allowPlaintext: boolean;
@@ -187,6 +190,7 @@ export function loadConfig(env: Env): Config {
     jwtMaxTtlSeconds: int("SECRETS_JWT_MAX_TTL_SECONDS", 86_400, 60, 31 * 86_400),
     cacheTtlSeconds: int("SECRETS_CACHE_TTL_SECONDS", 30, 1, 3600),
     maxVersions: int("SECRETS_MAX_VERSIONS", 20, 1, 10_000),
+    recoveryWindowDays: int("SECRETS_RECOVERY_WINDOW_DAYS", 7, 1, MAX_RECOVERY_WINDOW_DAYS),
     tls,
     operatorIdentities: Object.freeze((get("SECRETS_OPERATOR_IDENTITIES") ?? "").split(",").map((s) => s.trim()).filter(Boolean)),
     allowPlaintext,

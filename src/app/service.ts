@@ -15,10 +15,12 @@ import { createLocalKeyProvider, parseKeyring } from "../crypto/key-provider.js"
 import { cacheObserver, callObserver, createMetrics, type CacheObserver } from "../observability/metrics.js";
 import { createDataKeys } from "../keys/data-keys.js";
 import { createAuditLog } from "../audit/audit-log.js";
+import { purgeAuditEvent } from "../audit/audit-policy.js";
 import { createAuditService } from "../audit/audit-service.js";
 import { loadCacheEntryKey } from "../keys/cache-entry-key.js";
 import { createKeyLifecycle } from "../keys/key-lifecycle.js";
 import { MasterKeyMissing, checkMasterKeys } from "../keys/master-keys.js";
+import { createBinPurge } from "../secrets/bin-purge.js";
 import { createRateLimiter } from "../secrets/rate-limiter.js";
 import { createSecretService } from "../secrets/secret-service.js";
 import { startMetricsHttp } from "../observability/metrics-http.js";
@@ -43,6 +45,8 @@ export interface RunningService {
   readonly metricsPort: number | undefined;
   /** Set in dev mode: the developer token printed at start. */
   readonly devToken: string | undefined;
+  /** Purges the recovery bin's due secrets now (the timer does it every minute); returns how many went. */
+  purgeRecoveryBin(): Promise<number>;
   /** Graceful stop in the order docs/configuration.md gives (Shutdown); resolves when everything is closed. */
   stop(): Promise<void>;
 }
@@ -53,6 +57,10 @@ export interface StartOptions {
   db?: Db;
   /** Milliseconds in-flight calls get on shutdown before they are cut. */
   shutdownGraceMs?: number;
+  /** The clock time-driven behaviour reads (the recovery bin); tests move it instead of sleeping. */
+  clock?: () => Date;
+  /** Milliseconds between the recovery bin's purge passes (default one minute). */
+  purgeIntervalMs?: number;
 }
 
 export async function startService(config: Config, options: StartOptions): Promise<RunningService> {
@@ -68,6 +76,7 @@ export async function startService(config: Config, options: StartOptions): Promi
 /** Everything after the listen address is held; the hold is released just before grpc-js binds it. */
 async function wire(config: Config, options: StartOptions, addressHold: AddressHold): Promise<RunningService> {
   const { log } = options;
+  const clock = options.clock ?? (() => new Date());
   let masterKeys = config.masterKeys;
   let jwtKey: VerificationKey | undefined = config.jwtKey;
   if (config.mode === "dev") {
@@ -140,6 +149,8 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       dataKeys,
       cache,
       maxVersions: config.maxVersions,
+      recoveryWindowDays: config.recoveryWindowDays,
+      now: clock,
       limits: {
         maxSecrets: config.maxSecretsPerDeveloper,
         reads: createRateLimiter({ ratePerSecond: config.readRatePerSecond, kind: "read" }),
@@ -159,6 +170,17 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
         log.error({ lost: auditLog.queueDepth }, "audit events not written before shutdown");
       }
     });
+    const binPurge = createBinPurge({
+      db,
+      now: clock,
+      batchSize: 500,
+      intervalMs: options.purgeIntervalMs ?? 60_000,
+      onPurged: (row) => auditLog.record(purgeAuditEvent(row, replicaId, clock())),
+      onError: (what, e) => log.warn({ err: e }, `${what} failed; will retry`),
+    });
+    binPurge.start();
+    // Stopped before the audit log closes (closers run newest first): every purge is recorded.
+    closers.unshift(() => binPurge.stop());
     const verifier = cachingVerifier(
       createTokenVerifier({
         key: jwtKey,
@@ -208,6 +230,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       port: server.port,
       metricsPort,
       devToken,
+      purgeRecoveryBin: () => binPurge.purgeDue(),
       stop() {
         // Server first (health NOT_SERVING, drain in-flight calls), then metrics, cache, database, keys.
         stopping ??= closeAll().then(() => log.info("stopped"));

@@ -1,8 +1,11 @@
+import { randomUUID } from "node:crypto";
 import type { DescService, MessageShape } from "@bufbuild/protobuf";
 import { AuditService } from "../api/gen/secrets/v1/audit_pb.js";
 import { KeyService } from "../api/gen/secrets/v1/keys_pb.js";
 import { SecretService } from "../api/gen/secrets/v1/secrets_pb.js";
 import { SUBJECT_PATTERN } from "../api/limits.js";
+import type { PurgedRow } from "../store/bin-store.js";
+import { auditSecretName, type AuditEventInput } from "./audit-event.js";
 
 /**
  * What each audited RPC records (docs/design.md, Audit trail): one entry per method of
@@ -61,6 +64,8 @@ const secretEntries: Entries<typeof SecretService> = {
   listSecretVersions: { subject: (r) => named(r.name) },
   destroySecretVersion: { subject: (r) => named(r.name, r.version) },
   resolveSecrets: { subject: (r) => ({ names: r.names, version: 0 }), returnsValues: true },
+  // By id the request names no secret; the event then carries none.
+  restoreSecret: { subject: (r) => (r.name === "" ? NO_SUBJECT : named(r.name)) },
 };
 
 const keyEntries: Entries<typeof KeyService> = {
@@ -74,6 +79,30 @@ const auditEntries: Entries<typeof AuditService> = {
   // Recorded in the trail it reads, with the secret name it filtered on.
   listAuditEvents: { subject: (r) => about(r.developerId, r.secretName === "" ? [] : [r.secretName]) },
 };
+
+/** The action of a purge job's event: not an RPC, so that no call can be mistaken for one. */
+export const PURGE_ACTION = "PurgeSecret";
+
+/**
+ * The event of a secret the recovery bin's purge job removed: not a call, so no caller
+ * token; the subject `(purge)` can never be a token's `sub`, and the identity names
+ * the replica that purged it.
+ */
+export function purgeAuditEvent(row: PurgedRow, replicaId: string, time: Date): AuditEventInput {
+  return {
+    time,
+    developerId: row.developerId,
+    callerSubject: "(purge)",
+    callerTokenId: "",
+    callerIdentity: `replica:${replicaId}`,
+    action: PURGE_ACTION,
+    secretName: auditSecretName([row.name]),
+    version: row.version,
+    outcome: "OK",
+    requestId: randomUUID(),
+    peer: "",
+  };
+}
 
 /** The audit policy of the service. */
 export const auditPolicy: AuditPolicy = new Map([

@@ -1,5 +1,6 @@
 import type { Principal } from "../auth/principal.js";
 import { requireAllowlisted, requireScope } from "../auth/authorize.js";
+import { NAME_PATTERN } from "../api/limits.js";
 import type { Db } from "../store/db.js";
 import * as store from "../store/secret-store.js";
 import * as versionStore from "../store/version-store.js";
@@ -11,12 +12,13 @@ import {
   validateName,
   validateNamePrefix,
   validatePageSize,
+  UUID_PATTERN,
   type JsonObject,
 } from "./validation.js";
 
 /**
- * The calls that return attributes, never values: GetSecret, ListSecrets and
- * ListSecretVersions, straight from Postgres. Lists are keyset pages whose tokens
+ * The calls that return attributes, never values: GetSecret, ListSecrets (of the
+ * live secrets, or of the recovery bin) and ListSecretVersions, straight from Postgres. Lists are keyset pages whose tokens
  * are bound to the developer and every list parameter (page-token.ts).
  */
 export interface SecretListing {
@@ -30,6 +32,8 @@ export interface ListInput {
   pageToken: string;
   namePrefix: string;
   metadataFilter: JsonObject | undefined;
+  /** List the recovery bin instead of the live secrets (never any value). */
+  showDeleted?: boolean;
 }
 
 export interface SecretListingDeps {
@@ -39,6 +43,12 @@ export interface SecretListingDeps {
 }
 
 const nameTokens = pageTokenCodec((k): k is string => typeof k === "string" && k.length > 0 && k.length <= 128);
+/** The bin may hold several secrets of one name: its pages continue after `name/id`. */
+const binnedTokens = pageTokenCodec((k): k is string => {
+  if (typeof k !== "string") return false;
+  const [name, id, ...rest] = k.split("/");
+  return rest.length === 0 && NAME_PATTERN.test(name ?? "") && UUID_PATTERN.test(id ?? "");
+});
 const versionTokens = pageTokenCodec((k): k is number => Number.isInteger(k) && (k as number) > 0);
 
 export function createSecretListing(deps: SecretListingDeps): SecretListing {
@@ -61,17 +71,18 @@ export function createSecretListing(deps: SecretListingDeps): SecretListing {
         : undefined;
       const onlyNames = p.allowlist ? [...p.allowlist].sort() : undefined;
       const binding = [p.developerId, namePrefix, canonicalJson(input.metadataFilter ?? {}), JSON.stringify(onlyNames ?? null)];
+      const query = { developerId: p.developerId, namePrefix, metadataFilterJson, onlyNames, limit: pageSize + 1 };
+      if (input.showDeleted) {
+        // Bound apart from live listings: a token of one is refused by the other.
+        binding.push("deleted");
+        const [afterName, afterId] = binnedTokens.decode(input.pageToken, binding)?.split("/") ?? [];
+        reads.take(p.developerId);
+        const rows = await store.listSecrets(db, { ...query, binned: true, afterName, afterId });
+        return pageOf(rows, pageSize, toSecret, (r) => `${r.name}/${r.id}`, binnedTokens, binding);
+      }
       const afterName = nameTokens.decode(input.pageToken, binding);
       reads.take(p.developerId);
-
-      const rows = await store.listSecrets(db, {
-        developerId: p.developerId,
-        afterName,
-        namePrefix,
-        metadataFilterJson,
-        onlyNames,
-        limit: pageSize + 1,
-      });
+      const rows = await store.listSecrets(db, { ...query, afterName });
       return pageOf(rows, pageSize, toSecret, (r) => r.name, nameTokens, binding);
     },
 

@@ -20,6 +20,9 @@ export interface Secret {
   updatedAt: Date;
   createdBy: string;
   updatedBy: string;
+  /** Set only for a secret in the recovery bin: when it was deleted, and when it will be purged. */
+  deleteTime?: Date;
+  purgeTime?: Date;
 }
 
 export type VersionState = "enabled" | "destroyed";
@@ -57,6 +60,7 @@ export function toSecret(r: store.SecretRow): Secret {
     updatedAt: r.updatedAt,
     createdBy: r.createdBy,
     updatedBy: r.updatedBy,
+    ...(r.deleteTime && r.purgeTime ? { deleteTime: r.deleteTime, purgeTime: r.purgeTime } : {}),
   };
 }
 

@@ -19,7 +19,7 @@ export interface SecretService extends SecretReads, SecretWrites, SecretListing 
 export type { Page } from "./page-token.js";
 export type { ListInput } from "./secret-listing.js";
 export type { Secret, SecretVersion, VersionState } from "./secret-rows.js";
-export type { CreateInput, UpdateInput } from "./secret-writes.js";
+export type { CreateInput, DeleteOptions, UpdateInput } from "./secret-writes.js";
 
 export interface SecretServiceDeps {
   db: Db;
@@ -31,6 +31,10 @@ export interface SecretServiceDeps {
   /** Per-developer caps (RESOURCE_EXHAUSTED): secrets stored, and read / write call rates. */
   limits?: { maxSecrets: number; reads: RateLimiter; writes: RateLimiter };
   newId?: () => string;
+  /** Days a deleted secret stays in the recovery bin by default (SECRETS_RECOVERY_WINDOW_DAYS; 7 when unset). */
+  recoveryWindowDays?: number;
+  /** The clock time-driven behaviour reads (the recovery bin's delete and purge times). */
+  now?: () => Date;
 }
 
 export function createSecretService(deps: SecretServiceDeps): SecretService {
@@ -50,6 +54,8 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       maxSecrets: limits.maxSecrets,
       writes: limits.writes,
       newId: deps.newId ?? randomUUID,
+      recoveryWindowDays: deps.recoveryWindowDays ?? 7,
+      now: deps.now ?? (() => new Date()),
     }),
     ...createSecretListing({ db, reads: limits.reads }),
   };

@@ -5,32 +5,47 @@ import { sealValue } from "../crypto/value-cipher.js";
 import { AppError } from "../api/errors.js";
 import type { DataKeys } from "../keys/data-keys.js";
 import type { Db, Queryable } from "../store/db.js";
+import * as binStore from "../store/bin-store.js";
 import * as store from "../store/secret-store.js";
 import * as versionStore from "../store/version-store.js";
 import { retryConflicts } from "../store/conflicts.js";
 import type { RateLimiter } from "./rate-limiter.js";
-import { mustFind, toSecret, toVersion, versionNotFound, type Secret, type SecretVersion } from "./secret-rows.js";
+import { mustFind, notFound, toSecret, toVersion, versionNotFound, type Secret, type SecretVersion } from "./secret-rows.js";
 import {
   validateDescription,
   validateMetadata,
   validateName,
+  validateRecoveryWindow,
+  validateRestoreTarget,
   validateValue,
   validateVersion,
   type JsonObject,
 } from "./validation.js";
 
 /**
- * The writes: CreateSecret, UpdateSecret, DeleteSecret and DestroySecretVersion.
- * Each is fenced in the lookup cache before it commits and released after
- * (docs/design.md, The cache), and its transaction is retried inside the fence
- * when it loses a race (conflicts.ts). A value is sealed under the developer's
+ * The writes: CreateSecret, UpdateSecret, DeleteSecret, DestroySecretVersion and
+ * RestoreSecret. A delete moves the secret to the recovery bin unless forced
+ * (store/bin-store.ts); a bin move and a restore change what a name reads, so they
+ * are writes like the others. Each is fenced in the lookup cache before it commits
+ * and released after (docs/design.md, The cache), and its transaction is retried
+ * inside the fence when it loses a race (conflicts.ts). A value is sealed under the developer's
  * active data key inside the transaction that stores it (keys/data-keys.ts).
  */
 export interface SecretWrites {
   createSecret(p: Principal, input: CreateInput): Promise<Secret>;
   updateSecret(p: Principal, input: UpdateInput): Promise<Secret>;
-  deleteSecret(p: Principal, name: string, expectedVersion: number): Promise<void>;
+  deleteSecret(p: Principal, name: string, expectedVersion: number, options?: DeleteOptions): Promise<void>;
   destroySecretVersion(p: Principal, name: string, version: number): Promise<SecretVersion>;
+  /** Exactly one of `name` (the most recently deleted secret of that name) and `id`; the other is empty. */
+  restoreSecret(p: Principal, target: { name: string; id: string }): Promise<Secret>;
+}
+
+/** DeleteSecret's choice between the recovery bin and deleting at once. */
+export interface DeleteOptions {
+  /** Days in the bin; 0 means the service's default. */
+  recoveryWindowDays: number;
+  /** Delete at once, skipping the bin. */
+  force: boolean;
 }
 
 export interface CreateInput {
@@ -59,10 +74,16 @@ export interface SecretWritesDeps {
   /** The per-developer write rate (RESOURCE_EXHAUSTED past it). */
   writes: RateLimiter;
   newId: () => string;
+  /** Days a deleted secret stays in the recovery bin when the delete names none (SECRETS_RECOVERY_WINDOW_DAYS). */
+  recoveryWindowDays: number;
+  /** The clock a bin move's delete and purge times are read from. */
+  now: () => Date;
 }
 
+const DAY_MS = 86_400_000;
+
 export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
-  const { db, dataKeys, cache, maxVersions, maxSecrets, writes, newId } = deps;
+  const { db, dataKeys, cache, maxVersions, maxSecrets, writes, newId, now } = deps;
 
   /**
    * A write: fenced in the cache before it commits, released after (docs/design.md, The
@@ -148,18 +169,47 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
       return toSecret(row);
     },
 
-    async deleteSecret(p, rawName, expectedVersion) {
+    async deleteSecret(p, rawName, expectedVersion, options = { recoveryWindowDays: 0, force: false }) {
       requireScope(p, "secrets:write");
       const name = validateName(rawName);
       const expected = validateVersion(expectedVersion, "expected_version", true);
+      const windowDays = validateRecoveryWindow(options.recoveryWindowDays, options.force, deps.recoveryWindowDays);
       requireAllowlisted(p, [name]);
       writes.take(p.developerId);
       await fenced(p.developerId, name, () =>
         db.transaction(async (tx) => {
           const current = await lockForChange(tx, p.developerId, name, expected);
-          await store.deleteSecretById(tx, p.developerId, current.id);
+          if (windowDays === "force") {
+            await store.deleteSecretById(tx, p.developerId, current.id);
+            return;
+          }
+          const deleteTime = now();
+          const purgeTime = new Date(deleteTime.getTime() + windowDays * DAY_MS);
+          await binStore.binSecret(tx, p.developerId, current.id, deleteTime, purgeTime);
         }),
       );
+    },
+
+    async restoreSecret(p, input) {
+      requireScope(p, "secrets:write");
+      const target = validateRestoreTarget(input.name, input.id);
+      if ("name" in target) requireAllowlisted(p, [target.name]);
+      writes.take(p.developerId);
+      // The name is fenced, so by id it is looked up first; names never change, and
+      // the locked row is checked to still carry it.
+      const name = "name" in target ? target.name : (await binStore.findBinned(db, p.developerId, target))?.name;
+      if (name === undefined) throw notFound();
+      if ("id" in target) requireAllowlisted(p, [name]);
+      const row = await fenced(p.developerId, name, () =>
+        db.transaction(async (tx) => {
+          const binned = await binStore.findBinned(tx, p.developerId, target, true);
+          if (binned?.name !== name) throw notFound();
+          const restored = await binStore.restoreBinned(tx, p.developerId, binned.id);
+          await store.requireWithinQuota(tx, p.developerId, maxSecrets);
+          return restored;
+        }),
+      );
+      return toSecret(row);
     },
 
     async destroySecretVersion(p, rawName, rawVersion) {

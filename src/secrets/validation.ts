@@ -129,3 +129,31 @@ export function validateNameList(names: readonly string[]): string[] {
   unique.forEach((n, i) => validateName(n, `names[${i}]`));
   return unique;
 }
+
+/** The longest recovery window a delete may ask for (and SECRETS_RECOVERY_WINDOW_DAYS may set). */
+export const MAX_RECOVERY_WINDOW_DAYS = 365;
+
+/**
+ * DeleteSecret's `recovery_window_days` and `force`: the days the secret stays in the
+ * recovery bin (0 means `defaultDays`), or "force" to delete it at once. Both at once
+ * is an error: the caller asked for two different things.
+ */
+export function validateRecoveryWindow(days: number, force: boolean, defaultDays: number): number | "force" {
+  if (!Number.isInteger(days) || days < 0 || days > MAX_RECOVERY_WINDOW_DAYS) {
+    throw invalid("INVALID_ARGUMENT", "recovery_window_days", `recovery_window_days must be 0 (the default) or 1 to ${MAX_RECOVERY_WINDOW_DAYS}`);
+  }
+  if (force && days !== 0) throw invalid("INVALID_ARGUMENT", "force", "force deletes at once: send it without recovery_window_days");
+  if (force) return "force";
+  return days === 0 ? defaultDays : days;
+}
+
+/** A secret id as the service hands them out (randomUUID: lower-case hex). */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** RestoreSecret's target: exactly one of a valid name and a secret id (a UUID, in lower case as the API returns it). */
+export function validateRestoreTarget(name: string, id: string): { name: string } | { id: string } {
+  if ((name === "") === (id === "")) throw invalid("INVALID_ARGUMENT", "name,id", "send exactly one of name and id");
+  if (name !== "") return { name: validateName(name) };
+  if (!UUID_PATTERN.test(id)) throw invalid("INVALID_ARGUMENT", "id", "id must be a secret id (a UUID)");
+  return { id };
+}

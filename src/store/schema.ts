@@ -310,4 +310,78 @@ CREATE INDEX secret_versions_by_data_key ON secret_versions (developer_id, dek_v
 DROP INDEX secret_versions_by_dek;
 `,
   },
+  {
+    version: 10,
+    name: "the recovery bin",
+    sql: `
+-- A deleted secret stays in the recovery bin, with its versions, until purge_time;
+-- by name it is gone, and the name may be taken again at once, so only live secrets
+-- (delete_time IS NULL) hold a name. The index keeps the constraint's name, which
+-- insertSecret maps to SECRET_EXISTS and a restore to RESTORE_NAME_TAKEN.
+ALTER TABLE secrets ADD COLUMN delete_time timestamptz;
+ALTER TABLE secrets ADD COLUMN purge_time timestamptz;
+ALTER TABLE secrets ADD CONSTRAINT secrets_binned_have_purge_time CHECK ((delete_time IS NULL) = (purge_time IS NULL));
+ALTER TABLE secrets DROP CONSTRAINT secrets_developer_name_key;
+CREATE UNIQUE INDEX secrets_developer_name_key ON secrets (developer_id, name) WHERE delete_time IS NULL;
+-- A developer's bin by name (ListSecrets with show_deleted, RestoreSecret by name),
+-- and what the purge job finds due.
+CREATE INDEX secrets_binned ON secrets (developer_id, name, id) WHERE delete_time IS NOT NULL;
+CREATE INDEX secrets_purge_due ON secrets (purge_time) WHERE purge_time IS NOT NULL;
+
+-- The quota counts live secrets: a binned secret leaves the count and a restored
+-- one comes back into it (a restore checks the quota as a create does).
+CREATE OR REPLACE FUNCTION secrets_count_deleted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  UPDATE developer_secret_counts AS c SET secrets = c.secrets - d.n
+    FROM (SELECT developer_id, count(*) AS n FROM removed WHERE delete_time IS NULL GROUP BY developer_id) AS d
+    WHERE c.developer_id = d.developer_id;
+  RETURN NULL;
+END
+$fn$;
+CREATE FUNCTION secrets_count_binned() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  UPDATE developer_secret_counts SET secrets = secrets + CASE WHEN NEW.delete_time IS NULL THEN 1 ELSE -1 END
+    WHERE developer_id = NEW.developer_id;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER secrets_count_bin AFTER UPDATE OF delete_time ON secrets
+  FOR EACH ROW WHEN ((OLD.delete_time IS NULL) <> (NEW.delete_time IS NULL)) EXECUTE FUNCTION secrets_count_binned();
+
+-- The reads by name (migrations 5 and 8) see live secrets only.
+CREATE OR REPLACE FUNCTION secret_sealed_version(p_developer text, p_name text, p_version integer)
+RETURNS TABLE (secret_id uuid, name text, version integer, state text, ciphertext bytea, dek_version integer,
+               kek_id text, wrapped_key bytea)
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+  RETURN QUERY
+    SELECT s.id, s.name, v.version, v.state, v.ciphertext, v.dek_version, k.kek_id, k.wrapped_key
+    FROM secrets s
+    JOIN secret_versions v
+      ON v.secret_id = s.id AND v.version = CASE WHEN p_version = 0 THEN s.current_version ELSE p_version END
+    LEFT JOIN data_keys k ON k.developer_id = s.developer_id AND k.version = v.dek_version
+    WHERE s.developer_id = p_developer AND s.name = p_name AND s.delete_time IS NULL AND v.developer_id = p_developer;
+END
+$fn$;
+CREATE OR REPLACE FUNCTION secret_sealed_current(p_developers text[], p_names text[])
+RETURNS TABLE (developer_id text, secret_id uuid, name text, version integer, state text, ciphertext bytea,
+               dek_version integer, kek_id text, wrapped_key bytea)
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+AS $fn$
+BEGIN
+  RETURN QUERY
+    SELECT s.developer_id, s.id, s.name, v.version, v.state, v.ciphertext, v.dek_version, k.kek_id, k.wrapped_key
+    FROM unnest(p_developers, p_names) AS w(developer_id, name)
+    CROSS JOIN LATERAL (
+      SELECT x.developer_id, x.id, x.name, x.current_version FROM secrets x
+      WHERE x.developer_id = w.developer_id AND x.name = w.name AND x.delete_time IS NULL
+      LIMIT 1
+    ) s
+    JOIN secret_versions v ON v.secret_id = s.id AND v.version = s.current_version AND v.developer_id = s.developer_id
+    LEFT JOIN data_keys k ON k.developer_id = s.developer_id AND k.version = v.dek_version;
+END
+$fn$;
+`,
+  },
 ];

@@ -20,6 +20,9 @@ export interface SecretRow {
   updatedAt: Date;
   createdBy: string;
   updatedBy: string;
+  /** Set while the secret is in the recovery bin (bin-store.ts); null for a live secret. */
+  deleteTime: Date | null;
+  purgeTime: Date | null;
 }
 
 /** One version's ciphertext, with what is needed to open it in a single round trip. */
@@ -35,7 +38,7 @@ export interface SealedVersionRow {
   wrappedKey: Buffer | null;
 }
 
-const SECRET_COLUMNS = selectAs<SecretRow>([
+export const SECRET_COLUMNS = selectAs<SecretRow>([
   "id",
   "developerId",
   "name",
@@ -46,6 +49,8 @@ const SECRET_COLUMNS = selectAs<SecretRow>([
   "updatedAt",
   "createdBy",
   "updatedBy",
+  "deleteTime",
+  "purgeTime",
 ]);
 
 export interface NewSecret {
@@ -94,17 +99,26 @@ export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: numb
     }
     throw e;
   }
+  await requireWithinQuota(tx, s.developerId, maxSecrets);
+  return row;
+}
+
+/**
+ * QUOTA_EXCEEDED when the developer now stores more than `maxSecrets` live secrets;
+ * read after the change that added one (a create, a restore), whose trigger locked
+ * the count until the transaction ends.
+ */
+export async function requireWithinQuota(tx: Queryable, developerId: string, maxSecrets: number): Promise<void> {
   const { rows: counts } = await tx.query<{ secrets: number }>(
     "SELECT secrets FROM developer_secret_counts WHERE developer_id = $1",
-    [s.developerId],
+    [developerId],
   );
   if ((counts[0]?.secrets ?? 0) > maxSecrets) {
     throw new AppError("QUOTA_EXCEEDED", `a developer may store at most ${maxSecrets} secrets`, { limit: String(maxSecrets) });
   }
-  return row;
 }
 
-/** A secret's attributes; `forUpdate` locks the row for the rest of the transaction. */
+/** A live secret's attributes; `forUpdate` locks the row for the rest of the transaction. */
 export async function findSecret(
   q: Queryable,
   developerId: string,
@@ -112,7 +126,7 @@ export async function findSecret(
   options: { forUpdate?: boolean } = {},
 ): Promise<SecretRow | undefined> {
   const { rows } = await q.query<SecretRow>(
-    `SELECT ${SECRET_COLUMNS} FROM secrets WHERE developer_id = $1 AND name = $2${options.forUpdate ? " FOR UPDATE" : ""}`,
+    `SELECT ${SECRET_COLUMNS} FROM secrets WHERE developer_id = $1 AND name = $2 AND delete_time IS NULL${options.forUpdate ? " FOR UPDATE" : ""}`,
     [developerId, name],
   );
   return rows[0];
@@ -120,8 +134,11 @@ export async function findSecret(
 
 export interface ListQuery {
   developerId: string;
-  /** Keyset: names strictly after this one. */
+  /** Keyset: rows strictly after this name (and, listing the bin, this id). */
   afterName: string | undefined;
+  afterId?: string;
+  /** List the recovery bin (ordered by name, then id) instead of the live secrets. */
+  binned?: boolean;
   /** Literal prefix; names are ASCII below 0x7f, so [prefix, prefix + 0x7f) is exactly the prefix range. */
   namePrefix: string;
   /** JSON containment filter, as JSON text; undefined matches all. */
@@ -131,15 +148,18 @@ export interface ListQuery {
   limit: number;
 }
 
-/** One page of secrets ordered by name (byte order: names are COLLATE "C"). */
+/** One page of secrets ordered by name (byte order: names are COLLATE "C"); the bin's by name, then id. */
 export async function listSecrets(q: Queryable, l: ListQuery): Promise<SecretRow[]> {
   const params: unknown[] = [l.developerId, l.limit];
-  const where = ["developer_id = $1"];
+  const where = ["developer_id = $1", l.binned ? "delete_time IS NOT NULL" : "delete_time IS NULL"];
   const add = (sql: (n: string) => string, value: unknown) => {
     params.push(value);
     where.push(sql(`$${params.length}`));
   };
-  if (l.afterName !== undefined) add((p) => `name > ${p}`, l.afterName);
+  if (l.afterName !== undefined && l.afterId !== undefined) {
+    params.push(l.afterName, l.afterId);
+    where.push(`(name, id) > ($${params.length - 1}, $${params.length}::uuid)`);
+  } else if (l.afterName !== undefined) add((p) => `name > ${p}`, l.afterName);
   if (l.namePrefix !== "") {
     add((p) => `name >= ${p}`, l.namePrefix);
     add((p) => `name < ${p}`, `${l.namePrefix}\u007f`);
@@ -147,7 +167,7 @@ export async function listSecrets(q: Queryable, l: ListQuery): Promise<SecretRow
   if (l.metadataFilterJson !== undefined) add((p) => `metadata @> ${p}::jsonb`, l.metadataFilterJson);
   if (l.onlyNames !== undefined) add((p) => `name = ANY(${p}::text[])`, l.onlyNames);
   const { rows } = await q.query<SecretRow>(
-    `SELECT ${SECRET_COLUMNS} FROM secrets WHERE ${where.join(" AND ")} ORDER BY name LIMIT $2`,
+    `SELECT ${SECRET_COLUMNS} FROM secrets WHERE ${where.join(" AND ")} ORDER BY ${l.binned ? "name, id" : "name"} LIMIT $2`,
     params,
   );
   return rows;

@@ -73,4 +73,12 @@ describe("configuration", () => {
     expect(error({ SECRETS_METRICS_ADDR: "nowhere" })).toMatch(/SECRETS_METRICS_ADDR/);
     expect(loadConfig({ SECRETS_READ_RATE: "0" }).readRatePerSecond).toBe(0);
   });
+
+  it("reads the recovery window: 7 days by default, 1 to 365", () => {
+    expect(loadConfig({}).recoveryWindowDays).toBe(7);
+    expect(loadConfig({ SECRETS_RECOVERY_WINDOW_DAYS: "30" }).recoveryWindowDays).toBe(30);
+    for (const bad of ["0", "366", "-1", "7d"]) {
+      expect(error({ SECRETS_RECOVERY_WINDOW_DAYS: bad })).toMatch(/SECRETS_RECOVERY_WINDOW_DAYS/);
+    }
+  });
 });

@@ -66,6 +66,7 @@ describe("buf curl through reflection", () => {
       "ListSecretVersions",
       "DestroySecretVersion",
       "ResolveSecrets",
+      "RestoreSecret",
     ]) {
       expect(methods).toContain(`secrets.v1.SecretService/${m}`);
     }

@@ -110,6 +110,7 @@ const MAX_MESSAGE = 8 * MIB;
 const NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,127}$/;
 const PREFIX_RE = /^(?:[A-Za-z][A-Za-z0-9_]{0,127})?$/;
 const SUBJECT_RE = /^[A-Za-z0-9._@:-]{1,128}$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const KEY_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const MIN_TIME = new Date(0).setUTCFullYear(1, 0, 1);
 const MAX_TIME = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
@@ -160,6 +161,7 @@ const m = {
   versions: SecretService.method.listSecretVersions,
   destroy: SecretService.method.destroySecretVersion,
   resolve: SecretService.method.resolveSecrets,
+  restore: SecretService.method.restoreSecret,
   rotateMaster: KeyService.method.rotateMasterKey,
   rotateDev: KeyService.method.rotateDeveloperKey,
   shred: KeyService.method.shredDeveloper,
@@ -451,8 +453,23 @@ function secretOracle(method: DescMethod, r: Req, p: Principal): Expectation {
       if (value === undefined && description === undefined && metadata === undefined) v.push("EMPTY_UPDATE");
       return staged(e, p, write, v, [name], ["SECRET_NOT_FOUND", "VERSION_MISMATCH", ...common], true);
     }
-    case m.del:
-      return staged(e, p, write, [...nameV(name), ...versionV(r["expectedVersion"] as number, true)], [name], ["SECRET_NOT_FOUND", "VERSION_MISMATCH", ...common], true);
+    case m.del: {
+      const days = r["recoveryWindowDays"] as number;
+      const windowV: Reason[] = days < 0 || days > 365 || (r["force"] === true && days !== 0) ? ["INVALID_ARGUMENT"] : [];
+      const v = [...nameV(name), ...versionV(r["expectedVersion"] as number, true), ...windowV];
+      return staged(e, p, write, v, [name], ["SECRET_NOT_FOUND", "VERSION_MISMATCH", ...common], true);
+    }
+    case m.restore: {
+      // Exactly one of name and id; by id the allowlist is checked once the name is known.
+      const id = r["id"] as string;
+      const v: Reason[] = [];
+      if ((name === "") === (id === "")) v.push("INVALID_ARGUMENT");
+      else if (name !== "") v.push(...nameV(name));
+      else if (!UUID_RE.test(id)) v.push("INVALID_ARGUMENT");
+      const late: Reason[] = ["SECRET_NOT_FOUND", "RESTORE_NAME_TAKEN", "QUOTA_EXCEEDED", ...common];
+      if (name === "" && p.allowlist) late.push("NOT_ALLOWLISTED");
+      return staged(e, p, write, v, name === "" ? null : [name], late, true);
+    }
     case m.access:
       return staged(
         e,
@@ -995,11 +1012,18 @@ type CallSpec = { method: DescMethod; init: Req };
 const secretCall: fc.Arbitrary<CallSpec> = fc.oneof(
   fc.record({ name: nameArb, value: valueArb, description: descriptionArb, metadata: opt(metadataArb) }).map((init) => ({ method: m.create, init })),
   fc.record({ name: nameArb }).map((init) => ({ method: m.get, init })),
-  fc.record({ pageSize: pageSizeArb, pageToken: pageTokenArb, namePrefix: prefixArb, metadataFilter: opt(metadataArb) }).map((init) => ({ method: m.list, init })),
+  fc
+    .record({ pageSize: pageSizeArb, pageToken: pageTokenArb, namePrefix: prefixArb, metadataFilter: opt(metadataArb), showDeleted: opt(fc.boolean()) })
+    .map((init) => ({ method: m.list, init })),
   fc
     .record({ name: nameArb, value: opt(valueArb), description: opt(descriptionArb), metadata: opt(metadataArb), expectedVersion: versionArb })
     .map((init) => ({ method: m.update, init })),
-  fc.record({ name: nameArb, expectedVersion: versionArb }).map((init) => ({ method: m.del, init })),
+  fc
+    .record({ name: nameArb, expectedVersion: versionArb, recoveryWindowDays: opt(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 })), force: opt(fc.boolean()) })
+    .map((init) => ({ method: m.del, init })),
+  fc
+    .record({ name: fc.oneof(fc.constant(""), nameArb), id: fc.oneof(fc.constant(""), fc.uuid(), fc.string({ maxLength: 40 })) })
+    .map((init) => ({ method: m.restore, init })),
   fc.record({ name: nameArb, version: versionArb }).map((init) => ({ method: m.access, init })),
   fc.record({ name: nameArb, pageSize: pageSizeArb, pageToken: pageTokenArb }).map((init) => ({ method: m.versions, init })),
   fc.record({ name: nameArb, version: versionArb }).map((init) => ({ method: m.destroy, init })),
@@ -1268,6 +1292,7 @@ describe("hostile input: deterministic regressions", () => {
         [m.versions, { name }],
         [m.destroy, { name, version: 1 }],
         [m.resolve, { names: ["api_key", name] }],
+        ...(name === "" ? [] : [[m.restore, { name }] as const]),
         ...(name === "" ? [] : [[m.audit, { secretName: name }] as const]),
       ] as const) {
         expectError(await call(method, init as Req, undefined, [name]), grpc.status.INVALID_ARGUMENT, "INVALID_NAME");

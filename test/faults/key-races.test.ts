@@ -273,7 +273,7 @@ async function rowInvariants(db: Queryable, developer?: string): Promise<string[
     `SELECT x.developer_id, coalesce(c.secrets, 0) AS counted, coalesce(s.n, 0) AS actual
        FROM (SELECT developer_id FROM developer_secret_counts UNION SELECT developer_id FROM secrets) AS x
        LEFT JOIN developer_secret_counts c ON c.developer_id = x.developer_id
-       LEFT JOIN (SELECT developer_id, count(*) AS n FROM secrets GROUP BY developer_id) s ON s.developer_id = x.developer_id
+       LEFT JOIN (SELECT developer_id, count(*) AS n FROM secrets WHERE delete_time IS NULL GROUP BY developer_id) s ON s.developer_id = x.developer_id
       WHERE coalesce(c.secrets, 0) <> coalesce(s.n, 0) ${scope}`,
     params,
   );
@@ -528,7 +528,7 @@ describe.runIf(process.env["DATABASE_URL"])("key operations racing writers and r
     }
 
     const dev = round.developer;
-    const stored = (await sql<{ name: string }>("SELECT name FROM secrets WHERE developer_id = $1", [dev])).map((r) => r.name);
+    const stored = (await sql<{ name: string }>("SELECT name FROM secrets WHERE developer_id = $1 AND delete_time IS NULL", [dev])).map((r) => r.name);
     const extra = stored.filter((n) => !present.has(n));
     const gone = [...present].filter((n) => !stored.includes(n));
     if (extra.length > 0) round.violation("rows of secrets that no replica can read", extra.join(", "));

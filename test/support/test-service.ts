@@ -98,6 +98,10 @@ export interface TestServiceOptions {
   jwtSecret?: string;
   /** The service's log level (default debug: the capture sees every line). */
   logLevel?: string;
+  /** The service's clock (StartOptions.clock), for tests that move time. */
+  clock?: () => Date;
+  /** StartOptions.purgeIntervalMs: tests that purge by hand set it out of their way. */
+  purgeIntervalMs?: number;
 }
 
 /** Starts a service over a fresh test database (see the options); `env` adds or overrides settings. */
@@ -146,7 +150,7 @@ export async function startTestService(env: Record<string, string> = {}, options
       ...env,
     });
     const logs = new LogCapture();
-    const service = await startService(config, { log: createLogger(options.logLevel ?? "debug", logs), db, shutdownGraceMs: 2_000 });
+    const service = await startService(config, { log: createLogger(options.logLevel ?? "debug", logs), db, shutdownGraceMs: 2_000, clock: options.clock, purgeIntervalMs: options.purgeIntervalMs });
     cleanups.push(() => service.stop());
     const address = `127.0.0.1:${service.port}`;
     const clients: { close(): void }[] = [];

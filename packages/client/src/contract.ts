@@ -63,6 +63,7 @@ export const REASONS = {
   SERVICE_UNKNOWN: "not_found",
   DEVELOPER_NOT_FOUND: "not_found",
   SECRET_EXISTS: "already_exists",
+  RESTORE_NAME_TAKEN: "already_exists",
   VERSION_MISMATCH: "aborted",
   WRITE_CONFLICT: "aborted",
   VERSION_DESTROYED: "failed_precondition",

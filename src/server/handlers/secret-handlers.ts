@@ -38,6 +38,7 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
         pageToken: req.pageToken,
         namePrefix: req.namePrefix,
         metadataFilter: req.metadataFilter as JsonObject | undefined,
+        showDeleted: req.showDeleted,
       });
       return { secrets: page.items.map(secretMessage), nextPageToken: page.nextPageToken };
     },
@@ -54,8 +55,15 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
     },
 
     async deleteSecret(req, ctx) {
-      await service.deleteSecret(principalOf(ctx.metadata), req.name, req.expectedVersion);
+      await service.deleteSecret(principalOf(ctx.metadata), req.name, req.expectedVersion, {
+        recoveryWindowDays: req.recoveryWindowDays,
+        force: req.force,
+      });
       return {};
+    },
+
+    async restoreSecret(req, ctx) {
+      return { secret: secretMessage(await service.restoreSecret(principalOf(ctx.metadata), { name: req.name, id: req.id })) };
     },
 
     async accessSecret(req, ctx) {
@@ -89,6 +97,9 @@ function secretMessage(s: Secret): MessageInitShape<typeof SecretSchema> {
     updatedAt: timestampFromDate(s.updatedAt),
     createdBy: s.createdBy,
     updatedBy: s.updatedBy,
+    ...(s.deleteTime && s.purgeTime
+      ? { deleteTime: timestampFromDate(s.deleteTime), purgeTime: timestampFromDate(s.purgeTime) }
+      : {}),
   };
 }
 

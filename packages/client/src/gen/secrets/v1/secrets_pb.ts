@@ -19,7 +19,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file secrets/v1/secrets.proto.
  */
 export const file_secrets_v1_secrets: GenFile = /*@__PURE__*/
-  fileDesc("ChhzZWNyZXRzL3YxL3NlY3JldHMucHJvdG8SCnNlY3JldHMudjEi+wEKBlNlY3JldBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd2ZXJzaW9uGAUgASgFEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYCCABKAkSEgoKdXBkYXRlZF9ieRgJIAEoCSKNAQoNU2VjcmV0VmVyc2lvbhIPCgd2ZXJzaW9uGAEgASgFEicKBXN0YXRlGAIgASgOMhguc2VjcmV0cy52MS5WZXJzaW9uU3RhdGUSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKY3JlYXRlZF9ieRgEIAEoCSJyChNDcmVhdGVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IjoKFENyZWF0ZVNlY3JldFJlc3BvbnNlEiIKBnNlY3JldBgBIAEoCzISLnNlY3JldHMudjEuU2VjcmV0IiAKEEdldFNlY3JldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI3ChFHZXRTZWNyZXRSZXNwb25zZRIiCgZzZWNyZXQYASABKAsyEi5zZWNyZXRzLnYxLlNlY3JldCKCAQoSTGlzdFNlY3JldHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhMKC25hbWVfcHJlZml4GAMgASgJEjAKD21ldGFkYXRhX2ZpbHRlchgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiUwoTTGlzdFNlY3JldHNSZXNwb25zZRIjCgdzZWNyZXRzGAEgAygLMhIuc2VjcmV0cy52MS5TZWNyZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIrABChNVcGRhdGVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoFdmFsdWUYAiABKAlIAIgBARIYCgtkZXNjcmlwdGlvbhgDIAEoCUgBiAEBEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIYChBleHBlY3RlZF92ZXJzaW9uGAUgASgFQggKBl92YWx1ZUIOCgxfZGVzY3JpcHRpb24iOgoUVXBkYXRlU2VjcmV0UmVzcG9uc2USIgoGc2VjcmV0GAEgASgLMhIuc2VjcmV0cy52MS5TZWNyZXQiPQoTRGVsZXRlU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAiABKAUiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UiNAoTQWNjZXNzU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiRAoUQWNjZXNzU2VjcmV0UmVzcG9uc2USDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFEg0KBXZhbHVlGAMgASgJIlAKGUxpc3RTZWNyZXRWZXJzaW9uc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJiChpMaXN0U2VjcmV0VmVyc2lvbnNSZXNwb25zZRIrCgh2ZXJzaW9ucxgBIAMoCzIZLnNlY3JldHMudjEuU2VjcmV0VmVyc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAobRGVzdHJveVNlY3JldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBSJKChxEZXN0cm95U2VjcmV0VmVyc2lvblJlc3BvbnNlEioKB3ZlcnNpb24YASABKAsyGS5zZWNyZXRzLnYxLlNlY3JldFZlcnNpb24iJgoVUmVzb2x2ZVNlY3JldHNSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJIocBChZSZXNvbHZlU2VjcmV0c1Jlc3BvbnNlEj4KBnZhbHVlcxgBIAMoCzIuLnNlY3JldHMudjEuUmVzb2x2ZVNlY3JldHNSZXNwb25zZS5WYWx1ZXNFbnRyeRotCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBKmUKDFZlcnNpb25TdGF0ZRIdChlWRVJTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVVkVSU0lPTl9TVEFURV9FTkFCTEVEEAESGwoXVkVSU0lPTl9TVEFURV9ERVNUUk9ZRUQQAjKeBgoNU2VjcmV0U2VydmljZRJRCgxDcmVhdGVTZWNyZXQSHy5zZWNyZXRzLnYxLkNyZWF0ZVNlY3JldFJlcXVlc3QaIC5zZWNyZXRzLnYxLkNyZWF0ZVNlY3JldFJlc3BvbnNlEkgKCUdldFNlY3JldBIcLnNlY3JldHMudjEuR2V0U2VjcmV0UmVxdWVzdBodLnNlY3JldHMudjEuR2V0U2VjcmV0UmVzcG9uc2USTgoLTGlzdFNlY3JldHMSHi5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBofLnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXNwb25zZRJRCgxVcGRhdGVTZWNyZXQSHy5zZWNyZXRzLnYxLlVwZGF0ZVNlY3JldFJlcXVlc3QaIC5zZWNyZXRzLnYxLlVwZGF0ZVNlY3JldFJlc3BvbnNlElEKDERlbGV0ZVNlY3JldBIfLnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVxdWVzdBogLnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVzcG9uc2USUQoMQWNjZXNzU2VjcmV0Eh8uc2VjcmV0cy52MS5BY2Nlc3NTZWNyZXRSZXF1ZXN0GiAuc2VjcmV0cy52MS5BY2Nlc3NTZWNyZXRSZXNwb25zZRJjChJMaXN0U2VjcmV0VmVyc2lvbnMSJS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRWZXJzaW9uc1JlcXVlc3QaJi5zZWNyZXRzLnYxLkxpc3RTZWNyZXRWZXJzaW9uc1Jlc3BvbnNlEmkKFERlc3Ryb3lTZWNyZXRWZXJzaW9uEicuc2VjcmV0cy52MS5EZXN0cm95U2VjcmV0VmVyc2lvblJlcXVlc3QaKC5zZWNyZXRzLnYxLkRlc3Ryb3lTZWNyZXRWZXJzaW9uUmVzcG9uc2USVwoOUmVzb2x2ZVNlY3JldHMSIS5zZWNyZXRzLnYxLlJlc29sdmVTZWNyZXRzUmVxdWVzdBoiLnNlY3JldHMudjEuUmVzb2x2ZVNlY3JldHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzZWNyZXRzL3YxL3NlY3JldHMucHJvdG8SCnNlY3JldHMudjEi3AIKBlNlY3JldBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd2ZXJzaW9uGAUgASgFEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYCCABKAkSEgoKdXBkYXRlZF9ieRgJIAEoCRIvCgtkZWxldGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcHVyZ2VfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijQEKDVNlY3JldFZlcnNpb24SDwoHdmVyc2lvbhgBIAEoBRInCgVzdGF0ZRgCIAEoDjIYLnNlY3JldHMudjEuVmVyc2lvblN0YXRlEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYBCABKAkicgoTQ3JlYXRlU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCI6ChRDcmVhdGVTZWNyZXRSZXNwb25zZRIiCgZzZWNyZXQYASABKAsyEi5zZWNyZXRzLnYxLlNlY3JldCIgChBHZXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiNwoRR2V0U2VjcmV0UmVzcG9uc2USIgoGc2VjcmV0GAEgASgLMhIuc2VjcmV0cy52MS5TZWNyZXQimAEKEkxpc3RTZWNyZXRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRITCgtuYW1lX3ByZWZpeBgDIAEoCRIwCg9tZXRhZGF0YV9maWx0ZXIYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhQKDHNob3dfZGVsZXRlZBgFIAEoCCJTChNMaXN0U2VjcmV0c1Jlc3BvbnNlEiMKB3NlY3JldHMYASADKAsyEi5zZWNyZXRzLnYxLlNlY3JldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkisAEKE1VwZGF0ZVNlY3JldFJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgV2YWx1ZRgCIAEoCUgAiAEBEhgKC2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhgKEGV4cGVjdGVkX3ZlcnNpb24YBSABKAVCCAoGX3ZhbHVlQg4KDF9kZXNjcmlwdGlvbiI6ChRVcGRhdGVTZWNyZXRSZXNwb25zZRIiCgZzZWNyZXQYASABKAsyEi5zZWNyZXRzLnYxLlNlY3JldCJqChNEZWxldGVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBRIcChRyZWNvdmVyeV93aW5kb3dfZGF5cxgDIAEoBRINCgVmb3JjZRgEIAEoCCIWChREZWxldGVTZWNyZXRSZXNwb25zZSI0ChNBY2Nlc3NTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBSJEChRBY2Nlc3NTZWNyZXRSZXNwb25zZRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSDQoFdmFsdWUYAyABKAkiUAoZTGlzdFNlY3JldFZlcnNpb25zUmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImIKGkxpc3RTZWNyZXRWZXJzaW9uc1Jlc3BvbnNlEisKCHZlcnNpb25zGAEgAygLMhkuc2VjcmV0cy52MS5TZWNyZXRWZXJzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI8ChtEZXN0cm95U2VjcmV0VmVyc2lvblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIkoKHERlc3Ryb3lTZWNyZXRWZXJzaW9uUmVzcG9uc2USKgoHdmVyc2lvbhgBIAEoCzIZLnNlY3JldHMudjEuU2VjcmV0VmVyc2lvbiImChVSZXNvbHZlU2VjcmV0c1JlcXVlc3QSDQoFbmFtZXMYASADKAkihwEKFlJlc29sdmVTZWNyZXRzUmVzcG9uc2USPgoGdmFsdWVzGAEgAygLMi4uc2VjcmV0cy52MS5SZXNvbHZlU2VjcmV0c1Jlc3BvbnNlLlZhbHVlc0VudHJ5Gi0KC1ZhbHVlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMAoUUmVzdG9yZVNlY3JldFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIKCgJpZBgCIAEoCSI7ChVSZXN0b3JlU2VjcmV0UmVzcG9uc2USIgoGc2VjcmV0GAEgASgLMhIuc2VjcmV0cy52MS5TZWNyZXQqZQoMVmVyc2lvblN0YXRlEh0KGVZFUlNJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIZChVWRVJTSU9OX1NUQVRFX0VOQUJMRUQQARIbChdWRVJTSU9OX1NUQVRFX0RFU1RST1lFRBACMvQGCg1TZWNyZXRTZXJ2aWNlElEKDENyZWF0ZVNlY3JldBIfLnNlY3JldHMudjEuQ3JlYXRlU2VjcmV0UmVxdWVzdBogLnNlY3JldHMudjEuQ3JlYXRlU2VjcmV0UmVzcG9uc2USSAoJR2V0U2VjcmV0Ehwuc2VjcmV0cy52MS5HZXRTZWNyZXRSZXF1ZXN0Gh0uc2VjcmV0cy52MS5HZXRTZWNyZXRSZXNwb25zZRJOCgtMaXN0U2VjcmV0cxIeLnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXF1ZXN0Gh8uc2VjcmV0cy52MS5MaXN0U2VjcmV0c1Jlc3BvbnNlElEKDFVwZGF0ZVNlY3JldBIfLnNlY3JldHMudjEuVXBkYXRlU2VjcmV0UmVxdWVzdBogLnNlY3JldHMudjEuVXBkYXRlU2VjcmV0UmVzcG9uc2USUQoMRGVsZXRlU2VjcmV0Eh8uc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXF1ZXN0GiAuc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXNwb25zZRJRCgxBY2Nlc3NTZWNyZXQSHy5zZWNyZXRzLnYxLkFjY2Vzc1NlY3JldFJlcXVlc3QaIC5zZWNyZXRzLnYxLkFjY2Vzc1NlY3JldFJlc3BvbnNlEmMKEkxpc3RTZWNyZXRWZXJzaW9ucxIlLnNlY3JldHMudjEuTGlzdFNlY3JldFZlcnNpb25zUmVxdWVzdBomLnNlY3JldHMudjEuTGlzdFNlY3JldFZlcnNpb25zUmVzcG9uc2USaQoURGVzdHJveVNlY3JldFZlcnNpb24SJy5zZWNyZXRzLnYxLkRlc3Ryb3lTZWNyZXRWZXJzaW9uUmVxdWVzdBooLnNlY3JldHMudjEuRGVzdHJveVNlY3JldFZlcnNpb25SZXNwb25zZRJXCg5SZXNvbHZlU2VjcmV0cxIhLnNlY3JldHMudjEuUmVzb2x2ZVNlY3JldHNSZXF1ZXN0GiIuc2VjcmV0cy52MS5SZXNvbHZlU2VjcmV0c1Jlc3BvbnNlElQKDVJlc3RvcmVTZWNyZXQSIC5zZWNyZXRzLnYxLlJlc3RvcmVTZWNyZXRSZXF1ZXN0GiEuc2VjcmV0cy52MS5SZXN0b3JlU2VjcmV0UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A secret's attributes. The value is returned only by AccessSecret and
@@ -86,6 +86,19 @@ export type Secret = Message<"secrets.v1.Secret"> & {
    * @generated from field: string updated_by = 9;
    */
   updatedBy: string;
+
+  /**
+   * Set only for a secret in the recovery bin (ListSecrets with show_deleted):
+   * when it was deleted, and when it will be purged.
+   *
+   * @generated from field: google.protobuf.Timestamp delete_time = 10;
+   */
+  deleteTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp purge_time = 11;
+   */
+  purgeTime?: Timestamp | undefined;
 };
 
 /**
@@ -247,6 +260,14 @@ export type ListSecretsRequest = Message<"secrets.v1.ListSecretsRequest"> & {
    * @generated from field: google.protobuf.Struct metadata_filter = 4;
    */
   metadataFilter?: JsonObject | undefined;
+
+  /**
+   * List the secrets in the recovery bin (ordered by name, then id) instead of
+   * the live ones.
+   *
+   * @generated from field: bool show_deleted = 5;
+   */
+  showDeleted: boolean;
 };
 
 /**
@@ -356,6 +377,21 @@ export type DeleteSecretRequest = Message<"secrets.v1.DeleteSecretRequest"> & {
    * @generated from field: int32 expected_version = 2;
    */
   expectedVersion: number;
+
+  /**
+   * Days in the recovery bin before the secret is purged, 1 to 365; 0 means
+   * the service's default (SECRETS_RECOVERY_WINDOW_DAYS).
+   *
+   * @generated from field: int32 recovery_window_days = 3;
+   */
+  recoveryWindowDays: number;
+
+  /**
+   * Delete at once, skipping the recovery bin; not with recovery_window_days.
+   *
+   * @generated from field: bool force = 4;
+   */
+  force: boolean;
 };
 
 /**
@@ -562,6 +598,48 @@ export const ResolveSecretsResponseSchema: GenMessage<ResolveSecretsResponse> = 
   messageDesc(file_secrets_v1_secrets, 19);
 
 /**
+ * @generated from message secrets.v1.RestoreSecretRequest
+ */
+export type RestoreSecretRequest = Message<"secrets.v1.RestoreSecretRequest"> & {
+  /**
+   * Exactly one of name and id: by name, the most recently deleted secret of
+   * that name; by id, that secret.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string id = 2;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message secrets.v1.RestoreSecretRequest.
+ * Use `create(RestoreSecretRequestSchema)` to create a new message.
+ */
+export const RestoreSecretRequestSchema: GenMessage<RestoreSecretRequest> = /*@__PURE__*/
+  messageDesc(file_secrets_v1_secrets, 20);
+
+/**
+ * @generated from message secrets.v1.RestoreSecretResponse
+ */
+export type RestoreSecretResponse = Message<"secrets.v1.RestoreSecretResponse"> & {
+  /**
+   * @generated from field: secrets.v1.Secret secret = 1;
+   */
+  secret?: Secret | undefined;
+};
+
+/**
+ * Describes the message secrets.v1.RestoreSecretResponse.
+ * Use `create(RestoreSecretResponseSchema)` to create a new message.
+ */
+export const RestoreSecretResponseSchema: GenMessage<RestoreSecretResponse> = /*@__PURE__*/
+  messageDesc(file_secrets_v1_secrets, 21);
+
+/**
  * The state of one version of a secret.
  *
  * @generated from enum secrets.v1.VersionState
@@ -644,7 +722,9 @@ export const SecretService: GenService<{
     output: typeof UpdateSecretResponseSchema;
   },
   /**
-   * DeleteSecret removes a secret and every version of it. Scope: secrets:write.
+   * DeleteSecret moves a secret, with every version, to the recovery bin for
+   * `recovery_window_days`; its name is free at once. After the window it is
+   * purged. `force` deletes it at once instead. Scope: secrets:write.
    *
    * @generated from rpc secrets.v1.SecretService.DeleteSecret
    */
@@ -697,6 +777,19 @@ export const SecretService: GenService<{
     methodKind: "unary";
     input: typeof ResolveSecretsRequestSchema;
     output: typeof ResolveSecretsResponseSchema;
+  },
+  /**
+   * RestoreSecret brings a secret back from the recovery bin with all its
+   * versions: by name (the most recently deleted secret of that name) or by id.
+   * Fails ALREADY_EXISTS (RESTORE_NAME_TAKEN) while a live secret holds the name,
+   * NOT_FOUND once purged. Scope: secrets:write.
+   *
+   * @generated from rpc secrets.v1.SecretService.RestoreSecret
+   */
+  restoreSecret: {
+    methodKind: "unary";
+    input: typeof RestoreSecretRequestSchema;
+    output: typeof RestoreSecretResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_secrets_v1_secrets, 0);
