@@ -11,15 +11,15 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file secrets/v1/secrets.proto.
  */
 export const file_secrets_v1_secrets: GenFile = /*@__PURE__*/
-  fileDesc("ChhzZWNyZXRzL3YxL3NlY3JldHMucHJvdG8SCnNlY3JldHMudjEi3AIKBlNlY3JldBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd2ZXJzaW9uGAUgASgFEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYCCABKAkSEgoKdXBkYXRlZF9ieRgJIAEoCRIvCgtkZWxldGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcHVyZ2VfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijQEKDVNlY3JldFZlcnNpb24SDwoHdmVyc2lvbhgBIAEoBRInCgVzdGF0ZRgCIAEoDjIYLnNlY3JldHMudjEuVmVyc2lvblN0YXRlEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYBCABKAkicgoTQ3JlYXRlU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBXZhbHVlGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCI6ChRDcmVhdGVTZWNyZXRSZXNwb25zZRIiCgZzZWNyZXQYASABKAsyEi5zZWNyZXRzLnYxLlNlY3JldCIgChBHZXRTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkiNwoRR2V0U2VjcmV0UmVzcG9uc2USIgoGc2VjcmV0GAEgASgLMhIuc2VjcmV0cy52MS5TZWNyZXQimAEKEkxpc3RTZWNyZXRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRITCgtuYW1lX3ByZWZpeBgDIAEoCRIwCg9tZXRhZGF0YV9maWx0ZXIYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhQKDHNob3dfZGVsZXRlZBgFIAEoCCJTChNMaXN0U2VjcmV0c1Jlc3BvbnNlEiMKB3NlY3JldHMYASADKAsyEi5zZWNyZXRzLnYxLlNlY3JldBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkisAEKE1VwZGF0ZVNlY3JldFJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgV2YWx1ZRgCIAEoCUgAiAEBEhgKC2Rlc2NyaXB0aW9uGAMgASgJSAGIAQESKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhgKEGV4cGVjdGVkX3ZlcnNpb24YBSABKAVCCAoGX3ZhbHVlQg4KDF9kZXNjcmlwdGlvbiI6ChRVcGRhdGVTZWNyZXRSZXNwb25zZRIiCgZzZWNyZXQYASABKAsyEi5zZWNyZXRzLnYxLlNlY3JldCJqChNEZWxldGVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSGAoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBRIcChRyZWNvdmVyeV93aW5kb3dfZGF5cxgDIAEoBRINCgVmb3JjZRgEIAEoCCIWChREZWxldGVTZWNyZXRSZXNwb25zZSI0ChNBY2Nlc3NTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBSJEChRBY2Nlc3NTZWNyZXRSZXNwb25zZRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAUSDQoFdmFsdWUYAyABKAkiUAoZTGlzdFNlY3JldFZlcnNpb25zUmVxdWVzdBIMCgRuYW1lGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImIKGkxpc3RTZWNyZXRWZXJzaW9uc1Jlc3BvbnNlEisKCHZlcnNpb25zGAEgAygLMhkuc2VjcmV0cy52MS5TZWNyZXRWZXJzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI8ChtEZXN0cm95U2VjcmV0VmVyc2lvblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFIkoKHERlc3Ryb3lTZWNyZXRWZXJzaW9uUmVzcG9uc2USKgoHdmVyc2lvbhgBIAEoCzIZLnNlY3JldHMudjEuU2VjcmV0VmVyc2lvbiImChVSZXNvbHZlU2VjcmV0c1JlcXVlc3QSDQoFbmFtZXMYASADKAkihwEKFlJlc29sdmVTZWNyZXRzUmVzcG9uc2USPgoGdmFsdWVzGAEgAygLMi4uc2VjcmV0cy52MS5SZXNvbHZlU2VjcmV0c1Jlc3BvbnNlLlZhbHVlc0VudHJ5Gi0KC1ZhbHVlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMAoUUmVzdG9yZVNlY3JldFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIKCgJpZBgCIAEoCSI7ChVSZXN0b3JlU2VjcmV0UmVzcG9uc2USIgoGc2VjcmV0GAEgASgLMhIuc2VjcmV0cy52MS5TZWNyZXQqZQoMVmVyc2lvblN0YXRlEh0KGVZFUlNJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIZChVWRVJTSU9OX1NUQVRFX0VOQUJMRUQQARIbChdWRVJTSU9OX1NUQVRFX0RFU1RST1lFRBACMvQGCg1TZWNyZXRTZXJ2aWNlElEKDENyZWF0ZVNlY3JldBIfLnNlY3JldHMudjEuQ3JlYXRlU2VjcmV0UmVxdWVzdBogLnNlY3JldHMudjEuQ3JlYXRlU2VjcmV0UmVzcG9uc2USSAoJR2V0U2VjcmV0Ehwuc2VjcmV0cy52MS5HZXRTZWNyZXRSZXF1ZXN0Gh0uc2VjcmV0cy52MS5HZXRTZWNyZXRSZXNwb25zZRJOCgtMaXN0U2VjcmV0cxIeLnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXF1ZXN0Gh8uc2VjcmV0cy52MS5MaXN0U2VjcmV0c1Jlc3BvbnNlElEKDFVwZGF0ZVNlY3JldBIfLnNlY3JldHMudjEuVXBkYXRlU2VjcmV0UmVxdWVzdBogLnNlY3JldHMudjEuVXBkYXRlU2VjcmV0UmVzcG9uc2USUQoMRGVsZXRlU2VjcmV0Eh8uc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXF1ZXN0GiAuc2VjcmV0cy52MS5EZWxldGVTZWNyZXRSZXNwb25zZRJRCgxBY2Nlc3NTZWNyZXQSHy5zZWNyZXRzLnYxLkFjY2Vzc1NlY3JldFJlcXVlc3QaIC5zZWNyZXRzLnYxLkFjY2Vzc1NlY3JldFJlc3BvbnNlEmMKEkxpc3RTZWNyZXRWZXJzaW9ucxIlLnNlY3JldHMudjEuTGlzdFNlY3JldFZlcnNpb25zUmVxdWVzdBomLnNlY3JldHMudjEuTGlzdFNlY3JldFZlcnNpb25zUmVzcG9uc2USaQoURGVzdHJveVNlY3JldFZlcnNpb24SJy5zZWNyZXRzLnYxLkRlc3Ryb3lTZWNyZXRWZXJzaW9uUmVxdWVzdBooLnNlY3JldHMudjEuRGVzdHJveVNlY3JldFZlcnNpb25SZXNwb25zZRJXCg5SZXNvbHZlU2VjcmV0cxIhLnNlY3JldHMudjEuUmVzb2x2ZVNlY3JldHNSZXF1ZXN0GiIuc2VjcmV0cy52MS5SZXNvbHZlU2VjcmV0c1Jlc3BvbnNlElQKDVJlc3RvcmVTZWNyZXQSIC5zZWNyZXRzLnYxLlJlc3RvcmVTZWNyZXRSZXF1ZXN0GiEuc2VjcmV0cy52MS5SZXN0b3JlU2VjcmV0UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzZWNyZXRzL3YxL3NlY3JldHMucHJvdG8SCnNlY3JldHMudjEitQMKBlNlY3JldBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd2ZXJzaW9uGAUgASgFEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYCCABKAkSEgoKdXBkYXRlZF9ieRgJIAEoCRIvCgtkZWxldGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcHVyZ2VfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKCHJvdGF0aW9uGA0gASgLMhQuc2VjcmV0cy52MS5Sb3RhdGlvbiKkAQoIUm90YXRpb24SNgoSbmV4dF9yb3RhdGlvbl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg9yb3RhdGlvbl9wZXJpb2QYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIo0BCg1TZWNyZXRWZXJzaW9uEg8KB3ZlcnNpb24YASABKAUSJwoFc3RhdGUYAiABKA4yGC5zZWNyZXRzLnYxLlZlcnNpb25TdGF0ZRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GAQgASgJIoUCChNDcmVhdGVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjEKC2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEigKA3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEiYKCHJvdGF0aW9uGAcgASgLMhQuc2VjcmV0cy52MS5Sb3RhdGlvbkIMCgpleHBpcmF0aW9uIjoKFENyZWF0ZVNlY3JldFJlc3BvbnNlEiIKBnNlY3JldBgBIAEoCzISLnNlY3JldHMudjEuU2VjcmV0IiAKEEdldFNlY3JldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI3ChFHZXRTZWNyZXRSZXNwb25zZRIiCgZzZWNyZXQYASABKAsyEi5zZWNyZXRzLnYxLlNlY3JldCLiAQoSTGlzdFNlY3JldHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhMKC25hbWVfcHJlZml4GAMgASgJEjAKD21ldGFkYXRhX2ZpbHRlchgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMc2hvd19kZWxldGVkGAUgASgIEjIKDmV4cGlyZXNfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxyb3RhdGlvbl9kdWUYByABKAgiUwoTTGlzdFNlY3JldHNSZXNwb25zZRIjCgdzZWNyZXRzGAEgAygLMhIuc2VjcmV0cy52MS5TZWNyZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo4DChNVcGRhdGVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoFdmFsdWUYAiABKAlIAogBARIYCgtkZXNjcmlwdGlvbhgDIAEoCUgDiAEBEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIYChBleHBlY3RlZF92ZXJzaW9uGAUgASgFEjEKC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEigKA3R0bBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEhoKEGNsZWFyX2V4cGlyYXRpb24YCCABKAhIABIoCghyb3RhdGlvbhgJIAEoCzIULnNlY3JldHMudjEuUm90YXRpb25IARIYCg5jbGVhcl9yb3RhdGlvbhgKIAEoCEgBQgwKCmV4cGlyYXRpb25CEQoPcm90YXRpb25fY2hhbmdlQggKBl92YWx1ZUIOCgxfZGVzY3JpcHRpb24iOgoUVXBkYXRlU2VjcmV0UmVzcG9uc2USIgoGc2VjcmV0GAEgASgLMhIuc2VjcmV0cy52MS5TZWNyZXQiagoTRGVsZXRlU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAiABKAUSHAoUcmVjb3Zlcnlfd2luZG93X2RheXMYAyABKAUSDQoFZm9yY2UYBCABKAgiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UiNAoTQWNjZXNzU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiRAoUQWNjZXNzU2VjcmV0UmVzcG9uc2USDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFEg0KBXZhbHVlGAMgASgJIlAKGUxpc3RTZWNyZXRWZXJzaW9uc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJiChpMaXN0U2VjcmV0VmVyc2lvbnNSZXNwb25zZRIrCgh2ZXJzaW9ucxgBIAMoCzIZLnNlY3JldHMudjEuU2VjcmV0VmVyc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAobRGVzdHJveVNlY3JldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBSJKChxEZXN0cm95U2VjcmV0VmVyc2lvblJlc3BvbnNlEioKB3ZlcnNpb24YASABKAsyGS5zZWNyZXRzLnYxLlNlY3JldFZlcnNpb24iJgoVUmVzb2x2ZVNlY3JldHNSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJIocBChZSZXNvbHZlU2VjcmV0c1Jlc3BvbnNlEj4KBnZhbHVlcxgBIAMoCzIuLnNlY3JldHMudjEuUmVzb2x2ZVNlY3JldHNSZXNwb25zZS5WYWx1ZXNFbnRyeRotCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjAKFFJlc3RvcmVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSCgoCaWQYAiABKAkiOwoVUmVzdG9yZVNlY3JldFJlc3BvbnNlEiIKBnNlY3JldBgBIAEoCzISLnNlY3JldHMudjEuU2VjcmV0KmUKDFZlcnNpb25TdGF0ZRIdChlWRVJTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVVkVSU0lPTl9TVEFURV9FTkFCTEVEEAESGwoXVkVSU0lPTl9TVEFURV9ERVNUUk9ZRUQQAjL0BgoNU2VjcmV0U2VydmljZRJRCgxDcmVhdGVTZWNyZXQSHy5zZWNyZXRzLnYxLkNyZWF0ZVNlY3JldFJlcXVlc3QaIC5zZWNyZXRzLnYxLkNyZWF0ZVNlY3JldFJlc3BvbnNlEkgKCUdldFNlY3JldBIcLnNlY3JldHMudjEuR2V0U2VjcmV0UmVxdWVzdBodLnNlY3JldHMudjEuR2V0U2VjcmV0UmVzcG9uc2USTgoLTGlzdFNlY3JldHMSHi5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBofLnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXNwb25zZRJRCgxVcGRhdGVTZWNyZXQSHy5zZWNyZXRzLnYxLlVwZGF0ZVNlY3JldFJlcXVlc3QaIC5zZWNyZXRzLnYxLlVwZGF0ZVNlY3JldFJlc3BvbnNlElEKDERlbGV0ZVNlY3JldBIfLnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVxdWVzdBogLnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVzcG9uc2USUQoMQWNjZXNzU2VjcmV0Eh8uc2VjcmV0cy52MS5BY2Nlc3NTZWNyZXRSZXF1ZXN0GiAuc2VjcmV0cy52MS5BY2Nlc3NTZWNyZXRSZXNwb25zZRJjChJMaXN0U2VjcmV0VmVyc2lvbnMSJS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRWZXJzaW9uc1JlcXVlc3QaJi5zZWNyZXRzLnYxLkxpc3RTZWNyZXRWZXJzaW9uc1Jlc3BvbnNlEmkKFERlc3Ryb3lTZWNyZXRWZXJzaW9uEicuc2VjcmV0cy52MS5EZXN0cm95U2VjcmV0VmVyc2lvblJlcXVlc3QaKC5zZWNyZXRzLnYxLkRlc3Ryb3lTZWNyZXRWZXJzaW9uUmVzcG9uc2USVwoOUmVzb2x2ZVNlY3JldHMSIS5zZWNyZXRzLnYxLlJlc29sdmVTZWNyZXRzUmVxdWVzdBoiLnNlY3JldHMudjEuUmVzb2x2ZVNlY3JldHNSZXNwb25zZRJUCg1SZXN0b3JlU2VjcmV0EiAuc2VjcmV0cy52MS5SZXN0b3JlU2VjcmV0UmVxdWVzdBohLnNlY3JldHMudjEuUmVzdG9yZVNlY3JldFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A secret's attributes. The value is returned only by AccessSecret and
@@ -99,6 +99,21 @@ export type Secret = Message<"secrets.v1.Secret"> & {
    * @generated from field: google.protobuf.Timestamp purge_time = 11;
    */
   purgeTime?: Timestamp | undefined;
+
+  /**
+   * When the secret expires: at that time the service deletes it into the
+   * recovery bin (for SECRETS_RECOVERY_WINDOW_DAYS). Unset: it never expires.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 12;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * The rotation schedule; unset when there is none.
+   *
+   * @generated from field: secrets.v1.Rotation rotation = 13;
+   */
+  rotation?: Rotation | undefined;
 };
 
 /**
@@ -107,6 +122,47 @@ export type Secret = Message<"secrets.v1.Secret"> & {
  */
 export const SecretSchema: GenMessage<Secret> = /*@__PURE__*/
   messageDesc(file_secrets_v1_secrets, 0);
+
+/**
+ * A rotation schedule. It reminds, it does not rotate: at next_rotation_time the
+ * service records one ROTATION_DUE audit event and moves next_rotation_time on by
+ * rotation_period (past the present, if several periods went by), and the
+ * secret's rotation is due until a new value is written. The service never
+ * changes a value itself.
+ *
+ * @generated from message secrets.v1.Rotation
+ */
+export type Rotation = Message<"secrets.v1.Rotation"> & {
+  /**
+   * When the next rotation is due; in a request, in the future, and unset means
+   * one rotation_period from now.
+   *
+   * @generated from field: google.protobuf.Timestamp next_rotation_time = 1;
+   */
+  nextRotationTime?: Timestamp | undefined;
+
+  /**
+   * 1 hour to 36,500 days, in whole seconds.
+   *
+   * @generated from field: google.protobuf.Duration rotation_period = 2;
+   */
+  rotationPeriod?: Duration | undefined;
+
+  /**
+   * Output only: when the rotation became due, if no new value was written since
+   * (ListSecrets' rotation_due lists these). Ignored in requests.
+   *
+   * @generated from field: google.protobuf.Timestamp due_time = 3;
+   */
+  dueTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message secrets.v1.Rotation.
+ * Use `create(RotationSchema)` to create a new message.
+ */
+export const RotationSchema: GenMessage<Rotation> = /*@__PURE__*/
+  messageDesc(file_secrets_v1_secrets, 1);
 
 /**
  * One version of a secret, without its value.
@@ -142,7 +198,7 @@ export type SecretVersion = Message<"secrets.v1.SecretVersion"> & {
  * Use `create(SecretVersionSchema)` to create a new message.
  */
 export const SecretVersionSchema: GenMessage<SecretVersion> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 1);
+  messageDesc(file_secrets_v1_secrets, 2);
 
 /**
  * @generated from message secrets.v1.CreateSecretRequest
@@ -169,6 +225,36 @@ export type CreateSecretRequest = Message<"secrets.v1.CreateSecretRequest"> & {
    * @generated from field: google.protobuf.Struct metadata = 4;
    */
   metadata?: JsonObject | undefined;
+
+  /**
+   * When the secret expires (see Secret.expire_time); unset: never.
+   *
+   * @generated from oneof secrets.v1.CreateSecretRequest.expiration
+   */
+  expiration: {
+    /**
+     * A time in the future, at most 36,500 days ahead.
+     *
+     * @generated from field: google.protobuf.Timestamp expire_time = 5;
+     */
+    value: Timestamp;
+    case: "expireTime";
+  } | {
+    /**
+     * How long from now: 1 second to 36,500 days.
+     *
+     * @generated from field: google.protobuf.Duration ttl = 6;
+     */
+    value: Duration;
+    case: "ttl";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * A rotation schedule (see Rotation); unset: none.
+   *
+   * @generated from field: secrets.v1.Rotation rotation = 7;
+   */
+  rotation?: Rotation | undefined;
 };
 
 /**
@@ -176,7 +262,7 @@ export type CreateSecretRequest = Message<"secrets.v1.CreateSecretRequest"> & {
  * Use `create(CreateSecretRequestSchema)` to create a new message.
  */
 export const CreateSecretRequestSchema: GenMessage<CreateSecretRequest> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 2);
+  messageDesc(file_secrets_v1_secrets, 3);
 
 /**
  * @generated from message secrets.v1.CreateSecretResponse
@@ -193,7 +279,7 @@ export type CreateSecretResponse = Message<"secrets.v1.CreateSecretResponse"> & 
  * Use `create(CreateSecretResponseSchema)` to create a new message.
  */
 export const CreateSecretResponseSchema: GenMessage<CreateSecretResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 3);
+  messageDesc(file_secrets_v1_secrets, 4);
 
 /**
  * @generated from message secrets.v1.GetSecretRequest
@@ -210,7 +296,7 @@ export type GetSecretRequest = Message<"secrets.v1.GetSecretRequest"> & {
  * Use `create(GetSecretRequestSchema)` to create a new message.
  */
 export const GetSecretRequestSchema: GenMessage<GetSecretRequest> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 4);
+  messageDesc(file_secrets_v1_secrets, 5);
 
 /**
  * @generated from message secrets.v1.GetSecretResponse
@@ -227,7 +313,7 @@ export type GetSecretResponse = Message<"secrets.v1.GetSecretResponse"> & {
  * Use `create(GetSecretResponseSchema)` to create a new message.
  */
 export const GetSecretResponseSchema: GenMessage<GetSecretResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 5);
+  messageDesc(file_secrets_v1_secrets, 6);
 
 /**
  * @generated from message secrets.v1.ListSecretsRequest
@@ -268,6 +354,21 @@ export type ListSecretsRequest = Message<"secrets.v1.ListSecretsRequest"> & {
    * @generated from field: bool show_deleted = 5;
    */
   showDeleted: boolean;
+
+  /**
+   * Only secrets that expire before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_before = 6;
+   */
+  expiresBefore?: Timestamp | undefined;
+
+  /**
+   * Only secrets whose rotation is due (Rotation.due_time set, or
+   * next_rotation_time passed).
+   *
+   * @generated from field: bool rotation_due = 7;
+   */
+  rotationDue: boolean;
 };
 
 /**
@@ -275,7 +376,7 @@ export type ListSecretsRequest = Message<"secrets.v1.ListSecretsRequest"> & {
  * Use `create(ListSecretsRequestSchema)` to create a new message.
  */
 export const ListSecretsRequestSchema: GenMessage<ListSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 6);
+  messageDesc(file_secrets_v1_secrets, 7);
 
 /**
  * @generated from message secrets.v1.ListSecretsResponse
@@ -299,7 +400,7 @@ export type ListSecretsResponse = Message<"secrets.v1.ListSecretsResponse"> & {
  * Use `create(ListSecretsResponseSchema)` to create a new message.
  */
 export const ListSecretsResponseSchema: GenMessage<ListSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 7);
+  messageDesc(file_secrets_v1_secrets, 8);
 
 /**
  * @generated from message secrets.v1.UpdateSecretRequest
@@ -336,6 +437,58 @@ export type UpdateSecretRequest = Message<"secrets.v1.UpdateSecretRequest"> & {
    * @generated from field: int32 expected_version = 5;
    */
   expectedVersion: number;
+
+  /**
+   * Sets or removes the expiry; none of them keeps it as it is.
+   *
+   * @generated from oneof secrets.v1.UpdateSecretRequest.expiration
+   */
+  expiration: {
+    /**
+     * As in CreateSecretRequest.
+     *
+     * @generated from field: google.protobuf.Timestamp expire_time = 6;
+     */
+    value: Timestamp;
+    case: "expireTime";
+  } | {
+    /**
+     * @generated from field: google.protobuf.Duration ttl = 7;
+     */
+    value: Duration;
+    case: "ttl";
+  } | {
+    /**
+     * true: the secret no longer expires.
+     *
+     * @generated from field: bool clear_expiration = 8;
+     */
+    value: boolean;
+    case: "clearExpiration";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Replaces or removes the rotation schedule; neither keeps it as it is.
+   *
+   * @generated from oneof secrets.v1.UpdateSecretRequest.rotation_change
+   */
+  rotationChange: {
+    /**
+     * The new schedule (see Rotation); its due state starts afresh.
+     *
+     * @generated from field: secrets.v1.Rotation rotation = 9;
+     */
+    value: Rotation;
+    case: "rotation";
+  } | {
+    /**
+     * true: the secret no longer has a schedule.
+     *
+     * @generated from field: bool clear_rotation = 10;
+     */
+    value: boolean;
+    case: "clearRotation";
+  } | { case: undefined; value?: undefined };
 };
 
 /**
@@ -343,7 +496,7 @@ export type UpdateSecretRequest = Message<"secrets.v1.UpdateSecretRequest"> & {
  * Use `create(UpdateSecretRequestSchema)` to create a new message.
  */
 export const UpdateSecretRequestSchema: GenMessage<UpdateSecretRequest> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 8);
+  messageDesc(file_secrets_v1_secrets, 9);
 
 /**
  * @generated from message secrets.v1.UpdateSecretResponse
@@ -360,7 +513,7 @@ export type UpdateSecretResponse = Message<"secrets.v1.UpdateSecretResponse"> & 
  * Use `create(UpdateSecretResponseSchema)` to create a new message.
  */
 export const UpdateSecretResponseSchema: GenMessage<UpdateSecretResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 9);
+  messageDesc(file_secrets_v1_secrets, 10);
 
 /**
  * @generated from message secrets.v1.DeleteSecretRequest
@@ -399,7 +552,7 @@ export type DeleteSecretRequest = Message<"secrets.v1.DeleteSecretRequest"> & {
  * Use `create(DeleteSecretRequestSchema)` to create a new message.
  */
 export const DeleteSecretRequestSchema: GenMessage<DeleteSecretRequest> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 10);
+  messageDesc(file_secrets_v1_secrets, 11);
 
 /**
  * @generated from message secrets.v1.DeleteSecretResponse
@@ -412,7 +565,7 @@ export type DeleteSecretResponse = Message<"secrets.v1.DeleteSecretResponse"> & 
  * Use `create(DeleteSecretResponseSchema)` to create a new message.
  */
 export const DeleteSecretResponseSchema: GenMessage<DeleteSecretResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 11);
+  messageDesc(file_secrets_v1_secrets, 12);
 
 /**
  * @generated from message secrets.v1.AccessSecretRequest
@@ -436,7 +589,7 @@ export type AccessSecretRequest = Message<"secrets.v1.AccessSecretRequest"> & {
  * Use `create(AccessSecretRequestSchema)` to create a new message.
  */
 export const AccessSecretRequestSchema: GenMessage<AccessSecretRequest> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 12);
+  messageDesc(file_secrets_v1_secrets, 13);
 
 /**
  * @generated from message secrets.v1.AccessSecretResponse
@@ -463,7 +616,7 @@ export type AccessSecretResponse = Message<"secrets.v1.AccessSecretResponse"> & 
  * Use `create(AccessSecretResponseSchema)` to create a new message.
  */
 export const AccessSecretResponseSchema: GenMessage<AccessSecretResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 13);
+  messageDesc(file_secrets_v1_secrets, 14);
 
 /**
  * @generated from message secrets.v1.ListSecretVersionsRequest
@@ -492,7 +645,7 @@ export type ListSecretVersionsRequest = Message<"secrets.v1.ListSecretVersionsRe
  * Use `create(ListSecretVersionsRequestSchema)` to create a new message.
  */
 export const ListSecretVersionsRequestSchema: GenMessage<ListSecretVersionsRequest> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 14);
+  messageDesc(file_secrets_v1_secrets, 15);
 
 /**
  * @generated from message secrets.v1.ListSecretVersionsResponse
@@ -516,7 +669,7 @@ export type ListSecretVersionsResponse = Message<"secrets.v1.ListSecretVersionsR
  * Use `create(ListSecretVersionsResponseSchema)` to create a new message.
  */
 export const ListSecretVersionsResponseSchema: GenMessage<ListSecretVersionsResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 15);
+  messageDesc(file_secrets_v1_secrets, 16);
 
 /**
  * @generated from message secrets.v1.DestroySecretVersionRequest
@@ -540,7 +693,7 @@ export type DestroySecretVersionRequest = Message<"secrets.v1.DestroySecretVersi
  * Use `create(DestroySecretVersionRequestSchema)` to create a new message.
  */
 export const DestroySecretVersionRequestSchema: GenMessage<DestroySecretVersionRequest> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 16);
+  messageDesc(file_secrets_v1_secrets, 17);
 
 /**
  * @generated from message secrets.v1.DestroySecretVersionResponse
@@ -557,7 +710,7 @@ export type DestroySecretVersionResponse = Message<"secrets.v1.DestroySecretVers
  * Use `create(DestroySecretVersionResponseSchema)` to create a new message.
  */
 export const DestroySecretVersionResponseSchema: GenMessage<DestroySecretVersionResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 17);
+  messageDesc(file_secrets_v1_secrets, 18);
 
 /**
  * @generated from message secrets.v1.ResolveSecretsRequest
@@ -576,7 +729,7 @@ export type ResolveSecretsRequest = Message<"secrets.v1.ResolveSecretsRequest"> 
  * Use `create(ResolveSecretsRequestSchema)` to create a new message.
  */
 export const ResolveSecretsRequestSchema: GenMessage<ResolveSecretsRequest> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 18);
+  messageDesc(file_secrets_v1_secrets, 19);
 
 /**
  * @generated from message secrets.v1.ResolveSecretsResponse
@@ -595,7 +748,7 @@ export type ResolveSecretsResponse = Message<"secrets.v1.ResolveSecretsResponse"
  * Use `create(ResolveSecretsResponseSchema)` to create a new message.
  */
 export const ResolveSecretsResponseSchema: GenMessage<ResolveSecretsResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 19);
+  messageDesc(file_secrets_v1_secrets, 20);
 
 /**
  * @generated from message secrets.v1.RestoreSecretRequest
@@ -620,7 +773,7 @@ export type RestoreSecretRequest = Message<"secrets.v1.RestoreSecretRequest"> & 
  * Use `create(RestoreSecretRequestSchema)` to create a new message.
  */
 export const RestoreSecretRequestSchema: GenMessage<RestoreSecretRequest> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 20);
+  messageDesc(file_secrets_v1_secrets, 21);
 
 /**
  * @generated from message secrets.v1.RestoreSecretResponse
@@ -637,7 +790,7 @@ export type RestoreSecretResponse = Message<"secrets.v1.RestoreSecretResponse"> 
  * Use `create(RestoreSecretResponseSchema)` to create a new message.
  */
 export const RestoreSecretResponseSchema: GenMessage<RestoreSecretResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_secrets, 21);
+  messageDesc(file_secrets_v1_secrets, 22);
 
 /**
  * The state of one version of a secret.
@@ -711,8 +864,8 @@ export const SecretService: GenService<{
     output: typeof ListSecretsResponseSchema;
   },
   /**
-   * UpdateSecret changes the value, description or metadata of a secret. Only a
-   * new value makes a new version. Scope: secrets:write.
+   * UpdateSecret changes the value, description, metadata, expiry or rotation
+   * schedule of a secret. Only a new value makes a new version. Scope: secrets:write.
    *
    * @generated from rpc secrets.v1.SecretService.UpdateSecret
    */
