@@ -168,21 +168,27 @@ export interface WireSpan {
 export const MAX_LIFECYCLE_DAYS = 36_500;
 const MAX_LIFECYCLE_MS = MAX_LIFECYCLE_DAYS * 86_400_000;
 
+/** The ranges of google/protobuf/timestamp.proto (0001-01-01 to 9999-12-31) and duration.proto (±10,000 years), in seconds. */
+const SPAN_RANGES = {
+  timestamp: { min: -62_135_596_800n, max: 253_402_300_799n, nanos: [0, 999_999_999] },
+  duration: { min: -315_576_000_000n, max: 315_576_000_000n, nanos: [-999_999_999, 999_999_999] },
+} as const;
+
 /**
- * Milliseconds of a Timestamp or Duration (nanoseconds below a millisecond are
- * dropped), or INVALID_ARGUMENT when it is out of the well-known types' ranges.
+ * Milliseconds of a Timestamp (since the epoch) or a Duration (nanoseconds below a
+ * millisecond are dropped), or INVALID_ARGUMENT when it is out of its type's range.
  */
-function spanMs(span: WireSpan, field: string): number {
+function spanMs(span: WireSpan, field: string, kind: keyof typeof SPAN_RANGES): number {
   const { seconds, nanos } = span;
-  // The ranges both types allow (google/protobuf/timestamp.proto, duration.proto): ±10,000 years.
-  const inRange = seconds >= -315_576_000_000n && seconds <= 315_576_000_000n && Number.isInteger(nanos) && Math.abs(nanos) < 1e9;
-  if (!inRange) throw invalid("INVALID_ARGUMENT", field, `${field} is not a valid time`);
+  const r = SPAN_RANGES[kind];
+  const inRange = seconds >= r.min && seconds <= r.max && Number.isInteger(nanos) && nanos >= r.nanos[0] && nanos <= r.nanos[1];
+  if (!inRange) throw invalid("INVALID_ARGUMENT", field, `${field} is not a valid ${kind}`);
   return Number(seconds) * 1000 + Math.trunc(nanos / 1e6);
 }
 
 /** A time in the future, at most MAX_LIFECYCLE_DAYS ahead of `now`. */
 function futureTime(span: WireSpan, now: Date, field: string): Date {
-  const ms = spanMs(span, field);
+  const ms = spanMs(span, field, "timestamp");
   if (ms <= now.getTime()) throw invalid("INVALID_ARGUMENT", field, `${field} must be in the future`);
   if (ms > now.getTime() + MAX_LIFECYCLE_MS) {
     throw invalid("INVALID_ARGUMENT", field, `${field} must be at most ${MAX_LIFECYCLE_DAYS} days ahead`);
@@ -197,7 +203,7 @@ export type ExpiryInput = { expireTime: WireSpan } | { ttl: WireSpan } | { clear
 export function validateExpiry(input: ExpiryInput, now: Date): Date | null {
   if ("clear" in input) return validateClear(input.clear, "clear_expiration", "the expiry");
   if ("expireTime" in input) return futureTime(input.expireTime, now, "expire_time");
-  const ms = spanMs(input.ttl, "ttl");
+  const ms = spanMs(input.ttl, "ttl", "duration");
   if (ms < 1000 || ms > MAX_LIFECYCLE_MS) {
     throw invalid("INVALID_ARGUMENT", "ttl", `ttl must be 1 second to ${MAX_LIFECYCLE_DAYS} days`);
   }
@@ -231,7 +237,7 @@ export function validateRotationChange(
 export function validateRotation(input: RotationInput, now: Date): { nextRotationTime: Date; periodSeconds: number } {
   const field = "rotation.rotation_period";
   if (input.rotationPeriod === undefined) throw invalid("INVALID_ARGUMENT", field, `${field} is required`);
-  const periodMs = spanMs(input.rotationPeriod, field);
+  const periodMs = spanMs(input.rotationPeriod, field, "duration");
   if (input.rotationPeriod.nanos !== 0 || periodMs < MIN_ROTATION_PERIOD_SECONDS * 1000 || periodMs > MAX_LIFECYCLE_MS) {
     throw invalid("INVALID_ARGUMENT", field, `${field} must be whole seconds, 1 hour to ${MAX_LIFECYCLE_DAYS} days`);
   }
@@ -244,5 +250,5 @@ export function validateRotation(input: RotationInput, now: Date): { nextRotatio
 
 /** ListSecrets' `expires_before`: any valid time. */
 export function validateExpiresBefore(span: WireSpan): Date {
-  return new Date(spanMs(span, "expires_before"));
+  return new Date(spanMs(span, "expires_before", "timestamp"));
 }
