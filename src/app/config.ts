@@ -37,6 +37,11 @@ export interface Config {
   readonly maxVersions: number;
   /** Days a deleted secret stays in the recovery bin when its delete names none. */
   readonly recoveryWindowDays: number;
+  /** Open WatchSecrets streams a developer may hold on one replica, and a replica may serve. */
+  readonly watchMaxPerDeveloper: number;
+  readonly watchMaxPerReplica: number;
+  /** Hours the change log keeps a change (a watch may resume from within them). */
+  readonly watchRetentionHours: number;
   readonly tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
   readonly operatorIdentities: readonly string[];
   readonly allowPlaintext: boolean;
@@ -191,6 +196,9 @@ export function loadConfig(env: Env): Config {
     cacheTtlSeconds: int("SECRETS_CACHE_TTL_SECONDS", 30, 1, 3600),
     maxVersions: int("SECRETS_MAX_VERSIONS", 20, 1, 10_000),
     recoveryWindowDays: int("SECRETS_RECOVERY_WINDOW_DAYS", 7, 1, MAX_RECOVERY_WINDOW_DAYS),
+    watchMaxPerDeveloper: int("SECRETS_WATCH_MAX_PER_DEVELOPER", 32, 1, 100_000),
+    watchMaxPerReplica: int("SECRETS_WATCH_MAX_PER_REPLICA", 10_000, 1, 1_000_000),
+    watchRetentionHours: int("SECRETS_WATCH_RETENTION_HOURS", 24, 1, 24 * 365),
     tls,
     operatorIdentities: Object.freeze((get("SECRETS_OPERATOR_IDENTITIES") ?? "").split(",").map((s) => s.trim()).filter(Boolean)),
     allowPlaintext,

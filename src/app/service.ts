@@ -12,7 +12,7 @@ import { noCache, type SecretCache } from "../cache/secret-cache.js";
 import { createDekCache } from "../keys/dek-cache.js";
 import type { KeyBytes } from "../crypto/key-bytes.js";
 import { createLocalKeyProvider, parseKeyring } from "../crypto/key-provider.js";
-import { cacheObserver, callObserver, createMetrics, type CacheObserver } from "../observability/metrics.js";
+import { cacheObserver, callObserver, createMetrics, watchObserver, type CacheObserver } from "../observability/metrics.js";
 import { createDataKeys } from "../keys/data-keys.js";
 import { createAuditLog } from "../audit/audit-log.js";
 import { lifecycleAuditEvent } from "../audit/audit-policy.js";
@@ -21,6 +21,7 @@ import { loadCacheEntryKey } from "../keys/cache-entry-key.js";
 import { createKeyLifecycle } from "../keys/key-lifecycle.js";
 import { MasterKeyMissing, checkMasterKeys } from "../keys/master-keys.js";
 import { createLifecycleJobs, type LifecycleCounts } from "../secrets/lifecycle-jobs.js";
+import { createWatchHub } from "../secrets/watch-hub.js";
 import { createRateLimiter } from "../secrets/rate-limiter.js";
 import { createSecretService } from "../secrets/secret-service.js";
 import { startMetricsHttp } from "../observability/metrics-http.js";
@@ -61,6 +62,8 @@ export interface StartOptions {
   clock?: () => Date;
   /** "manual": the lifecycle job runs only through `runLifecycleJobs` (tests that drive it by hand); default "timer". */
   lifecycleJobs?: "timer" | "manual";
+  /** How long an idle watch waits before a progress response (default 30 s); tests shorten it. */
+  watchProgressMs?: number;
 }
 
 export async function startService(config: Config, options: StartOptions): Promise<RunningService> {
@@ -122,9 +125,10 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     const metrics = createMetrics({
       dekCacheSize: () => dekCache.size,
       poolStats: () => db.poolStats(),
-      // Both are created below; Prometheus scrapes only after start-up.
+      // These are created below; Prometheus scrapes only after start-up.
       auditQueueDepth: () => auditLog.queueDepth,
       keyJobsPending: () => keys.pendingJobs(),
+      openWatches: () => watchHub.size,
     });
     const dataKeys = createDataKeys({ db, keyProvider, cache: dekCache });
     const cache = await createCache(config, db, log, cacheObserver(metrics), () => loadCacheEntryKey(dataKeys));
@@ -162,6 +166,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       cache,
       now: clock,
       recoveryWindowDays: config.recoveryWindowDays,
+      changeRetentionMs: config.watchRetentionHours * 3_600_000,
       batchSize: 500,
       intervalMs: 60_000,
       events: {
@@ -174,6 +179,9 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     if (options.lifecycleJobs !== "manual") lifecycle.start();
     // Stopped before the audit log closes (closers run newest first): every change it made is recorded.
     closers.unshift(() => lifecycle.stop());
+    const watchHub = createWatchHub({ db, maxPerDeveloper: config.watchMaxPerDeveloper, maxPerReplica: config.watchMaxPerReplica });
+    await watchHub.start();
+    closers.unshift(() => watchHub.close());
     const secrets = createSecretService({
       db,
       dataKeys,
@@ -182,6 +190,9 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       recoveryWindowDays: config.recoveryWindowDays,
       now: clock,
       scheduled: (at) => lifecycle.wake(at),
+      watchHub,
+      ...(options.watchProgressMs === undefined ? {} : { watchProgressMs: options.watchProgressMs }),
+      onWatchEventsSent: watchObserver(metrics),
       limits: {
         maxSecrets: config.maxSecretsPerDeveloper,
         reads: createRateLimiter({ ratePerSecond: config.readRatePerSecond, kind: "read" }),
@@ -218,7 +229,12 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       closers.unshift(() => http.close());
       metricsPort = http.port;
     }
-    closers.unshift(() => server.shutdown(options.shutdownGraceMs ?? 10_000));
+    closers.unshift(async () => {
+      // Watches never finish by themselves: they end first, UNAVAILABLE, so their
+      // clients resume on another replica while the unary calls drain.
+      await watchHub.close();
+      await server.shutdown(options.shutdownGraceMs ?? 10_000);
+    });
 
     let devToken: string | undefined;
     if (config.mode === "dev" && jwtKey.kind === "hmac") {

@@ -65,6 +65,8 @@ const secretEntries: Entries<typeof SecretService> = {
   resolveSecrets: { subject: (r) => ({ names: r.names, version: 0 }), returnsValues: true },
   // By id the request names no secret; the event then carries none.
   restoreSecret: { subject: (r) => (r.name === "" ? NO_SUBJECT : named(r.name)) },
+  // Recorded once, when the watch starts (its first response); never per event.
+  watchSecrets: { subject: (r) => ({ names: r.names, version: 0 }) },
 };
 
 const keyEntries: Entries<typeof KeyService> = {

@@ -12,6 +12,8 @@ export interface Metrics {
   readonly callSeconds: Histogram<"method">;
   readonly cacheLookups: Counter<"result">;
   readonly dekCacheSize: Gauge;
+  readonly watchEvents: Counter;
+  readonly watchLagSeconds: Histogram;
 }
 
 /** Readings taken when Prometheus scrapes. */
@@ -21,13 +23,23 @@ export interface MetricsSources {
   auditQueueDepth?: () => number;
   /** Data keys awaiting rewrap under the active master key, and values awaiting re-encryption. */
   keyJobsPending?: () => Promise<{ rewrap: number; reencrypt: number }>;
+  /** WatchSecrets streams open on this replica. */
+  openWatches?: () => number;
 }
 
 export function createMetrics(sources: MetricsSources = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const dekSize = sources.dekCacheSize;
-  const { poolStats, auditQueueDepth, keyJobsPending } = sources;
+  const { poolStats, auditQueueDepth, keyJobsPending, openWatches } = sources;
+  new Gauge({
+    name: "secrets_watches_open",
+    help: "WatchSecrets streams open on this replica",
+    registers: [registry],
+    collect() {
+      if (openWatches) this.set(openWatches());
+    },
+  });
   new Gauge({
     name: "secrets_db_pool_connections",
     help: "Postgres pool connections by state (total, idle, waiting requests)",
@@ -77,6 +89,13 @@ export function createMetrics(sources: MetricsSources = {}): Metrics {
       labelNames: ["result"],
       registers: [registry],
     }),
+    watchEvents: new Counter({ name: "secrets_watch_events_sent_total", help: "Events WatchSecrets streams sent", registers: [registry] }),
+    watchLagSeconds: new Histogram({
+      name: "secrets_watch_delivery_lag_seconds",
+      help: "From a change's commit to its event leaving on a watch",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30],
+      registers: [registry],
+    }),
     dekCacheSize: new Gauge({
       name: "secrets_dek_cache_entries",
       help: "Unwrapped data keys held in memory",
@@ -115,5 +134,15 @@ export type CacheObserver = (result: "hit" | "miss" | "rejected" | "expired" | "
 export function cacheObserver(m: Metrics): CacheObserver {
   return (result, count) => {
     if (count > 0) m.cacheLookups.inc({ result }, count);
+  };
+}
+
+/** The watches' hook: the events one response sent, and each one's delivery lag. */
+export type WatchObserver = (events: number, lagSeconds: readonly number[]) => void;
+
+export function watchObserver(m: Metrics): WatchObserver {
+  return (events, lagSeconds) => {
+    m.watchEvents.inc(events);
+    for (const lag of lagSeconds) m.watchLagSeconds.observe(lag);
   };
 }

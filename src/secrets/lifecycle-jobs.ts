@@ -1,6 +1,7 @@
 import type { SecretCache } from "../cache/secret-cache.js";
 import type { Db, Queryable } from "../store/db.js";
 import { purgeDue, type PurgedRow } from "../store/bin-store.js";
+import { appendChanges, trimChanges } from "../store/change-log.js";
 import { retryConflicts } from "../store/conflicts.js";
 import {
   binExpired,
@@ -12,9 +13,10 @@ import {
 } from "../store/lifecycle-store.js";
 
 /**
- * The time-driven changes (docs/design.md, Lifecycle): expiry moves a secret to the
- * recovery bin, a rotation schedule records that a rotation is due, and the purge
- * removes what has stayed in the bin past its window. Every replica runs them; the
+ * The time-driven changes (docs/design.md, Expiry and rotation schedules): expiry
+ * moves a secret to the recovery bin, a rotation schedule records that a rotation is
+ * due, the purge removes what has stayed in the bin past its window, and the change
+ * log drops what is past its retention. Every replica runs them; the
  * rows each pass changes are claimed with FOR UPDATE SKIP LOCKED and re-checked
  * under the lock (store/lifecycle-store.ts, store/bin-store.ts), so each change is
  * made once whichever replicas run at once, and each gets one audit event, queued
@@ -43,6 +45,8 @@ export interface LifecycleCounts {
   expired: number;
   rotationsDue: number;
   purged: number;
+  /** Change-log rows past their retention, dropped. */
+  changesTrimmed: number;
 }
 
 export interface LifecycleEvents {
@@ -60,6 +64,8 @@ export interface LifecycleJobsDeps {
   recoveryWindowDays: number;
   /** Rows changed per transaction. */
   batchSize: number;
+  /** How long the change log keeps a change (SECRETS_WATCH_RETENTION_HOURS). */
+  changeRetentionMs: number;
   /** The longest time between passes. */
   intervalMs: number;
   /** Told of each change after its transaction commits (the audit events). */
@@ -98,7 +104,13 @@ export function createLifecycleJobs(deps: LifecycleJobsDeps): LifecycleJobs {
         await cache.beginWrite(developerId, names);
         let rows: ExpiredRow[];
         try {
-          rows = await retryConflicts(() => db.transaction((tx) => binExpired(tx, developerId, names, at, purgeTime)));
+          rows = await retryConflicts(() =>
+            db.transaction(async (tx) => {
+              const binned = await binExpired(tx, developerId, names, at, purgeTime);
+              if (binned.length > 0) await appendChanges(tx, developerId, binned.map((r) => ({ kind: "deleted", name: r.name, version: r.version })), at);
+              return binned;
+            }),
+          );
         } finally {
           await cache.endWrite(developerId, names);
         }
@@ -123,12 +135,32 @@ export function createLifecycleJobs(deps: LifecycleJobsDeps): LifecycleJobs {
     }
   }
 
+  /** The change log's rows past their retention, in batches (any replica; a row deleted twice is deleted once). */
+  async function trimmed(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const before = new Date(now().getTime() - deps.changeRetentionMs);
+      const n = await retryConflicts(() => db.transaction((tx) => trimChanges(tx, before, batchSize)));
+      total += n;
+      if (n < batchSize) return total;
+    }
+  }
+
   async function runDue(): Promise<LifecycleCounts> {
     // Expiry first: a secret that expires and is due for rotation at once is not reminded about.
     const expired = await expireDue();
-    const due = await inBatches((tx, at) => markRotationsDue(tx, at, batchSize), events.rotationDue);
+    const due = await inBatches(async (tx, at) => {
+      const rows = await markRotationsDue(tx, at, batchSize);
+      const byDeveloper = new Map<string, RotationDueRow[]>();
+      for (const r of rows) byDeveloper.set(r.developerId, [...(byDeveloper.get(r.developerId) ?? []), r]);
+      for (const [developerId, own] of byDeveloper) {
+        await appendChanges(tx, developerId, own.map((r) => ({ kind: "rotationDue", name: r.name, version: r.version })), at);
+      }
+      return rows;
+    }, events.rotationDue);
     const purged = await inBatches((tx, at) => purgeDue(tx, at, batchSize), events.purged);
-    return { expired, rotationsDue: due, purged };
+    const changesTrimmed = await trimmed();
+    return { expired, rotationsDue: due, purged, changesTrimmed };
   }
 
   /** Arms the timer for `atMs`, unless it is already armed for that time or earlier. */

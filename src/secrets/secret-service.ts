@@ -1,11 +1,14 @@
 import { randomUUID } from "node:crypto";
+import { AppError } from "../api/errors.js";
 import type { SecretCache } from "../cache/secret-cache.js";
 import type { DataKeys } from "../keys/data-keys.js";
 import type { Db } from "../store/db.js";
 import { createRateLimiter, type RateLimiter } from "./rate-limiter.js";
 import { createSecretListing, type SecretListing } from "./secret-listing.js";
 import { createSecretReads, type SecretReads } from "./secret-reads.js";
+import { createSecretWatch, type SecretWatch } from "./secret-watch.js";
 import { createSecretWrites, type SecretWrites } from "./secret-writes.js";
+import type { WatchHub } from "./watch-hub.js";
 
 /**
  * The use cases behind SecretService, one method per RPC, in three parts along
@@ -14,12 +17,13 @@ import { createSecretWrites, type SecretWrites } from "./secret-writes.js";
  * calls that return attributes only (secret-listing.ts). Every method authorizes
  * and validates before it reads or changes anything.
  */
-export interface SecretService extends SecretReads, SecretWrites, SecretListing {}
+export interface SecretService extends SecretReads, SecretWrites, SecretListing, SecretWatch {}
 
 export type { Page } from "./page-token.js";
 export type { ListInput } from "./secret-listing.js";
 export type { Secret, SecretVersion, VersionState } from "./secret-rows.js";
 export type { CreateInput, DeleteOptions, UpdateInput } from "./secret-writes.js";
+export type { WatchBatch, WatchEvent, WatchInput } from "./secret-watch.js";
 
 export interface SecretServiceDeps {
   db: Db;
@@ -37,6 +41,12 @@ export interface SecretServiceDeps {
   now?: () => Date;
   /** Told of an expiry or rotation time a write has just stored (the lifecycle job's wake). */
   scheduled?: (at: Date) => void;
+  /** This replica's open watches; WatchSecrets is refused UNAVAILABLE without one. */
+  watchHub?: WatchHub;
+  /** How long an idle watch waits before a progress response (default 30 s). */
+  watchProgressMs?: number;
+  /** Told of the events each watch response sends (metrics). */
+  onWatchEventsSent?: (events: number, lagSeconds: readonly number[]) => void;
 }
 
 export function createSecretService(deps: SecretServiceDeps): SecretService {
@@ -61,5 +71,22 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       ...(deps.scheduled ? { scheduled: deps.scheduled } : {}),
     }),
     ...createSecretListing({ db, reads: limits.reads, now: deps.now ?? (() => new Date()) }),
+    ...createSecretWatch({
+      db,
+      hub: deps.watchHub ?? noWatches,
+      reads: limits.reads,
+      progressIntervalMs: deps.watchProgressMs ?? 30_000,
+      ...(deps.onWatchEventsSent ? { onSent: deps.onWatchEventsSent } : {}),
+    }),
   };
 }
+
+/** The hub of a service built without one (unit tests of the other calls): every watch is refused. */
+const noWatches: WatchHub = {
+  start: async () => undefined,
+  open() {
+    throw new AppError("SHUTTING_DOWN", "this service serves no watches");
+  },
+  size: 0,
+  close: async () => undefined,
+};

@@ -6,6 +6,7 @@ import { AppError } from "../api/errors.js";
 import type { DataKeys } from "../keys/data-keys.js";
 import type { Db, Queryable } from "../store/db.js";
 import * as binStore from "../store/bin-store.js";
+import { appendChanges } from "../store/change-log.js";
 import * as store from "../store/secret-store.js";
 import * as versionStore from "../store/version-store.js";
 import { retryConflicts } from "../store/conflicts.js";
@@ -134,7 +135,7 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
 
       const id = newId();
       const row = await fenced(p.developerId, name, () => dataKeys.withWriteKey(p.developerId, async (tx, dek) => {
-        return store.insertSecret(tx, {
+        const row = await store.insertSecret(tx, {
           id,
           developerId: p.developerId,
           name,
@@ -146,6 +147,8 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
           expireTime,
           rotation,
         }, maxSecrets);
+        await appendChanges(tx, p.developerId, [{ kind: "created", name, version: 1 }], now());
+        return row;
       }));
       scheduledTimes(row);
       return toSecret(row);
@@ -189,7 +192,9 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
                 createdBy: p.developerId,
               });
               await versionStore.destroyVersionsUpTo(tx, p.developerId, current.id, version - maxVersions);
-              return store.updateSecretAttributes(tx, p.developerId, current.id, { ...change, newVersion: version });
+              const updated = await store.updateSecretAttributes(tx, p.developerId, current.id, { ...change, newVersion: version });
+              await appendChanges(tx, p.developerId, [{ kind: "updated", name, version }], now());
+              return updated;
             }, {
               // A first write creates the developer's data key: not for an update of nothing
               // (the lock above re-checks once the key exists).
@@ -210,13 +215,14 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
       await fenced(p.developerId, name, () =>
         db.transaction(async (tx) => {
           const current = await lockForChange(tx, p.developerId, name, expected);
+          const deleteTime = now();
           if (windowDays === "force") {
             await store.deleteSecretById(tx, p.developerId, current.id);
-            return;
+          } else {
+            const purgeTime = new Date(deleteTime.getTime() + windowDays * DAY_MS);
+            await binStore.binSecret(tx, p.developerId, current.id, deleteTime, purgeTime);
           }
-          const deleteTime = now();
-          const purgeTime = new Date(deleteTime.getTime() + windowDays * DAY_MS);
-          await binStore.binSecret(tx, p.developerId, current.id, deleteTime, purgeTime);
+          await appendChanges(tx, p.developerId, [{ kind: "deleted", name, version: current.currentVersion }], deleteTime);
         }),
       );
     },
@@ -235,8 +241,10 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
         db.transaction(async (tx) => {
           const binned = await binStore.findBinned(tx, p.developerId, target, true);
           if (binned?.name !== name) throw notFound();
-          const restored = await binStore.restoreBinned(tx, p.developerId, binned.id, now());
+          const at = now();
+          const restored = await binStore.restoreBinned(tx, p.developerId, binned.id, at);
           await store.requireWithinQuota(tx, p.developerId, maxSecrets);
+          await appendChanges(tx, p.developerId, [{ kind: "created", name, version: restored.currentVersion }], at);
           return restored;
         }),
       );
@@ -259,6 +267,7 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
           });
         }
         await versionStore.destroyVersion(tx, p.developerId, current.id, version);
+        await appendChanges(tx, p.developerId, [{ kind: "versionDestroyed", name, version }], now());
         return versionStore.findVersion(tx, p.developerId, current.id, version);
       }));
       if (!row) throw versionNotFound(version);

@@ -189,7 +189,8 @@ function serverStreaming(
       }
       if (!ctx.signal.aborted) call.end();
     })().catch((error: unknown) => {
-      if (!ctx.signal.aborted) call.destroy(Object.assign(new Error("stream failed"), toStatus(error, ctx, method)));
+      // An 'error' event is how a grpc-js stream ends with a status: destroy() would drop it.
+      if (!ctx.signal.aborted) call.emit("error", Object.assign(new Error("stream failed"), toStatus(error, ctx, method)));
     });
   };
 }

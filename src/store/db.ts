@@ -74,10 +74,28 @@ export interface Db extends Queryable {
    * the audit trail, a row per call, is written this way.
    */
   copyIn(table: string, columns: readonly string[], rows: string): Promise<number>;
+  /**
+   * LISTEN on `channel` on a connection of its own: `notify` gets each payload sent
+   * there (NOTIFY, delivered at commit). A notification sent while the connection was
+   * down is lost, so after every reconnection `resync` is called: a listener then
+   * rereads what it relies on. Reconnects by itself until closed.
+   */
+  listen(channel: string, handlers: NotificationHandlers): Promise<Listener>;
   /** Close the pool or the instance; later calls fail with BACKEND_UNAVAILABLE. */
   close(): Promise<void>;
   /** Connection pool use, for metrics (PGlite has no pool: one in-process session). */
   poolStats(): { total: number; idle: number; waiting: number };
+}
+
+/** What a `listen` calls: each notification's payload, and `resync` after a reconnection. */
+export interface NotificationHandlers {
+  notify(payload: string): void;
+  resync(): void;
+}
+
+/** A running LISTEN. */
+export interface Listener {
+  close(): Promise<void>;
 }
 
 /**

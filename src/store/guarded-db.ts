@@ -5,7 +5,7 @@
  * returns (scopedHandle). An adapter says how it runs statements and callbacks on
  * its connections; `guardedDb` puts these checks around them, in one place.
  */
-import { ScopeGuard, scopedHandle, type Db, type QueryResult, type Queryable } from "./db.js";
+import { ScopeGuard, scopedHandle, type Db, type Listener, type NotificationHandlers, type QueryResult, type Queryable } from "./db.js";
 
 /** Sends one statement on the connection a transaction or session holds. */
 export type RunStatement = (text: string, params?: readonly unknown[]) => Promise<QueryResult<unknown>>;
@@ -19,6 +19,7 @@ export interface DbConnections {
   /** Runs `body` on one connection whose session state does not outlive it. */
   session<T>(body: (run: RunStatement) => Promise<T>): Promise<T>;
   copyIn(table: string, columns: readonly string[], rows: string): Promise<number>;
+  listen(channel: string, handlers: NotificationHandlers): Promise<Listener>;
   close(): Promise<void>;
   poolStats(): { total: number; idle: number; waiting: number };
 }
@@ -62,6 +63,11 @@ export function guardedDb(connections: DbConnections, scopeChecks: boolean): Db 
     async copyIn(table: string, columns: readonly string[], rows: string): Promise<number> {
       guard.check();
       return connections.copyIn(table, columns, rows);
+    },
+
+    async listen(channel: string, handlers: NotificationHandlers): Promise<Listener> {
+      guard.check();
+      return connections.listen(channel, handlers);
     },
 
     async close(): Promise<void> {

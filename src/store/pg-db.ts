@@ -6,7 +6,7 @@ import { from as copyFrom } from "pg-copy-streams";
 
 import { AppError } from "../api/errors.js";
 
-import type { Db, QueryResult } from "./db.js";
+import type { Db, Listener, NotificationHandlers, QueryResult } from "./db.js";
 import { abortedAtCommit, backendUnavailable, copyStatement, fromServerError, normalizeRowCount, parseInt8 } from "./db.js";
 import { guardedDb } from "./guarded-db.js";
 
@@ -201,6 +201,8 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
           return copy.rowCount;
         }),
 
+      listen: (channel, handlers) => listenOn(url, options, channel, handlers),
+
       close() {
         closing ??= pool.end();
         return closing;
@@ -218,4 +220,92 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     throw isConnectionLost(e) ? e : backendUnavailable(e);
   }
   return db;
+}
+
+/** Delays between attempts to reconnect a LISTEN connection. */
+const LISTEN_RETRY_MS = { first: 100, max: 5_000 };
+
+/**
+ * A LISTEN on a connection outside the pool (a pooled connection goes back and
+ * would stop listening). When it drops, it reconnects with backoff and, once it
+ * listens again, calls `resync`; a first connection that fails is retried alike.
+ */
+async function listenOn(url: string, options: PostgresOptions, channel: string, handlers: NotificationHandlers): Promise<Listener> {
+  let client: pg.Client | undefined;
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  let delay = LISTEN_RETRY_MS.first;
+
+  const connect = async (): Promise<void> => {
+    const c = new pg.Client({
+      connectionString: url,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+      application_name: options.applicationName ?? "secrets-service",
+    });
+    c.on("notification", (n) => {
+      if (n.channel === channel) handlers.notify(n.payload ?? "");
+    });
+    c.on("error", (e) => {
+      options.onBackgroundError?.(e);
+      reconnect(c);
+    });
+    c.on("end", () => reconnect(c));
+    try {
+      await c.connect();
+      await c.query(`LISTEN "${channel.replaceAll('"', '""')}"`);
+    } catch (e) {
+      c.removeAllListeners();
+      c.on("error", () => undefined);
+      await c.end().catch(() => undefined);
+      throw e;
+    }
+    client = c;
+    delay = LISTEN_RETRY_MS.first;
+  };
+
+  const attempt = (): void => {
+    retry = undefined;
+    if (closed) return;
+    connect().then(
+      () => (closed ? void client?.end().catch(() => undefined) : handlers.resync()),
+      () => {
+        delay = Math.min(delay * 2, LISTEN_RETRY_MS.max);
+        schedule();
+      },
+    );
+  };
+  const schedule = (): void => {
+    if (closed || retry !== undefined) return;
+    retry = setTimeout(attempt, delay);
+    retry.unref();
+  };
+  /** The listening connection `c` dropped: reconnect, once. */
+  const reconnect = (c: pg.Client): void => {
+    if (client !== c) return;
+    client = undefined;
+    c.removeAllListeners();
+    c.on("error", () => undefined);
+    void c.end().catch(() => undefined);
+    schedule();
+  };
+
+  try {
+    await connect();
+  } catch {
+    schedule();
+  }
+  return {
+    async close() {
+      closed = true;
+      clearTimeout(retry);
+      const c = client;
+      client = undefined;
+      if (c) {
+        c.removeAllListeners();
+        c.on("error", () => undefined);
+        await c.end().catch(() => undefined);
+      }
+    },
+  };
 }

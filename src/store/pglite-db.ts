@@ -145,6 +145,17 @@ export async function openPglite(dataDir: string, options: { scopeChecks?: boole
           }
         }),
 
+      // One instance: its notifications cannot be lost to a dropped connection, so
+      // `resync` is never needed.
+      async listen(channel, handlers) {
+        const unlisten = await queued(() => pglite.listen(channel, (payload) => handlers.notify(payload)));
+        return {
+          close: async () => {
+            if (closing === undefined && !pglite.closed) await queue.run(() => unlisten());
+          },
+        };
+      },
+
       // The guard refuses a close from inside a callback: queued behind the running
       // callback, it would wait for itself.
       close() {

@@ -403,4 +403,31 @@ CREATE INDEX secrets_expire_due ON secrets (expire_time) WHERE expire_time IS NO
 CREATE INDEX secrets_rotation_due ON secrets (next_rotation_time) WHERE next_rotation_time IS NOT NULL AND delete_time IS NULL;
 `,
   },
+  {
+    version: 12,
+    name: "the change log",
+    sql: `
+-- Each developer's changes, for WatchSecrets: one row per change, appended in the
+-- transaction that makes it. developer_revisions holds the last revision given out;
+-- a change takes the next one with an upsert that locks the developer's row until
+-- commit, so revisions are gap-free (a rollback gives its number back) and in commit
+-- order. compacted_revision: the log no longer holds the changes up to it.
+CREATE TABLE developer_revisions (
+  developer_id text PRIMARY KEY,
+  revision bigint NOT NULL,
+  compacted_revision bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE secret_changes (
+  developer_id text NOT NULL,
+  revision bigint NOT NULL,
+  kind smallint NOT NULL,
+  name text COLLATE "C" NOT NULL,
+  version integer NOT NULL,
+  change_time timestamptz NOT NULL,
+  PRIMARY KEY (developer_id, revision)
+);
+-- What the retention trims, oldest first.
+CREATE INDEX secret_changes_by_time ON secret_changes (change_time);
+`,
+  },
 ];

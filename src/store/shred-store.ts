@@ -1,3 +1,4 @@
+import { shredChanges } from "./change-log.js";
 import type { Queryable } from "./db.js";
 
 /**
@@ -19,7 +20,8 @@ export interface ShredCounts {
  * cascade, and the count follows through its trigger), then the keys. A write that commits a version
  * under a key while this runs makes the key's deletion fail on the foreign key
  * (23503): the caller retries, and the next attempt deletes that secret too. The
- * count row goes once it is zero (a create that commits meanwhile keeps it).
+ * count row goes once it is zero (a create that commits meanwhile keeps it). The
+ * change log goes last, and the developer's watches start over (change-log.ts).
  */
 export async function shredDeveloperRows(tx: Queryable, developerId: string): Promise<ShredCounts> {
   await tx.query("SELECT 1 FROM data_keys WHERE developer_id = $1 ORDER BY version FOR UPDATE", [developerId]);
@@ -27,5 +29,6 @@ export async function shredDeveloperRows(tx: Queryable, developerId: string): Pr
   const secrets = await tx.query("DELETE FROM secrets WHERE developer_id = $1", [developerId]);
   const keys = await tx.query("DELETE FROM data_keys WHERE developer_id = $1", [developerId]);
   await tx.query("DELETE FROM developer_secret_counts WHERE developer_id = $1 AND secrets = 0", [developerId]);
+  await shredChanges(tx, developerId);
   return { secrets: secrets.rowCount, versions: rows[0]?.n ?? 0, dataKeys: keys.rowCount };
 }

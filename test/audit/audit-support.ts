@@ -21,6 +21,7 @@ export function wrapDb(db: Db, intercept: <T>(run: () => Promise<T>) => Promise<
     },
     transaction: (fn) => db.transaction(fn),
     session: (fn) => db.session(fn),
+    listen: (channel, handlers) => db.listen(channel, handlers),
     close: () => db.close(),
     poolStats: () => db.poolStats(),
   };

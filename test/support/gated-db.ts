@@ -43,6 +43,7 @@ export function gatedDb(inner: Db, name: string): GatedDb {
     },
     // Sessions hold advisory locks (migrations), which these tests do not race.
     session: (fn) => inner.session(fn),
+    listen: (channel, handlers) => inner.listen(channel, handlers),
     async copyIn(table, columns, rows) {
       await wait(`COPY ${table}`);
       return inner.copyIn(table, columns, rows);

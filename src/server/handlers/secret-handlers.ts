@@ -3,13 +3,14 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   SecretService as SecretServiceDesc,
   VersionState,
+  WatchEventType,
   type CreateSecretRequest,
   type Rotation,
   type SecretSchema,
   type SecretVersionSchema,
   type UpdateSecretRequest,
 } from "../../api/gen/secrets/v1/secrets_pb.js";
-import type { Secret, SecretService, SecretVersion } from "../../secrets/secret-service.js";
+import type { Secret, SecretService, SecretVersion, WatchEvent } from "../../secrets/secret-service.js";
 import type { ExpiryInput, JsonObject, RotationInput } from "../../secrets/validation.js";
 import { principalOf } from "../interceptors/call-state.js";
 import type { ServiceImpl } from "../grpc-adapter.js";
@@ -92,8 +93,33 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
     async resolveSecrets(req, ctx) {
       return encodeResolveSecretsResponse(await service.resolveSecrets(principalOf(ctx.metadata), req.names));
     },
+
+    async *watchSecrets(req, ctx) {
+      const input = { names: req.names, namePrefix: req.namePrefix, startRevision: req.startRevision };
+      for await (const batch of service.watchSecrets(principalOf(ctx.metadata), input, ctx.signal)) {
+        yield {
+          ...(batch.snapshot ? { snapshot: { secrets: batch.snapshot } } : {}),
+          events: batch.events.map((e) => ({
+            type: EVENT_TYPE[e.type],
+            name: e.name,
+            version: e.version,
+            revision: BigInt(e.revision),
+            time: timestampFromDate(e.time),
+          })),
+          revision: BigInt(batch.revision),
+        };
+      }
+    },
   };
 }
+
+const EVENT_TYPE: Record<WatchEvent["type"], WatchEventType> = {
+  created: WatchEventType.CREATED,
+  updated: WatchEventType.UPDATED,
+  deleted: WatchEventType.DELETED,
+  versionDestroyed: WatchEventType.VERSION_DESTROYED,
+  rotationDue: WatchEventType.ROTATION_DUE,
+};
 
 function secretMessage(s: Secret): MessageInitShape<typeof SecretSchema> {
   return {

@@ -19,7 +19,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file secrets/v1/secrets.proto.
  */
 export const file_secrets_v1_secrets: GenFile = /*@__PURE__*/
-  fileDesc("ChhzZWNyZXRzL3YxL3NlY3JldHMucHJvdG8SCnNlY3JldHMudjEitQMKBlNlY3JldBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd2ZXJzaW9uGAUgASgFEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYCCABKAkSEgoKdXBkYXRlZF9ieRgJIAEoCRIvCgtkZWxldGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcHVyZ2VfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKCHJvdGF0aW9uGA0gASgLMhQuc2VjcmV0cy52MS5Sb3RhdGlvbiKkAQoIUm90YXRpb24SNgoSbmV4dF9yb3RhdGlvbl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg9yb3RhdGlvbl9wZXJpb2QYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIo0BCg1TZWNyZXRWZXJzaW9uEg8KB3ZlcnNpb24YASABKAUSJwoFc3RhdGUYAiABKA4yGC5zZWNyZXRzLnYxLlZlcnNpb25TdGF0ZRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GAQgASgJIoUCChNDcmVhdGVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjEKC2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEigKA3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEiYKCHJvdGF0aW9uGAcgASgLMhQuc2VjcmV0cy52MS5Sb3RhdGlvbkIMCgpleHBpcmF0aW9uIjoKFENyZWF0ZVNlY3JldFJlc3BvbnNlEiIKBnNlY3JldBgBIAEoCzISLnNlY3JldHMudjEuU2VjcmV0IiAKEEdldFNlY3JldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI3ChFHZXRTZWNyZXRSZXNwb25zZRIiCgZzZWNyZXQYASABKAsyEi5zZWNyZXRzLnYxLlNlY3JldCLiAQoSTGlzdFNlY3JldHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhMKC25hbWVfcHJlZml4GAMgASgJEjAKD21ldGFkYXRhX2ZpbHRlchgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMc2hvd19kZWxldGVkGAUgASgIEjIKDmV4cGlyZXNfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxyb3RhdGlvbl9kdWUYByABKAgiUwoTTGlzdFNlY3JldHNSZXNwb25zZRIjCgdzZWNyZXRzGAEgAygLMhIuc2VjcmV0cy52MS5TZWNyZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo4DChNVcGRhdGVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoFdmFsdWUYAiABKAlIAogBARIYCgtkZXNjcmlwdGlvbhgDIAEoCUgDiAEBEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIYChBleHBlY3RlZF92ZXJzaW9uGAUgASgFEjEKC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEigKA3R0bBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEhoKEGNsZWFyX2V4cGlyYXRpb24YCCABKAhIABIoCghyb3RhdGlvbhgJIAEoCzIULnNlY3JldHMudjEuUm90YXRpb25IARIYCg5jbGVhcl9yb3RhdGlvbhgKIAEoCEgBQgwKCmV4cGlyYXRpb25CEQoPcm90YXRpb25fY2hhbmdlQggKBl92YWx1ZUIOCgxfZGVzY3JpcHRpb24iOgoUVXBkYXRlU2VjcmV0UmVzcG9uc2USIgoGc2VjcmV0GAEgASgLMhIuc2VjcmV0cy52MS5TZWNyZXQiagoTRGVsZXRlU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAiABKAUSHAoUcmVjb3Zlcnlfd2luZG93X2RheXMYAyABKAUSDQoFZm9yY2UYBCABKAgiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UiNAoTQWNjZXNzU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiRAoUQWNjZXNzU2VjcmV0UmVzcG9uc2USDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFEg0KBXZhbHVlGAMgASgJIlAKGUxpc3RTZWNyZXRWZXJzaW9uc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJiChpMaXN0U2VjcmV0VmVyc2lvbnNSZXNwb25zZRIrCgh2ZXJzaW9ucxgBIAMoCzIZLnNlY3JldHMudjEuU2VjcmV0VmVyc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAobRGVzdHJveVNlY3JldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBSJKChxEZXN0cm95U2VjcmV0VmVyc2lvblJlc3BvbnNlEioKB3ZlcnNpb24YASABKAsyGS5zZWNyZXRzLnYxLlNlY3JldFZlcnNpb24iJgoVUmVzb2x2ZVNlY3JldHNSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJIocBChZSZXNvbHZlU2VjcmV0c1Jlc3BvbnNlEj4KBnZhbHVlcxgBIAMoCzIuLnNlY3JldHMudjEuUmVzb2x2ZVNlY3JldHNSZXNwb25zZS5WYWx1ZXNFbnRyeRotCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjAKFFJlc3RvcmVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSCgoCaWQYAiABKAkiOwoVUmVzdG9yZVNlY3JldFJlc3BvbnNlEiIKBnNlY3JldBgBIAEoCzISLnNlY3JldHMudjEuU2VjcmV0KmUKDFZlcnNpb25TdGF0ZRIdChlWRVJTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVVkVSU0lPTl9TVEFURV9FTkFCTEVEEAESGwoXVkVSU0lPTl9TVEFURV9ERVNUUk9ZRUQQAjL0BgoNU2VjcmV0U2VydmljZRJRCgxDcmVhdGVTZWNyZXQSHy5zZWNyZXRzLnYxLkNyZWF0ZVNlY3JldFJlcXVlc3QaIC5zZWNyZXRzLnYxLkNyZWF0ZVNlY3JldFJlc3BvbnNlEkgKCUdldFNlY3JldBIcLnNlY3JldHMudjEuR2V0U2VjcmV0UmVxdWVzdBodLnNlY3JldHMudjEuR2V0U2VjcmV0UmVzcG9uc2USTgoLTGlzdFNlY3JldHMSHi5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVxdWVzdBofLnNlY3JldHMudjEuTGlzdFNlY3JldHNSZXNwb25zZRJRCgxVcGRhdGVTZWNyZXQSHy5zZWNyZXRzLnYxLlVwZGF0ZVNlY3JldFJlcXVlc3QaIC5zZWNyZXRzLnYxLlVwZGF0ZVNlY3JldFJlc3BvbnNlElEKDERlbGV0ZVNlY3JldBIfLnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVxdWVzdBogLnNlY3JldHMudjEuRGVsZXRlU2VjcmV0UmVzcG9uc2USUQoMQWNjZXNzU2VjcmV0Eh8uc2VjcmV0cy52MS5BY2Nlc3NTZWNyZXRSZXF1ZXN0GiAuc2VjcmV0cy52MS5BY2Nlc3NTZWNyZXRSZXNwb25zZRJjChJMaXN0U2VjcmV0VmVyc2lvbnMSJS5zZWNyZXRzLnYxLkxpc3RTZWNyZXRWZXJzaW9uc1JlcXVlc3QaJi5zZWNyZXRzLnYxLkxpc3RTZWNyZXRWZXJzaW9uc1Jlc3BvbnNlEmkKFERlc3Ryb3lTZWNyZXRWZXJzaW9uEicuc2VjcmV0cy52MS5EZXN0cm95U2VjcmV0VmVyc2lvblJlcXVlc3QaKC5zZWNyZXRzLnYxLkRlc3Ryb3lTZWNyZXRWZXJzaW9uUmVzcG9uc2USVwoOUmVzb2x2ZVNlY3JldHMSIS5zZWNyZXRzLnYxLlJlc29sdmVTZWNyZXRzUmVxdWVzdBoiLnNlY3JldHMudjEuUmVzb2x2ZVNlY3JldHNSZXNwb25zZRJUCg1SZXN0b3JlU2VjcmV0EiAuc2VjcmV0cy52MS5SZXN0b3JlU2VjcmV0UmVxdWVzdBohLnNlY3JldHMudjEuUmVzdG9yZVNlY3JldFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhzZWNyZXRzL3YxL3NlY3JldHMucHJvdG8SCnNlY3JldHMudjEitQMKBlNlY3JldBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd2ZXJzaW9uGAUgASgFEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYCCABKAkSEgoKdXBkYXRlZF9ieRgJIAEoCRIvCgtkZWxldGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcHVyZ2VfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKCHJvdGF0aW9uGA0gASgLMhQuc2VjcmV0cy52MS5Sb3RhdGlvbiKkAQoIUm90YXRpb24SNgoSbmV4dF9yb3RhdGlvbl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg9yb3RhdGlvbl9wZXJpb2QYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoIZHVlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIo0BCg1TZWNyZXRWZXJzaW9uEg8KB3ZlcnNpb24YASABKAUSJwoFc3RhdGUYAiABKA4yGC5zZWNyZXRzLnYxLlZlcnNpb25TdGF0ZRIuCgpjcmVhdGVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GAQgASgJIoUCChNDcmVhdGVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjEKC2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEigKA3R0bBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEiYKCHJvdGF0aW9uGAcgASgLMhQuc2VjcmV0cy52MS5Sb3RhdGlvbkIMCgpleHBpcmF0aW9uIjoKFENyZWF0ZVNlY3JldFJlc3BvbnNlEiIKBnNlY3JldBgBIAEoCzISLnNlY3JldHMudjEuU2VjcmV0IiAKEEdldFNlY3JldFJlcXVlc3QSDAoEbmFtZRgBIAEoCSI3ChFHZXRTZWNyZXRSZXNwb25zZRIiCgZzZWNyZXQYASABKAsyEi5zZWNyZXRzLnYxLlNlY3JldCLiAQoSTGlzdFNlY3JldHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhMKC25hbWVfcHJlZml4GAMgASgJEjAKD21ldGFkYXRhX2ZpbHRlchgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFAoMc2hvd19kZWxldGVkGAUgASgIEjIKDmV4cGlyZXNfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxyb3RhdGlvbl9kdWUYByABKAgiUwoTTGlzdFNlY3JldHNSZXNwb25zZRIjCgdzZWNyZXRzGAEgAygLMhIuc2VjcmV0cy52MS5TZWNyZXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIo4DChNVcGRhdGVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoFdmFsdWUYAiABKAlIAogBARIYCgtkZXNjcmlwdGlvbhgDIAEoCUgDiAEBEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIYChBleHBlY3RlZF92ZXJzaW9uGAUgASgFEjEKC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAEigKA3R0bBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkgAEhoKEGNsZWFyX2V4cGlyYXRpb24YCCABKAhIABIoCghyb3RhdGlvbhgJIAEoCzIULnNlY3JldHMudjEuUm90YXRpb25IARIYCg5jbGVhcl9yb3RhdGlvbhgKIAEoCEgBQgwKCmV4cGlyYXRpb25CEQoPcm90YXRpb25fY2hhbmdlQggKBl92YWx1ZUIOCgxfZGVzY3JpcHRpb24iOgoUVXBkYXRlU2VjcmV0UmVzcG9uc2USIgoGc2VjcmV0GAEgASgLMhIuc2VjcmV0cy52MS5TZWNyZXQiagoTRGVsZXRlU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJEhgKEGV4cGVjdGVkX3ZlcnNpb24YAiABKAUSHAoUcmVjb3Zlcnlfd2luZG93X2RheXMYAyABKAUSDQoFZm9yY2UYBCABKAgiFgoURGVsZXRlU2VjcmV0UmVzcG9uc2UiNAoTQWNjZXNzU2VjcmV0UmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAUiRAoUQWNjZXNzU2VjcmV0UmVzcG9uc2USDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgFEg0KBXZhbHVlGAMgASgJIlAKGUxpc3RTZWNyZXRWZXJzaW9uc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJiChpMaXN0U2VjcmV0VmVyc2lvbnNSZXNwb25zZRIrCgh2ZXJzaW9ucxgBIAMoCzIZLnNlY3JldHMudjEuU2VjcmV0VmVyc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiPAobRGVzdHJveVNlY3JldFZlcnNpb25SZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBSJKChxEZXN0cm95U2VjcmV0VmVyc2lvblJlc3BvbnNlEioKB3ZlcnNpb24YASABKAsyGS5zZWNyZXRzLnYxLlNlY3JldFZlcnNpb24iJgoVUmVzb2x2ZVNlY3JldHNSZXF1ZXN0Eg0KBW5hbWVzGAEgAygJIocBChZSZXNvbHZlU2VjcmV0c1Jlc3BvbnNlEj4KBnZhbHVlcxgBIAMoCzIuLnNlY3JldHMudjEuUmVzb2x2ZVNlY3JldHNSZXNwb25zZS5WYWx1ZXNFbnRyeRotCgtWYWx1ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjAKFFJlc3RvcmVTZWNyZXRSZXF1ZXN0EgwKBG5hbWUYASABKAkSCgoCaWQYAiABKAkiOwoVUmVzdG9yZVNlY3JldFJlc3BvbnNlEiIKBnNlY3JldBgBIAEoCzISLnNlY3JldHMudjEuU2VjcmV0IlEKE1dhdGNoU2VjcmV0c1JlcXVlc3QSDQoFbmFtZXMYASADKAkSEwoLbmFtZV9wcmVmaXgYAiABKAkSFgoOc3RhcnRfcmV2aXNpb24YAyABKAMifQoUV2F0Y2hTZWNyZXRzUmVzcG9uc2USKwoIc25hcHNob3QYASABKAsyGS5zZWNyZXRzLnYxLldhdGNoU25hcHNob3QSJgoGZXZlbnRzGAIgAygLMhYuc2VjcmV0cy52MS5XYXRjaEV2ZW50EhAKCHJldmlzaW9uGAMgASgDIjsKDVdhdGNoU25hcHNob3QSKgoHc2VjcmV0cxgBIAMoCzIZLnNlY3JldHMudjEuV2F0Y2hlZFNlY3JldCIuCg1XYXRjaGVkU2VjcmV0EgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoBSKRAQoKV2F0Y2hFdmVudBIoCgR0eXBlGAEgASgOMhouc2VjcmV0cy52MS5XYXRjaEV2ZW50VHlwZRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAUSEAoIcmV2aXNpb24YBCABKAMSKAoEdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqZQoMVmVyc2lvblN0YXRlEh0KGVZFUlNJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIZChVWRVJTSU9OX1NUQVRFX0VOQUJMRUQQARIbChdWRVJTSU9OX1NUQVRFX0RFU1RST1lFRBACKtcBCg5XYXRjaEV2ZW50VHlwZRIgChxXQVRDSF9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASHAoYV0FUQ0hfRVZFTlRfVFlQRV9DUkVBVEVEEAESHAoYV0FUQ0hfRVZFTlRfVFlQRV9VUERBVEVEEAISHAoYV0FUQ0hfRVZFTlRfVFlQRV9ERUxFVEVEEAMSJgoiV0FUQ0hfRVZFTlRfVFlQRV9WRVJTSU9OX0RFU1RST1lFRBAEEiEKHVdBVENIX0VWRU5UX1RZUEVfUk9UQVRJT05fRFVFEAUyyQcKDVNlY3JldFNlcnZpY2USUQoMQ3JlYXRlU2VjcmV0Eh8uc2VjcmV0cy52MS5DcmVhdGVTZWNyZXRSZXF1ZXN0GiAuc2VjcmV0cy52MS5DcmVhdGVTZWNyZXRSZXNwb25zZRJICglHZXRTZWNyZXQSHC5zZWNyZXRzLnYxLkdldFNlY3JldFJlcXVlc3QaHS5zZWNyZXRzLnYxLkdldFNlY3JldFJlc3BvbnNlEk4KC0xpc3RTZWNyZXRzEh4uc2VjcmV0cy52MS5MaXN0U2VjcmV0c1JlcXVlc3QaHy5zZWNyZXRzLnYxLkxpc3RTZWNyZXRzUmVzcG9uc2USUQoMVXBkYXRlU2VjcmV0Eh8uc2VjcmV0cy52MS5VcGRhdGVTZWNyZXRSZXF1ZXN0GiAuc2VjcmV0cy52MS5VcGRhdGVTZWNyZXRSZXNwb25zZRJRCgxEZWxldGVTZWNyZXQSHy5zZWNyZXRzLnYxLkRlbGV0ZVNlY3JldFJlcXVlc3QaIC5zZWNyZXRzLnYxLkRlbGV0ZVNlY3JldFJlc3BvbnNlElEKDEFjY2Vzc1NlY3JldBIfLnNlY3JldHMudjEuQWNjZXNzU2VjcmV0UmVxdWVzdBogLnNlY3JldHMudjEuQWNjZXNzU2VjcmV0UmVzcG9uc2USYwoSTGlzdFNlY3JldFZlcnNpb25zEiUuc2VjcmV0cy52MS5MaXN0U2VjcmV0VmVyc2lvbnNSZXF1ZXN0GiYuc2VjcmV0cy52MS5MaXN0U2VjcmV0VmVyc2lvbnNSZXNwb25zZRJpChREZXN0cm95U2VjcmV0VmVyc2lvbhInLnNlY3JldHMudjEuRGVzdHJveVNlY3JldFZlcnNpb25SZXF1ZXN0Giguc2VjcmV0cy52MS5EZXN0cm95U2VjcmV0VmVyc2lvblJlc3BvbnNlElcKDlJlc29sdmVTZWNyZXRzEiEuc2VjcmV0cy52MS5SZXNvbHZlU2VjcmV0c1JlcXVlc3QaIi5zZWNyZXRzLnYxLlJlc29sdmVTZWNyZXRzUmVzcG9uc2USVAoNUmVzdG9yZVNlY3JldBIgLnNlY3JldHMudjEuUmVzdG9yZVNlY3JldFJlcXVlc3QaIS5zZWNyZXRzLnYxLlJlc3RvcmVTZWNyZXRSZXNwb25zZRJTCgxXYXRjaFNlY3JldHMSHy5zZWNyZXRzLnYxLldhdGNoU2VjcmV0c1JlcXVlc3QaIC5zZWNyZXRzLnYxLldhdGNoU2VjcmV0c1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * A secret's attributes. The value is returned only by AccessSecret and
@@ -793,6 +793,166 @@ export const RestoreSecretResponseSchema: GenMessage<RestoreSecretResponse> = /*
   messageDesc(file_secrets_v1_secrets, 22);
 
 /**
+ * @generated from message secrets.v1.WatchSecretsRequest
+ */
+export type WatchSecretsRequest = Message<"secrets.v1.WatchSecretsRequest"> & {
+  /**
+   * The names to watch, 1 to 100 (duplicates collapse); or none, to watch every
+   * secret whose name starts with name_prefix ("" watches them all).
+   *
+   * @generated from field: repeated string names = 1;
+   */
+  names: string[];
+
+  /**
+   * @generated from field: string name_prefix = 2;
+   */
+  namePrefix: string;
+
+  /**
+   * 0: start with a snapshot. Otherwise resume after this revision (the last one
+   * a previous stream reported): its changes are replayed, then the stream goes
+   * live. FAILED_PRECONDITION (REVISION_COMPACTED) when the change log no longer
+   * holds them: watch again from 0.
+   *
+   * @generated from field: int64 start_revision = 3;
+   */
+  startRevision: bigint;
+};
+
+/**
+ * Describes the message secrets.v1.WatchSecretsRequest.
+ * Use `create(WatchSecretsRequestSchema)` to create a new message.
+ */
+export const WatchSecretsRequestSchema: GenMessage<WatchSecretsRequest> = /*@__PURE__*/
+  messageDesc(file_secrets_v1_secrets, 23);
+
+/**
+ * @generated from message secrets.v1.WatchSecretsResponse
+ */
+export type WatchSecretsResponse = Message<"secrets.v1.WatchSecretsResponse"> & {
+  /**
+   * Only on the first response of a watch started without a revision: the
+   * watched secrets as they stand at `revision`.
+   *
+   * @generated from field: secrets.v1.WatchSnapshot snapshot = 1;
+   */
+  snapshot?: WatchSnapshot | undefined;
+
+  /**
+   * Changes to watched secrets, in revision order.
+   *
+   * @generated from field: repeated secrets.v1.WatchEvent events = 2;
+   */
+  events: WatchEvent[];
+
+  /**
+   * Every change of the developer up to this revision has been sent (or did
+   * not concern this watch): resume after it. Revisions count every change of
+   * one developer, so a watch sees gaps between its events' revisions.
+   *
+   * @generated from field: int64 revision = 3;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message secrets.v1.WatchSecretsResponse.
+ * Use `create(WatchSecretsResponseSchema)` to create a new message.
+ */
+export const WatchSecretsResponseSchema: GenMessage<WatchSecretsResponse> = /*@__PURE__*/
+  messageDesc(file_secrets_v1_secrets, 24);
+
+/**
+ * The watched secrets at one revision.
+ *
+ * @generated from message secrets.v1.WatchSnapshot
+ */
+export type WatchSnapshot = Message<"secrets.v1.WatchSnapshot"> & {
+  /**
+   * Each watched secret that exists, by name; a watched name that is not here
+   * does not exist.
+   *
+   * @generated from field: repeated secrets.v1.WatchedSecret secrets = 1;
+   */
+  secrets: WatchedSecret[];
+};
+
+/**
+ * Describes the message secrets.v1.WatchSnapshot.
+ * Use `create(WatchSnapshotSchema)` to create a new message.
+ */
+export const WatchSnapshotSchema: GenMessage<WatchSnapshot> = /*@__PURE__*/
+  messageDesc(file_secrets_v1_secrets, 25);
+
+/**
+ * A secret's name and current version.
+ *
+ * @generated from message secrets.v1.WatchedSecret
+ */
+export type WatchedSecret = Message<"secrets.v1.WatchedSecret"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int32 version = 2;
+   */
+  version: number;
+};
+
+/**
+ * Describes the message secrets.v1.WatchedSecret.
+ * Use `create(WatchedSecretSchema)` to create a new message.
+ */
+export const WatchedSecretSchema: GenMessage<WatchedSecret> = /*@__PURE__*/
+  messageDesc(file_secrets_v1_secrets, 26);
+
+/**
+ * One change to one secret; never its value.
+ *
+ * @generated from message secrets.v1.WatchEvent
+ */
+export type WatchEvent = Message<"secrets.v1.WatchEvent"> & {
+  /**
+   * @generated from field: secrets.v1.WatchEventType type = 1;
+   */
+  type: WatchEventType;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int32 version = 3;
+   */
+  version: number;
+
+  /**
+   * The developer's revision this change made.
+   *
+   * @generated from field: int64 revision = 4;
+   */
+  revision: bigint;
+
+  /**
+   * When the change committed, by the service's clock.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 5;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message secrets.v1.WatchEvent.
+ * Use `create(WatchEventSchema)` to create a new message.
+ */
+export const WatchEventSchema: GenMessage<WatchEvent> = /*@__PURE__*/
+  messageDesc(file_secrets_v1_secrets, 27);
+
+/**
  * The state of one version of a secret.
  *
  * @generated from enum secrets.v1.VersionState
@@ -823,6 +983,59 @@ export enum VersionState {
  */
 export const VersionStateSchema: GenEnum<VersionState> = /*@__PURE__*/
   enumDesc(file_secrets_v1_secrets, 0);
+
+/**
+ * What a change did to a secret.
+ *
+ * @generated from enum secrets.v1.WatchEventType
+ */
+export enum WatchEventType {
+  /**
+   * @generated from enum value: WATCH_EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The name now resolves: a create, or a restore from the recovery bin.
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_CREATED = 1;
+   */
+  CREATED = 1,
+
+  /**
+   * A new value: `version` is the new current version.
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_UPDATED = 2;
+   */
+  UPDATED = 2,
+
+  /**
+   * The name no longer resolves: a delete (to the bin or forced), or an expiry.
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_DELETED = 3;
+   */
+  DELETED = 3,
+
+  /**
+   * An old version's value was destroyed (DestroySecretVersion): `version` is that version.
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_VERSION_DESTROYED = 4;
+   */
+  VERSION_DESTROYED = 4,
+
+  /**
+   * A rotation schedule's time passed (the RotationDue audit event).
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_ROTATION_DUE = 5;
+   */
+  ROTATION_DUE = 5,
+}
+
+/**
+ * Describes the enum secrets.v1.WatchEventType.
+ */
+export const WatchEventTypeSchema: GenEnum<WatchEventType> = /*@__PURE__*/
+  enumDesc(file_secrets_v1_secrets, 1);
 
 /**
  * SecretService stores, versions and hands out one developer's secrets.
@@ -943,6 +1156,18 @@ export const SecretService: GenService<{
     methodKind: "unary";
     input: typeof RestoreSecretRequestSchema;
     output: typeof RestoreSecretResponseSchema;
+  },
+  /**
+   * WatchSecrets streams the changes to some of the caller's secrets, never their
+   * values: first a snapshot, or the changes after `start_revision`, then each
+   * change as it commits, in revision order. Scope: secrets:read.
+   *
+   * @generated from rpc secrets.v1.SecretService.WatchSecrets
+   */
+  watchSecrets: {
+    methodKind: "server_streaming";
+    input: typeof WatchSecretsRequestSchema;
+    output: typeof WatchSecretsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_secrets_v1_secrets, 0);
