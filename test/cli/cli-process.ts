@@ -112,3 +112,30 @@ export function cliRunner(
 ): (args: string[], run?: { env?: Record<string, string>; input?: string }) => Promise<CliResult> {
   return (args, run = {}) => runCli(args, { cwd, env: { ...env, ...run.env }, input: run.input ?? "" });
 }
+
+/**
+ * The CLI at a terminal (a pseudo-terminal from `script`), typing `answer.typed` once
+ * `answer.prompt` is on the screen. Everything the CLI wrote arrives as stdout.
+ */
+export function runAtTerminal(
+  args: readonly string[],
+  env: Record<string, string>,
+  answer: { prompt: string; typed: string },
+): Promise<Pick<CliResult, "code" | "stdout" | "stderr">> {
+  const command = [process.execPath, CLI_MAIN, ...args].map((a) => `'${a}'`).join(" ");
+  return new Promise((resolve, reject) => {
+    const child = spawn("script", ["-qefc", command, "/dev/null"], { env: cliEnv(env), stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let answered = false;
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString("utf8");
+      // Answer once the question is on the screen (readline may follow it with cursor codes).
+      if (!answered && stdout.includes(answer.prompt)) {
+        answered = true;
+        child.stdin.write(answer.typed);
+      }
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr: "" }));
+  });
+}
