@@ -15,12 +15,12 @@ import { createLocalKeyProvider, parseKeyring } from "../crypto/key-provider.js"
 import { cacheObserver, callObserver, createMetrics, type CacheObserver } from "../observability/metrics.js";
 import { createDataKeys } from "../keys/data-keys.js";
 import { createAuditLog } from "../audit/audit-log.js";
-import { purgeAuditEvent } from "../audit/audit-policy.js";
+import { lifecycleAuditEvent } from "../audit/audit-policy.js";
 import { createAuditService } from "../audit/audit-service.js";
 import { loadCacheEntryKey } from "../keys/cache-entry-key.js";
 import { createKeyLifecycle } from "../keys/key-lifecycle.js";
 import { MasterKeyMissing, checkMasterKeys } from "../keys/master-keys.js";
-import { createBinPurge } from "../secrets/bin-purge.js";
+import { createLifecycleJobs, type LifecycleCounts } from "../secrets/lifecycle-jobs.js";
 import { createRateLimiter } from "../secrets/rate-limiter.js";
 import { createSecretService } from "../secrets/secret-service.js";
 import { startMetricsHttp } from "../observability/metrics-http.js";
@@ -45,8 +45,8 @@ export interface RunningService {
   readonly metricsPort: number | undefined;
   /** Set in dev mode: the developer token printed at start. */
   readonly devToken: string | undefined;
-  /** Purges the recovery bin's due secrets now (the timer does it every minute); returns how many went. */
-  purgeRecoveryBin(): Promise<number>;
+  /** Runs the lifecycle job now (expiry, due rotations, the bin's purge; its timer runs it too); returns its counts. */
+  runLifecycleJobs(): Promise<LifecycleCounts>;
   /** Graceful stop in the order docs/configuration.md gives (Shutdown); resolves when everything is closed. */
   stop(): Promise<void>;
 }
@@ -57,10 +57,10 @@ export interface StartOptions {
   db?: Db;
   /** Milliseconds in-flight calls get on shutdown before they are cut. */
   shutdownGraceMs?: number;
-  /** The clock time-driven behaviour reads (the recovery bin); tests move it instead of sleeping. */
+  /** The clock time-driven behaviour reads (the recovery bin, expiry, rotation schedules); tests move it instead of sleeping. */
   clock?: () => Date;
-  /** Milliseconds between the recovery bin's purge passes (default one minute). */
-  purgeIntervalMs?: number;
+  /** "manual": the lifecycle job runs only through `runLifecycleJobs` (tests that drive it by hand); default "timer". */
+  lifecycleJobs?: "timer" | "manual";
 }
 
 export async function startService(config: Config, options: StartOptions): Promise<RunningService> {
@@ -144,19 +144,6 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     });
     await keys.start();
     closers.unshift(() => keys.stop());
-    const secrets = createSecretService({
-      db,
-      dataKeys,
-      cache,
-      maxVersions: config.maxVersions,
-      recoveryWindowDays: config.recoveryWindowDays,
-      now: clock,
-      limits: {
-        maxSecrets: config.maxSecretsPerDeveloper,
-        reads: createRateLimiter({ ratePerSecond: config.readRatePerSecond, kind: "read" }),
-        writes: createRateLimiter({ ratePerSecond: config.writeRatePerSecond, kind: "write" }),
-      },
-    });
     const auditLog = createAuditLog({
       db,
       writerId: `${replicaId}:${Date.now()}`,
@@ -170,17 +157,37 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
         log.error({ lost: auditLog.queueDepth }, "audit events not written before shutdown");
       }
     });
-    const binPurge = createBinPurge({
+    const lifecycle = createLifecycleJobs({
       db,
+      cache,
       now: clock,
+      recoveryWindowDays: config.recoveryWindowDays,
       batchSize: 500,
-      intervalMs: options.purgeIntervalMs ?? 60_000,
-      onPurged: (row) => auditLog.record(purgeAuditEvent(row, replicaId, clock())),
+      intervalMs: 60_000,
+      events: {
+        expired: (row) => auditLog.record(lifecycleAuditEvent("expired", row, replicaId, clock())),
+        rotationDue: (row) => auditLog.record(lifecycleAuditEvent("rotationDue", row, replicaId, clock())),
+        purged: (row) => auditLog.record(lifecycleAuditEvent("purged", row, replicaId, clock())),
+      },
       onError: (what, e) => log.warn({ err: e }, `${what} failed; will retry`),
     });
-    binPurge.start();
-    // Stopped before the audit log closes (closers run newest first): every purge is recorded.
-    closers.unshift(() => binPurge.stop());
+    if (options.lifecycleJobs !== "manual") lifecycle.start();
+    // Stopped before the audit log closes (closers run newest first): every change it made is recorded.
+    closers.unshift(() => lifecycle.stop());
+    const secrets = createSecretService({
+      db,
+      dataKeys,
+      cache,
+      maxVersions: config.maxVersions,
+      recoveryWindowDays: config.recoveryWindowDays,
+      now: clock,
+      scheduled: (at) => lifecycle.wake(at),
+      limits: {
+        maxSecrets: config.maxSecretsPerDeveloper,
+        reads: createRateLimiter({ ratePerSecond: config.readRatePerSecond, kind: "read" }),
+        writes: createRateLimiter({ ratePerSecond: config.writeRatePerSecond, kind: "write" }),
+      },
+    });
     const verifier = cachingVerifier(
       createTokenVerifier({
         key: jwtKey,
@@ -230,7 +237,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       port: server.port,
       metricsPort,
       devToken,
-      purgeRecoveryBin: () => binPurge.purgeDue(),
+      runLifecycleJobs: () => lifecycle.runDue(),
       stop() {
         // Server first (health NOT_SERVING, drain in-flight calls), then metrics, cache, database, keys.
         stopping ??= closeAll().then(() => log.info("stopped"));

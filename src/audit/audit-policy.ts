@@ -4,7 +4,6 @@ import { AuditService } from "../api/gen/secrets/v1/audit_pb.js";
 import { KeyService } from "../api/gen/secrets/v1/keys_pb.js";
 import { SecretService } from "../api/gen/secrets/v1/secrets_pb.js";
 import { SUBJECT_PATTERN } from "../api/limits.js";
-import type { PurgedRow } from "../store/bin-store.js";
 import { auditSecretName, type AuditEventInput } from "./audit-event.js";
 
 /**
@@ -80,22 +79,45 @@ const auditEntries: Entries<typeof AuditService> = {
   listAuditEvents: { subject: (r) => about(r.developerId, r.secretName === "" ? [] : [r.secretName]) },
 };
 
-/** The action of a purge job's event: not an RPC, so that no call can be mistaken for one. */
-export const PURGE_ACTION = "PurgeSecret";
+/**
+ * The actions of the lifecycle job's events (secrets/lifecycle-jobs.ts): not RPCs, so
+ * that no call can be mistaken for one. Each has its own caller subject in
+ * parentheses, which can never be a token's `sub`.
+ */
+export const LIFECYCLE_ACTIONS = {
+  /** An expired secret moved to the recovery bin. */
+  expired: { action: "ExpireSecret", subject: "(expiry)" },
+  /** A rotation schedule's time passed (the ROTATION_DUE event). */
+  rotationDue: { action: "RotationDue", subject: "(rotation)" },
+  /** A binned secret purged after its recovery window. */
+  purged: { action: "PurgeSecret", subject: "(purge)" },
+} as const;
+
+/** The secret a lifecycle event is about. */
+export interface LifecycleSubject {
+  developerId: string;
+  name: string;
+  version: number;
+}
 
 /**
- * The event of a secret the recovery bin's purge job removed: not a call, so no caller
- * token; the subject `(purge)` can never be a token's `sub`, and the identity names
- * the replica that purged it.
+ * The event of a change the lifecycle job made: no caller token; the identity names
+ * the replica that made it.
  */
-export function purgeAuditEvent(row: PurgedRow, replicaId: string, time: Date): AuditEventInput {
+export function lifecycleAuditEvent(
+  kind: keyof typeof LIFECYCLE_ACTIONS,
+  row: LifecycleSubject,
+  replicaId: string,
+  time: Date,
+): AuditEventInput {
+  const { action, subject } = LIFECYCLE_ACTIONS[kind];
   return {
     time,
     developerId: row.developerId,
-    callerSubject: "(purge)",
+    callerSubject: subject,
     callerTokenId: "",
     callerIdentity: `replica:${replicaId}`,
-    action: PURGE_ACTION,
+    action,
     secretName: auditSecretName([row.name]),
     version: row.version,
     outcome: "OK",

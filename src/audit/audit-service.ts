@@ -6,7 +6,7 @@ import * as store from "../store/audit-store.js";
 import { requireAllowlisted } from "../auth/authorize.js";
 import { pageOf, pageTokenCodec, type Page } from "../secrets/page-token.js";
 import { validateName, validatePageSize } from "../secrets/validation.js";
-import { auditPolicy, PURGE_ACTION } from "./audit-policy.js";
+import { auditPolicy, LIFECYCLE_ACTIONS } from "./audit-policy.js";
 
 /** An audit event as the API returns it (the stored row without its previous hash). Events never hold a value. */
 export type AuditEvent = Omit<store.AuditEventRow, "prevHash">;
@@ -34,8 +34,11 @@ export interface AuditServiceDeps {
   db: Pick<Db, "query">;
 }
 
-/** The actions an event can hold, which the `action` filter accepts (or ""): every audited RPC's name, and the purge job's. */
-export const AUDIT_ACTIONS: ReadonlySet<string> = new Set([...[...auditPolicy.values()].map((rule) => rule.action), PURGE_ACTION]);
+/** The actions an event can hold, which the `action` filter accepts (or ""): every audited RPC's name, and the lifecycle job's. */
+export const AUDIT_ACTIONS: ReadonlySet<string> = new Set([
+  ...[...auditPolicy.values()].map((rule) => rule.action),
+  ...Object.values(LIFECYCLE_ACTIONS).map((a) => a.action),
+]);
 
 /** gRPC status names: the `outcome` filter accepts these or "". */
 export const AUDIT_OUTCOMES: ReadonlySet<string> = new Set([

@@ -8,12 +8,14 @@ import { pageOf, pageTokenCodec, type Page } from "./page-token.js";
 import type { RateLimiter } from "./rate-limiter.js";
 import { mustFind, toSecret, toVersion, type Secret, type SecretVersion } from "./secret-rows.js";
 import {
+  validateExpiresBefore,
   validateMetadata,
   validateName,
   validateNamePrefix,
   validatePageSize,
   UUID_PATTERN,
   type JsonObject,
+  type WireSpan,
 } from "./validation.js";
 
 /**
@@ -34,12 +36,18 @@ export interface ListInput {
   metadataFilter: JsonObject | undefined;
   /** List the recovery bin instead of the live secrets (never any value). */
   showDeleted?: boolean;
+  /** Only secrets that expire before this time. */
+  expiresBefore?: WireSpan;
+  /** Only secrets whose rotation is due. */
+  rotationDue?: boolean;
 }
 
 export interface SecretListingDeps {
   db: Db;
   /** The per-developer read rate (RESOURCE_EXHAUSTED past it). */
   reads: RateLimiter;
+  /** The clock a rotation's next time is compared with (`rotation_due`). */
+  now: () => Date;
 }
 
 const nameTokens = pageTokenCodec((k): k is string => typeof k === "string" && k.length > 0 && k.length <= 128);
@@ -52,7 +60,7 @@ const binnedTokens = pageTokenCodec((k): k is string => {
 const versionTokens = pageTokenCodec((k): k is number => Number.isInteger(k) && (k as number) > 0);
 
 export function createSecretListing(deps: SecretListingDeps): SecretListing {
-  const { db, reads } = deps;
+  const { db, reads, now } = deps;
   return {
     async getSecret(p, rawName) {
       requireScope(p, "secrets:read");
@@ -69,9 +77,25 @@ export function createSecretListing(deps: SecretListingDeps): SecretListing {
       const metadataFilterJson = input.metadataFilter
         ? validateMetadata(input.metadataFilter, "metadata_filter")
         : undefined;
+      const expiresBefore = input.expiresBefore ? validateExpiresBefore(input.expiresBefore) : undefined;
       const onlyNames = p.allowlist ? [...p.allowlist].sort() : undefined;
-      const binding = [p.developerId, namePrefix, canonicalJson(input.metadataFilter ?? {}), JSON.stringify(onlyNames ?? null)];
-      const query = { developerId: p.developerId, namePrefix, metadataFilterJson, onlyNames, limit: pageSize + 1 };
+      const binding = [
+        p.developerId,
+        namePrefix,
+        canonicalJson(input.metadataFilter ?? {}),
+        JSON.stringify(onlyNames ?? null),
+        expiresBefore?.toISOString() ?? "",
+        input.rotationDue ? "rotation-due" : "",
+      ];
+      const query = {
+        developerId: p.developerId,
+        namePrefix,
+        metadataFilterJson,
+        onlyNames,
+        limit: pageSize + 1,
+        ...(expiresBefore ? { expiresBefore } : {}),
+        ...(input.rotationDue ? { rotationDueAt: now() } : {}),
+      };
       if (input.showDeleted) {
         // Bound apart from live listings: a token of one is refused by the other.
         binding.push("deleted");

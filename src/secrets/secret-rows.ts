@@ -23,6 +23,18 @@ export interface Secret {
   /** Set only for a secret in the recovery bin: when it was deleted, and when it will be purged. */
   deleteTime?: Date;
   purgeTime?: Date;
+  /** When the secret expires; absent: never. */
+  expireTime?: Date;
+  /** The rotation schedule; absent: none. */
+  rotation?: Rotation;
+}
+
+/** A rotation schedule as the API returns it. */
+export interface Rotation {
+  nextRotationTime: Date;
+  periodSeconds: number;
+  /** Set while a rotation is due: from its first RotationDue event until a new value is written. */
+  dueTime?: Date;
 }
 
 export type VersionState = "enabled" | "destroyed";
@@ -61,6 +73,16 @@ export function toSecret(r: store.SecretRow): Secret {
     createdBy: r.createdBy,
     updatedBy: r.updatedBy,
     ...(r.deleteTime && r.purgeTime ? { deleteTime: r.deleteTime, purgeTime: r.purgeTime } : {}),
+    ...(r.expireTime ? { expireTime: r.expireTime } : {}),
+    ...(r.nextRotationTime && r.rotationPeriodSeconds !== null
+      ? {
+          rotation: {
+            nextRotationTime: r.nextRotationTime,
+            periodSeconds: r.rotationPeriodSeconds,
+            ...(r.rotationDueTime ? { dueTime: r.rotationDueTime } : {}),
+          },
+        }
+      : {}),
   };
 }
 

@@ -33,8 +33,10 @@ export interface SecretServiceDeps {
   newId?: () => string;
   /** Days a deleted secret stays in the recovery bin by default (SECRETS_RECOVERY_WINDOW_DAYS; 7 when unset). */
   recoveryWindowDays?: number;
-  /** The clock time-driven behaviour reads (the recovery bin's delete and purge times). */
+  /** The clock time-driven behaviour reads (the recovery bin's delete and purge times, expiry, rotation schedules). */
   now?: () => Date;
+  /** Told of an expiry or rotation time a write has just stored (the lifecycle job's wake). */
+  scheduled?: (at: Date) => void;
 }
 
 export function createSecretService(deps: SecretServiceDeps): SecretService {
@@ -56,7 +58,8 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       newId: deps.newId ?? randomUUID,
       recoveryWindowDays: deps.recoveryWindowDays ?? 7,
       now: deps.now ?? (() => new Date()),
+      ...(deps.scheduled ? { scheduled: deps.scheduled } : {}),
     }),
-    ...createSecretListing({ db, reads: limits.reads }),
+    ...createSecretListing({ db, reads: limits.reads, now: deps.now ?? (() => new Date()) }),
   };
 }

@@ -13,13 +13,18 @@ import type { RateLimiter } from "./rate-limiter.js";
 import { mustFind, notFound, toSecret, toVersion, versionNotFound, type Secret, type SecretVersion } from "./secret-rows.js";
 import {
   validateDescription,
+  validateExpiry,
   validateMetadata,
   validateName,
   validateRecoveryWindow,
   validateRestoreTarget,
+  validateRotation,
+  validateRotationChange,
   validateValue,
   validateVersion,
+  type ExpiryInput,
   type JsonObject,
+  type RotationInput,
 } from "./validation.js";
 
 /**
@@ -53,6 +58,10 @@ export interface CreateInput {
   value: string;
   description: string;
   metadata: JsonObject | undefined;
+  /** Undefined: the secret does not expire. */
+  expiry?: Exclude<ExpiryInput, { clear: boolean }>;
+  /** Undefined: no rotation schedule. */
+  rotation?: RotationInput;
 }
 
 export interface UpdateInput {
@@ -61,6 +70,10 @@ export interface UpdateInput {
   description: string | undefined;
   metadata: JsonObject | undefined;
   expectedVersion: number;
+  /** Undefined keeps the expiry as it is. */
+  expiry?: ExpiryInput;
+  /** Undefined keeps the schedule; `{ clear: true }` removes it. */
+  rotation?: RotationInput | { clear: boolean };
 }
 
 export interface SecretWritesDeps {
@@ -76,8 +89,10 @@ export interface SecretWritesDeps {
   newId: () => string;
   /** Days a deleted secret stays in the recovery bin when the delete names none (SECRETS_RECOVERY_WINDOW_DAYS). */
   recoveryWindowDays: number;
-  /** The clock a bin move's delete and purge times are read from. */
+  /** The clock a bin move's delete and purge times, and an expiry's and a schedule's times, are read from. */
   now: () => Date;
+  /** Told of an expiry or rotation time a write has just stored, so the lifecycle job runs by then. */
+  scheduled?: (at: Date) => void;
 }
 
 const DAY_MS = 86_400_000;
@@ -98,6 +113,12 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
     }
   }
 
+  /** Tells the lifecycle job of the times a stored row now holds. */
+  function scheduledTimes(row: store.SecretRow): void {
+    if (row.expireTime) deps.scheduled?.(row.expireTime);
+    if (row.nextRotationTime) deps.scheduled?.(row.nextRotationTime);
+  }
+
   return {
     async createSecret(p, input) {
       requireScope(p, "secrets:write");
@@ -105,6 +126,9 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
       const value = validateValue(input.value);
       const description = validateDescription(input.description);
       const metadataJson = validateMetadata(input.metadata ?? {});
+      const at = now();
+      const expireTime = input.expiry === undefined ? null : validateExpiry(input.expiry, at);
+      const rotation = input.rotation === undefined ? null : validateRotation(input.rotation, at);
       requireAllowlisted(p, [name]);
       writes.take(p.developerId);
 
@@ -119,8 +143,11 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
           createdBy: p.developerId,
           ciphertext: sealValue(dek.key, dek.version, value, { developerId: p.developerId, secretId: id, name, version: 1 }),
           dekVersion: dek.version,
+          expireTime,
+          rotation,
         }, maxSecrets);
       }));
+      scheduledTimes(row);
       return toSecret(row);
     },
 
@@ -131,15 +158,18 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
       const description = input.description === undefined ? undefined : validateDescription(input.description);
       const metadataJson = input.metadata === undefined ? undefined : validateMetadata(input.metadata);
       const expected = validateVersion(input.expectedVersion, "expected_version", true);
-      if (value === undefined && description === undefined && metadataJson === undefined) {
-        throw new AppError("EMPTY_UPDATE", "the update changes nothing: send value, description or metadata", {
-          field: "value,description,metadata",
+      const at = now();
+      const expireTime = input.expiry === undefined ? undefined : validateExpiry(input.expiry, at);
+      const rotation = input.rotation === undefined ? undefined : validateRotationChange(input.rotation, at);
+      if ([value, description, metadataJson, expireTime, rotation].every((v) => v === undefined)) {
+        throw new AppError("EMPTY_UPDATE", "the update changes nothing: send value, description, metadata, an expiry or a rotation", {
+          field: "value,description,metadata,expiration,rotation_change",
         });
       }
       requireAllowlisted(p, [name]);
       writes.take(p.developerId);
 
-      const change = { description, metadataJson, updatedBy: p.developerId };
+      const change = { description, metadataJson, expireTime, rotation, updatedBy: p.developerId };
       const row = await fenced(p.developerId, name, async () =>
         value === undefined
           ? await db.transaction(async (tx) => {
@@ -166,6 +196,7 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
               beforeFirstKey: async () => void (await mustFind(db, p.developerId, name)),
             }),
       );
+      scheduledTimes(row);
       return toSecret(row);
     },
 
@@ -204,11 +235,12 @@ export function createSecretWrites(deps: SecretWritesDeps): SecretWrites {
         db.transaction(async (tx) => {
           const binned = await binStore.findBinned(tx, p.developerId, target, true);
           if (binned?.name !== name) throw notFound();
-          const restored = await binStore.restoreBinned(tx, p.developerId, binned.id);
+          const restored = await binStore.restoreBinned(tx, p.developerId, binned.id, now());
           await store.requireWithinQuota(tx, p.developerId, maxSecrets);
           return restored;
         }),
       );
+      scheduledTimes(row);
       return toSecret(row);
     },
 

@@ -157,3 +157,92 @@ export function validateRestoreTarget(name: string, id: string): { name: string 
   if (!UUID_PATTERN.test(id)) throw invalid("INVALID_ARGUMENT", "id", "id must be a secret id (a UUID)");
   return { id };
 }
+
+/** A google.protobuf.Timestamp or Duration as it arrives: whole seconds and nanoseconds. */
+export interface WireSpan {
+  seconds: bigint;
+  nanos: number;
+}
+
+/** The longest expiry, ttl and rotation period: about a hundred years. */
+export const MAX_LIFECYCLE_DAYS = 36_500;
+const MAX_LIFECYCLE_MS = MAX_LIFECYCLE_DAYS * 86_400_000;
+
+/**
+ * Milliseconds of a Timestamp or Duration (nanoseconds below a millisecond are
+ * dropped), or INVALID_ARGUMENT when it is out of the well-known types' ranges.
+ */
+function spanMs(span: WireSpan, field: string): number {
+  const { seconds, nanos } = span;
+  // The ranges both types allow (google/protobuf/timestamp.proto, duration.proto): ±10,000 years.
+  const inRange = seconds >= -315_576_000_000n && seconds <= 315_576_000_000n && Number.isInteger(nanos) && Math.abs(nanos) < 1e9;
+  if (!inRange) throw invalid("INVALID_ARGUMENT", field, `${field} is not a valid time`);
+  return Number(seconds) * 1000 + Math.trunc(nanos / 1e6);
+}
+
+/** A time in the future, at most MAX_LIFECYCLE_DAYS ahead of `now`. */
+function futureTime(span: WireSpan, now: Date, field: string): Date {
+  const ms = spanMs(span, field);
+  if (ms <= now.getTime()) throw invalid("INVALID_ARGUMENT", field, `${field} must be in the future`);
+  if (ms > now.getTime() + MAX_LIFECYCLE_MS) {
+    throw invalid("INVALID_ARGUMENT", field, `${field} must be at most ${MAX_LIFECYCLE_DAYS} days ahead`);
+  }
+  return new Date(ms);
+}
+
+/** How a request sets a secret's expiry: a time, a time to live, or (UpdateSecret) no expiry, sent as `true`. */
+export type ExpiryInput = { expireTime: WireSpan } | { ttl: WireSpan } | { clear: boolean };
+
+/** The expiry a request sets, as a time (null: none). */
+export function validateExpiry(input: ExpiryInput, now: Date): Date | null {
+  if ("clear" in input) return validateClear(input.clear, "clear_expiration", "the expiry");
+  if ("expireTime" in input) return futureTime(input.expireTime, now, "expire_time");
+  const ms = spanMs(input.ttl, "ttl");
+  if (ms < 1000 || ms > MAX_LIFECYCLE_MS) {
+    throw invalid("INVALID_ARGUMENT", "ttl", `ttl must be 1 second to ${MAX_LIFECYCLE_DAYS} days`);
+  }
+  return new Date(now.getTime() + ms);
+}
+
+/** A rotation schedule as a request sends it; its due time is output only and not read. */
+export interface RotationInput {
+  nextRotationTime: WireSpan | undefined;
+  rotationPeriod: WireSpan | undefined;
+}
+
+/** The shortest rotation period: a reminder more often than hourly is noise. */
+export const MIN_ROTATION_PERIOD_SECONDS = 3_600;
+
+/** A `clear_…` field: present means true; false is refused rather than read as "keep". */
+function validateClear(clear: boolean, field: string, what: string): null {
+  if (!clear) throw invalid("INVALID_ARGUMENT", field, `${field} removes ${what}: send it true, or leave it out`);
+  return null;
+}
+
+/** UpdateSecret's rotation change: a new schedule, or its removal (`clear_rotation`). */
+export function validateRotationChange(
+  input: RotationInput | { clear: boolean },
+  now: Date,
+): { nextRotationTime: Date; periodSeconds: number } | null {
+  return "clear" in input ? validateClear(input.clear, "clear_rotation", "the schedule") : validateRotation(input, now);
+}
+
+/** A rotation schedule: a period of whole seconds, 1 hour to MAX_LIFECYCLE_DAYS; the first time defaults to one period from `now`. */
+export function validateRotation(input: RotationInput, now: Date): { nextRotationTime: Date; periodSeconds: number } {
+  const field = "rotation.rotation_period";
+  if (input.rotationPeriod === undefined) throw invalid("INVALID_ARGUMENT", field, `${field} is required`);
+  const periodMs = spanMs(input.rotationPeriod, field);
+  if (input.rotationPeriod.nanos !== 0 || periodMs < MIN_ROTATION_PERIOD_SECONDS * 1000 || periodMs > MAX_LIFECYCLE_MS) {
+    throw invalid("INVALID_ARGUMENT", field, `${field} must be whole seconds, 1 hour to ${MAX_LIFECYCLE_DAYS} days`);
+  }
+  const nextRotationTime =
+    input.nextRotationTime === undefined
+      ? new Date(now.getTime() + periodMs)
+      : futureTime(input.nextRotationTime, now, "rotation.next_rotation_time");
+  return { nextRotationTime, periodSeconds: periodMs / 1000 };
+}
+
+/** ListSecrets' `expires_before`: any valid time. */
+export function validateExpiresBefore(span: WireSpan): Date {
+  return new Date(spanMs(span, "expires_before"));
+}

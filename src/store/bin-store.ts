@@ -35,15 +35,17 @@ export async function findBinned(q: Queryable, developerId: string, target: Binn
 
 /**
  * Brings a locked binned secret back. While a live secret holds its name the unique
- * index refuses it: RESTORE_NAME_TAKEN, and the caller's transaction rolls back.
+ * index refuses it: RESTORE_NAME_TAKEN, and the caller's transaction rolls back. An
+ * expiry that has passed by `now` is removed, or the secret would expire again at once.
  */
-export async function restoreBinned(tx: Queryable, developerId: string, secretId: string): Promise<SecretRow> {
+export async function restoreBinned(tx: Queryable, developerId: string, secretId: string, now: Date): Promise<SecretRow> {
   try {
     const { rows } = await tx.query<SecretRow>(
-      `UPDATE secrets SET delete_time = NULL, purge_time = NULL
+      `UPDATE secrets SET delete_time = NULL, purge_time = NULL,
+         expire_time = CASE WHEN expire_time <= $3 THEN NULL ELSE expire_time END
        WHERE developer_id = $1 AND id = $2 AND delete_time IS NOT NULL
        RETURNING ${SECRET_COLUMNS}`,
-      [developerId, secretId],
+      [developerId, secretId, now],
     );
     const row = rows[0];
     if (!row) throw new Error("binned secret row vanished under its lock");

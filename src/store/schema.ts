@@ -384,4 +384,23 @@ END
 $fn$;
 `,
   },
+  {
+    version: 11,
+    name: "expiry and rotation schedules",
+    sql: `
+-- A live secret may expire (then the lifecycle job moves it to the recovery bin) and
+-- may carry a rotation schedule, a reminder: at next_rotation_time the job records a
+-- RotationDue event, sets rotation_due_time if it is not set, and moves
+-- next_rotation_time on by the period; a new value clears rotation_due_time.
+ALTER TABLE secrets ADD COLUMN expire_time timestamptz;
+ALTER TABLE secrets ADD COLUMN next_rotation_time timestamptz;
+ALTER TABLE secrets ADD COLUMN rotation_period_seconds bigint;
+ALTER TABLE secrets ADD COLUMN rotation_due_time timestamptz;
+ALTER TABLE secrets ADD CONSTRAINT secrets_rotation_whole
+  CHECK ((next_rotation_time IS NULL) = (rotation_period_seconds IS NULL) AND rotation_period_seconds >= 3600);
+-- What the lifecycle job finds due, among live secrets only.
+CREATE INDEX secrets_expire_due ON secrets (expire_time) WHERE expire_time IS NOT NULL AND delete_time IS NULL;
+CREATE INDEX secrets_rotation_due ON secrets (next_rotation_time) WHERE next_rotation_time IS NOT NULL AND delete_time IS NULL;
+`,
+  },
 ];

@@ -23,6 +23,13 @@ export interface SecretRow {
   /** Set while the secret is in the recovery bin (bin-store.ts); null for a live secret. */
   deleteTime: Date | null;
   purgeTime: Date | null;
+  /** When the lifecycle job moves it to the bin (schema migration 11); null: never. */
+  expireTime: Date | null;
+  /** The rotation schedule: both set or both null. */
+  nextRotationTime: Date | null;
+  rotationPeriodSeconds: number | null;
+  /** Set from the first RotationDue event that no new value has answered yet. */
+  rotationDueTime: Date | null;
 }
 
 /** One version's ciphertext, with what is needed to open it in a single round trip. */
@@ -51,7 +58,17 @@ export const SECRET_COLUMNS = selectAs<SecretRow>([
   "updatedBy",
   "deleteTime",
   "purgeTime",
+  "expireTime",
+  "nextRotationTime",
+  "rotationPeriodSeconds",
+  "rotationDueTime",
 ]);
+
+/** A rotation schedule as stored. */
+export interface RotationSchedule {
+  nextRotationTime: Date;
+  periodSeconds: number;
+}
 
 export interface NewSecret {
   id: string;
@@ -62,6 +79,10 @@ export interface NewSecret {
   createdBy: string;
   ciphertext: Buffer;
   dekVersion: number;
+  /** Absent or null: the secret does not expire. */
+  expireTime?: Date | null;
+  /** Absent or null: no rotation schedule. */
+  rotation?: RotationSchedule | null;
 }
 
 /**
@@ -82,15 +103,19 @@ export async function insertSecret(tx: Queryable, s: NewSecret, maxSecrets: numb
     const { rows } = await tx.query<SecretRow>(
       `WITH s AS (
          INSERT INTO secrets (id, developer_id, name, description, metadata, current_version,
-                              created_at, updated_at, created_by, updated_by)
-         VALUES ($1, $2, $3, $4, $5::jsonb, 1, now(), now(), $6, $6)
+                              created_at, updated_at, created_by, updated_by,
+                              expire_time, next_rotation_time, rotation_period_seconds)
+         VALUES ($1, $2, $3, $4, $5::jsonb, 1, now(), now(), $6, $6, $9, $10, $11)
          RETURNING *
        ), v AS (
          INSERT INTO secret_versions (secret_id, developer_id, version, state, ciphertext, dek_version, created_at, created_by)
          SELECT id, developer_id, 1, 'enabled', $7, $8, created_at, created_by FROM s
        )
        SELECT ${SECRET_COLUMNS} FROM s`,
-      [s.id, s.developerId, s.name, s.description, s.metadataJson, s.createdBy, s.ciphertext, s.dekVersion],
+      [
+        s.id, s.developerId, s.name, s.description, s.metadataJson, s.createdBy, s.ciphertext, s.dekVersion,
+        s.expireTime ?? null, s.rotation?.nextRotationTime ?? null, s.rotation?.periodSeconds ?? null,
+      ],
     );
     row = rows[0] as SecretRow; // an INSERT … RETURNING that did not throw returned its row
   } catch (e) {
@@ -145,6 +170,10 @@ export interface ListQuery {
   metadataFilterJson: string | undefined;
   /** Restrict to these names (a token's allowlist); undefined means no restriction. */
   onlyNames: readonly string[] | undefined;
+  /** Only secrets that expire before this time. */
+  expiresBefore?: Date;
+  /** Only secrets whose rotation is due at this time: a due time is set, or the next rotation time has passed. */
+  rotationDueAt?: Date;
   limit: number;
 }
 
@@ -166,6 +195,10 @@ export async function listSecrets(q: Queryable, l: ListQuery): Promise<SecretRow
   }
   if (l.metadataFilterJson !== undefined) add((p) => `metadata @> ${p}::jsonb`, l.metadataFilterJson);
   if (l.onlyNames !== undefined) add((p) => `name = ANY(${p}::text[])`, l.onlyNames);
+  if (l.expiresBefore !== undefined) add((p) => `expire_time < ${p}`, l.expiresBefore);
+  if (l.rotationDueAt !== undefined) {
+    add((p) => `(rotation_due_time IS NOT NULL OR next_rotation_time <= ${p})`, l.rotationDueAt);
+  }
   const { rows } = await q.query<SecretRow>(
     `SELECT ${SECRET_COLUMNS} FROM secrets WHERE ${where.join(" AND ")} ORDER BY ${l.binned ? "name, id" : "name"} LIMIT $2`,
     params,
@@ -176,8 +209,12 @@ export async function listSecrets(q: Queryable, l: ListQuery): Promise<SecretRow
 export interface AttributeChange {
   description: string | undefined;
   metadataJson: string | undefined;
-  /** Set when the change wrote a new version. */
+  /** Set when the change wrote a new version; a new value also answers a due rotation. */
   newVersion: number | undefined;
+  /** A new expiry, null to remove it, undefined to keep it. */
+  expireTime?: Date | null;
+  /** A new schedule (its due state starts afresh), null to remove it, undefined to keep it. */
+  rotation?: RotationSchedule | null;
   updatedBy: string;
 }
 
@@ -194,10 +231,18 @@ export async function updateSecretAttributes(
        metadata = COALESCE($4::jsonb, metadata),
        current_version = COALESCE($5::int, current_version),
        updated_at = now(),
-       updated_by = $6
+       updated_by = $6,
+       expire_time = CASE WHEN $7 THEN $8::timestamptz ELSE expire_time END,
+       next_rotation_time = CASE WHEN $9 THEN $10::timestamptz ELSE next_rotation_time END,
+       rotation_period_seconds = CASE WHEN $9 THEN $11::bigint ELSE rotation_period_seconds END,
+       rotation_due_time = CASE WHEN $9 OR $5::int IS NOT NULL THEN NULL ELSE rotation_due_time END
      WHERE developer_id = $1 AND id = $2
      RETURNING ${SECRET_COLUMNS}`,
-    [developerId, secretId, c.description ?? null, c.metadataJson ?? null, c.newVersion ?? null, c.updatedBy],
+    [
+      developerId, secretId, c.description ?? null, c.metadataJson ?? null, c.newVersion ?? null, c.updatedBy,
+      c.expireTime !== undefined, c.expireTime ?? null,
+      c.rotation !== undefined, c.rotation?.nextRotationTime ?? null, c.rotation?.periodSeconds ?? null,
+    ],
   );
   const row = rows[0];
   if (!row) throw new Error("updated secret row vanished under its lock");

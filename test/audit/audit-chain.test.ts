@@ -222,8 +222,8 @@ describe("chainHashV1 (format 1, verified in chains written before format 2)", (
 });
 
 describe("AUDIT_ACTIONS", () => {
-  it("is exactly the RPC names of the services and the purge job's action, so the action filter accepts every event", () => {
+  it("is exactly the RPC names of the services and the lifecycle job's actions, so the action filter accepts every event", () => {
     const rpcs = [SecretService, KeyService, AuditService].flatMap((s) => s.methods.map((m) => m.name));
-    expect([...AUDIT_ACTIONS].sort()).toEqual([...rpcs, "PurgeSecret"].sort());
+    expect([...AUDIT_ACTIONS].sort()).toEqual([...rpcs, "ExpireSecret", "RotationDue", "PurgeSecret"].sort());
   });
 });

@@ -380,6 +380,39 @@ const metaV = (meta: unknown): Reason[] => (meta !== undefined && metadataInvali
 const pageSizeV = (n: number): Reason[] => (n < 0 ? ["INVALID_PAGE_SIZE"] : []);
 const versionV = (v: number, allowZero: boolean): Reason[] => (v < 0 || (!allowZero && v === 0) ? ["INVALID_VERSION"] : []);
 
+// Expiry and rotation (docs/api.md): a Timestamp or Duration in its well-known range,
+// a future time at most 36,500 days ahead, a ttl of 1 s to 36,500 days, a period of
+// whole seconds from 1 hour to 36,500 days. Each broken rule is INVALID_ARGUMENT.
+type Span = { seconds: bigint; nanos: number };
+const LIFECYCLE_MAX_MS = 36_500 * 86_400_000;
+const spanMs = (t: Span): number | undefined =>
+  t.seconds < -315_576_000_000n || t.seconds > 315_576_000_000n || Math.abs(t.nanos) >= 1e9 ? undefined : Number(t.seconds) * 1000 + Math.trunc(t.nanos / 1e6);
+const futureV = (t: Span): Reason[] => {
+  const ms = spanMs(t);
+  return ms === undefined || ms <= Date.now() || ms > Date.now() + LIFECYCLE_MAX_MS ? ["INVALID_ARGUMENT"] : [];
+};
+const expiryV = (e: { case?: string; value?: unknown } | undefined): Reason[] => {
+  if (e?.case === "expireTime") return futureV(e.value as Span);
+  if (e?.case === "ttl") {
+    const ms = spanMs(e.value as Span);
+    return ms === undefined || ms < 1000 || ms > LIFECYCLE_MAX_MS ? ["INVALID_ARGUMENT"] : [];
+  }
+  if (e?.case === "clearExpiration") return e.value === true ? [] : ["INVALID_ARGUMENT"];
+  return [];
+};
+const rotationV = (r: { nextRotationTime?: Span; rotationPeriod?: Span } | undefined): Reason[] => {
+  if (r === undefined) return [];
+  const period = r.rotationPeriod;
+  const ms = period === undefined ? undefined : spanMs(period);
+  if (ms === undefined || period!.nanos !== 0 || ms < 3_600_000 || ms > LIFECYCLE_MAX_MS) return ["INVALID_ARGUMENT"];
+  return r.nextRotationTime === undefined ? [] : futureV(r.nextRotationTime);
+};
+const rotationChangeV = (c: { case?: string; value?: unknown } | undefined): Reason[] => {
+  if (c?.case === "rotation") return rotationV(c.value as Parameters<typeof rotationV>[0]);
+  if (c?.case === "clearRotation") return c.value === true ? [] : ["INVALID_ARGUMENT"];
+  return [];
+};
+
 /**
  * The documented outcomes of one decoded request, in docs/api.md's order: scope →
  * validation (any of the rules broken; their order is not part of the contract) →
@@ -415,7 +448,14 @@ function secretOracle(method: DescMethod, r: Req, p: Principal): Expectation {
         e,
         p,
         write,
-        [...nameV(name), ...valueV(r["value"] as string), ...descV(r["description"] as string), ...metaV(r["metadata"] ?? {})],
+        [
+          ...nameV(name),
+          ...valueV(r["value"] as string),
+          ...descV(r["description"] as string),
+          ...metaV(r["metadata"] ?? {}),
+          ...expiryV(r["expiration"] as { case?: string }),
+          ...rotationV(r["rotation"] as Parameters<typeof rotationV>[0]),
+        ],
         [name],
         ["SECRET_EXISTS", "QUOTA_EXCEEDED", ...common],
         true,
@@ -433,6 +473,7 @@ function secretOracle(method: DescMethod, r: Req, p: Principal): Expectation {
           ...(PREFIX_RE.test(r["namePrefix"] as string) ? [] : (["INVALID_NAME"] as Reason[])),
           ...metaV(r["metadataFilter"]),
           ...tokenV(token),
+          ...(r["expiresBefore"] !== undefined && spanMs(r["expiresBefore"] as Span) === undefined ? (["INVALID_ARGUMENT"] as Reason[]) : []),
         ],
         null,
         [...tokenLate(token), ...common],
@@ -449,8 +490,13 @@ function secretOracle(method: DescMethod, r: Req, p: Principal): Expectation {
         ...(description === undefined ? [] : descV(description)),
         ...metaV(metadata),
         ...versionV(r["expectedVersion"] as number, true),
+        ...expiryV(r["expiration"] as { case?: string }),
+        ...rotationChangeV(r["rotationChange"] as { case?: string }),
       ];
-      if (value === undefined && description === undefined && metadata === undefined) v.push("EMPTY_UPDATE");
+      const unchanged = (oneof: unknown) => (oneof as { case?: string } | undefined)?.case === undefined;
+      if (value === undefined && description === undefined && metadata === undefined && unchanged(r["expiration"]) && unchanged(r["rotationChange"])) {
+        v.push("EMPTY_UPDATE");
+      }
       return staged(e, p, write, v, [name], ["SECRET_NOT_FOUND", "VERSION_MISMATCH", ...common], true);
     }
     case m.del: {
@@ -893,7 +939,8 @@ async function exercise(method: DescMethod, body: Uint8Array, auth: Auth, tally:
   // ResolveSecrets NOT_FOUND names exactly the missing ones.
   if (method === m.resolve && o.code === grpc.status.NOT_FOUND && principal && request) {
     const wanted = [...new Set(request["names"] as string[])];
-    const { rows } = await svc.db.query<{ name: string }>("SELECT name FROM secrets WHERE developer_id = $1", [principal.sub]);
+    // Live secrets only: a binned one is missing by name.
+    const { rows } = await svc.db.query<{ name: string }>("SELECT name FROM secrets WHERE developer_id = $1 AND delete_time IS NULL", [principal.sub]);
     const existing = new Set(rows.map((r) => r.name));
     const missing = wanted.filter((n) => !existing.has(n)).sort();
     const named = (o.info?.metadata["names"] ?? "").split(",").filter(Boolean).sort();
@@ -1008,15 +1055,54 @@ const mixedAuth = fc.oneof({ weight: 12, arbitrary: devAuth }, { weight: 2, arbi
 const opt = <T,>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
 const prefixArb = fc.oneof(fc.constant(""), fc.constantFrom("a", "a_", "ax", "api", "A", "x", "%", "_", "a%", "\\", "'"), fc.stringMatching(/^[A-Za-z][A-Za-z0-9_]{0,5}$/), hostileFragment);
 
+// Timestamps and Durations for expiry and rotation: around now, the limits, and out of range.
+const nowSeconds = () => BigInt(Math.floor(Date.now() / 1000));
+const DAY_S = 86_400n;
+const spanArb = fc
+  .tuple(
+    fc.constantFrom(-1n, 0n, 1n, 3_599n, 3_600n, 3_601n, DAY_S, 36_500n * DAY_S, 36_500n * DAY_S + 1n, 315_576_000_001n, -315_576_000_001n),
+    fc.constantFrom(0, 1, 500_000_000, 999_999_999, 1_000_000_000, -1),
+    fc.boolean(),
+  )
+  .map(([seconds, nanos, fromNow]) => ({ seconds: fromNow ? nowSeconds() + seconds : seconds, nanos }));
+const expirationArb = fc.oneof(
+  fc.constant({ case: undefined }),
+  spanArb.map((value) => ({ case: "expireTime" as const, value })),
+  spanArb.map((value) => ({ case: "ttl" as const, value: { seconds: value.seconds % 4_000_000_000n, nanos: value.nanos } })),
+);
+const rotationArb = fc.record({ rotationPeriod: opt(spanArb.map((p) => ({ seconds: p.seconds % 4_000_000_000n, nanos: p.nanos }))), nextRotationTime: opt(spanArb) });
+
 type CallSpec = { method: DescMethod; init: Req };
 const secretCall: fc.Arbitrary<CallSpec> = fc.oneof(
-  fc.record({ name: nameArb, value: valueArb, description: descriptionArb, metadata: opt(metadataArb) }).map((init) => ({ method: m.create, init })),
+  fc
+    .record({ name: nameArb, value: valueArb, description: descriptionArb, metadata: opt(metadataArb), expiration: expirationArb, rotation: opt(rotationArb) })
+    .map((init) => ({ method: m.create, init })),
   fc.record({ name: nameArb }).map((init) => ({ method: m.get, init })),
   fc
-    .record({ pageSize: pageSizeArb, pageToken: pageTokenArb, namePrefix: prefixArb, metadataFilter: opt(metadataArb), showDeleted: opt(fc.boolean()) })
+    .record({
+      pageSize: pageSizeArb,
+      pageToken: pageTokenArb,
+      namePrefix: prefixArb,
+      metadataFilter: opt(metadataArb),
+      showDeleted: opt(fc.boolean()),
+      expiresBefore: opt(spanArb),
+      rotationDue: opt(fc.boolean()),
+    })
     .map((init) => ({ method: m.list, init })),
   fc
-    .record({ name: nameArb, value: opt(valueArb), description: opt(descriptionArb), metadata: opt(metadataArb), expectedVersion: versionArb })
+    .record({
+      name: nameArb,
+      value: opt(valueArb),
+      description: opt(descriptionArb),
+      metadata: opt(metadataArb),
+      expectedVersion: versionArb,
+      expiration: fc.oneof(expirationArb, fc.boolean().map((value) => ({ case: "clearExpiration" as const, value }))),
+      rotationChange: fc.oneof(
+        fc.constant({ case: undefined }),
+        rotationArb.map((value) => ({ case: "rotation" as const, value })),
+        fc.boolean().map((value) => ({ case: "clearRotation" as const, value })),
+      ),
+    })
     .map((init) => ({ method: m.update, init })),
   fc
     .record({ name: nameArb, expectedVersion: versionArb, recoveryWindowDays: opt(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 })), force: opt(fc.boolean()) })

@@ -19,8 +19,8 @@ describe("purging the recovery bin from two replicas", () => {
   let extraPool: Db | undefined;
   const clock = { now: Date.parse("2026-12-06T00:00:00Z") };
   const now = () => new Date(clock.now);
-  // Only the test's own purge calls run: the timer's first pass is far beyond the test.
-  const manual = { clock: now, purgeIntervalMs: 2 ** 31 - 1 };
+  // Only the test's own passes of the lifecycle job run.
+  const manual = { clock: now, lifecycleJobs: "manual" as const };
 
   beforeAll(async () => {
     a = await startTestService({ SECRETS_WRITE_RATE: "0" }, manual);
@@ -37,6 +37,7 @@ describe("purging the recovery bin from two replicas", () => {
     await a?.stop();
   });
 
+  const purgePass = async (s: TestService) => (await s.service.runLifecycleJobs()).purged;
   const purgeEvents = async (developerId: string) => {
     const operator = await a.token("ops", { scopes: ["secrets:operator"] });
     return (await a.audit.listAuditEvents({ developerId, action: "PurgeSecret", pageSize: 500 }, operator)).events;
@@ -53,11 +54,11 @@ describe("purging the recovery bin from two replicas", () => {
     await b.secrets.createSecret({ name: "live", value: "stays" }, t);
 
     clock.now += 7 * DAY_MS - 1;
-    expect(await Promise.all([a.service.purgeRecoveryBin(), b.service.purgeRecoveryBin()])).toEqual([0, 0]);
+    expect(await Promise.all([purgePass(a), purgePass(b)])).toEqual([0, 0]);
     expect((await a.secrets.listSecrets({ showDeleted: true, pageSize: 500 }, t)).secrets).toHaveLength(40);
 
     clock.now += 1;
-    const counts = await Promise.all([a.service.purgeRecoveryBin(), b.service.purgeRecoveryBin(), a.service.purgeRecoveryBin()]);
+    const counts = await Promise.all([purgePass(a), purgePass(b), purgePass(a)]);
     expect(counts.reduce((x, y) => x + y, 0)).toBe(40);
     expect((await a.secrets.listSecrets({ showDeleted: true }, t)).secrets).toEqual([]);
     const left = await a.db.query<{ n: number }>("SELECT count(*) AS n FROM secret_versions WHERE developer_id = $1", [dev]);
@@ -81,7 +82,7 @@ describe("purging the recovery bin from two replicas", () => {
       await a.secrets.createSecret({ name: `r${i}`, value: `v${i}` }, t);
       await a.secrets.deleteSecret({ name: `r${i}`, recoveryWindowDays: 1 }, t);
       clock.now += DAY_MS;
-      const [restore, purge] = await Promise.allSettled([a.secrets.restoreSecret({ name: `r${i}` }, t), b.service.purgeRecoveryBin()]);
+      const [restore, purge] = await Promise.allSettled([a.secrets.restoreSecret({ name: `r${i}` }, t), purgePass(b)]);
       expect(purge.status).toBe("fulfilled");
       const n = (purge as PromiseFulfilledResult<number>).value;
       if (restore.status === "fulfilled") {

@@ -61,10 +61,10 @@ describe("the recovery bin's SQL", () => {
     expect(await findBinned(t.db, dev, { name: "shared" })).toMatchObject({ id: second });
     expect(await liveCount(t.db, dev)).toBe(2); // "before" and the live "shared"
 
-    await expect(t.db.transaction((tx) => restoreBinned(tx, dev, first))).rejects.toMatchObject({ reason: "RESTORE_NAME_TAKEN" });
+    await expect(t.db.transaction((tx) => restoreBinned(tx, dev, first, at))).rejects.toMatchObject({ reason: "RESTORE_NAME_TAKEN" });
     await t.db.query("DELETE FROM secrets WHERE id = $1", [live]);
     expect(await liveCount(t.db, dev)).toBe(1);
-    await t.db.transaction((tx) => restoreBinned(tx, dev, first));
+    await t.db.transaction((tx) => restoreBinned(tx, dev, first, at));
     expect(await liveCount(t.db, dev)).toBe(2);
     expect(await findSecret(t.db, dev, "shared")).toMatchObject({ id: first, deleteTime: null, purgeTime: null });
 

@@ -100,8 +100,8 @@ export interface TestServiceOptions {
   logLevel?: string;
   /** The service's clock (StartOptions.clock), for tests that move time. */
   clock?: () => Date;
-  /** StartOptions.purgeIntervalMs: tests that purge by hand set it out of their way. */
-  purgeIntervalMs?: number;
+  /** StartOptions.lifecycleJobs: "manual" for tests that run the lifecycle job by hand. */
+  lifecycleJobs?: "timer" | "manual";
 }
 
 /** Starts a service over a fresh test database (see the options); `env` adds or overrides settings. */
@@ -150,7 +150,7 @@ export async function startTestService(env: Record<string, string> = {}, options
       ...env,
     });
     const logs = new LogCapture();
-    const service = await startService(config, { log: createLogger(options.logLevel ?? "debug", logs), db, shutdownGraceMs: 2_000, clock: options.clock, purgeIntervalMs: options.purgeIntervalMs });
+    const service = await startService(config, { log: createLogger(options.logLevel ?? "debug", logs), db, shutdownGraceMs: 2_000, clock: options.clock, lifecycleJobs: options.lifecycleJobs });
     cleanups.push(() => service.stop());
     const address = `127.0.0.1:${service.port}`;
     const clients: { close(): void }[] = [];

@@ -1,13 +1,16 @@
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import {
   SecretService as SecretServiceDesc,
   VersionState,
+  type CreateSecretRequest,
+  type Rotation,
   type SecretSchema,
   type SecretVersionSchema,
+  type UpdateSecretRequest,
 } from "../../api/gen/secrets/v1/secrets_pb.js";
 import type { Secret, SecretService, SecretVersion } from "../../secrets/secret-service.js";
-import type { JsonObject } from "../../secrets/validation.js";
+import type { ExpiryInput, JsonObject, RotationInput } from "../../secrets/validation.js";
 import { principalOf } from "../interceptors/call-state.js";
 import type { ServiceImpl } from "../grpc-adapter.js";
 import { encodeAccessSecretResponse, encodeResolveSecretsResponse } from "../wire-encoders.js";
@@ -24,6 +27,8 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
         value: req.value,
         description: req.description,
         metadata: req.metadata as JsonObject | undefined,
+        ...(req.expiration.case === undefined ? {} : { expiry: expiryOf(req.expiration) }),
+        ...(req.rotation ? { rotation: rotationOf(req.rotation) } : {}),
       });
       return { secret: secretMessage(secret) };
     },
@@ -39,6 +44,8 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
         namePrefix: req.namePrefix,
         metadataFilter: req.metadataFilter as JsonObject | undefined,
         showDeleted: req.showDeleted,
+        ...(req.expiresBefore ? { expiresBefore: req.expiresBefore } : {}),
+        rotationDue: req.rotationDue,
       });
       return { secrets: page.items.map(secretMessage), nextPageToken: page.nextPageToken };
     },
@@ -50,6 +57,8 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
         description: req.description,
         metadata: req.metadata as JsonObject | undefined,
         expectedVersion: req.expectedVersion,
+        ...(req.expiration.case === undefined ? {} : { expiry: updatedExpiryOf(req.expiration) }),
+        ...(req.rotationChange.case === undefined ? {} : { rotation: updatedRotationOf(req.rotationChange) }),
       });
       return { secret: secretMessage(secret) };
     },
@@ -100,7 +109,33 @@ function secretMessage(s: Secret): MessageInitShape<typeof SecretSchema> {
     ...(s.deleteTime && s.purgeTime
       ? { deleteTime: timestampFromDate(s.deleteTime), purgeTime: timestampFromDate(s.purgeTime) }
       : {}),
+    ...(s.expireTime ? { expireTime: timestampFromDate(s.expireTime) } : {}),
+    ...(s.rotation
+      ? {
+          rotation: {
+            nextRotationTime: timestampFromDate(s.rotation.nextRotationTime),
+            rotationPeriod: durationFromMs(s.rotation.periodSeconds * 1000),
+            ...(s.rotation.dueTime ? { dueTime: timestampFromDate(s.rotation.dueTime) } : {}),
+          },
+        }
+      : {}),
   };
+}
+
+function expiryOf(e: Exclude<CreateSecretRequest["expiration"], { case: undefined }>): Exclude<ExpiryInput, { clear: boolean }> {
+  return e.case === "expireTime" ? { expireTime: e.value } : { ttl: e.value };
+}
+
+function updatedExpiryOf(e: Exclude<UpdateSecretRequest["expiration"], { case: undefined }>): ExpiryInput {
+  return e.case === "clearExpiration" ? { clear: e.value } : expiryOf(e);
+}
+
+function rotationOf(r: Rotation): RotationInput {
+  return { nextRotationTime: r.nextRotationTime, rotationPeriod: r.rotationPeriod };
+}
+
+function updatedRotationOf(c: Exclude<UpdateSecretRequest["rotationChange"], { case: undefined }>): RotationInput | { clear: boolean } {
+  return c.case === "rotation" ? rotationOf(c.value) : { clear: c.value };
 }
 
 const STATE: Record<SecretVersion["state"], VersionState> = {
