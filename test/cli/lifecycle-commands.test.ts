@@ -54,6 +54,43 @@ describe("the recovery bin", () => {
   });
 });
 
+describe("expiry and rotation", () => {
+  it("create and update set them, get and list show them, list filters on them", { timeout: 120_000 }, async () => {
+    const dev = await fixture.developer("cli-schedules");
+    const created = await dev.cli(["create", "stripe_key", "--expire-in", "7d", "--rotate-every", "30d", "--value-file", "-"], "marker-stripe-value-a1b2");
+    expect(created).toMatchObject({ code: 0, stdout: "created stripe_key (version 1)\n" });
+    expect((await dev.cli(["create", "plain", "--value-file", "-"], "marker-plain-value-c3d4")).code).toBe(0);
+
+    const shown = await dev.cli(["get", "stripe_key"]);
+    expect(shown.stdout).toMatch(/^expires: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/m);
+    expect(shown.stdout).toMatch(/^rotation: +every 30d, next \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/m);
+    const json = JSON.parse((await dev.cli(["get", "stripe_key", "--json"])).stdout) as { expireTime: string; rotation: { periodSeconds: number; nextRotationTime: string } };
+    expect(Date.parse(json.expireTime) - Date.now()).toBeGreaterThan(6.9 * 86_400_000);
+    expect(json.rotation).toEqual({ periodSeconds: 30 * 86_400, nextRotationTime: expect.stringMatching(/Z$/) });
+    expect((await dev.cli(["get", "plain"])).stdout).toMatch(/^expires: +never\nrotation: +none$/m);
+
+    const listed = await dev.cli(["list"]);
+    expect(listed.stdout).toMatch(/^NAME\s+VERSION\s+UPDATED\s+EXPIRES\s+ROTATION\s+DESCRIPTION\n/);
+    expect(listed.stdout).toMatch(/^plain\s+1\s+\S+ \S+\s+-\s+-$/m);
+    expect(listed.stdout).toMatch(/^stripe_key\s+1\s+\S+ \S+\s+\S+ \S+Z\s+every 30d, next \S+ \S+Z$/m);
+    expect((await dev.cli(["list", "--expires-before", "8d"])).stdout).toMatch(/^stripe_key\s/m);
+    expect(await dev.cli(["list", "--expires-before", "6d"])).toMatchObject({ code: 0, stdout: "", stderr: "no secrets\n" });
+    expect(await dev.cli(["list", "--rotation-due"])).toMatchObject({ code: 0, stdout: "", stderr: "no secrets\n" });
+
+    // update changes only what its flags name, without reading a value.
+    expect(await dev.cli(["update", "stripe_key", "--no-expire", "--no-rotation"])).toMatchObject({ code: 0, stdout: "updated stripe_key (version 1)\n" });
+    expect((await dev.cli(["get", "stripe_key"])).stdout).toMatch(/^expires: +never\nrotation: +none$/m);
+    expect((await dev.cli(["update", "plain", "--expire-at", "2099-01-01T00:00:00Z", "--rotate-every", "12h"])).code).toBe(0);
+    expect(await dev.client.secrets.get("plain")).toMatchObject({ version: 1, expireTime: new Date("2099-01-01T00:00:00Z"), rotation: { periodSeconds: 43_200 } });
+
+    // Ranges are the service's: a period under an hour is refused with the field it names.
+    const tooOften = await dev.cli(["update", "plain", "--rotate-every", "30m"]);
+    expect(tooOften.code).toBe(1);
+    expect(tooOften.stderr).toMatch(/^secrets: INVALID_ARGUMENT \(INVALID_ARGUMENT\): rotation\.rotation_period/);
+    expectNoMarkers(listed, [dev.token, "marker-stripe-value-a1b2", "marker-plain-value-c3d4"]);
+  });
+});
+
 describe("at a terminal", () => {
   it("delete asks first, and with --force says the delete is for good", { timeout: 120_000 }, async () => {
     const dev = await fixture.developer("cli-tty", { doomed: "marker-doomed-value-5e6f" });

@@ -10,11 +10,15 @@ import { all, callsOf, expectSecretsError, randomValue } from "./client-fixtures
 // before sending. Each test acts as its own developer.
 
 const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
 
 let svc: TestService;
+/** How far the service's clock runs ahead of the real one; tests move it instead of sleeping. */
+let clockOffsetMs = 0;
+const now = () => Date.now() + clockOffsetMs;
 
 beforeAll(async () => {
-  svc = await startTestService();
+  svc = await startTestService({}, { clock: () => new Date(now()), lifecycleJobs: "manual" });
 });
 
 afterAll(async () => {
@@ -99,6 +103,116 @@ describe("the recovery bin", () => {
 
     await client.secrets.restore({ id: original.id });
     expect(await client.secrets.access("db_url")).toMatchObject({ value: kept });
+  });
+});
+
+describe("expiry", () => {
+  it("create with ttlSeconds or expireTime, update to another or to none; get and list show it, expiresBefore filters", async () => {
+    const client = await svc.connectClient("sdk-expiry");
+    const before = now();
+    const short = await client.secrets.create({ name: "short", value: randomValue("short"), ttlSeconds: 3_600 });
+    const after = now();
+    expect(short.expireTime?.getTime()).toBeGreaterThanOrEqual(before + HOUR_MS);
+    expect(short.expireTime?.getTime()).toBeLessThanOrEqual(after + HOUR_MS);
+    const at = new Date(now() + 10 * DAY_MS);
+    expect((await client.secrets.create({ name: "long", value: randomValue("long"), expireTime: at })).expireTime).toEqual(at);
+    const never = await client.secrets.create({ name: "never", value: randomValue("never") });
+    expect(never.expireTime).toBeUndefined();
+    expect("expireTime" in never).toBe(false);
+    expect(await client.secrets.get("short")).toEqual(short);
+
+    const names = async (filter: { expiresBefore: Date }) => (await all(client.secrets.list(filter))).map((s) => s.name);
+    expect(await names({ expiresBefore: new Date(now() + DAY_MS) })).toEqual(["short"]);
+    expect(await names({ expiresBefore: new Date(now() + 30 * DAY_MS) })).toEqual(["long", "short"]);
+
+    expect((await client.secrets.update("long", { expireTime: null })).expireTime).toBeUndefined();
+    const later = await client.secrets.update("never", { ttlSeconds: 60 });
+    expect(later.expireTime?.getTime()).toBeGreaterThan(now());
+    expect(later.version).toBe(1);
+    expect(await names({ expiresBefore: new Date(now() + 30 * DAY_MS) })).toEqual(["never", "short"]);
+  });
+
+  it("the service refuses an expiry in the past, a ttl under a second and one beyond 36,500 days, naming the field", async () => {
+    const client = await svc.connectClient("sdk-expiry-bad");
+    const cases: [() => Promise<unknown>, string][] = [
+      [() => client.secrets.create({ name: "x", value: "v", expireTime: new Date(now() - 1_000) }), "expire_time"],
+      [() => client.secrets.create({ name: "x", value: "v", expireTime: new Date(now() + 36_501 * DAY_MS) }), "expire_time"],
+      [() => client.secrets.create({ name: "x", value: "v", ttlSeconds: 0 }), "ttl"],
+      [() => client.secrets.create({ name: "x", value: "v", ttlSeconds: 36_501 * 86_400 }), "ttl"],
+    ];
+    for (const [call, field] of cases) {
+      expect(await expectSecretsError(call)).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "INVALID_ARGUMENT", metadata: { field } });
+    }
+    expect(await all(client.secrets.list())).toEqual([]);
+  });
+
+  it("at its expiry a secret goes to the recovery bin, and restore brings it back", async () => {
+    const client = await svc.connectClient("sdk-expired");
+    const value = randomValue("expiring");
+    const created = await client.secrets.create({ name: "expiring", value, ttlSeconds: 60 });
+    clockOffsetMs += 61_000;
+    await svc.service.runLifecycleJobs();
+
+    expect(await expectSecretsError(() => client.secrets.get("expiring"))).toMatchObject({ reason: "SECRET_NOT_FOUND" });
+    const [binned] = await all(client.secrets.list({ deleted: true }));
+    expect(binned).toMatchObject({ id: created.id, name: "expiring" });
+    expect(binned?.deleteTime?.getTime()).toBeGreaterThanOrEqual(created.expireTime?.getTime() ?? Number.NaN);
+
+    const restored = await client.secrets.restore({ id: created.id });
+    expect(restored).toMatchObject({ id: created.id, version: 1 });
+    // Its expiry has passed, so the restored secret no longer expires (else the next pass would bin it again).
+    expect(restored.expireTime).toBeUndefined();
+    expect(await client.secrets.access("expiring")).toMatchObject({ value });
+    await svc.service.runLifecycleJobs();
+    expect(await client.secrets.get("expiring")).toMatchObject({ id: created.id });
+  });
+});
+
+describe("rotation schedules", () => {
+  it("create and update set a schedule, null removes it; a passed time is due until a new value is written", async () => {
+    const client = await svc.connectClient("sdk-rotation");
+    const before = now();
+    const daily = await client.secrets.create({ name: "daily", value: randomValue("daily"), rotation: { periodSeconds: 86_400 } });
+    const after = now();
+    expect(daily.rotation?.periodSeconds).toBe(86_400);
+    expect(daily.rotation?.nextRotationTime.getTime()).toBeGreaterThanOrEqual(before + DAY_MS);
+    expect(daily.rotation?.nextRotationTime.getTime()).toBeLessThanOrEqual(after + DAY_MS);
+    expect(daily.rotation?.dueTime).toBeUndefined();
+    const first = new Date(now() + HOUR_MS);
+    const hourly = await client.secrets.create({ name: "hourly", value: randomValue("h1"), rotation: { periodSeconds: 7_200, nextRotationTime: first } });
+    expect(hourly.rotation).toEqual({ periodSeconds: 7_200, nextRotationTime: first });
+
+    const due = async () => (await all(client.secrets.list({ rotationDue: true }))).map((s) => s.name);
+    expect(await due()).toEqual([]);
+
+    clockOffsetMs += HOUR_MS + 1_000;
+    expect(await due()).toEqual(["hourly"]);
+    await svc.service.runLifecycleJobs();
+    const reminded = await client.secrets.get("hourly");
+    expect(reminded.rotation?.dueTime?.getTime()).toBeGreaterThanOrEqual(first.getTime());
+    expect(reminded.rotation?.nextRotationTime).toEqual(new Date(first.getTime() + 7_200_000));
+    expect(await due()).toEqual(["hourly"]);
+
+    const rotated = await client.secrets.update("hourly", { value: randomValue("h2") });
+    expect(rotated.rotation?.dueTime).toBeUndefined();
+    expect(rotated.rotation?.nextRotationTime).toEqual(reminded.rotation?.nextRotationTime);
+    expect(await due()).toEqual([]);
+
+    expect((await client.secrets.update("daily", { rotation: null })).rotation).toBeUndefined();
+    const replaced = await client.secrets.update("hourly", { rotation: { periodSeconds: 3_600 } });
+    expect(replaced.rotation?.periodSeconds).toBe(3_600);
+  });
+
+  it("the service refuses a period under an hour or in fractions of a second, and a first time in the past", async () => {
+    const client = await svc.connectClient("sdk-rotation-bad");
+    const cases: [() => Promise<unknown>, string][] = [
+      [() => client.secrets.create({ name: "x", value: "v", rotation: { periodSeconds: 3_599 } }), "rotation.rotation_period"],
+      [() => client.secrets.create({ name: "x", value: "v", rotation: { periodSeconds: 3_600.5 } }), "rotation.rotation_period"],
+      [() => client.secrets.create({ name: "x", value: "v", rotation: { periodSeconds: 3_600, nextRotationTime: new Date(now() - 1_000) } }), "rotation.next_rotation_time"],
+    ];
+    for (const [call, field] of cases) {
+      expect(await expectSecretsError(call)).toMatchObject({ code: status.INVALID_ARGUMENT, reason: "INVALID_ARGUMENT", metadata: { field } });
+    }
   });
 });
 
