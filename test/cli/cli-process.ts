@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect } from "vitest";
 import { redactSecrets, type SecretsClient } from "@secrets-service/client";
-import { PROJECT_ROOT, startTestService, type TestService } from "../support/fixtures.js";
+import { PROJECT_ROOT, startTestService, type TestService, type TestServiceOptions } from "../support/fixtures.js";
 
 /**
  * The `secrets` CLI from the build (`node dist/cli/main.js`) as a child process,
@@ -83,8 +83,11 @@ export interface CliDeveloper {
   cli(args: string[], input?: string | Buffer): Promise<CliResult>;
 }
 
-/** Starts the fixture before the file's tests (beforeAll) and removes it after them (afterAll). */
-export function useCliFixture(prefix: string): CliFixture {
+/**
+ * Starts the fixture before the file's tests (beforeAll) and removes it after them (afterAll);
+ * `options` go to the service (a clock to move, the lifecycle job run by hand).
+ */
+export function useCliFixture(prefix: string, options: TestServiceOptions = {}): CliFixture {
   const fixture = {
     async developer(id: string, secrets: Record<string, string> = {}): Promise<CliDeveloper> {
       const client = await fixture.svc.connectClient(id);
@@ -96,7 +99,7 @@ export function useCliFixture(prefix: string): CliFixture {
   } as CliFixture;
   beforeAll(async () => {
     fixture.work = mkdtempSync(join(tmpdir(), `secrets-cli-${prefix}-`));
-    fixture.svc = await startTestService();
+    fixture.svc = await startTestService({}, options);
   });
   afterAll(async () => {
     await fixture.svc?.stop();

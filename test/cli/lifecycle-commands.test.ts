@@ -6,7 +6,9 @@ import { expectNoMarkers, runAtTerminal, useCliFixture } from "./cli-process.js"
 // delete --force, expiry and rotation on create, update, get and list, and the
 // flag combinations that are usage errors (exit 2, nothing sent).
 
-const fixture = useCliFixture("lifecycle");
+/** How far the service's clock runs ahead of the real one; a test moves it instead of sleeping. */
+let clockOffsetMs = 0;
+const fixture = useCliFixture("lifecycle", { clock: () => new Date(Date.now() + clockOffsetMs), lifecycleJobs: "manual" });
 
 describe("the recovery bin", () => {
   it("delete says where the secret went; list --deleted shows it; restore by name or id brings it back", { timeout: 120_000 }, async () => {
@@ -88,6 +90,24 @@ describe("expiry and rotation", () => {
     expect(tooOften.code).toBe(1);
     expect(tooOften.stderr).toMatch(/^secrets: INVALID_ARGUMENT \(INVALID_ARGUMENT\): rotation\.rotation_period/);
     expectNoMarkers(listed, [dev.token, "marker-stripe-value-a1b2", "marker-plain-value-c3d4"]);
+  });
+
+  it("a due rotation shows in get and list --rotation-due until a new value is written", { timeout: 120_000 }, async () => {
+    const dev = await fixture.developer("cli-due", { signing_key: "marker-signing-value-e5f6" });
+    expect((await dev.cli(["update", "signing_key", "--rotate-every", "1h"])).code).toBe(0);
+    clockOffsetMs += 3_601_000;
+    await fixture.svc.service.runLifecycleJobs();
+
+    const due = await dev.cli(["list", "--rotation-due"]);
+    expect(due.stdout).toMatch(/^NAME\s+VERSION\s+UPDATED\s+ROTATION\s+DESCRIPTION\n/);
+    expect(due.stdout).toMatch(/^signing_key\s+1\s+\S+ \S+\s+every 1h, next \S+ \S+Z, due since \S+ \S+Z$/m);
+    expect((await dev.cli(["get", "signing_key"])).stdout).toMatch(/^rotation: +every 1h, next \S+ \S+Z, due since \S+ \S+Z$/m);
+    const json = JSON.parse((await dev.cli(["get", "signing_key", "--json"])).stdout) as { rotation: { dueTime?: string } };
+    expect(json.rotation.dueTime).toMatch(/Z$/);
+
+    expect((await dev.cli(["update", "signing_key", "--value-file", "-"], "marker-signing-value-f7a8")).code).toBe(0);
+    expect(await dev.cli(["list", "--rotation-due"])).toMatchObject({ code: 0, stdout: "", stderr: "no secrets\n" });
+    expect((await dev.cli(["get", "signing_key"])).stdout).not.toContain("due since");
   });
 });
 

@@ -78,7 +78,7 @@ export function registerSecretCommands(program: Command, session: Session): void
     program
       .command("update")
       .description(
-        "change a secret: a new value (from stdin when no other change is given) makes a new version; description and metadata are replaced whole",
+        "change a secret: a new value (from stdin when no other change is given) makes a new version; description, metadata, expiry and rotation are replaced whole",
       )
       .argument("<name>", "the secret's name")
       .option("--description <text>", "replace the description")
