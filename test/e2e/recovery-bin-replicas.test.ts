@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { Db } from "../../src/store/db.js";
 import { openPostgres } from "../../src/store/pg-db.js";
@@ -101,7 +102,7 @@ describe("purging the recovery bin from two replicas", () => {
   });
 });
 
-describe.runIf(process.env["DATABASE_URL"])("no stale read on another replica after a bin move or a restore", () => {
+describe.runIf(process.env["DATABASE_URL"])("no stale read on another replica after a bin move, a restore or an expiry", () => {
   let cluster: ReplicaCluster;
   let writer: Replica;
   let reader: Replica;
@@ -134,6 +135,23 @@ describe.runIf(process.env["DATABASE_URL"])("no stale read on another replica af
       });
       await writer.secrets.restoreSecret({ name: "cached" }, t);
       expect((await reader.secrets.accessSecret({ name: "cached" }, t)).value).toBe("v1");
+    }
+  });
+
+  it("an expiry, made by whichever replica's job comes first, is seen on the other as soon as it is made", async () => {
+    const t = await cluster.token(`expiry-${randomUUID()}`);
+    const ttl = { case: "ttl" as const, value: durationFromMs(1_500) };
+    await writer.secrets.createSecret({ name: "short_lived", value: "v1", expiration: ttl }, t);
+    // The reader's cache holds the value (a hit would otherwise serve it for 30 s).
+    expect((await reader.secrets.accessSecret({ name: "short_lived" }, t)).value).toBe("v1");
+    expect((await reader.secrets.resolveSecrets({ names: ["short_lived"] }, t)).values).toEqual({ short_lived: "v1" });
+    const binned = async () => (await writer.secrets.listSecrets({ showDeleted: true }, t)).secrets.length === 1;
+    await vi.waitFor(async () => expect(await binned()).toBe(true), { timeout: 10_000, interval: 50 });
+    for (const call of [
+      () => reader.secrets.accessSecret({ name: "short_lived" }, t),
+      () => reader.secrets.resolveSecrets({ names: ["short_lived"] }, t),
+    ]) {
+      expect((await call().catch((e: CallError) => e)) as CallError).toMatchObject({ code: status.NOT_FOUND });
     }
   });
 });
