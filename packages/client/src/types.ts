@@ -40,7 +40,7 @@ export interface Secret {
 
 /**
  * A rotation schedule. It reminds, it does not rotate: at `nextRotationTime` the
- * service records a ROTATION_DUE audit event and moves the time on by the period.
+ * service records a `RotationDue` audit event and moves the time on by the period.
  */
 export interface Rotation {
   readonly nextRotationTime: Date;
