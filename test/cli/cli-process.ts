@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect } from "vitest";
 import { redactSecrets, type SecretsClient } from "@secrets-service/client";
-import { PROJECT_ROOT, startTestService, type TestService } from "../support/fixtures.js";
+import { PROJECT_ROOT, startTestService, type TestService, type TestServiceOptions } from "../support/fixtures.js";
 
 /**
  * The `secrets` CLI from the build (`node dist/cli/main.js`) as a child process,
@@ -83,8 +83,11 @@ export interface CliDeveloper {
   cli(args: string[], input?: string | Buffer): Promise<CliResult>;
 }
 
-/** Starts the fixture before the file's tests (beforeAll) and removes it after them (afterAll). */
-export function useCliFixture(prefix: string): CliFixture {
+/**
+ * Starts the fixture before the file's tests (beforeAll) and removes it after them (afterAll);
+ * `options` go to the service (a clock to move, the lifecycle job run by hand).
+ */
+export function useCliFixture(prefix: string, options: TestServiceOptions = {}): CliFixture {
   const fixture = {
     async developer(id: string, secrets: Record<string, string> = {}): Promise<CliDeveloper> {
       const client = await fixture.svc.connectClient(id);
@@ -96,7 +99,7 @@ export function useCliFixture(prefix: string): CliFixture {
   } as CliFixture;
   beforeAll(async () => {
     fixture.work = mkdtempSync(join(tmpdir(), `secrets-cli-${prefix}-`));
-    fixture.svc = await startTestService();
+    fixture.svc = await startTestService({}, options);
   });
   afterAll(async () => {
     await fixture.svc?.stop();
@@ -111,4 +114,31 @@ export function cliRunner(
   cwd: string = PROJECT_ROOT,
 ): (args: string[], run?: { env?: Record<string, string>; input?: string }) => Promise<CliResult> {
   return (args, run = {}) => runCli(args, { cwd, env: { ...env, ...run.env }, input: run.input ?? "" });
+}
+
+/**
+ * The CLI at a terminal (a pseudo-terminal from `script`), typing `answer.typed` once
+ * `answer.prompt` is on the screen. Everything the CLI wrote arrives as stdout.
+ */
+export function runAtTerminal(
+  args: readonly string[],
+  env: Record<string, string>,
+  answer: { prompt: string; typed: string },
+): Promise<Pick<CliResult, "code" | "stdout" | "stderr">> {
+  const command = [process.execPath, CLI_MAIN, ...args].map((a) => `'${a}'`).join(" ");
+  return new Promise((resolve, reject) => {
+    const child = spawn("script", ["-qefc", command, "/dev/null"], { env: cliEnv(env), stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let answered = false;
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString("utf8");
+      // Answer once the question is on the screen (readline may follow it with cursor codes).
+      if (!answered && stdout.includes(answer.prompt)) {
+        answered = true;
+        child.stdin.write(answer.typed);
+      }
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr: "" }));
+  });
 }

@@ -200,7 +200,7 @@ describe("a whole session", () => {
     expect(await cli(["destroy-version", "stripe_key", "1", "--yes"])).toMatchObject({ code: 0, stdout: "destroyed version 1 of stripe_key\n" });
     const destroyed = await cli(["access", "stripe_key", "--version", "1"]);
     expect(destroyed).toMatchObject({ code: 1, stdout: "", stderr: "secrets: FAILED_PRECONDITION (VERSION_DESTROYED): this version was destroyed\n" });
-    expect(await cli(["delete", "stripe_key"])).toMatchObject({ code: 0, stdout: "deleted stripe_key\n" });
+    expect(await cli(["delete", "stripe_key"])).toMatchObject({ code: 0, stdout: expect.stringMatching(/^deleted stripe_key: it is in the recovery bin /) });
     const gone = await cli(["get", "stripe_key"]);
     expect(gone).toMatchObject({ code: 1, stdout: "", stderr: "secrets: NOT_FOUND (SECRET_NOT_FOUND): secret not found\n" });
   });

@@ -1,11 +1,10 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROJECT_ROOT, startDevServer, type DevServer } from "../support/fixtures.js";
-import { CLI_MAIN, cliEnv, cliRunner, type CliResult } from "./cli-process.js";
+import { cliRunner, runAtTerminal, type CliResult } from "./cli-process.js";
 
 // The operator's commands as an operator meets them: `node dist/cli/main.js` against
 // a dev-mode server process whose keyring holds k1 and k2, with an operator token
@@ -184,28 +183,9 @@ describe("audit list", () => {
   });
 });
 
-/** The CLI at a terminal (a pseudo-terminal from `script`), typing `typed` at it. */
-function atTerminal(args: string[], typed: string): Promise<Pick<CliResult, "code" | "stdout" | "stderr">> {
-  const command = [process.execPath, CLI_MAIN, ...args].map((a) => `'${a}'`).join(" ");
-  return new Promise((resolve, reject) => {
-    const child = spawn("script", ["-qefc", command, "/dev/null"], {
-      env: cliEnv({ SECRETS_ADDR: server.address, SECRETS_TOKEN: operator }),
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let answered = false;
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString("utf8");
-      // Answer once the question is on the screen (readline may follow it with cursor codes).
-      if (!answered && stdout.includes("to confirm: ")) {
-        answered = true;
-        child.stdin.write(typed);
-      }
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr: "" }));
-  });
-}
+/** The CLI at a terminal as the operator, typing `typed` once it asks for the id. */
+const atTerminal = (args: string[], typed: string) =>
+  runAtTerminal(args, { SECRETS_ADDR: server.address, SECRETS_TOKEN: operator }, { prompt: "to confirm: ", typed });
 
 describe("keys shred", () => {
   const aliceSecrets = async () => JSON.parse((await cli(["list", "--json"], { env: { SECRETS_TOKEN: alice } })).stdout) as unknown[];

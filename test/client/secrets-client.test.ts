@@ -265,6 +265,7 @@ describe("deadlines and retries", () => {
         () => client.secrets.create({ name: "n", value: "v" }),
         () => client.secrets.update("n", { value: "v" }),
         () => client.secrets.delete("n"),
+        () => client.secrets.restore({ name: "n" }),
         () => client.secrets.destroyVersion("n", 1),
       ]) {
         attempts = 0;

@@ -1,12 +1,13 @@
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
   VersionState as ProtoVersionState,
+  type Rotation as ProtoRotation,
   type Secret as ProtoSecret,
   type SecretVersion as ProtoSecretVersion,
 } from "./gen/secrets/v1/secrets_pb.js";
 import { status } from "@grpc/grpc-js";
 import { clientFailure } from "./errors.js";
-import type { JsonObject, Secret, SecretVersion, VersionState } from "./types.js";
+import type { JsonObject, Rotation, Secret, SecretVersion, VersionState } from "./types.js";
 
 /**
  * Generated messages → the SDK's plain objects. Kept apart so that the client
@@ -27,7 +28,25 @@ export function secretOf(message: ProtoSecret | undefined): Secret {
     updatedAt: dateOf(message.updatedAt),
     createdBy: message.createdBy,
     updatedBy: message.updatedBy,
+    // Present only when set, so a secret without them prints and compares as before.
+    ...optionalDate("expireTime", message.expireTime),
+    ...(message.rotation ? { rotation: rotationOf(message.rotation) } : {}),
+    ...optionalDate("deleteTime", message.deleteTime),
+    ...optionalDate("purgeTime", message.purgeTime),
   };
+}
+
+function rotationOf(message: ProtoRotation): Rotation {
+  return {
+    nextRotationTime: dateOf(message.nextRotationTime),
+    periodSeconds: message.rotationPeriod ? durationMs(message.rotationPeriod) / 1_000 : 0,
+    ...optionalDate("dueTime", message.dueTime),
+  };
+}
+
+/** `{ [key]: Date }` when the timestamp is set, else `{}`. */
+function optionalDate<K extends string>(key: K, timestamp: Timestamp | undefined): { [P in K]?: Date } {
+  return (timestamp ? { [key]: timestampDate(timestamp) } : {}) as { [P in K]?: Date };
 }
 
 /** A generated SecretVersion as a plain object. */

@@ -10,12 +10,15 @@ import { createTokenScopes, readToken, type TokenSource } from "./token.js";
 import { createTransport, type TlsOptions, type Transport } from "./transport.js";
 import { createAuditApi, type AuditApi } from "./audit-api.js";
 import { createKeyApi, type KeyApi } from "./key-api.js";
+import { createRequest, deleteRequest, listRequest, restoreRequest, updateRequest } from "./requests.js";
 import { pages, type UnaryCall } from "./unary-call.js";
 import type {
   AccessedSecret,
   CallOptions,
   CreateSecretInput,
+  DeleteSecretInput,
   ListSecretsOptions,
+  RestoreTarget,
   Secret,
   SecretVersion,
   UpdateSecretInput,
@@ -28,7 +31,7 @@ import { createValueCache, type CacheOptions, type ValueCache } from "./value-ca
  *
  * Every call has a deadline (default 10 s, retries included). Calls that only read
  * (get, list pages, access, versions pages, resolve) are retried on UNAVAILABLE with
- * backoff and jitter; calls that write (create, update, delete, destroyVersion) never
+ * backoff and jitter; calls that write (create, update, delete, restore, destroyVersion) never
  * are, since a lost answer does not say whether the write happened. Every failure
  * a call reports is a SecretsError (see errors.ts); anything else thrown inside the
  * SDK is replaced by one with a fixed message. The optional cache (see
@@ -62,16 +65,35 @@ export interface SecretsClientOptions {
 
 /** The calls of SecretService, with plain objects in and out. */
 export interface SecretsApi {
-  /** Creates a secret at version 1; ALREADY_EXISTS (SECRET_EXISTS) if the name is taken. Never retried. */
+  /**
+   * Creates a secret at version 1, with an expiry and a rotation schedule if given;
+   * ALREADY_EXISTS (SECRET_EXISTS) if the name is taken. Never retried.
+   */
   create(input: CreateSecretInput, options?: CallOptions): Promise<Secret>;
   /** A secret's attributes (never its value). */
   get(name: string, options?: CallOptions): Promise<Secret>;
-  /** Every secret that matches, by name, fetching page after page as the iteration goes. */
+  /**
+   * Every secret that matches, by name, fetching page after page as the iteration goes;
+   * with `deleted: true`, the secrets in the recovery bin instead (by name, then id).
+   */
   list(filter?: ListSecretsOptions, options?: CallOptions): AsyncIterable<Secret>;
-  /** Changes value, description or metadata; only a new value makes a new version. Never retried. */
+  /**
+   * Changes value, description, metadata, expiry or rotation schedule (`null` removes
+   * the last two); only a new value makes a new version. Never retried.
+   */
   update(name: string, input: UpdateSecretInput, options?: CallOptions): Promise<Secret>;
-  /** Removes the secret and all its versions. Never retried. */
-  delete(name: string, input?: { expectedVersion?: number }, options?: CallOptions): Promise<void>;
+  /**
+   * Moves the secret and all its versions to the recovery bin, for `recoveryWindowDays`
+   * or the service's default; the name is free at once. `force: true` erases it at once
+   * instead. Never retried.
+   */
+  delete(name: string, input?: DeleteSecretInput, options?: CallOptions): Promise<void>;
+  /**
+   * Brings a secret back from the recovery bin with all its versions: by name (the most
+   * recently deleted of that name) or by id. ALREADY_EXISTS (RESTORE_NAME_TAKEN) while a
+   * live secret holds the name; NOT_FOUND (SECRET_NOT_FOUND) once purged. Never retried.
+   */
+  restore(target: RestoreTarget, options?: CallOptions): Promise<Secret>;
   /** A version's value; the current one when `version` is 0 or absent (the only case the cache serves). */
   access(name: string, input?: { version?: number }, options?: CallOptions): Promise<AccessedSecret>;
   /** Every version of a secret, newest first, page after page. */
@@ -184,39 +206,37 @@ export class SecretsClient {
 
     return {
       create(input, options) {
-        return boundary(client.#write(input.name, m.createSecret, { ...input }, options).then((r) => secretOf(r.secret)));
+        return guarded(() => client.#write(input.name, m.createSecret, createRequest(input), options).then((r) => secretOf(r.secret)));
       },
       get(name, options) {
         return boundary(client.#call(m.getSecret, { name }, true, options).then((r) => secretOf(r.secret)));
       },
       list(filter = {}, options) {
         return pages(async (pageToken) => {
-          const r = await client.#call(
-            m.listSecrets,
-            { pageToken, pageSize: filter.pageSize ?? 0, namePrefix: filter.namePrefix ?? "", metadataFilter: filter.metadataFilter },
-            true,
-            options,
-          );
+          const r = await client.#call(m.listSecrets, listRequest(filter, pageToken), true, options);
           return { items: r.secrets.map(secretOf), next: r.nextPageToken };
         });
       },
       update(name, input, options) {
-        const r = client.#write(
-          name,
-          m.updateSecret,
-          {
-            name,
-            value: input.value,
-            description: input.description,
-            metadata: input.metadata,
-            expectedVersion: input.expectedVersion ?? 0,
-          },
-          options,
-        );
-        return boundary(r.then((answer) => secretOf(answer.secret)));
+        return guarded(() => client.#write(name, m.updateSecret, updateRequest(name, input), options).then((r) => secretOf(r.secret)));
       },
-      async delete(name, input = {}, options) {
-        await client.#write(name, m.deleteSecret, { name, expectedVersion: input.expectedVersion ?? 0 }, options);
+      delete(name, input = {}, options) {
+        return guarded(async () => {
+          await client.#write(name, m.deleteSecret, deleteRequest(name, input), options);
+        });
+      },
+      restore(target, options) {
+        return guarded(async () => {
+          // As #write, but by id the name is known only from the answer; a restore by id whose
+          // answer was lost leaves the cache to its TTL.
+          try {
+            const secret = secretOf((await client.#call(m.restoreSecret, restoreRequest(target), false, options)).secret);
+            client.#cache?.invalidate(secret.name);
+            return secret;
+          } finally {
+            if (target.name !== undefined) client.#cache?.invalidate(target.name);
+          }
+        });
       },
       access(name, input = {}, options) {
         const version = input.version ?? 0;
@@ -255,6 +275,11 @@ function tlsOf(address: ServiceAddress, tls: TlsOptions | undefined): TlsOptions
     return false;
   }
   return tls ?? false;
+}
+
+/** `fn` behind the error boundary, a synchronous throw included (a request that cannot be built). */
+function guarded<T>(fn: () => Promise<T>): Promise<T> {
+  return boundary(new Promise<T>((resolve) => resolve(fn())));
 }
 
 /**

@@ -28,6 +28,34 @@ export interface Secret {
   readonly createdBy: string;
   /** The token `sub` that last changed it. */
   readonly updatedBy: string;
+  /** When the service deletes it into the recovery bin; absent when it never expires. */
+  readonly expireTime?: Date;
+  /** Its rotation schedule; absent when it has none. */
+  readonly rotation?: Rotation;
+  /** In the recovery bin only (`list({ deleted: true })`): when it was deleted. */
+  readonly deleteTime?: Date;
+  /** In the recovery bin only: when the service purges it for good. */
+  readonly purgeTime?: Date;
+}
+
+/**
+ * A rotation schedule. It reminds, it does not rotate: at `nextRotationTime` the
+ * service records a `RotationDue` audit event and moves the time on by the period.
+ */
+export interface Rotation {
+  readonly nextRotationTime: Date;
+  /** The period in seconds (1 hour to 36,500 days). */
+  readonly periodSeconds: number;
+  /** Set while a rotation is due: when it became due. Writing a new value clears it. */
+  readonly dueTime?: Date;
+}
+
+/** A rotation schedule as `create` and `update` take it. */
+export interface RotationInput {
+  /** Whole seconds, 1 hour to 36,500 days. */
+  periodSeconds: number;
+  /** In the future; absent: one period from now. */
+  nextRotationTime?: Date;
 }
 
 /** Whether a version still holds its ciphertext. */
@@ -55,6 +83,11 @@ export interface CreateSecretInput {
   value: string;
   description?: string;
   metadata?: JsonObject;
+  /** When it expires (deleted into the recovery bin): in the future, at most 36,500 days ahead. Not with `ttlSeconds`. */
+  expireTime?: Date;
+  /** Expires this many seconds from now (1 to 36,500 days' worth). Not with `expireTime`. */
+  ttlSeconds?: number;
+  rotation?: RotationInput;
 }
 
 /**
@@ -67,7 +100,26 @@ export interface UpdateSecretInput {
   metadata?: JsonObject;
   /** 0 or absent: no precondition; otherwise the call fails ABORTED (VERSION_MISMATCH) unless it is current. */
   expectedVersion?: number;
+  /** A new expiry time; `null` removes the expiry. Not with `ttlSeconds`. */
+  expireTime?: Date | null;
+  /** A new expiry, this many seconds from now. Not with `expireTime`. */
+  ttlSeconds?: number;
+  /** A new rotation schedule (its due state starts afresh); `null` removes it. */
+  rotation?: RotationInput | null;
 }
+
+/** What `delete` takes. */
+export interface DeleteSecretInput {
+  /** 0 or absent: no precondition; otherwise as in `update`. */
+  expectedVersion?: number;
+  /** Delete at once, skipping the recovery bin: the versions are erased for good. Not with `recoveryWindowDays`. */
+  force?: boolean;
+  /** Days in the recovery bin before the purge, 1 to 365; absent or 0: the service's default. */
+  recoveryWindowDays?: number;
+}
+
+/** Which binned secret `restore` brings back: the most recently deleted one of a name, or one by id. */
+export type RestoreTarget = { name: string; id?: never } | { id: string; name?: never };
 
 /** What `list` filters on. */
 export interface ListSecretsOptions {
@@ -77,6 +129,12 @@ export interface ListSecretsOptions {
   metadataFilter?: JsonObject;
   /** Secrets fetched per call (the server's default is 50, its maximum 500). */
   pageSize?: number;
+  /** List the secrets in the recovery bin (with `deleteTime` and `purgeTime`) instead of the live ones. */
+  deleted?: boolean;
+  /** Only secrets that expire before this time. */
+  expiresBefore?: Date;
+  /** Only secrets whose rotation is due. */
+  rotationDue?: boolean;
 }
 
 /** Per-call options every method accepts as its last argument. */

@@ -1,10 +1,10 @@
-import { InvalidArgumentError, type Command } from "commander";
+import type { Command } from "commander";
 import { SECRET_NAME_PATTERN, type AuditEvent, type ListAuditEventsOptions } from "@secrets-service/client";
 import { CliError } from "../cli-error.js";
 import { formatTable, formatTime, note, printJson, printLine } from "../output.js";
 import { positiveInt } from "../parse-args.js";
 import type { Session } from "../session.js";
-import { durationSeconds } from "./duration.js";
+import { pointInTime } from "./duration.js";
 
 /**
  * `secrets audit list`: the audit trail (AuditService/ListAuditEvents), newest
@@ -78,9 +78,5 @@ export function registerAuditCommands(program: Command, session: Session): void 
 
 /** A point in time: ISO 8601, or a duration before now such as 30m, 12h or 7d. */
 function timeOf(text: string): Date {
-  const agoSeconds = durationSeconds(text);
-  if (agoSeconds !== undefined) return new Date(Date.now() - agoSeconds * 1000);
-  const date = /^\d{4}-\d{2}-\d{2}/.test(text) ? new Date(text) : new Date(Number.NaN);
-  if (Number.isNaN(date.getTime())) throw new InvalidArgumentError("expected an ISO 8601 time (2026-12-06T04:00:00Z) or a duration ago (30m, 12h, 7d)");
-  return date;
+  return pointInTime(text, "ago");
 }
