@@ -59,6 +59,21 @@ const KIND_OF = new Map<number, ChangeKind>(Object.entries(CHANGE_KINDS).map(([k
 
 export function createSecretWatch(deps: SecretWatchDeps): SecretWatch {
   const { db, hub } = deps;
+  /**
+   * Reads of the log in flight, by developer and position: a change wakes every watch
+   * of its developer, and those that stood at the same revision share one query.
+   */
+  const reading = new Map<string, ReturnType<typeof readChanges>>();
+  function readShared(developerId: string, after: number): ReturnType<typeof readChanges> {
+    const key = `${after}:${developerId}`;
+    let read = reading.get(key);
+    if (read === undefined) {
+      read = readChanges(db, developerId, after, PAGE).finally(() => reading.delete(key));
+      reading.set(key, read);
+    }
+    return read;
+  }
+
   return {
     async *watchSecrets(p, input, signal) {
       requireScope(p, "secrets:read");
@@ -91,7 +106,7 @@ export function createSecretWatch(deps: SecretWatchDeps): SecretWatch {
           if (position < compacted || position > revision) throw revisionUnavailable(position, compacted, revision);
         }
         for (;;) {
-          const { changes, compacted } = await readChanges(db, p.developerId, position, PAGE);
+          const { changes, compacted } = await readShared(p.developerId, position);
           // Retention trimmed past this watch, or the developer was shredded: start over.
           if (position < compacted) throw revisionUnavailable(position, compacted, undefined);
           const last = changes.at(-1);
