@@ -42,6 +42,8 @@ export interface Config {
   readonly watchMaxPerReplica: number;
   /** Hours the change log keeps a change (a watch may resume from within them). */
   readonly watchRetentionHours: number;
+  /** Seconds an idle watch waits before a progress response (its keepalive through proxies). */
+  readonly watchProgressSeconds: number;
   readonly tls: { certFile: string; keyFile: string; clientCaFile: string | undefined } | undefined;
   readonly operatorIdentities: readonly string[];
   readonly allowPlaintext: boolean;
@@ -199,6 +201,7 @@ export function loadConfig(env: Env): Config {
     watchMaxPerDeveloper: int("SECRETS_WATCH_MAX_PER_DEVELOPER", 32, 1, 100_000),
     watchMaxPerReplica: int("SECRETS_WATCH_MAX_PER_REPLICA", 10_000, 1, 1_000_000),
     watchRetentionHours: int("SECRETS_WATCH_RETENTION_HOURS", 24, 1, 24 * 365),
+    watchProgressSeconds: int("SECRETS_WATCH_PROGRESS_SECONDS", 30, 1, 3600),
     tls,
     operatorIdentities: Object.freeze((get("SECRETS_OPERATOR_IDENTITIES") ?? "").split(",").map((s) => s.trim()).filter(Boolean)),
     allowPlaintext,

@@ -62,8 +62,6 @@ export interface StartOptions {
   clock?: () => Date;
   /** "manual": the lifecycle job runs only through `runLifecycleJobs` (tests that drive it by hand); default "timer". */
   lifecycleJobs?: "timer" | "manual";
-  /** How long an idle watch waits before a progress response (default 30 s); tests shorten it. */
-  watchProgressMs?: number;
 }
 
 export async function startService(config: Config, options: StartOptions): Promise<RunningService> {
@@ -191,7 +189,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       now: clock,
       scheduled: (at) => lifecycle.wake(at),
       watchHub,
-      ...(options.watchProgressMs === undefined ? {} : { watchProgressMs: options.watchProgressMs }),
+      watchProgressMs: config.watchProgressSeconds * 1000,
       onWatchEventsSent: watchObserver(metrics),
       limits: {
         maxSecrets: config.maxSecretsPerDeveloper,

@@ -57,6 +57,11 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
   const server = new grpc.Server({
     "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
     "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+    // An HTTP/2 ping every minute on every connection: a client that vanished without
+    // closing (a killed pod, a dropped network) loses its connection, and its watches
+    // close, within 80 s.
+    "grpc.keepalive_time_ms": 60_000,
+    "grpc.keepalive_timeout_ms": 20_000,
     interceptors: [
       createCallInterceptor({
         verifier: deps.verifier,

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WatchEventType, WatchSecretsRequestSchema, WatchSecretsResponseSchema, type WatchSecretsResponse } from "../../src/api/gen/secrets/v1/secrets_pb.js";
 import type { Db } from "../../src/store/db.js";
@@ -21,8 +22,14 @@ describe("WatchSecrets", () => {
   let watcher: TestService;
   let extraPool: Db | undefined;
   const clock = { now: Date.now() };
-  const options = { clock: () => new Date(clock.now), lifecycleJobs: "manual" as const, watchProgressMs: 300 };
-  const env = { SECRETS_WRITE_RATE: "0", SECRETS_READ_RATE: "0", SECRETS_WATCH_MAX_PER_DEVELOPER: "3", SECRETS_WATCH_RETENTION_HOURS: "1" };
+  const options = { clock: () => new Date(clock.now), lifecycleJobs: "manual" as const };
+  const env = {
+    SECRETS_WRITE_RATE: "0",
+    SECRETS_READ_RATE: "0",
+    SECRETS_WATCH_MAX_PER_DEVELOPER: "3",
+    SECRETS_WATCH_RETENTION_HOURS: "1",
+    SECRETS_WATCH_PROGRESS_SECONDS: "1",
+  };
 
   beforeAll(async () => {
     writer = await startTestService(env, options);
@@ -89,6 +96,23 @@ describe("WatchSecrets", () => {
     for (const r of seen) expect(toJsonString(WatchSecretsResponseSchema, r)).not.toContain("VALUE-MARKER");
     w.cancel();
     expect(await w.ended).toBeUndefined();
+  });
+
+  it("tells of an expiry (DELETED) and a due rotation (ROTATION_DUE) the lifecycle job makes", async () => {
+    const t = await writer.token(developer());
+    await writer.secrets.createSecret({ name: "short", value: "v", expiration: { case: "ttl", value: durationFromMs(HOUR_MS) } }, t);
+    await writer.secrets.createSecret({ name: "rotated", value: "v", rotation: { rotationPeriod: durationFromMs(HOUR_MS) } }, t);
+    const w = openWatch(watcher.secrets, {}, t);
+    await w.next();
+    clock.now += HOUR_MS;
+    await writer.service.runLifecycleJobs();
+    const events = [...(await nextEvents(w)).events];
+    while (events.length < 2) events.push(...(await nextEvents(w)).events);
+    expect(events.map((e) => [T[e.type], e.name]).sort()).toEqual([
+      ["DELETED", "short"],
+      ["ROTATION_DUE", "rotated"],
+    ]);
+    w.cancel();
   });
 
   it("resumes after a revision with what the log holds, and refuses one it no longer holds or never had", async () => {

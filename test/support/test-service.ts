@@ -102,8 +102,6 @@ export interface TestServiceOptions {
   clock?: () => Date;
   /** StartOptions.lifecycleJobs: "manual" for tests that run the lifecycle job by hand. */
   lifecycleJobs?: "timer" | "manual";
-  /** StartOptions.watchProgressMs. */
-  watchProgressMs?: number;
 }
 
 /** Starts a service over a fresh test database (see the options); `env` adds or overrides settings. */
@@ -152,7 +150,7 @@ export async function startTestService(env: Record<string, string> = {}, options
       ...env,
     });
     const logs = new LogCapture();
-    const service = await startService(config, { log: createLogger(options.logLevel ?? "debug", logs), db, shutdownGraceMs: 2_000, clock: options.clock, lifecycleJobs: options.lifecycleJobs, watchProgressMs: options.watchProgressMs });
+    const service = await startService(config, { log: createLogger(options.logLevel ?? "debug", logs), db, shutdownGraceMs: 2_000, clock: options.clock, lifecycleJobs: options.lifecycleJobs });
     cleanups.push(() => service.stop());
     const address = `127.0.0.1:${service.port}`;
     const clients: { close(): void }[] = [];
