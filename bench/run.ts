@@ -15,6 +15,7 @@ import { migrate } from "../src/store/migrate.js";
 import { machineDelta, sampleMachine, type MachineDelta } from "./machine.js";
 import { describeRewrap, measureRewrap, REWRAP_PHASE, REWRAP_TARGET, rewrapFailed, type RewrapRead, type RewrapReport } from "./rewrap.js";
 import { seedDevelopers, seedSecrets } from "./seed.js";
+import { describeWatch, measureWatch, WATCH_PHASE, WATCH_TARGETS, type WatchReport } from "./watch.js";
 import { percentile, ratioInterval, type Interval } from "./stats.js";
 import type { WorkerResult, WorkerStop, WorkerTask } from "./worker.js";
 
@@ -55,7 +56,7 @@ const args = new Set(argv);
 const QUICK = args.has("--quick");
 const PROFILE = args.has("--profile");
 /** `--profile [SERVER]`: which server runs under the profiler (cache, nocache or strict; default cache). */
-const PROFILED = PROFILE && argv[argv.indexOf("--profile") + 1]?.match(/^(cache|nocache|strict)$/) ? (argv[argv.indexOf("--profile") + 1] as string) : "cache";
+const PROFILED = PROFILE && argv[argv.indexOf("--profile") + 1]?.match(/^(cache|nocache|strict|watch-b)$/) ? (argv[argv.indexOf("--profile") + 1] as string) : "cache";
 /** `--only TEXT`: run only the phases whose name contains TEXT (and the ceilings), e.g. to profile one path. */
 const ONLY = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : undefined;
 /**
@@ -779,6 +780,35 @@ async function main(): Promise<void> {
         await db.close();
       }
     }
+    // Two servers of their own, so that 10,000 open watches weigh on nothing else measured.
+    let watch: WatchReport | undefined;
+    if (!ONLY || WATCH_PHASE.includes(ONLY)) {
+      console.log(`${WATCH_PHASE}:`);
+      try {
+        const env = { ...common, SECRETS_WATCH_MAX_PER_DEVELOPER: "100", SECRETS_WATCH_MAX_PER_REPLICA: "20000" };
+        const writer = await startServer("watch-a", env);
+        servers.push(writer);
+        const watcher = await startServer("watch-b", env);
+        servers.push(watcher);
+        watch = await measureWatch({
+          writer,
+          watcher,
+          token,
+          counts: QUICK ? [1_000] : [1_000, 10_000],
+          writesPerSecond: 20,
+          writeSeconds: QUICK ? 3 : 10,
+          idleSeconds: QUICK ? 5 : 30,
+          log: (line) => console.log(line),
+        });
+        if (watch.delivery.some((d) => d.events < d.writes * 10)) {
+          console.error(`${WATCH_PHASE}: events were lost`);
+          exitCode = 1;
+        }
+      } catch (e) {
+        console.error(`${WATCH_PHASE} failed:`, e);
+        exitCode = 1;
+      }
+    }
     for (const r of results) {
       const ceiling = ceilingOf(results, r);
       if (ceiling) {
@@ -853,6 +883,10 @@ async function main(): Promise<void> {
       ],
       // Unfinished, the figure bounds its rate from above (the keys over the time polled), far below the target.
       [REWRAP_TARGET.name, rewrap?.progress.keysPerSecond, REWRAP_TARGET.keysPerSecond, ">="],
+      [WATCH_TARGETS.delivery1k.name, watch?.delivery.find((d) => d.watches === 1_000)?.p99Ms, WATCH_TARGETS.delivery1k.limit, "<="],
+      [WATCH_TARGETS.delivery10k.name, watch?.delivery.find((d) => d.watches === 10_000)?.p99Ms, WATCH_TARGETS.delivery10k.limit, "<="],
+      [WATCH_TARGETS.idleRss.name, watch?.idle?.watches === 10_000 ? watch.idle.rssMbAdded : undefined, WATCH_TARGETS.idleRss.limit, "<="],
+      [WATCH_TARGETS.idleCpu.name, watch?.idle?.watches === 10_000 ? watch.idle.cpuPercent : undefined, WATCH_TARGETS.idleCpu.limit, "<="],
     ] as const;
 
     // Each ratio target's phase and figure, by round: how far its ratio could move with the machine's noise.
@@ -901,6 +935,7 @@ async function main(): Promise<void> {
           }
         : {}),
       ...(rewrap ? { rewrap } : {}),
+      ...(watch ? { watch } : {}),
       redisScan: { keys: scanned, plaintextValuesFound: leaks.length },
       ...(PROFILE || SERVER_NODE_ARGS.length > 0 ? { profileWindows } : {}),
     };
@@ -911,6 +946,7 @@ async function main(): Promise<void> {
     console.log(`\n${gcTable(results)}\n`);
     if (manyDevelopers.length + warmDevelopers.length > 0) console.log(`${describeMany(results, manyPhases, MANY_DEVELOPERS, manySeedSeconds).join("\n")}\n`);
     if (rewrap) console.log(`${describeRewrap(rewrap, markdownTable).join("\n")}\n`);
+    if (watch) console.log(`${WATCH_PHASE}:\n${describeWatch(watch, markdownTable).join("\n")}\n`);
     for (const t of report.targets) {
       const rounds = spread[t.name];
       const interval = t.interval ? `; 95 % interval ${t.interval.low.toFixed(2)}–${t.interval.high.toFixed(2)}` : "";

@@ -177,7 +177,12 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     if (options.lifecycleJobs !== "manual") lifecycle.start();
     // Stopped before the audit log closes (closers run newest first): every change it made is recorded.
     closers.unshift(() => lifecycle.stop());
-    const watchHub = createWatchHub({ db, maxPerDeveloper: config.watchMaxPerDeveloper, maxPerReplica: config.watchMaxPerReplica });
+    const watchHub = createWatchHub({
+      db,
+      maxPerDeveloper: config.watchMaxPerDeveloper,
+      maxPerReplica: config.watchMaxPerReplica,
+      progressIntervalMs: config.watchProgressSeconds * 1000,
+    });
     await watchHub.start();
     closers.unshift(() => watchHub.close());
     const secrets = createSecretService({
@@ -189,7 +194,6 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       now: clock,
       scheduled: (at) => lifecycle.wake(at),
       watchHub,
-      watchProgressMs: config.watchProgressSeconds * 1000,
       onWatchEventsSent: watchObserver(metrics),
       limits: {
         maxSecrets: config.maxSecretsPerDeveloper,

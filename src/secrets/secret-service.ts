@@ -43,8 +43,6 @@ export interface SecretServiceDeps {
   scheduled?: (at: Date) => void;
   /** This replica's open watches; WatchSecrets is refused UNAVAILABLE without one. */
   watchHub?: WatchHub;
-  /** How long an idle watch waits before a progress response (default 30 s). */
-  watchProgressMs?: number;
   /** Told of the events each watch response sends (metrics). */
   onWatchEventsSent?: (events: number, lagSeconds: readonly number[]) => void;
 }
@@ -75,7 +73,6 @@ export function createSecretService(deps: SecretServiceDeps): SecretService {
       db,
       hub: deps.watchHub ?? noWatches,
       reads: limits.reads,
-      progressIntervalMs: deps.watchProgressMs ?? 30_000,
       ...(deps.onWatchEventsSent ? { onSent: deps.onWatchEventsSent } : {}),
     }),
   };

@@ -47,8 +47,6 @@ export interface SecretWatchDeps {
   db: Db;
   hub: WatchHub;
   reads: RateLimiter;
-  /** How long a watch with nothing to send waits before a progress response (its keepalive). */
-  progressIntervalMs: number;
   /** Told of the events each batch sends and how long after their commit. */
   onSent?: (events: number, lagSeconds: readonly number[]) => void;
 }
@@ -93,7 +91,7 @@ export function createSecretWatch(deps: SecretWatchDeps): SecretWatch {
         (watched === undefined ? name.startsWith(prefix) : watched.has(name)) && (!p.allowlist || p.allowlist.has(name));
 
       // Open first: a change committed after the snapshot or the resume check wakes it.
-      const watch = hub.open(p.developerId);
+      const watch = hub.open(p.developerId, signal);
       try {
         let position: number;
         if (input.startRevision === 0n) {
@@ -119,9 +117,9 @@ export function createSecretWatch(deps: SecretWatchDeps): SecretWatch {
             }
             if (changes.length === PAGE) continue;
           }
-          const reason = await watch.next(deps.progressIntervalMs, signal);
+          const reason = await watch.next();
           if (reason === "aborted") return;
-          // Nothing new for a while: say where the watch stands (its keepalive and resume point).
+          // The progress tick: say where the watch stands (its keepalive through proxies, and a resume point).
           if (reason === "tick") yield { events: [], revision: position };
         }
       } finally {

@@ -11,26 +11,29 @@ import { CHANGES_CHANNEL } from "../store/change-log.js";
  * listening connection was down costs nothing once `resync` has woken every watch.
  */
 export interface WatchHub {
-  /** Starts listening. */
+  /** Starts listening, and the progress ticker. */
   start(): Promise<void>;
-  /** Opens a watch of `developerId`'s changes; RESOURCE_EXHAUSTED (TOO_MANY_WATCHES) past the limits. */
-  open(developerId: string): Watch;
+  /**
+   * Opens a watch of `developerId`'s changes, which ends when `signal` aborts;
+   * RESOURCE_EXHAUSTED (TOO_MANY_WATCHES) past the limits.
+   */
+  open(developerId: string, signal: AbortSignal): Watch;
   /** Watches open on this replica. */
   readonly size: number;
   /** Ends every watch with UNAVAILABLE (SHUTTING_DOWN), refuses new ones, and stops listening. */
   close(): Promise<void>;
 }
 
-/** What a watch waits for next: a change to read, its progress interval, or its caller gone. */
+/** What a watch waits for next: a change to read, the progress ticker, or its caller gone. */
 export type WakeReason = "changed" | "tick" | "aborted";
 
 export interface Watch {
   /**
    * Resolves when the developer's log may hold something new (or did since the last
-   * call), after `tickMs` without that, or when `signal` aborts; rejects when the hub
-   * closes.
+   * call), at the hub's next progress tick, or when the watch's signal aborts;
+   * rejects when the hub closes.
    */
-  next(tickMs: number, signal: AbortSignal): Promise<WakeReason>;
+  next(): Promise<WakeReason>;
   close(): void;
 }
 
@@ -40,11 +43,24 @@ export interface WatchHubDeps {
   maxPerDeveloper: number;
   /** Open watches this replica serves (SECRETS_WATCH_MAX_PER_REPLICA). */
   maxPerReplica: number;
+  /**
+   * How often every waiting watch is ticked to send a progress response
+   * (SECRETS_WATCH_PROGRESS_SECONDS). One timer ticks a slice of the watches at a
+   * time, round the slices once per interval: the responses of a slice leave
+   * together (a few writes per connection), and no burst of all of them holds up the
+   * events behind it.
+   */
+  progressIntervalMs: number;
 }
+
+/** Slices of the watches that the progress ticker takes in turn. */
+const TICK_SLICES = 20;
 
 interface OpenWatch {
   /** Set by a wake that found nobody waiting; the next `next` returns at once. */
   pending: boolean;
+  aborted: boolean;
+  /** Set while `next` waits. */
   wake?: (reason: WakeReason) => void;
   fail?: (error: unknown) => void;
 }
@@ -53,7 +69,11 @@ export function createWatchHub(deps: WatchHubDeps): WatchHub {
   const byDeveloper = new Map<string, Set<OpenWatch>>();
   let size = 0;
   let listener: Listener | undefined;
+  let ticker: NodeJS.Timeout | undefined;
   let closed = false;
+  const slices = Array.from({ length: TICK_SLICES }, () => new Set<OpenWatch>());
+  let nextSlice = 0;
+  let tickSlice = 0;
 
   function wakeDeveloper(developerId: string): void {
     for (const w of byDeveloper.get(developerId) ?? []) wakeOne(w);
@@ -66,6 +86,11 @@ export function createWatchHub(deps: WatchHubDeps): WatchHub {
 
   return {
     async start() {
+      ticker = setInterval(() => {
+        for (const w of slices[tickSlice]!) w.wake?.("tick");
+        tickSlice = (tickSlice + 1) % TICK_SLICES;
+      }, deps.progressIntervalMs / TICK_SLICES);
+      ticker.unref();
       listener = await deps.db.listen(CHANGES_CHANNEL, {
         notify: wakeDeveloper,
         resync: () => {
@@ -74,7 +99,7 @@ export function createWatchHub(deps: WatchHubDeps): WatchHub {
       });
     },
 
-    open(developerId) {
+    open(developerId, signal) {
       if (closed) throw shuttingDown();
       const own = byDeveloper.get(developerId) ?? new Set<OpenWatch>();
       if (own.size >= deps.maxPerDeveloper) {
@@ -87,41 +112,34 @@ export function createWatchHub(deps: WatchHubDeps): WatchHub {
           limit: String(deps.maxPerReplica),
         });
       }
-      const w: OpenWatch = { pending: false };
+      const w: OpenWatch = { pending: false, aborted: signal.aborted };
+      const slice = slices[nextSlice]!;
+      nextSlice = (nextSlice + 1) % TICK_SLICES;
+      slice.add(w);
       own.add(w);
       byDeveloper.set(developerId, own);
       size += 1;
       let open = true;
+      const onAbort = () => {
+        w.aborted = true;
+        w.wake?.("aborted");
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
       return {
-        next(tickMs, signal) {
+        next() {
           if (closed) return Promise.reject(shuttingDown());
-          if (signal.aborted) return Promise.resolve("aborted");
+          if (w.aborted) return Promise.resolve("aborted");
           if (w.pending) {
             w.pending = false;
             return Promise.resolve("changed");
           }
           return new Promise<WakeReason>((resolve, reject) => {
-            const done = () => {
-              clearTimeout(timer);
-              signal.removeEventListener("abort", onAbort);
-              w.wake = undefined;
-              w.fail = undefined;
-            };
-            const onAbort = () => {
-              done();
-              resolve("aborted");
-            };
-            const timer = setTimeout(() => {
-              done();
-              resolve("tick");
-            }, tickMs);
-            signal.addEventListener("abort", onAbort, { once: true });
             w.wake = (reason) => {
-              done();
+              w.wake = w.fail = undefined;
               resolve(reason);
             };
             w.fail = (error) => {
-              done();
+              w.wake = w.fail = undefined;
               reject(error);
             };
           });
@@ -129,6 +147,8 @@ export function createWatchHub(deps: WatchHubDeps): WatchHub {
         close() {
           if (!open) return;
           open = false;
+          signal.removeEventListener("abort", onAbort);
+          slice.delete(w);
           own.delete(w);
           if (own.size === 0 && byDeveloper.get(developerId) === own) byDeveloper.delete(developerId);
           size -= 1;
@@ -142,6 +162,7 @@ export function createWatchHub(deps: WatchHubDeps): WatchHub {
 
     async close() {
       closed = true;
+      clearInterval(ticker);
       for (const watches of byDeveloper.values()) for (const w of watches) w.fail?.(shuttingDown());
       await listener?.close();
     },
