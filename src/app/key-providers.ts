@@ -1,6 +1,5 @@
 import type { Logger } from "pino";
 import { combineKeyProviders, createLocalKeyProvider, parseKeyring, type KeyProvider } from "../crypto/key-provider.js";
-import { createPkcs11KeyProvider, Pkcs11SetupError } from "../crypto/pkcs11-provider.js";
 import { ConfigError, type Config } from "./config.js";
 
 /**
@@ -8,9 +7,10 @@ import { ConfigError, type Config } from "./config.js";
  * process (`keyringText`: SECRETS_MASTER_KEYS / _FILE, or dev mode's generated key) and the keys in
  * a PKCS#11 token (SECRETS_PKCS11_*), either or both. Keyring ids come first, so an empty database
  * records the keyring's first key as active when both are set. Every problem, the token's
- * included (module not loadable, wrong PIN, a label missing), is a one-line ConfigError.
+ * included (module not loadable, wrong PIN, a label missing), is a one-line ConfigError. The
+ * PKCS#11 binding (a native addon) is loaded only when SECRETS_PKCS11_* is set.
  */
-export function createKeyProviders(config: Config, keyringText: string | undefined, log: Logger): KeyProvider {
+export async function createKeyProviders(config: Config, keyringText: string | undefined, log: Logger): Promise<KeyProvider> {
   const providers: KeyProvider[] = [];
   try {
     if (keyringText) {
@@ -25,6 +25,7 @@ export function createKeyProviders(config: Config, keyringText: string | undefin
     }
     const p = config.pkcs11;
     if (p) {
+      const { createPkcs11KeyProvider, Pkcs11SetupError } = await import("../crypto/pkcs11-provider.js");
       try {
         providers.push(
           createPkcs11KeyProvider({

@@ -85,7 +85,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     jwtKey ??= { kind: "hmac", secret: dev.jwtSecret };
   }
   if (!jwtKey) throw new ConfigError("SECRETS_JWT_SECRET or SECRETS_JWT_PUBLIC_KEY is required");
-  const keyProvider = createKeyProviders(config, masterKeys, log);
+  const keyProvider = await createKeyProviders(config, masterKeys, log);
 
   const ownsDb = options.db === undefined;
   const db =
