@@ -13,6 +13,7 @@ import { loadConfig } from "../src/app/config.js";
 import { openPostgres } from "../src/store/pg-db.js";
 import { migrate } from "../src/store/migrate.js";
 import { machineDelta, sampleMachine, type MachineDelta } from "./machine.js";
+import { describeHsmUnwraps, HSM_PHASE, measureHsmUnwraps, type HsmUnwrapReport } from "./hsm-unwraps.js";
 import { describeRewrap, measureRewrap, REWRAP_PHASE, REWRAP_TARGET, rewrapFailed, type RewrapRead, type RewrapReport } from "./rewrap.js";
 import { seedDevelopers, seedSecrets } from "./seed.js";
 import { percentile, ratioInterval, type Interval } from "./stats.js";
@@ -40,6 +41,8 @@ import type { WorkerResult, WorkerStop, WorkerTask } from "./worker.js";
  * with that developer's own token: data keys, tokens and cache entries cold and warm.
  * The key job runs with the servers' defaults unless SECRETS_KEY_JOB_BATCH /
  * SECRETS_KEY_JOB_PAUSE_MS are set in the bench's environment, which passes them on.
+ * Then the PKCS#11 provider's data-key unwraps per second through a SoftHSM2 token, in-process
+ * (bench/hsm-unwraps.ts; skipped where SoftHSM2 is not installed).
  * Ends by scanning Redis for any seeded value in the clear.
  * `--profile [nocache|strict]` runs the cache (or the named) server under `node --cpu-prof` (profiles in
  * bench/results/profiles/; summarize one phase with
@@ -779,6 +782,12 @@ async function main(): Promise<void> {
         await db.close();
       }
     }
+    // In-process, after the servers' phases: the PKCS#11 provider's unwraps (a DEK cache miss with the master key in an HSM).
+    let hsmUnwraps: HsmUnwrapReport | undefined;
+    if (!ONLY || HSM_PHASE.includes(ONLY)) {
+      hsmUnwraps = await measureHsmUnwraps({ seconds: QUICK ? 1 : 5 });
+      console.log(describeHsmUnwraps(hsmUnwraps).join("\n"));
+    }
     for (const r of results) {
       const ceiling = ceilingOf(results, r);
       if (ceiling) {
@@ -901,6 +910,7 @@ async function main(): Promise<void> {
           }
         : {}),
       ...(rewrap ? { rewrap } : {}),
+      ...(hsmUnwraps ? { hsmUnwraps } : {}),
       redisScan: { keys: scanned, plaintextValuesFound: leaks.length },
       ...(PROFILE || SERVER_NODE_ARGS.length > 0 ? { profileWindows } : {}),
     };
@@ -911,6 +921,7 @@ async function main(): Promise<void> {
     console.log(`\n${gcTable(results)}\n`);
     if (manyDevelopers.length + warmDevelopers.length > 0) console.log(`${describeMany(results, manyPhases, MANY_DEVELOPERS, manySeedSeconds).join("\n")}\n`);
     if (rewrap) console.log(`${describeRewrap(rewrap, markdownTable).join("\n")}\n`);
+    if (hsmUnwraps) console.log(`${describeHsmUnwraps(hsmUnwraps).join("\n")}\n`);
     for (const t of report.targets) {
       const rounds = spread[t.name];
       const interval = t.interval ? `; 95 % interval ${t.interval.low.toFixed(2)}–${t.interval.high.toFixed(2)}` : "";
