@@ -132,6 +132,14 @@ export function createPkcs11KeyProvider(options: Pkcs11ProviderOptions): KeyProv
   /** Bumped at each reconnection: a session from an earlier one is closed, never reused. */
   let generation = 0;
   let destroyed = false;
+  /** Operations running on the token; the module is let go only when none is (a call may be on a libuv thread). */
+  let inFlight = 0;
+  let released = false;
+  const releaseWhenIdle = (): void => {
+    if (!destroyed || inFlight > 0 || released) return;
+    released = true;
+    releaseModule(options.modulePath);
+  };
   let retryAt = 0;
   let backoffMs = initialBackoffMs;
   let lastCause: unknown;
@@ -210,6 +218,7 @@ export function createPkcs11KeyProvider(options: Pkcs11ProviderOptions): KeyProv
         }
       }
       let reusable = true;
+      inFlight++;
       try {
         return await op(session, keys);
       } catch (e) {
@@ -220,8 +229,10 @@ export function createPkcs11KeyProvider(options: Pkcs11ProviderOptions): KeyProv
         }
         throw e;
       } finally {
+        inFlight--;
         if (reusable && mine === generation && !destroyed) idle.push(session);
         else closeQuietly(session);
+        releaseWhenIdle();
       }
     } finally {
       givePermit();
@@ -304,7 +315,7 @@ export function createPkcs11KeyProvider(options: Pkcs11ProviderOptions): KeyProv
       keyHandles = undefined;
       for (const session of idle.splice(0)) closeQuietly(session);
       pin.fill(0);
-      releaseModule(options.modulePath);
+      releaseWhenIdle();
     },
   };
 }
