@@ -143,7 +143,7 @@ export function loadConfig(env: Env): Config {
   }
   const pkcs11 = loadPkcs11Config(get, int);
   if (mode === "production" && !masterKeys && !pkcs11) {
-    throw new ConfigError("SECRETS_MASTER_KEYS, SECRETS_MASTER_KEY_FILE or SECRETS_PKCS11_KEYS is required when DATABASE_URL is set");
+    throw new ConfigError("SECRETS_MASTER_KEYS or SECRETS_MASTER_KEY_FILE is required when DATABASE_URL is set (or master keys in an HSM: SECRETS_PKCS11_*)");
   }
 
   const jwtSecret = env["SECRETS_JWT_SECRET"];
