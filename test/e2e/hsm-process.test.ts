@@ -31,7 +31,7 @@ describeWithSoftHsm("HSM master keys, as processes (SoftHSM2)", () => {
       env: { SECRETS_PKCS11_MODULE: SOFTHSM_MODULE, SECRETS_PKCS11_TOKEN_LABEL: token.label, SECRETS_PKCS11_PIN: token.pin, ...env },
     });
 
-  it("`secrets keys hsm-init` creates a non-extractable AES-256 key once; a taken label or a wrong PIN is one line, exit 2", async () => {
+  it("`secrets keys hsm-init` creates a non-extractable AES-256 key once; a taken or unusable label or a wrong PIN is one line, exit 2", async () => {
     const created = await hsmInit("mk-cli");
     expect(created.stderr).toBe("");
     expect(created.code).toBe(0);
@@ -40,6 +40,10 @@ describeWithSoftHsm("HSM master keys, as processes (SoftHSM2)", () => {
     const again = await hsmInit("mk-cli");
     expect(again.code).toBe(2);
     expect(again.stderr).toBe('secrets: a key labelled "mk-cli" already exists in the token: choose another label\n');
+
+    const unusable = await hsmInit("mk:1");
+    expect(unusable.code).toBe(2);
+    expect(unusable.stderr).toBe("secrets: --label must be 1 to 64 of A-Z a-z 0-9 . _ -\n");
 
     const wrongPin = await hsmInit("mk-other", { SECRETS_PKCS11_PIN: "0000-wrong" });
     expect(wrongPin.code).toBe(2);

@@ -125,7 +125,8 @@ function pinFromEnvironment(): string {
  * itself; exported for the tests, which make their master keys with it.
  */
 export async function createHsmMasterKey(o: { modulePath: string; tokenLabel: string; pin: string; label: string }): Promise<void> {
-  if (o.label === "" || o.label.length > 64) throw new CliError("--label must be 1 to 64 characters");
+  // The labels SECRETS_PKCS11_KEYS accepts (src/app/config.ts): a key with any other label could not be configured.
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.label)) throw new CliError("--label must be 1 to 64 of A-Z a-z 0-9 . _ -");
   const { default: pkcs11js } = await import("pkcs11js");
   const code = (e: unknown) => (e instanceof pkcs11js.Pkcs11Error ? e.code : undefined);
   const lib = new pkcs11js.PKCS11();
