@@ -431,6 +431,8 @@ function connect(
       lib.C_Login(session, pkcs11js.CKU_USER, pin.toString("utf8"));
     } catch (e) {
       const code = codeOf(e);
+      // Already logged in: a login belongs to the process, and another session of it holds one, so the
+      // token does not check this PIN again (only possible with two providers on one token in a process).
       if (code !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) {
         if (when === "reconnect") throw e;
         if (code === pkcs11js.CKR_PIN_INCORRECT) throw new Pkcs11SetupError(`${variables.pin} is not the token's user PIN (CKR_PIN_INCORRECT): set the right PIN`);
