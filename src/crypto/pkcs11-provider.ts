@@ -123,7 +123,8 @@ export function createPkcs11KeyProvider(options: Pkcs11ProviderOptions): KeyProv
     releaseModule(options.modulePath);
     throw e;
   }
-  const { slot } = opened;
+  /** Looked up again at each reconnection: a token can come back in another slot (slot ids are not stable). */
+  let slot = opened.slot;
   /** The key handles of the current login; undefined while the token is unusable. */
   let keyHandles: Map<string, Handle> | undefined = opened.keyHandles;
   /** Sessions of the current login, free for the next operation. */
@@ -183,6 +184,7 @@ export function createPkcs11KeyProvider(options: Pkcs11ProviderOptions): KeyProv
     if (keyHandles !== undefined) return keyHandles;
     if (now() < retryAt) throw unavailable(lastCause);
     try {
+      slot = findSlot(lib, options.token, variables);
       const fresh = connect(lib, slot, pin, keyLabels, variables, "reconnect");
       idle.push(fresh.session);
       keyHandles = fresh.keyHandles;
