@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { createHsmMasterKey } from "../src/cli/commands/key-commands.js";
 import { KeyBytes } from "../src/crypto/key-bytes.js";
 import { createLocalKeyProvider, type KeyProvider } from "../src/crypto/key-provider.js";
+import { keyClient } from "./rewrap.js";
 
 /**
  * The "data-key unwraps through the HSM" phase: how many data keys per second the PKCS#11 provider
@@ -27,30 +28,76 @@ export interface HsmUnwrapRate {
 
 export type HsmUnwrapReport = { skipped: string } | { sessions: number; rates: HsmUnwrapRate[] };
 
-/** Measures for `seconds` per provider and concurrency; skipped (with the reason) where SoftHSM2 is not installed. */
-export async function measureHsmUnwraps(options: { seconds: number; sessions?: number }): Promise<HsmUnwrapReport> {
+/** A SoftHSM2 token in a temporary directory with one master key, and the settings that select it. */
+export interface BenchToken {
+  /** SECRETS_PKCS11_* for a server (master key id `h1`); SOFTHSM2_CONF is set in this process's environment. */
+  env: Record<string, string>;
+  label: string;
+  pin: string;
+  keyLabel: string;
+  /** Removes the token and restores SOFTHSM2_CONF. */
+  close(): void;
+}
+
+/**
+ * Creates the token (or says why not: SoftHSM2 is not installed). Sets SOFTHSM2_CONF for this process
+ * and the servers it starts: SoftHSM2 reads it when a process first initializes the module.
+ */
+export async function createBenchToken(): Promise<BenchToken | { skipped: string }> {
   if (!existsSync(SOFTHSM_MODULE) || spawnSync("softhsm2-util", ["--version"]).status !== 0) {
     return { skipped: "SoftHSM2 is not installed (apt-get install -y softhsm2)" };
   }
-  const sessions = options.sessions ?? 4;
   const dir = mkdtempSync(join(tmpdir(), "bench-softhsm-"));
   const previousConf = process.env["SOFTHSM2_CONF"];
-  const providers: KeyProvider[] = [];
+  const close = () => {
+    if (previousConf === undefined) delete process.env["SOFTHSM2_CONF"];
+    else process.env["SOFTHSM2_CONF"] = previousConf;
+    rmSync(dir, { recursive: true, force: true });
+  };
   try {
     mkdirSync(join(dir, "tokens"));
-    process.env["SOFTHSM2_CONF"] = join(dir, "softhsm2.conf");
-    writeFileSync(process.env["SOFTHSM2_CONF"], `directories.tokendir = ${join(dir, "tokens")}\nlog.level = ERROR\n`);
+    const conf = join(dir, "softhsm2.conf");
+    writeFileSync(conf, `directories.tokendir = ${join(dir, "tokens")}\nlog.level = ERROR\n`);
+    process.env["SOFTHSM2_CONF"] = conf;
+    const label = "bench";
     const pin = randomBytes(8).toString("hex");
-    const init = spawnSync("softhsm2-util", ["--init-token", "--free", "--label", "bench", "--pin", pin, "--so-pin", randomBytes(8).toString("hex")]);
-    if (init.status !== 0) return { skipped: `softhsm2-util --init-token failed (exit ${init.status})` };
-    await createHsmMasterKey({ modulePath: SOFTHSM_MODULE, tokenLabel: "bench", pin, label: "bench-mk" });
+    const init = spawnSync("softhsm2-util", ["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", randomBytes(8).toString("hex")]);
+    if (init.status !== 0) {
+      close();
+      return { skipped: `softhsm2-util --init-token failed (exit ${init.status})` };
+    }
+    const keyLabel = "bench-mk";
+    await createHsmMasterKey({ modulePath: SOFTHSM_MODULE, tokenLabel: label, pin, label: keyLabel });
+    return {
+      env: { SECRETS_PKCS11_MODULE: SOFTHSM_MODULE, SECRETS_PKCS11_TOKEN_LABEL: label, SECRETS_PKCS11_PIN: pin, SECRETS_PKCS11_KEYS: `h1:${keyLabel}` },
+      label,
+      pin,
+      keyLabel,
+      close,
+    };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+/**
+ * Measures for `seconds` per provider and concurrency, on `token` or a token of its own; skipped
+ * (with the reason) where SoftHSM2 is not installed.
+ */
+export async function measureHsmUnwraps(options: { seconds: number; sessions?: number; token?: BenchToken }): Promise<HsmUnwrapReport> {
+  const token = options.token ?? (await createBenchToken());
+  if ("skipped" in token) return token;
+  const sessions = options.sessions ?? 4;
+  const providers: KeyProvider[] = [];
+  try {
     // Loaded here, after SOFTHSM2_CONF is set: the module reads it when it is first initialized.
     const { createPkcs11KeyProvider } = await import("../src/crypto/pkcs11-provider.js");
     const hsm = createPkcs11KeyProvider({
       modulePath: SOFTHSM_MODULE,
-      token: { label: "bench" },
-      pin: KeyBytes.from(Buffer.from(pin)),
-      keys: new Map([["h1", "bench-mk"]]),
+      token: { label: token.label },
+      pin: KeyBytes.from(Buffer.from(token.pin)),
+      keys: new Map([["h1", token.keyLabel]]),
       sessions,
     });
     providers.push(hsm);
@@ -67,9 +114,28 @@ export async function measureHsmUnwraps(options: { seconds: number; sessions?: n
     return { sessions, rates };
   } finally {
     for (const provider of providers) provider.destroy();
-    if (previousConf === undefined) delete process.env["SOFTHSM2_CONF"];
-    else process.env["SOFTHSM2_CONF"] = previousConf;
-    rmSync(dir, { recursive: true, force: true });
+    if (options.token === undefined) token.close();
+  }
+}
+
+/**
+ * `--hsm`: makes the token's key (`h1`) the active master key through RotateMasterKey, and waits
+ * until every data key is rewrapped under it, so that the phases after it run on data keys the HSM
+ * wraps: their DEK cache misses unwrap through it, their hits do not.
+ */
+export async function activateHsmKey(address: string, operatorToken: string, log: (line: string) => void): Promise<void> {
+  const keys = keyClient(address);
+  try {
+    const rotated = await keys.call("rotateMasterKey", { keyId: "h1" }, operatorToken, 60_000);
+    log(`--hsm: master key h1 (SoftHSM2) is active; ${rotated.dataKeysToRewrap} data keys to rewrap`);
+    const deadline = performance.now() + 600_000;
+    while ((await keys.call("getKeyStatus", {}, operatorToken, 10_000)).dataKeysToRewrap > 0n) {
+      if (performance.now() > deadline) throw new Error("--hsm: the rewrap under h1 did not finish in 10 minutes");
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    log("--hsm: every data key is wrapped under h1");
+  } finally {
+    keys.close();
   }
 }
 
