@@ -116,6 +116,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       // Both are created below; Prometheus scrapes only after start-up.
       auditQueueDepth: () => auditLog.queueDepth,
       keyJobsPending: () => keys.pendingJobs(),
+      keyProviderUp: async () => (await keyProvider.health()).ok,
     });
     const dataKeys = createDataKeys({ db, keyProvider, cache: dekCache });
     const cache = await createCache(config, db, log, cacheObserver(metrics), () => loadCacheEntryKey(dataKeys));

@@ -21,13 +21,15 @@ export interface MetricsSources {
   auditQueueDepth?: () => number;
   /** Data keys awaiting rewrap under the active master key, and values awaiting re-encryption. */
   keyJobsPending?: () => Promise<{ rewrap: number; reencrypt: number }>;
+  /** Whether every master-key provider can wrap and unwrap now (an HSM: a logged-in session answers). */
+  keyProviderUp?: () => Promise<boolean>;
 }
 
 export function createMetrics(sources: MetricsSources = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const dekSize = sources.dekCacheSize;
-  const { poolStats, auditQueueDepth, keyJobsPending } = sources;
+  const { poolStats, auditQueueDepth, keyJobsPending, keyProviderUp } = sources;
   new Gauge({
     name: "secrets_db_pool_connections",
     help: "Postgres pool connections by state (total, idle, waiting requests)",
@@ -59,6 +61,14 @@ export function createMetrics(sources: MetricsSources = {}): Metrics {
       const p = await keyJobsPending();
       this.set({ job: "rewrap" }, p.rewrap);
       this.set({ job: "reencrypt" }, p.reencrypt);
+    },
+  });
+  new Gauge({
+    name: "secrets_key_provider_up",
+    help: "1 when every master-key provider can wrap and unwrap (for an HSM: a logged-in session answers), else 0; a scrape also lets an HSM reconnect",
+    registers: [registry],
+    async collect() {
+      if (keyProviderUp) this.set((await keyProviderUp()) ? 1 : 0);
     },
   });
   return {

@@ -26,9 +26,9 @@ describeWithSoftHsm("master keys in an HSM (SoftHSM2)", () => {
   const running: TestService[] = [];
 
   /** A service on the shared database: `keyring` for SECRETS_MASTER_KEYS ("" for none), `hsmKeys` id → label. */
-  async function start(keyring: string, hsmKeys: Record<string, string>): Promise<TestService> {
+  async function start(keyring: string, hsmKeys: Record<string, string>, env: Record<string, string> = {}): Promise<TestService> {
     const service = await startTestService(
-      { SECRETS_MASTER_KEYS: keyring, ...token.env(hsmKeys), SECRETS_KEY_JOB_BATCH: "2", SECRETS_KEY_JOB_PAUSE_MS: "50" },
+      { SECRETS_MASTER_KEYS: keyring, ...token.env(hsmKeys), SECRETS_KEY_JOB_BATCH: "2", SECRETS_KEY_JOB_PAUSE_MS: "50", ...env },
       { database: { db: t.db, url: t.url ?? "" }, masterKeys: keyring, jwtSecret, logLevel: "info" },
     );
     running.push(service);
@@ -162,7 +162,7 @@ describeWithSoftHsm("master keys in an HSM (SoftHSM2)", () => {
 
   it("the token's sessions closed mid-run: cache hits keep serving, a miss fails UNAVAILABLE with a reason, then it recovers by itself", async () => {
     // A replica that has not read developer 1 yet, so developer 1's data key is a miss for it.
-    const d = await start("", { h1: "mk-a", h2: "mk-b" });
+    const d = await start("", { h1: "mk-a", h2: "mk-b" }, { SECRETS_METRICS_ADDR: "127.0.0.1:0" });
     await readAll(d, [0]);
 
     const lib = moduleHandle();
@@ -190,6 +190,8 @@ describeWithSoftHsm("master keys in an HSM (SoftHSM2)", () => {
     expect(log).toContain("HSM unusable");
     expect(log).toContain("HSM usable again");
     expect(log).not.toContain(token.pin);
+    const scraped = await (await fetch(`http://127.0.0.1:${d.service.metricsPort}/metrics`)).text();
+    expect(scraped).toMatch(/^secrets_key_provider_up 1$/m);
     await stop(d);
   });
 });
