@@ -105,6 +105,16 @@ describeWithSoftHsm("PKCS#11 key provider (SoftHSM2)", () => {
     expect(await provider.health()).toEqual({ ok: true });
   });
 
+  it("finds the token by slot id as well as by label", async () => {
+    const lib = moduleHandle();
+    const slotId = Number(slotOf(lib, token.label).readBigUInt64LE(0));
+    const bySlot = open({ token: { slot: slotId } });
+    const context = { developerId: "dev_slot", dekVersion: 1 };
+    const dek = KeyBytes.random();
+    expect((await bySlot.unwrap("h1", await open().wrap("h1", dek, context), context)).equals(dek)).toBe(true);
+    expect(setupError({ token: { slot: slotId + 1 }, variables: { token: "SECRETS_PKCS11_SLOT" } })).toMatch(/^SECRETS_PKCS11_SLOT names no slot with a token/);
+  });
+
   it("reproduces the local provider's frozen vector inside the token, both ways", async () => {
     const nonce = Buffer.from(NONCE_HEX, "hex");
     const provider = open({ keys: new Map([["k1", "frozen"]]), randomBytes: () => Buffer.from(nonce) });
