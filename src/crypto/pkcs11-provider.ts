@@ -14,7 +14,8 @@
  * device gone), that call and every call until the next reconnection attempt fail UNAVAILABLE
  * (BACKEND_UNAVAILABLE), never INTERNAL. The first call after a back-off (doubling up to a bound)
  * reconnects: a new session, a login, and the keys found again by label, since object handles do
- * not outlive a logout. Nothing else retries, so the pool recovers by itself as traffic comes.
+ * not outlive a logout. There is no timer: the next call or health probe (each metrics scrape)
+ * reconnects, so the pool recovers by itself.
  */
 import { randomBytes as systemRandomBytes } from "node:crypto";
 import { Buffer } from "node:buffer";
