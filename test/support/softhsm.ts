@@ -2,8 +2,9 @@
  * A real SoftHSM2 token for tests, in a temporary directory.
  *
  * SoftHSM reads SOFTHSM2_CONF once, when a process first initializes the module, so every token of
- * one test process lives in one directory made here; a test file creates the tokens it needs before
- * it starts a provider (tokens created later may not be seen by the running module).
+ * one test process lives in one directory made here (removed after the file's tests); a test file
+ * creates the tokens it needs before it starts a provider (tokens created later may not be seen by
+ * the running module).
  *
  * Suites using it run under `describeWithSoftHsm`: skipped where SoftHSM2 is not installed, except
  * in CI (`CI=true`, .ci/run installs it), where a missing SoftHSM2 fails them instead.
@@ -13,7 +14,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, it } from "vitest";
+import { afterAll, describe, it } from "vitest";
 import pkcs11js from "pkcs11js";
 import { createHsmMasterKey } from "../../src/cli/commands/key-commands.js";
 
@@ -41,6 +42,11 @@ export function describeWithSoftHsm(name: string, fn: () => void): void {
 
 let tokenDir: string | undefined;
 
+// Registered on the root suite of every test file that imports this module: the tokens go with the file.
+afterAll(() => {
+  if (tokenDir !== undefined) rmSync(tokenDir, { recursive: true, force: true });
+});
+
 /** This process's token directory and config, made on first use and removed at exit. */
 function softHsmConfig(): string {
   if (tokenDir === undefined) {
@@ -49,7 +55,6 @@ function softHsmConfig(): string {
     mkdirSync(join(dir, "tokens"));
     writeFileSync(join(dir, "softhsm2.conf"), `directories.tokendir = ${join(dir, "tokens")}\nobjectstore.backend = file\nlog.level = ERROR\n`);
     process.env["SOFTHSM2_CONF"] = join(dir, "softhsm2.conf");
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
     tokenDir = dir;
   }
   return process.env["SOFTHSM2_CONF"] as string;
