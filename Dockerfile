@@ -9,6 +9,8 @@
 # from: npm ci links it into node_modules, so its package.json comes first and its
 # built dist/ goes into the image beside the server's.
 FROM node:20-bookworm-slim AS build
+# pkcs11js, the HSM key provider's binding, compiles a native addon at install: node-gyp needs these.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/client/package.json ./packages/client/
@@ -20,6 +22,8 @@ COPY src ./src
 RUN npm run build
 
 FROM node:20-bookworm-slim AS deps
+# pkcs11js, the HSM key provider's binding, compiles a native addon at install: node-gyp needs these.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/client/package.json ./packages/client/

@@ -457,8 +457,8 @@ function rewrapsInLog(logFile: string, offset: number): number {
 
 type KeyMethods = (typeof KeyService)["method"];
 
-/** A small promise client for the KeyService calls this phase makes, over loopback. */
-function keyClient(address: string) {
+/** A small promise client for the KeyService calls the bench makes, over loopback. */
+export function keyClient(address: string) {
   const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(KeyService), KeyService.typeName);
   const raw = new Ctor(address, grpc.credentials.createInsecure(), {});
   return {

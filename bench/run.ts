@@ -13,6 +13,7 @@ import { loadConfig } from "../src/app/config.js";
 import { openPostgres } from "../src/store/pg-db.js";
 import { migrate } from "../src/store/migrate.js";
 import { machineDelta, sampleMachine, type MachineDelta } from "./machine.js";
+import { activateHsmKey, createBenchToken, describeHsmUnwraps, HSM_PHASE, measureHsmUnwraps, type BenchToken, type HsmUnwrapReport } from "./hsm-unwraps.js";
 import { describeRewrap, measureRewrap, REWRAP_PHASE, REWRAP_TARGET, rewrapFailed, type RewrapRead, type RewrapReport } from "./rewrap.js";
 import { seedDevelopers, seedSecrets } from "./seed.js";
 import { describeWatch, measureWatch, WATCH_PHASE, WATCH_TARGETS, type WatchReport } from "./watch.js";
@@ -41,6 +42,9 @@ import type { WorkerResult, WorkerStop, WorkerTask } from "./worker.js";
  * with that developer's own token: data keys, tokens and cache entries cold and warm.
  * The key job runs with the servers' defaults unless SECRETS_KEY_JOB_BATCH /
  * SECRETS_KEY_JOB_PAUSE_MS are set in the bench's environment, which passes them on.
+ * Then the PKCS#11 provider's data-key unwraps per second through a SoftHSM2 token, in-process
+ * (bench/hsm-unwraps.ts; skipped where SoftHSM2 is not installed). `--hsm` runs every server phase
+ * with a SoftHSM2 master key active (see HSM below).
  * Ends by scanning Redis for any seeded value in the clear.
  * `--profile [nocache|strict]` runs the cache (or the named) server under `node --cpu-prof` (profiles in
  * bench/results/profiles/; summarize one phase with
@@ -65,6 +69,13 @@ const ONLY = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : undefi
  * interleaved with this build's, for a before/after comparison within one run.
  */
 const BASELINE = argv.includes("--baseline") ? argv[argv.indexOf("--baseline") + 1] : undefined;
+/**
+ * `--hsm`: the servers also hold a master key in a SoftHSM2 token (bench/hsm-unwraps.ts), made active
+ * before the phases, so data keys are wrapped in the HSM: what the cache-hit targets are worth with
+ * the HSM provider configured. The rewrap phase (which seeds with the keyring) is skipped.
+ */
+const HSM = args.has("--hsm");
+if (HSM && BASELINE) throw new Error("--hsm and --baseline do not go together: a baseline build's servers lack the HSM key, so it cannot be activated");
 /**
  * `--server-node-args "ARGS"`: extra node options for the cache server of this build
  * (space-separated), e.g. `--perf-prof` so that `perf record -k mono -p PID` and
@@ -586,6 +597,7 @@ async function main(): Promise<void> {
   const warmDevelopers = !ONLY || MANY_WARM_PHASE.includes(ONLY) ? population("warm") : [];
   let manySeedSeconds: number | undefined;
   let exitCode = 0;
+  let benchToken: BenchToken | undefined;
 
   try {
     const db = await openPostgres(dbUrl.toString(), { maxConnections: MANY_SEED.concurrency });
@@ -610,7 +622,13 @@ async function main(): Promise<void> {
     // measured is the service, not its protection (test/e2e/limits.test.ts covers that).
     // So is the quota: a full run's creates pass the default 10,000 secrets of one
     // developer (they did, at 800 creates/s, and every call after was QUOTA_EXCEEDED).
+    if (HSM) {
+      const created = await createBenchToken();
+      if ("skipped" in created) throw new Error(`--hsm: ${created.skipped}`);
+      benchToken = created;
+    }
     const common = {
+      ...benchToken?.env,
       DATABASE_URL: dbUrl.toString(),
       SECRETS_MASTER_KEYS: masterKeys,
       SECRETS_JWT_SECRET: jwtSecret,
@@ -645,6 +663,11 @@ async function main(): Promise<void> {
     for (const dev of manyDevelopers) manyTokens.push(await token(dev));
     const warmTokens: string[] = [];
     for (const dev of warmDevelopers) warmTokens.push(await token(dev));
+
+    if (benchToken) {
+      const operator = await mintHs256Token(secret, { subject: "bench-operator", scopes: ["secrets:operator"], ttlSeconds: 3_600 });
+      await activateHsmKey(cached.address, operator, (line) => console.log(line));
+    }
 
     // Ten secrets for the hit and resolve phases, created through the API.
     const setup = await workers.run(0, {
@@ -736,7 +759,8 @@ async function main(): Promise<void> {
 
     // After every other phase: it leaves k2 active and the data keys rewrapped.
     let rewrap: RewrapReport | undefined;
-    if (!ONLY || REWRAP_PHASE.includes(ONLY)) {
+    if (HSM) console.log(`${REWRAP_PHASE}: skipped with --hsm`);
+    else if (!ONLY || REWRAP_PHASE.includes(ONLY)) {
       console.log(`${REWRAP_PHASE}:`);
       // 64 in flight in all, as the other phases' reads, on two replicas: hits (Redis and the
       // in-memory data key) and misses (Postgres, where the rewrap works too).
@@ -808,6 +832,12 @@ async function main(): Promise<void> {
         console.error(`${WATCH_PHASE} failed:`, e);
         exitCode = 1;
       }
+    }
+    // In-process, after the servers' phases: the PKCS#11 provider's unwraps (a DEK cache miss with the master key in an HSM).
+    let hsmUnwraps: HsmUnwrapReport | undefined;
+    if (!ONLY || HSM_PHASE.includes(ONLY)) {
+      hsmUnwraps = await measureHsmUnwraps({ seconds: QUICK ? 1 : 5, ...(benchToken ? { token: benchToken } : {}) });
+      console.log(describeHsmUnwraps(hsmUnwraps).join("\n"));
     }
     for (const r of results) {
       const ceiling = ceilingOf(results, r);
@@ -909,6 +939,7 @@ async function main(): Promise<void> {
     const report = {
       when: new Date().toISOString(),
       quick: QUICK,
+      hsm: HSM,
       rounds: ROUNDS,
       readRoundsAt64: READ_ROUNDS_AT_64,
       segmentSeconds: SEGMENT_MS / 1000,
@@ -936,6 +967,7 @@ async function main(): Promise<void> {
         : {}),
       ...(rewrap ? { rewrap } : {}),
       ...(watch ? { watch } : {}),
+      ...(hsmUnwraps ? { hsmUnwraps } : {}),
       redisScan: { keys: scanned, plaintextValuesFound: leaks.length },
       ...(PROFILE || SERVER_NODE_ARGS.length > 0 ? { profileWindows } : {}),
     };
@@ -947,6 +979,7 @@ async function main(): Promise<void> {
     if (manyDevelopers.length + warmDevelopers.length > 0) console.log(`${describeMany(results, manyPhases, MANY_DEVELOPERS, manySeedSeconds).join("\n")}\n`);
     if (rewrap) console.log(`${describeRewrap(rewrap, markdownTable).join("\n")}\n`);
     if (watch) console.log(`${WATCH_PHASE}:\n${describeWatch(watch, markdownTable).join("\n")}\n`);
+    if (hsmUnwraps) console.log(`${describeHsmUnwraps(hsmUnwraps).join("\n")}\n`);
     for (const t of report.targets) {
       const rounds = spread[t.name];
       const interval = t.interval ? `; 95 % interval ${t.interval.low.toFixed(2)}–${t.interval.high.toFixed(2)}` : "";
@@ -987,6 +1020,7 @@ async function main(): Promise<void> {
     for (const s of servers) s.child.kill("SIGTERM");
     await Promise.all(servers.map((s) => (s.child.exitCode !== null ? undefined : new Promise((r) => s.child.once("exit", r)))));
     for (const s of servers) rmSync(s.logFile, { force: true });
+    benchToken?.close();
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
   }

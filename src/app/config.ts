@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { KeyBytes } from "../crypto/key-bytes.js";
 import type { VerificationKey } from "../auth/token-verifier.js";
 import { MIN_HMAC_SECRET_BYTES } from "../auth/token-verifier.js";
 import { MAX_RECOVERY_WINDOW_DAYS } from "../secrets/validation.js";
@@ -28,6 +29,8 @@ export interface Config {
   readonly masterKeys: string | undefined;
   /** Which variable the keyring came from, for error messages. */
   readonly masterKeysSource: string;
+  /** Master keys in a PKCS#11 token (SECRETS_PKCS11_*); alongside or instead of the keyring. */
+  readonly pkcs11: Pkcs11Config | undefined;
   /** Unset only in dev mode, where a secret is generated into the data directory. */
   readonly jwtKey: VerificationKey | undefined;
   readonly jwtAudience: string | undefined;
@@ -59,6 +62,20 @@ export interface Config {
   readonly maxSecretsPerDeveloper: number;
   readonly readRatePerSecond: number;
   readonly writeRatePerSecond: number;
+}
+
+/** SECRETS_PKCS11_*: the module, the token, its user PIN and which key label each master key id names. */
+export interface Pkcs11Config {
+  readonly modulePath: string;
+  readonly token: { readonly label: string } | { readonly slot: number };
+  /** The variable the token came from (SECRETS_PKCS11_TOKEN_LABEL or SECRETS_PKCS11_SLOT), for errors. */
+  readonly tokenSource: string;
+  /** The user PIN, in the type that prints as [REDACTED]. */
+  readonly pin: KeyBytes;
+  readonly pinSource: string;
+  /** Master key id → key label, in the order given. */
+  readonly keys: ReadonlyMap<string, string>;
+  readonly sessions: number;
 }
 
 /** A configuration problem; the message names the variable. */
@@ -131,8 +148,9 @@ export function loadConfig(env: Env): Config {
       throw new ConfigError("SECRETS_MASTER_KEY_FILE cannot be read");
     }
   }
-  if (mode === "production" && !masterKeys) {
-    throw new ConfigError("SECRETS_MASTER_KEYS or SECRETS_MASTER_KEY_FILE is required when DATABASE_URL is set");
+  const pkcs11 = loadPkcs11Config(get, int);
+  if (mode === "production" && !masterKeys && !pkcs11) {
+    throw new ConfigError("SECRETS_MASTER_KEYS or SECRETS_MASTER_KEY_FILE is required when DATABASE_URL is set (or master keys in an HSM: SECRETS_PKCS11_*)");
   }
 
   const jwtSecret = env["SECRETS_JWT_SECRET"];
@@ -191,6 +209,7 @@ export function loadConfig(env: Env): Config {
     dataDir: get("SECRETS_DATA_DIR") ?? ".secrets-data",
     masterKeys,
     masterKeysSource: keyFile ? "SECRETS_MASTER_KEY_FILE" : "SECRETS_MASTER_KEYS",
+    pkcs11,
     jwtKey,
     jwtAudience: get("SECRETS_JWT_AUDIENCE"),
     jwtIssuer: get("SECRETS_JWT_ISSUER"),
@@ -214,6 +233,63 @@ export function loadConfig(env: Env): Config {
     maxSecretsPerDeveloper: int("SECRETS_MAX_SECRETS_PER_DEVELOPER", 10_000, 1, 10_000_000),
     readRatePerSecond: int("SECRETS_READ_RATE", 10_000, 0, 10_000_000),
     writeRatePerSecond: int("SECRETS_WRITE_RATE", 1_000, 0, 10_000_000),
+  });
+}
+
+const PKCS11_KEY_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const PKCS11_LABEL = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** SECRETS_PKCS11_*: all unset (no HSM), or a module, one token selector, one PIN source and the keys. */
+function loadPkcs11Config(
+  get: (name: string) => string | undefined,
+  int: (name: string, fallback: number, min: number, max: number) => number,
+): Pkcs11Config | undefined {
+  const modulePath = get("SECRETS_PKCS11_MODULE");
+  const keysText = get("SECRETS_PKCS11_KEYS");
+  const tokenLabel = get("SECRETS_PKCS11_TOKEN_LABEL");
+  const slotText = get("SECRETS_PKCS11_SLOT");
+  const pinInline = get("SECRETS_PKCS11_PIN");
+  const pinFile = get("SECRETS_PKCS11_PIN_FILE");
+  if (!modulePath && !keysText) {
+    if (tokenLabel || slotText || pinInline || pinFile) throw new ConfigError("SECRETS_PKCS11_* is set without SECRETS_PKCS11_MODULE and SECRETS_PKCS11_KEYS");
+    return undefined;
+  }
+  if (!modulePath) throw new ConfigError("SECRETS_PKCS11_KEYS needs SECRETS_PKCS11_MODULE (the PKCS#11 module's path)");
+  if (!keysText) throw new ConfigError("SECRETS_PKCS11_MODULE needs SECRETS_PKCS11_KEYS (id:label[,id:label...])");
+  if ((tokenLabel === undefined) === (slotText === undefined)) throw new ConfigError("set exactly one of SECRETS_PKCS11_TOKEN_LABEL and SECRETS_PKCS11_SLOT");
+  const slot = int("SECRETS_PKCS11_SLOT", 0, 0, 2 ** 32 - 1);
+  if ((pinInline === undefined) === (pinFile === undefined)) throw new ConfigError("set exactly one of SECRETS_PKCS11_PIN and SECRETS_PKCS11_PIN_FILE");
+  let pin = pinInline;
+  if (pinFile) {
+    try {
+      pin = readFileSync(pinFile, "utf8").trim();
+    } catch {
+      throw new ConfigError("SECRETS_PKCS11_PIN_FILE cannot be read");
+    }
+    if (!pin) throw new ConfigError("SECRETS_PKCS11_PIN_FILE is empty");
+  }
+  const keys = new Map<string, string>();
+  keysText
+    .split(/[,\n]/)
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .forEach((entry, index) => {
+      const [id, label, ...rest] = entry.split(":");
+      if (id === undefined || label === undefined || rest.length > 0 || !PKCS11_KEY_ID.test(id) || !PKCS11_LABEL.test(label)) {
+        throw new ConfigError(`SECRETS_PKCS11_KEYS entry ${index + 1} is not id:label (id [A-Za-z0-9_-], label [A-Za-z0-9._-], 1 to 64 each)`);
+      }
+      if (keys.has(id)) throw new ConfigError(`SECRETS_PKCS11_KEYS entry ${index + 1} repeats master key id "${id}"`);
+      keys.set(id, label);
+    });
+  if (keys.size === 0) throw new ConfigError("SECRETS_PKCS11_KEYS names no master key");
+  return Object.freeze({
+    modulePath,
+    token: tokenLabel !== undefined ? { label: tokenLabel } : { slot },
+    tokenSource: tokenLabel !== undefined ? "SECRETS_PKCS11_TOKEN_LABEL" : "SECRETS_PKCS11_SLOT",
+    pin: KeyBytes.from(Buffer.from(pin as string, "utf8")),
+    pinSource: pinFile ? "SECRETS_PKCS11_PIN_FILE" : "SECRETS_PKCS11_PIN",
+    keys,
+    sessions: int("SECRETS_PKCS11_SESSIONS", 4, 1, 64),
   });
 }
 

@@ -11,7 +11,6 @@ import { createRedisCache, type RedisTopology } from "../cache/redis-cache.js";
 import { noCache, type SecretCache } from "../cache/secret-cache.js";
 import { createDekCache } from "../keys/dek-cache.js";
 import type { KeyBytes } from "../crypto/key-bytes.js";
-import { createLocalKeyProvider, parseKeyring } from "../crypto/key-provider.js";
 import { cacheObserver, callObserver, createMetrics, watchObserver, type CacheObserver } from "../observability/metrics.js";
 import { createDataKeys } from "../keys/data-keys.js";
 import { createAuditLog } from "../audit/audit-log.js";
@@ -31,6 +30,7 @@ import type { Db } from "../store/db.js";
 import { DataDirInUse, openDatabase } from "../store/index.js";
 import { schemaIsCurrent } from "../store/migrate.js";
 import { ConfigError, type Config } from "./config.js";
+import { createKeyProviders } from "./key-providers.js";
 import { loadOrCreateDevSecrets } from "./dev-mode.js";
 import { holdListenAddress, listenRefusal, type AddressHold } from "./listen-address.js";
 
@@ -85,17 +85,8 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     masterKeys ??= dev.masterKeys;
     jwtKey ??= { kind: "hmac", secret: dev.jwtSecret };
   }
-  if (!masterKeys) throw new ConfigError(`${config.masterKeysSource} is required`);
   if (!jwtKey) throw new ConfigError("SECRETS_JWT_SECRET or SECRETS_JWT_PUBLIC_KEY is required");
-
-  let keyring;
-  try {
-    keyring = parseKeyring(masterKeys);
-  } catch (e) {
-    throw new ConfigError(`${config.masterKeysSource}: ${(e as Error).message}`);
-  }
-  const keyProvider = createLocalKeyProvider(keyring);
-  for (const key of keyring.values()) key.zeroize();
+  const keyProvider = await createKeyProviders(config, masterKeys, log);
 
   const ownsDb = options.db === undefined;
   const db =
@@ -115,7 +106,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     try {
       activeKekId = await checkMasterKeys(db, keyProvider);
     } catch (e) {
-      if (e instanceof MasterKeyMissing) throw new ConfigError(`${config.masterKeysSource} ${e.message}`);
+      if (e instanceof MasterKeyMissing) throw new ConfigError(`${masterKeySources(config, masterKeys)} ${e.message}`);
       throw e;
     }
 
@@ -127,6 +118,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       auditQueueDepth: () => auditLog.queueDepth,
       keyJobsPending: () => keys.pendingJobs(),
       openWatches: () => watchHub.size,
+      keyProviderUp: async () => (await keyProvider.health()).ok,
     });
     const dataKeys = createDataKeys({ db, keyProvider, cache: dekCache });
     const cache = await createCache(config, db, log, cacheObserver(metrics), () => loadCacheEntryKey(dataKeys));
@@ -266,6 +258,12 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     await closeAll();
     throw e;
   }
+}
+
+/** The variables the master keys came from, for the start-up refusal that names a missing key. */
+function masterKeySources(config: Config, keyringText: string | undefined): string {
+  const sources = [keyringText ? config.masterKeysSource : undefined, config.pkcs11 ? "SECRETS_PKCS11_KEYS" : undefined];
+  return sources.filter(Boolean).join(" + ");
 }
 
 /** Server credentials from the TLS files; a file that cannot be read stops start-up naming its variable. */

@@ -20,7 +20,21 @@ export interface DataKeyContext {
   dekVersion: number;
 }
 
-/** Wraps and unwraps data keys under master keys; the seam for an external KMS. */
+/** What GetKeyStatus says of a master key: which provider holds it. */
+export interface MasterKeyDescription {
+  /** `env` (held in this process, from SECRETS_MASTER_KEYS / _FILE) or `pkcs11` (in an HSM token). */
+  provider: string;
+}
+
+/** Whether a provider can wrap and unwrap now; `reason` says why not, without any secret. */
+export type ProviderHealth = { ok: true } | { ok: false; reason: string };
+
+/**
+ * Wraps and unwraps data keys under master keys; the seam for an external KMS or HSM.
+ * A provider never hands out a master key: it only wraps and unwraps. One whose keys live
+ * elsewhere (an HSM) fails a call it cannot make now with BACKEND_UNAVAILABLE, never with an
+ * integrity failure, so a transient outage is never mistaken for tampering.
+ */
 export interface KeyProvider {
   /** Ids of the master keys this replica holds (reported in heartbeats before a key is activated). */
   keyIds(): readonly string[];
@@ -34,7 +48,11 @@ export interface KeyProvider {
    * integrityFailure too.
    */
   unwrap(kekId: string, wrapped: Uint8Array, context: DataKeyContext): Promise<KeyBytes>;
-  /** Zeroizes the master keys held; the provider holds none afterwards. */
+  /** Which provider holds master key `kekId`; undefined when this replica does not hold it. */
+  describe(kekId: string): MasterKeyDescription | undefined;
+  /** Probes the provider (for an HSM: a session is open and logged in). */
+  health(): Promise<ProviderHealth>;
+  /** Zeroizes the master keys held (or lets go of the token); the provider holds none afterwards. */
   destroy(): void;
 }
 
@@ -136,6 +154,14 @@ export function createLocalKeyProvider(
       return keys.has(kekId);
     },
 
+    describe(kekId) {
+      return keys.has(kekId) ? { provider: "env" } : undefined;
+    },
+
+    async health() {
+      return keys.size > 0 ? { ok: true } : { ok: false, reason: "the local key provider was destroyed" };
+    },
+
     async wrap(kekId, dek, context) {
       const kek = requireKey(kekId);
       if (dek.length !== KEY_BYTES) {
@@ -174,6 +200,48 @@ export function createLocalKeyProvider(
     destroy() {
       for (const key of keys.values()) key.zeroize();
       keys.clear();
+    },
+  };
+}
+
+/**
+ * Several providers behind one: each master key id belongs to exactly one of them, and every call
+ * goes to the provider that holds the key it names. This is what lets a rotation move data keys
+ * from a key held in this process to one in an HSM, or between two HSM keys. Key ids keep the
+ * providers' order (the first one is what an empty database records as active). Two providers
+ * naming one id is refused: a row's master key id must pick one key.
+ */
+export function combineKeyProviders(providers: readonly KeyProvider[]): KeyProvider {
+  if (providers.length === 1) return providers[0] as KeyProvider;
+  const owner = new Map<string, KeyProvider>();
+  for (const provider of providers) {
+    for (const id of provider.keyIds()) {
+      if (owner.has(id)) throw new Error(`master key id "${id}" is configured by two key providers`);
+      owner.set(id, provider);
+    }
+  }
+  if (owner.size === 0) throw new Error("no master key is configured");
+  const ids = Object.freeze([...owner.keys()]);
+  const providerOf = (kekId: string): KeyProvider => {
+    const provider = owner.get(kekId);
+    if (provider === undefined) throw new Error(`master key "${kekId}" is not in this replica's keyring`);
+    return provider;
+  };
+  return {
+    keyIds: () => ids,
+    has: (kekId) => owner.has(kekId),
+    describe: (kekId) => owner.get(kekId)?.describe(kekId),
+    wrap: (kekId, dek, context) => providerOf(kekId).wrap(kekId, dek, context),
+    unwrap: (kekId, wrapped, context) => providerOf(kekId).unwrap(kekId, wrapped, context),
+    async health() {
+      for (const provider of providers) {
+        const health = await provider.health();
+        if (!health.ok) return health;
+      }
+      return { ok: true };
+    },
+    destroy() {
+      for (const provider of providers) provider.destroy();
     },
   };
 }

@@ -40,6 +40,8 @@ export interface KeyStatus {
   versionsToReencrypt: number;
   replicas: replicaStore.ReplicaRow[];
   dataKeys: keyStore.DataKeyInfoRow[];
+  /** This replica's master keys and the provider holding each (operators only). */
+  masterKeys: { keyId: string; provider: string }[];
 }
 
 export interface KeyLifecycle {
@@ -239,6 +241,7 @@ export function createKeyLifecycle(deps: KeyLifecycleDeps): KeyLifecycle {
         versionsToReencrypt: await keyStore.countCiphertextsToReencrypt(db, operator && rawDeveloperId === "" ? undefined : developerId),
         replicas: operator ? await replicaStore.liveReplicas(db) : [],
         dataKeys: own ? await keyStore.dataKeyInfos(db, developerId) : [],
+        masterKeys: operator ? keyProvider.keyIds().map((keyId) => ({ keyId, provider: keyProvider.describe(keyId)?.provider ?? "" })) : [],
       };
     },
 

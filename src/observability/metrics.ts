@@ -25,13 +25,15 @@ export interface MetricsSources {
   keyJobsPending?: () => Promise<{ rewrap: number; reencrypt: number }>;
   /** WatchSecrets streams open on this replica. */
   openWatches?: () => number;
+  /** Whether every master-key provider can wrap and unwrap now (an HSM: a logged-in session answers). */
+  keyProviderUp?: () => Promise<boolean>;
 }
 
 export function createMetrics(sources: MetricsSources = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const dekSize = sources.dekCacheSize;
-  const { poolStats, auditQueueDepth, keyJobsPending, openWatches } = sources;
+  const { poolStats, auditQueueDepth, keyJobsPending, keyProviderUp, openWatches } = sources;
   new Gauge({
     name: "secrets_watches_open",
     help: "WatchSecrets streams open on this replica",
@@ -71,6 +73,14 @@ export function createMetrics(sources: MetricsSources = {}): Metrics {
       const p = await keyJobsPending();
       this.set({ job: "rewrap" }, p.rewrap);
       this.set({ job: "reencrypt" }, p.reencrypt);
+    },
+  });
+  new Gauge({
+    name: "secrets_key_provider_up",
+    help: "1 when every master-key provider can wrap and unwrap (for an HSM: a logged-in session answers), else 0; a scrape also lets an HSM reconnect",
+    registers: [registry],
+    async collect() {
+      if (keyProviderUp) this.set((await keyProviderUp()) ? 1 : 0);
     },
   });
   return {

@@ -81,4 +81,27 @@ describe("configuration", () => {
       expect(error({ SECRETS_RECOVERY_WINDOW_DAYS: bad })).toMatch(/SECRETS_RECOVERY_WINDOW_DAYS/);
     }
   });
+  it("reads SECRETS_PKCS11_*: module, one token selector, one PIN source, id:label keys; never echoes the PIN", () => {
+    const hsm = { SECRETS_PKCS11_MODULE: "/usr/lib/softhsm/libsofthsm2.so", SECRETS_PKCS11_TOKEN_LABEL: "secrets", SECRETS_PKCS11_PIN: "pin-1234", SECRETS_PKCS11_KEYS: "h1:mk-2026, h2:mk-2027" };
+    const { SECRETS_MASTER_KEYS: _unused, ...prodWithoutKeyring } = prod;
+    const c = loadConfig({ ...prodWithoutKeyring, ...hsm });
+    expect(c.masterKeys).toBeUndefined();
+    expect(c.pkcs11).toMatchObject({ modulePath: hsm.SECRETS_PKCS11_MODULE, token: { label: "secrets" }, pinSource: "SECRETS_PKCS11_PIN", sessions: 4 });
+    expect([...(c.pkcs11?.keys ?? [])]).toEqual([["h1", "mk-2026"], ["h2", "mk-2027"]]);
+    expect(c.pkcs11?.pin.exposeSecretBytes().toString()).toBe("pin-1234");
+    expect(JSON.stringify(c)).not.toContain("pin-1234");
+    expect(loadConfig({ ...prod, ...hsm, SECRETS_PKCS11_TOKEN_LABEL: "", SECRETS_PKCS11_SLOT: "7" }).pkcs11?.token).toEqual({ slot: 7 });
+
+    expect(error({ ...prod, SECRETS_PKCS11_KEYS: "h1:mk" })).toMatch(/SECRETS_PKCS11_KEYS needs SECRETS_PKCS11_MODULE/);
+    expect(error({ ...prod, ...hsm, SECRETS_PKCS11_SLOT: "1" })).toMatch(/exactly one of SECRETS_PKCS11_TOKEN_LABEL and SECRETS_PKCS11_SLOT/);
+    expect(error({ ...prod, ...hsm, SECRETS_PKCS11_PIN_FILE: "/p" })).toMatch(/exactly one of SECRETS_PKCS11_PIN and SECRETS_PKCS11_PIN_FILE/);
+    expect(error({ ...prod, ...hsm, SECRETS_PKCS11_PIN: "", SECRETS_PKCS11_PIN_FILE: "/nonexistent/pin" })).toBe("SECRETS_PKCS11_PIN_FILE cannot be read");
+    expect(error({ ...prod, ...hsm, SECRETS_PKCS11_KEYS: "h1:mk,h1:other" })).toMatch(/entry 2 repeats master key id "h1"/);
+    const bad = error({ ...prod, ...hsm, SECRETS_PKCS11_KEYS: "pin-1234" });
+    expect(bad).toMatch(/entry 1 is not id:label/);
+    expect(bad).not.toContain("pin-1234");
+    expect(error({ ...prodWithoutKeyring })).toBe(
+      "SECRETS_MASTER_KEYS or SECRETS_MASTER_KEY_FILE is required when DATABASE_URL is set (or master keys in an HSM: SECRETS_PKCS11_*)",
+    );
+  });
 });

@@ -57,6 +57,7 @@ describe("metrics and probes", () => {
     expect(sample(text, "secrets_audit_queue_depth")).toBeGreaterThanOrEqual(0);
     expect(sample(text, "secrets_key_jobs_pending", '{job="rewrap"}')).toBe(0);
     expect(sample(text, "secrets_key_jobs_pending", '{job="reencrypt"}')).toBe(0);
+    expect(sample(text, "secrets_key_provider_up")).toBe(1);
     expect(sample(text, "process_cpu_seconds_total")).toBeGreaterThan(0);
     expect(text).not.toContain("metrics-value");
   });

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createDekCache } from "../../src/keys/dek-cache.js";
 import { KeyBytes } from "../../src/crypto/key-bytes.js";
-import { createLocalKeyProvider } from "../../src/crypto/key-provider.js";
+import { createLocalKeyProvider, type KeyProvider } from "../../src/crypto/key-provider.js";
 import { openValue, sealValue } from "../../src/crypto/value-cipher.js";
 import { SUBJECT_PATTERN } from "../../src/auth/principal.js";
 import { CACHE_ENTRY_KEY_OWNER, loadCacheEntryKey } from "../../src/keys/cache-entry-key.js";
@@ -220,5 +220,28 @@ describe(`data keys on ${testDatabaseKind()}`, () => {
     const { rows } = await t.db.query<{ n: number }>("SELECT count(*) AS n FROM data_keys WHERE developer_id = $1", [CACHE_ENTRY_KEY_OWNER]);
     expect(rows[0]?.n).toBe(1);
     expect(SUBJECT_PATTERN.test(CACHE_ENTRY_KEY_OWNER)).toBe(false);
+  });
+  it("a data key cache hit never calls the key provider; a miss unwraps once", async () => {
+    let unwraps = 0;
+    const countingProvider: KeyProvider = {
+      ...keyProvider,
+      unwrap: (...args) => {
+        unwraps += 1;
+        return keyProvider.unwrap(...args);
+      },
+    };
+    const dev = newDeveloper();
+    const version = await versionOf(dataKeysOn(t.db), dev);
+    const row = await keyStore.findActiveDataKey(t.db, dev);
+    const keys = createDataKeys({ db: t.db, keyProvider: countingProvider, cache: createDekCache() });
+    const wrapped = { kekId: "k1", wrappedKey: row?.wrappedKey as Buffer };
+    const first = await keys.forRead(dev, version, wrapped);
+    expect(unwraps).toBe(1);
+    for (let n = 0; n < 5; n++) {
+      expect((await keys.forRead(dev, version, wrapped)).equals(first)).toBe(true);
+      expect((await keys.forRead(dev, version)).equals(first)).toBe(true);
+      expect(keys.inMemory(dev, version)?.equals(first)).toBe(true);
+    }
+    expect(unwraps).toBe(1);
   });
 });

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { SecretsError, type KeyStatus } from "@secrets-service/client";
 import { CliError, EXIT } from "../cli-error.js";
@@ -7,7 +8,8 @@ import { requireTypedBack } from "./type-back.js";
 
 /**
  * `secrets keys status | rotate-master | rotate-developer | shred`: KeyService for
- * operators (and, for status and rotate-developer on one's own key, `secrets:keys`).
+ * operators (and, for status and rotate-developer on one's own key, `secrets:keys`);
+ * `secrets keys hsm-init` creates a master key in a PKCS#11 token, without the server.
  * Results print as `field: value` lines named as in keys.proto, every field
  * included even when zero, so a runbook can wait for `data_keys_to_rewrap: 0`.
  */
@@ -84,6 +86,102 @@ export function registerKeyCommands(program: Command, session: Session): void {
         ]),
       );
     });
+
+  keys
+    .command("hsm-init")
+    .description("create an AES-256 master key in a PKCS#11 token: sensitive, never extractable (talks to the module, not the server)")
+    .requiredOption("--label <label>", "the new key's label, which SECRETS_PKCS11_KEYS names (id:label)")
+    .option("--module <path>", "the PKCS#11 module (default: SECRETS_PKCS11_MODULE)")
+    .option("--token-label <label>", "the token's label (default: SECRETS_PKCS11_TOKEN_LABEL)")
+    .action(async (opts: { label: string; module?: string; tokenLabel?: string }, command: Command) => {
+      const modulePath = opts.module ?? process.env["SECRETS_PKCS11_MODULE"];
+      const tokenLabel = opts.tokenLabel ?? process.env["SECRETS_PKCS11_TOKEN_LABEL"];
+      if (!modulePath) throw new CliError("set --module or SECRETS_PKCS11_MODULE to the PKCS#11 module's path");
+      if (!tokenLabel) throw new CliError("set --token-label or SECRETS_PKCS11_TOKEN_LABEL to the token's label");
+      await createHsmMasterKey({ modulePath, tokenLabel, pin: pinFromEnvironment(), label: opts.label });
+      if (session.options(command).json) return printJson({ tokenLabel, label: opts.label, keyType: "AES-256", sensitive: true, extractable: false });
+      printLine(fieldLines([["token_label", tokenLabel], ["label", opts.label], ["key_type", "AES-256"], ["sensitive", "true"], ["extractable", "false"]]));
+    });
+}
+
+/** The token's user PIN, from SECRETS_PKCS11_PIN or the file SECRETS_PKCS11_PIN_FILE names; never a flag, which `ps` would show. */
+function pinFromEnvironment(): string {
+  const inline = process.env["SECRETS_PKCS11_PIN"];
+  const file = process.env["SECRETS_PKCS11_PIN_FILE"];
+  if (inline && file) throw new CliError("set only one of SECRETS_PKCS11_PIN and SECRETS_PKCS11_PIN_FILE");
+  if (inline) return inline;
+  if (!file) throw new CliError("set SECRETS_PKCS11_PIN or SECRETS_PKCS11_PIN_FILE to the token's user PIN");
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    throw new CliError("SECRETS_PKCS11_PIN_FILE cannot be read");
+  }
+}
+
+/**
+ * Creates an AES-256 secret key labelled `label` in the token: a token object, private, sensitive,
+ * never extractable, allowed to encrypt and decrypt only (what the server's PKCS#11 provider
+ * checks at start). Refuses a label already taken, so a key is never shadowed. Loads the module
+ * itself; exported for the tests, which make their master keys with it.
+ */
+export async function createHsmMasterKey(o: { modulePath: string; tokenLabel: string; pin: string; label: string }): Promise<void> {
+  // The labels SECRETS_PKCS11_KEYS accepts (src/app/config.ts): a key with any other label could not be configured.
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.label)) throw new CliError("--label must be 1 to 64 of A-Z a-z 0-9 . _ -");
+  const { default: pkcs11js } = await import("pkcs11js");
+  const code = (e: unknown) => (e instanceof pkcs11js.Pkcs11Error ? e.code : undefined);
+  const lib = new pkcs11js.PKCS11();
+  try {
+    lib.load(o.modulePath);
+  } catch {
+    throw new CliError("the PKCS#11 module cannot be loaded: check --module / SECRETS_PKCS11_MODULE");
+  }
+  let initializedHere = true;
+  try {
+    lib.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+  } catch (e) {
+    // Already initialized by this process (the tests' server): leave finalizing to it.
+    if (code(e) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw e;
+    initializedHere = false;
+  }
+  try {
+    const slots = lib.C_GetSlotList(true).filter((s) => lib.C_GetTokenInfo(s).label.trimEnd() === o.tokenLabel);
+    if (slots.length !== 1) throw new CliError(`${slots.length === 0 ? "no" : "more than one"} token is labelled as --token-label / SECRETS_PKCS11_TOKEN_LABEL says`);
+    const session = lib.C_OpenSession(slots[0] as Buffer, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+    try {
+      try {
+        lib.C_Login(session, pkcs11js.CKU_USER, o.pin);
+      } catch (e) {
+        if (code(e) === pkcs11js.CKR_PIN_INCORRECT) throw new CliError("SECRETS_PKCS11_PIN is not the token's user PIN (CKR_PIN_INCORRECT)");
+        if (code(e) !== pkcs11js.CKR_USER_ALREADY_LOGGED_IN) throw e;
+      }
+      const label = { type: pkcs11js.CKA_LABEL, value: o.label };
+      lib.C_FindObjectsInit(session, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY }, label]);
+      const taken = lib.C_FindObjects(session, 1).length > 0;
+      lib.C_FindObjectsFinal(session);
+      if (taken) throw new CliError(`a key labelled "${o.label}" already exists in the token: choose another label`);
+      lib.C_GenerateKey(session, { mechanism: pkcs11js.CKM_AES_KEY_GEN }, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_AES },
+        { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
+        label,
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_PRIVATE, value: true },
+        { type: pkcs11js.CKA_SENSITIVE, value: true },
+        { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+        { type: pkcs11js.CKA_ENCRYPT, value: true },
+        { type: pkcs11js.CKA_DECRYPT, value: true },
+        { type: pkcs11js.CKA_WRAP, value: false },
+        { type: pkcs11js.CKA_UNWRAP, value: false },
+        { type: pkcs11js.CKA_SIGN, value: false },
+        { type: pkcs11js.CKA_VERIFY, value: false },
+        { type: pkcs11js.CKA_DERIVE, value: false },
+      ]);
+    } finally {
+      lib.C_CloseSession(session);
+    }
+  } finally {
+    if (initializedHere) lib.C_Finalize();
+  }
 }
 
 /** `name: value` lines; an empty string prints as `-` so that every line has a value. */

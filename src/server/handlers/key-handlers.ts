@@ -50,6 +50,7 @@ export function keyHandlers(keys: KeyLifecycle): ServiceImpl<typeof KeyServiceDe
           secretVersions: BigInt(k.secretVersions),
           createdAt: timestampFromDate(k.createdAt),
         })),
+        masterKeys: s.masterKeys,
       };
     },
   };

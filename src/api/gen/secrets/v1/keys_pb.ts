@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file secrets/v1/keys.proto.
  */
 export const file_secrets_v1_keys: GenFile = /*@__PURE__*/
-  fileDesc("ChVzZWNyZXRzL3YxL2tleXMucHJvdG8SCnNlY3JldHMudjEiKAoWUm90YXRlTWFzdGVyS2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkiZgoXUm90YXRlTWFzdGVyS2V5UmVzcG9uc2USFQoNYWN0aXZlX2tleV9pZBgBIAEoCRIXCg9wcmV2aW91c19rZXlfaWQYAiABKAkSGwoTZGF0YV9rZXlzX3RvX3Jld3JhcBgDIAEoAyIxChlSb3RhdGVEZXZlbG9wZXJLZXlSZXF1ZXN0EhQKDGRldmVsb3Blcl9pZBgBIAEoCSKAAQoaUm90YXRlRGV2ZWxvcGVyS2V5UmVzcG9uc2USFAoMZGV2ZWxvcGVyX2lkGAEgASgJEhMKC25ld192ZXJzaW9uGAIgASgFEhgKEHByZXZpb3VzX3ZlcnNpb24YAyABKAUSHQoVdmVyc2lvbnNfdG9fcmVlbmNyeXB0GAQgASgDIksKFVNocmVkRGV2ZWxvcGVyUmVxdWVzdBIUCgxkZXZlbG9wZXJfaWQYASABKAkSHAoUY29uZmlybV9kZXZlbG9wZXJfaWQYAiABKAki0wEKFlNocmVkRGV2ZWxvcGVyUmVzcG9uc2USFAoMZGV2ZWxvcGVyX2lkGAEgASgJEhcKD3NlY3JldHNfZGVsZXRlZBgCIAEoAxIZChFkYXRhX2tleXNfZGVsZXRlZBgDIAEoAxIYChByZXBsaWNhc19ldmljdGVkGAQgASgFEhgKEHZlcnNpb25zX2RlbGV0ZWQYBSABKAMSHQoVY2FjaGVfZW50cmllc19kZWxldGVkGAYgASgDEhwKFGNhY2hlX2NsZWFudXBfZmFpbGVkGAcgASgIIisKE0dldEtleVN0YXR1c1JlcXVlc3QSFAoMZGV2ZWxvcGVyX2lkGAEgASgJItcBCgtEYXRhS2V5SW5mbxIUCgxkZXZlbG9wZXJfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoBRInCgVzdGF0ZRgDIAEoDjIYLnNlY3JldHMudjEuRGF0YUtleVN0YXRlEhUKDW1hc3Rlcl9rZXlfaWQYBCABKAkSGAoQZW5jcnlwdGlvbl9jb3VudBgFIAEoAxIXCg9zZWNyZXRfdmVyc2lvbnMYBiABKAMSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWgoHUmVwbGljYRIKCgJpZBgBIAEoCRIPCgdrZXlfaWRzGAIgAygJEjIKDmxhc3RfaGVhcnRiZWF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLeAgoUR2V0S2V5U3RhdHVzUmVzcG9uc2USHAoUYWN0aXZlX21hc3Rlcl9rZXlfaWQYASABKAkSXAoYZGF0YV9rZXlzX3Blcl9tYXN0ZXJfa2V5GAIgAygLMjouc2VjcmV0cy52MS5HZXRLZXlTdGF0dXNSZXNwb25zZS5EYXRhS2V5c1Blck1hc3RlcktleUVudHJ5EhsKE2RhdGFfa2V5c190b19yZXdyYXAYAyABKAMSHQoVdmVyc2lvbnNfdG9fcmVlbmNyeXB0GAQgASgDEiUKCHJlcGxpY2FzGAUgAygLMhMuc2VjcmV0cy52MS5SZXBsaWNhEioKCWRhdGFfa2V5cxgGIAMoCzIXLnNlY3JldHMudjEuRGF0YUtleUluZm8aOwoZRGF0YUtleXNQZXJNYXN0ZXJLZXlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBKoIBCgxEYXRhS2V5U3RhdGUSHgoaREFUQV9LRVlfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVEQVRBX0tFWV9TVEFURV9BQ1RJVkUQARIbChdEQVRBX0tFWV9TVEFURV9SRVRJUklORxACEhoKFkRBVEFfS0VZX1NUQVRFX1JFVElSRUQQAzL5AgoKS2V5U2VydmljZRJaCg9Sb3RhdGVNYXN0ZXJLZXkSIi5zZWNyZXRzLnYxLlJvdGF0ZU1hc3RlcktleVJlcXVlc3QaIy5zZWNyZXRzLnYxLlJvdGF0ZU1hc3RlcktleVJlc3BvbnNlEmMKElJvdGF0ZURldmVsb3BlcktleRIlLnNlY3JldHMudjEuUm90YXRlRGV2ZWxvcGVyS2V5UmVxdWVzdBomLnNlY3JldHMudjEuUm90YXRlRGV2ZWxvcGVyS2V5UmVzcG9uc2USVwoOU2hyZWREZXZlbG9wZXISIS5zZWNyZXRzLnYxLlNocmVkRGV2ZWxvcGVyUmVxdWVzdBoiLnNlY3JldHMudjEuU2hyZWREZXZlbG9wZXJSZXNwb25zZRJRCgxHZXRLZXlTdGF0dXMSHy5zZWNyZXRzLnYxLkdldEtleVN0YXR1c1JlcXVlc3QaIC5zZWNyZXRzLnYxLkdldEtleVN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChVzZWNyZXRzL3YxL2tleXMucHJvdG8SCnNlY3JldHMudjEiKAoWUm90YXRlTWFzdGVyS2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkiZgoXUm90YXRlTWFzdGVyS2V5UmVzcG9uc2USFQoNYWN0aXZlX2tleV9pZBgBIAEoCRIXCg9wcmV2aW91c19rZXlfaWQYAiABKAkSGwoTZGF0YV9rZXlzX3RvX3Jld3JhcBgDIAEoAyIxChlSb3RhdGVEZXZlbG9wZXJLZXlSZXF1ZXN0EhQKDGRldmVsb3Blcl9pZBgBIAEoCSKAAQoaUm90YXRlRGV2ZWxvcGVyS2V5UmVzcG9uc2USFAoMZGV2ZWxvcGVyX2lkGAEgASgJEhMKC25ld192ZXJzaW9uGAIgASgFEhgKEHByZXZpb3VzX3ZlcnNpb24YAyABKAUSHQoVdmVyc2lvbnNfdG9fcmVlbmNyeXB0GAQgASgDIksKFVNocmVkRGV2ZWxvcGVyUmVxdWVzdBIUCgxkZXZlbG9wZXJfaWQYASABKAkSHAoUY29uZmlybV9kZXZlbG9wZXJfaWQYAiABKAki0wEKFlNocmVkRGV2ZWxvcGVyUmVzcG9uc2USFAoMZGV2ZWxvcGVyX2lkGAEgASgJEhcKD3NlY3JldHNfZGVsZXRlZBgCIAEoAxIZChFkYXRhX2tleXNfZGVsZXRlZBgDIAEoAxIYChByZXBsaWNhc19ldmljdGVkGAQgASgFEhgKEHZlcnNpb25zX2RlbGV0ZWQYBSABKAMSHQoVY2FjaGVfZW50cmllc19kZWxldGVkGAYgASgDEhwKFGNhY2hlX2NsZWFudXBfZmFpbGVkGAcgASgIIisKE0dldEtleVN0YXR1c1JlcXVlc3QSFAoMZGV2ZWxvcGVyX2lkGAEgASgJItcBCgtEYXRhS2V5SW5mbxIUCgxkZXZlbG9wZXJfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoBRInCgVzdGF0ZRgDIAEoDjIYLnNlY3JldHMudjEuRGF0YUtleVN0YXRlEhUKDW1hc3Rlcl9rZXlfaWQYBCABKAkSGAoQZW5jcnlwdGlvbl9jb3VudBgFIAEoAxIXCg9zZWNyZXRfdmVyc2lvbnMYBiABKAMSLgoKY3JlYXRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWgoHUmVwbGljYRIKCgJpZBgBIAEoCRIPCgdrZXlfaWRzGAIgAygJEjIKDmxhc3RfaGVhcnRiZWF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIxCg1NYXN0ZXJLZXlJbmZvEg4KBmtleV9pZBgBIAEoCRIQCghwcm92aWRlchgCIAEoCSKOAwoUR2V0S2V5U3RhdHVzUmVzcG9uc2USHAoUYWN0aXZlX21hc3Rlcl9rZXlfaWQYASABKAkSXAoYZGF0YV9rZXlzX3Blcl9tYXN0ZXJfa2V5GAIgAygLMjouc2VjcmV0cy52MS5HZXRLZXlTdGF0dXNSZXNwb25zZS5EYXRhS2V5c1Blck1hc3RlcktleUVudHJ5EhsKE2RhdGFfa2V5c190b19yZXdyYXAYAyABKAMSHQoVdmVyc2lvbnNfdG9fcmVlbmNyeXB0GAQgASgDEiUKCHJlcGxpY2FzGAUgAygLMhMuc2VjcmV0cy52MS5SZXBsaWNhEioKCWRhdGFfa2V5cxgGIAMoCzIXLnNlY3JldHMudjEuRGF0YUtleUluZm8SLgoLbWFzdGVyX2tleXMYByADKAsyGS5zZWNyZXRzLnYxLk1hc3RlcktleUluZm8aOwoZRGF0YUtleXNQZXJNYXN0ZXJLZXlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBKoIBCgxEYXRhS2V5U3RhdGUSHgoaREFUQV9LRVlfU1RBVEVfVU5TUEVDSUZJRUQQABIZChVEQVRBX0tFWV9TVEFURV9BQ1RJVkUQARIbChdEQVRBX0tFWV9TVEFURV9SRVRJUklORxACEhoKFkRBVEFfS0VZX1NUQVRFX1JFVElSRUQQAzL5AgoKS2V5U2VydmljZRJaCg9Sb3RhdGVNYXN0ZXJLZXkSIi5zZWNyZXRzLnYxLlJvdGF0ZU1hc3RlcktleVJlcXVlc3QaIy5zZWNyZXRzLnYxLlJvdGF0ZU1hc3RlcktleVJlc3BvbnNlEmMKElJvdGF0ZURldmVsb3BlcktleRIlLnNlY3JldHMudjEuUm90YXRlRGV2ZWxvcGVyS2V5UmVxdWVzdBomLnNlY3JldHMudjEuUm90YXRlRGV2ZWxvcGVyS2V5UmVzcG9uc2USVwoOU2hyZWREZXZlbG9wZXISIS5zZWNyZXRzLnYxLlNocmVkRGV2ZWxvcGVyUmVxdWVzdBoiLnNlY3JldHMudjEuU2hyZWREZXZlbG9wZXJSZXNwb25zZRJRCgxHZXRLZXlTdGF0dXMSHy5zZWNyZXRzLnYxLkdldEtleVN0YXR1c1JlcXVlc3QaIC5zZWNyZXRzLnYxLkdldEtleVN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message secrets.v1.RotateMasterKeyRequest
@@ -298,6 +298,33 @@ export const ReplicaSchema: GenMessage<Replica> = /*@__PURE__*/
   messageDesc(file_secrets_v1_keys, 8);
 
 /**
+ * A master key the answering replica holds, and where it is held.
+ *
+ * @generated from message secrets.v1.MasterKeyInfo
+ */
+export type MasterKeyInfo = Message<"secrets.v1.MasterKeyInfo"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * "env": in the replica's memory (SECRETS_MASTER_KEYS or SECRETS_MASTER_KEY_FILE);
+   * "pkcs11": in an HSM token, never in the replica's memory (SECRETS_PKCS11_KEYS).
+   *
+   * @generated from field: string provider = 2;
+   */
+  provider: string;
+};
+
+/**
+ * Describes the message secrets.v1.MasterKeyInfo.
+ * Use `create(MasterKeyInfoSchema)` to create a new message.
+ */
+export const MasterKeyInfoSchema: GenMessage<MasterKeyInfo> = /*@__PURE__*/
+  messageDesc(file_secrets_v1_keys, 9);
+
+/**
  * @generated from message secrets.v1.GetKeyStatusResponse
  */
 export type GetKeyStatusResponse = Message<"secrets.v1.GetKeyStatusResponse"> & {
@@ -343,6 +370,14 @@ export type GetKeyStatusResponse = Message<"secrets.v1.GetKeyStatusResponse"> & 
    * @generated from field: repeated secrets.v1.DataKeyInfo data_keys = 6;
    */
   dataKeys: DataKeyInfo[];
+
+  /**
+   * The master keys of the replica that answered, each with its provider; empty for
+   * a secrets:keys caller.
+   *
+   * @generated from field: repeated secrets.v1.MasterKeyInfo master_keys = 7;
+   */
+  masterKeys: MasterKeyInfo[];
 };
 
 /**
@@ -350,7 +385,7 @@ export type GetKeyStatusResponse = Message<"secrets.v1.GetKeyStatusResponse"> & 
  * Use `create(GetKeyStatusResponseSchema)` to create a new message.
  */
 export const GetKeyStatusResponseSchema: GenMessage<GetKeyStatusResponse> = /*@__PURE__*/
-  messageDesc(file_secrets_v1_keys, 9);
+  messageDesc(file_secrets_v1_keys, 10);
 
 /**
  * The state of a data key version.
@@ -442,7 +477,7 @@ export const KeyService: GenService<{
   /**
    * GetKeyStatus reports the key hierarchy: the active master key, data keys per
    * master key, rewrap and re-encryption progress, live replicas and their
-   * keyrings. Scope: secrets:operator (everything) or secrets:keys (one's own data
+   * keyrings, and which provider holds each master key of the answering replica. Scope: secrets:operator (everything) or secrets:keys (one's own data
    * keys only).
    *
    * @generated from rpc secrets.v1.KeyService.GetKeyStatus
