@@ -153,7 +153,9 @@ export function createLifecycleJobs(deps: LifecycleJobsDeps): LifecycleJobs {
       const rows = await markRotationsDue(tx, at, batchSize);
       const byDeveloper = new Map<string, RotationDueRow[]>();
       for (const r of rows) byDeveloper.set(r.developerId, [...(byDeveloper.get(r.developerId) ?? []), r]);
-      for (const [developerId, own] of byDeveloper) {
+      // In developer order: two replicas' batches then take the developers' revision rows in one order.
+      for (const developerId of [...byDeveloper.keys()].sort()) {
+        const own = byDeveloper.get(developerId) ?? [];
         await appendChanges(tx, developerId, own.map((r) => ({ kind: "rotationDue", name: r.name, version: r.version })), at);
       }
       return rows;

@@ -35,7 +35,9 @@ import {
  * are writes like the others. Each is fenced in the lookup cache before it commits
  * and released after (docs/design.md, The cache), and its transaction is retried
  * inside the fence when it loses a race (conflicts.ts). A value is sealed under the developer's
- * active data key inside the transaction that stores it (keys/data-keys.ts).
+ * active data key inside the transaction that stores it (keys/data-keys.ts). A write that
+ * changes what a name resolves to appends that change to the developer's change log, in
+ * the same transaction and as its last lock (store/change-log.ts): WatchSecrets reads it.
  */
 export interface SecretWrites {
   createSecret(p: Principal, input: CreateInput): Promise<Secret>;
