@@ -4,6 +4,7 @@ import { KeyBytes } from "../crypto/key-bytes.js";
 import type { VerificationKey } from "../auth/token-verifier.js";
 import { MIN_HMAC_SECRET_BYTES } from "../auth/token-verifier.js";
 import { MAX_RECOVERY_WINDOW_DAYS } from "../secrets/validation.js";
+import type { CallLogPolicy } from "../server/interceptors/call-log.js";
 
 /**
  * Environment → one frozen, validated Config. Errors name the variable and what is
@@ -55,6 +56,8 @@ export interface Config {
   /** SECRETS_DB_SCOPE_CHECKS: a development check with a cost on every call (store/db.ts, ScopeGuard). */
   readonly dbScopeChecks: boolean;
   readonly logLevel: string;
+  /** Which calls get their log line (SECRETS_LOG_CALLS): all, only those that fail, or failures and one in N of the rest. */
+  readonly logCalls: CallLogPolicy;
   /** Background key jobs (rewrap, re-encryption): rows per batch and a pause between batches. */
   readonly keyJobBatch: number;
   readonly keyJobPauseMs: number;
@@ -197,6 +200,7 @@ export function loadConfig(env: Env): Config {
 
   const logLevel = get("SECRETS_LOG_LEVEL") ?? "info";
   if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`SECRETS_LOG_LEVEL must be one of ${[...LOG_LEVELS].join(", ")}`);
+  const logCalls = parseCallLogPolicy(get("SECRETS_LOG_CALLS") ?? "all");
 
   return Object.freeze({
     mode,
@@ -228,6 +232,7 @@ export function loadConfig(env: Env): Config {
     auditStrict: flag("SECRETS_AUDIT_STRICT"),
     dbScopeChecks: flag("SECRETS_DB_SCOPE_CHECKS"),
     logLevel,
+    logCalls,
     keyJobBatch: int("SECRETS_KEY_JOB_BATCH", 500, 1, 10_000),
     keyJobPauseMs: int("SECRETS_KEY_JOB_PAUSE_MS", 0, 0, 60_000),
     maxSecretsPerDeveloper: int("SECRETS_MAX_SECRETS_PER_DEVELOPER", 10_000, 1, 10_000_000),
@@ -307,4 +312,13 @@ export function isLoopback(host: string): boolean {
   if (isIP(host) === 4) return host.startsWith("127.");
   if (isIP(host) === 6) return host === "::1" || host === "0:0:0:0:0:0:0:1";
   return false;
+}
+
+/** SECRETS_LOG_CALLS: `all`, `errors` or `sample:N` (N from 2 to 1,000,000). */
+export function parseCallLogPolicy(text: string): CallLogPolicy {
+  if (text === "all" || text === "errors") return { kind: text };
+  const m = /^sample:(\d{1,7})$/.exec(text);
+  const every = m ? Number(m[1]) : NaN;
+  if (!(every >= 2 && every <= 1_000_000)) throw new ConfigError("SECRETS_LOG_CALLS must be all, errors or sample:N (N from 2 to 1000000)");
+  return { kind: "sample", every };
 }

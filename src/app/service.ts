@@ -211,6 +211,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       verifier,
       log,
       onCallEnd: callObserver(metrics),
+      logCalls: config.logCalls,
       credentials: tlsCredentials(config),
       ...(config.tls?.clientCaFile ? { operatorIdentities: new Set(config.operatorIdentities) } : {}),
     }).catch(async (e: unknown) => {

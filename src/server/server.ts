@@ -24,6 +24,7 @@ import { addReflection } from "./reflection.js";
 import { keyHandlers } from "./handlers/key-handlers.js";
 import { secretHandlers } from "./handlers/secret-handlers.js";
 import { toStatus } from "./status.js";
+import type { CallLogPolicy } from "./interceptors/call-log.js";
 
 /** gRPC messages up to 8 MiB each way (docs/configuration.md, Limits). */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
@@ -41,6 +42,8 @@ export interface GrpcServerDeps {
   /** Set when mTLS is on (SECRETS_TLS_CLIENT_CA): who may use the operator scope. */
   operatorIdentities?: ReadonlySet<string>;
   onCallEnd?: CallObserver;
+  /** Which calls get a log line (SECRETS_LOG_CALLS; default all). */
+  logCalls?: CallLogPolicy;
 }
 
 /** The running transport: the grpc-js server, its health, and a graceful stop. */
@@ -70,6 +73,7 @@ export async function startGrpcServer(address: string, deps: GrpcServerDeps): Pr
         ...(deps.operatorIdentities ? { operatorIdentities: deps.operatorIdentities } : {}),
         audit: { log: deps.auditLog, policy: auditPolicy, strict: deps.auditStrict },
         ...(deps.onCallEnd ? { onCallEnd: deps.onCallEnd } : {}),
+        ...(deps.logCalls ? { logCalls: deps.logCalls } : {}),
       }),
     ],
   });

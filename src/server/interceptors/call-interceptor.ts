@@ -8,7 +8,7 @@ import { toStatus } from "../status.js";
 import { clientIdentity } from "../tls.js";
 import { auditUnavailable, createAuditStep, type AuditedMethod, type AuditStepDeps } from "./audit-step.js";
 import { createBearerAuth } from "./bearer-auth.js";
-import { createCallLog } from "./call-log.js";
+import { createCallLog, type CallLogPolicy } from "./call-log.js";
 import { bindCallState, newCallState, type CallState } from "./call-state.js";
 import { withOperatorRule } from "./operator-rule.js";
 
@@ -41,6 +41,8 @@ export interface CallInterceptorDeps {
   operatorIdentities?: ReadonlySet<string>;
   /** Records one audit event per authenticated call to a method of the policy. */
   audit?: AuditStepDeps;
+  /** Which calls get a log line (default all). */
+  logCalls?: CallLogPolicy;
 }
 
 /** What the interceptor does for calls to one method, worked out at its first call. */
@@ -52,7 +54,7 @@ interface MethodPlan {
 export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInterceptor {
   const { log } = deps;
   const authenticate = createBearerAuth(deps.verifier);
-  const finish = createCallLog(log, deps.onCallEnd);
+  const finish = createCallLog(log, deps.onCallEnd, deps.logCalls);
   const audit = deps.audit && createAuditStep(deps.audit, log, finish);
   // One entry per method path: grpc-js runs interceptors only for registered methods.
   const plans = new Map<string, MethodPlan>();
