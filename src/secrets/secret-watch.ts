@@ -103,23 +103,34 @@ export function createSecretWatch(deps: SecretWatchDeps): SecretWatch {
           const { revision, compacted } = await revisionOf(db, p.developerId);
           if (position < compacted || position > revision) throw revisionUnavailable(position, compacted, revision);
         }
+        // A resumed watch says where it stands once it has replayed, even with nothing to replay.
+        let caughtUp = input.startRevision === 0n;
+        let read = true;
         for (;;) {
-          const { changes, compacted } = await readShared(p.developerId, position);
-          // Retention trimmed past this watch, or the developer was shredded: start over.
-          if (position < compacted) throw revisionUnavailable(position, compacted, undefined);
-          const last = changes.at(-1);
-          if (last !== undefined) {
-            position = last.revision;
-            const events = changes.filter((c) => covers(c.name)).map(eventOf);
-            if (events.length > 0) {
-              deps.onSent?.(events.length, events.map((e) => (Date.now() - e.time.getTime()) / 1000));
-              yield { events, revision: position };
+          if (read) {
+            const { changes, compacted } = await readShared(p.developerId, position);
+            // Retention trimmed past this watch, or the developer was shredded: start over.
+            if (position < compacted) throw revisionUnavailable(position, compacted, undefined);
+            const last = changes.at(-1);
+            let sent = false;
+            if (last !== undefined) {
+              position = last.revision;
+              const events = changes.filter((c) => covers(c.name)).map(eventOf);
+              if (events.length > 0) {
+                deps.onSent?.(events.length, events.map((e) => (Date.now() - e.time.getTime()) / 1000));
+                yield { events, revision: position };
+                sent = true;
+              }
+              if (changes.length === PAGE) continue;
             }
-            if (changes.length === PAGE) continue;
+            if (!caughtUp && !sent) yield { events: [], revision: position };
+            caughtUp = true;
           }
           const reason = await watch.next();
           if (reason === "aborted") return;
-          // The progress tick: say where the watch stands (its keepalive through proxies, and a resume point).
+          // A tick only says where the watch stands (its keepalive through proxies, and a
+          // resume point): the log is read again only when a change may have come.
+          read = reason === "changed";
           if (reason === "tick") yield { events: [], revision: position };
         }
       } finally {

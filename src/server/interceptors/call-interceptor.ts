@@ -22,7 +22,8 @@ import { withOperatorRule } from "./operator-rule.js";
  * 4. audit-step: one audit event per authenticated call to an audited method, queued
  *    before the call's result leaves (else UNAVAILABLE / AUDIT_UNAVAILABLE), and with
  *    the audit log closed such a call is refused before it runs;
- * 5. call-log: one log line and one metrics observation per call when its status is sent.
+ * 5. call-log: one log line and one metrics observation per call, when its status is sent or
+ *    the client cancels it.
  * The steps are built once, with the interceptor; a call allocates its state and the
  * grpc-js listener and responder, nothing per step.
  */
@@ -126,6 +127,11 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
           onReceiveMessage(message, nextMessage) {
             state.request = message;
             nextMessage(message);
+          },
+          // A call the client cancels (a watch it closes, a deadline) sends no status:
+          // it gets its log line and metric here, as CANCELLED.
+          onCancel() {
+            if (!state.finished) finish(call, state, { code: grpc.status.CANCELLED });
           },
         });
       },

@@ -27,6 +27,7 @@ export function createCallLog(log: Logger, onCallEnd: CallObserver | undefined, 
   const logsOk =
     policy.kind === "all" ? () => true : policy.kind === "errors" ? () => false : () => (okCalls = (okCalls + 1) % policy.every) === 0;
   return (call, state, status) => {
+    state.finished = true;
     const metadata = status.metadata ?? new grpc.Metadata();
     metadata.set("x-request-id", state.requestId);
     const durationMs = Number(process.hrtime.bigint() - state.startedAt) / 1e6;

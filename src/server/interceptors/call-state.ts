@@ -27,6 +27,8 @@ export interface CallState {
   identity: string | undefined;
   /** The peer address, read from the call once when first needed. */
   peer: string | undefined;
+  /** Set once the call has its log line and metric (by its status, or by a cancellation). */
+  finished: boolean;
 }
 
 const states = new WeakMap<grpc.Metadata, CallState>();
@@ -43,6 +45,7 @@ export function newCallState(method: string): CallState {
     audited: false,
     identity: undefined,
     peer: undefined,
+    finished: false,
   };
 }
 

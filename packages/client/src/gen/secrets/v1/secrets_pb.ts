@@ -811,9 +811,11 @@ export type WatchSecretsRequest = Message<"secrets.v1.WatchSecretsRequest"> & {
 
   /**
    * 0: start with a snapshot. Otherwise resume after this revision (the last one
-   * a previous stream reported): its changes are replayed, then the stream goes
-   * live. FAILED_PRECONDITION (REVISION_COMPACTED) when the change log no longer
-   * holds them: watch again from 0.
+   * a previous stream reported): its changes are replayed, then a response at the
+   * current revision says the stream is caught up (the replay's last one, or one
+   * with no events), and the stream goes live. FAILED_PRECONDITION
+   * (REVISION_UNAVAILABLE) when the change log no longer holds them: watch again
+   * from 0.
    *
    * @generated from field: int64 start_revision = 3;
    */
