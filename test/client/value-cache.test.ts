@@ -12,7 +12,7 @@ function harness(options: { ttlMs: number; staleIfErrorMs?: number; maxEntries?:
   const loads: string[] = [];
   let failWith: SecretsError | undefined;
   const access = (name: string, scope = "caller-a") =>
-    cache.access(scope, name, async () => {
+    cache.access({ scope, token: "unused" }, name, async () => {
       loads.push(`${scope}/${name}`);
       if (failWith) throw failWith;
       return { name, version: loads.length, value: `${scope}-value-of-${name}` };
@@ -82,7 +82,7 @@ describe("SDK value cache", () => {
     expect([a.value, b.value]).toEqual(["caller-a-value-of-k", "caller-b-value-of-k"]);
     expect((await h.access("k", "caller-b")).value).toBe("caller-b-value-of-k");
     expect(h.loads).toEqual(["caller-a/k", "caller-b/k"]);
-    const resolved = await h.cache.resolve("caller-c", ["k"], async (names) => Object.fromEntries(names.map((n) => [n, `caller-c-${n}`])));
+    const resolved = await h.cache.resolve({ scope: "caller-c", token: "unused" }, ["k"], async (names) => Object.fromEntries(names.map((n) => [n, `caller-c-${n}`])));
     expect(resolved).toEqual({ k: "caller-c-k" });
   });
 

@@ -1,7 +1,8 @@
 /**
  * The secrets SDK, the package `@secrets-service/client`: a client of
  * `secrets.v1.SecretService` with plain objects in and out, typed errors to branch
- * on, deadlines, retries of idempotent calls and an opt-in cache for agent runtimes;
+ * on, deadlines, retries of idempotent calls, watches of changes, and an opt-in cache for
+ * agent runtimes (a TTL, or kept fresh by a watch);
  * KeyService (`client.keys`) and AuditService (`client.audit`) for key holders and operators;
  * the secrets a task definition references (and resolving them in one call); and
  * redaction of secret values from text before it is shown or stored.
@@ -51,6 +52,12 @@ export type {
   SecretVersion,
   UpdateSecretInput,
   VersionState,
+  WatchedSecret,
+  WatchEvent,
+  WatchEventType,
+  WatchOptions,
+  WatchTarget,
+  WatchUpdate,
 } from "./types.js";
 export {
   collectSecretReferences,

@@ -28,9 +28,9 @@ import type { AccessedSecret } from "./types.js";
  * value from before it.
  */
 
-/** How the client cache behaves. */
+/** How the TTL cache behaves. */
 export interface CacheOptions {
-  /** How long a fetched value answers lookups (> 0). */
+  /** How long a fetched value answers lookups (> 0; Infinity: until invalidated). */
   ttlMs: number;
   /** How long after expiry a value may still answer when the service is unreachable (default 0: never). */
   staleIfErrorMs?: number;
@@ -38,12 +38,19 @@ export interface CacheOptions {
   maxEntries?: number;
 }
 
-/** The cache as SecretsClient uses it. */
+/** Who a lookup is made for: the token it is made with, and the cache partition that token selects. */
+export interface Caller {
+  readonly token: string;
+  /** A digest of the token (token.ts); entries and loads are shared only within one scope. */
+  readonly scope: string;
+}
+
+/** The cache as SecretsClient uses it (this TTL cache, or the watched one of watched-cache.ts). */
 export interface ValueCache {
-  /** `access(name)` of the current version for the caller `scope`, through the cache. */
-  access(scope: string, name: string, load: () => Promise<AccessedSecret>): Promise<AccessedSecret>;
-  /** `resolve(names)` for the caller `scope`: one load for all the names neither cached nor in flight. */
-  resolve(scope: string, names: readonly string[], load: (names: string[]) => Promise<Record<string, string>>): Promise<Record<string, string>>;
+  /** `access(name)` of the current version for `caller`, through the cache. */
+  access(caller: Caller, name: string, load: () => Promise<AccessedSecret>): Promise<AccessedSecret>;
+  /** `resolve(names)` for `caller`: one load for all the names neither cached nor in flight. */
+  resolve(caller: Caller, names: readonly string[], load: (names: string[]) => Promise<Record<string, string>>): Promise<Record<string, string>>;
   /** Forget a name in every scope (after a write to it through this client). */
   invalidate(name: string): void;
   /** Forget everything. */
@@ -125,7 +132,7 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
   const entryOf = (value: string, version: number | undefined): Entry => ({ value, version, expiresAt: now() + ttlMs });
 
   return {
-    async access(scope, name, load) {
+    async access({ scope }, name, load) {
       const key = keyOf(scope, name);
       const hit = fresh(key);
       if (hit?.version !== undefined) return { name, version: hit.version, value: hit.value };
@@ -137,7 +144,7 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
       return { name, version: entry.version as number, value: entry.value };
     },
 
-    async resolve(scope, names, load) {
+    async resolve({ scope }, names, load) {
       const plan = new Map<string, Entry | Flight>();
       const missing: string[] = [];
       for (const name of names) {

@@ -1,0 +1,205 @@
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SecretsClient, SecretsError, type WatchEvent, type WatchUpdate } from "@secrets-service/client";
+import { seededRandom } from "../support/seeded-random.js";
+import { startTcpProxy } from "../support/tcp-proxy.js";
+import { startTestService, type TestService } from "../support/test-service.js";
+import { expectSecretsError, randomValue } from "./client-fixtures.js";
+
+// client.secrets.watch against a real service over loopback: plain updates, resume
+// after connections cut on a seeded random schedule, a new snapshot when the service
+// cannot resume, one developer's changes only, and the failures that end a watch.
+
+let svc: TestService;
+
+beforeAll(async () => {
+  svc = await startTestService({ SECRETS_WRITE_RATE: "0", SECRETS_READ_RATE: "0", SECRETS_WATCH_MAX_PER_DEVELOPER: "3" });
+});
+
+afterAll(async () => {
+  await svc?.stop();
+});
+
+const developer = () => `watch-sdk-${randomUUID()}`;
+
+/** Pulls updates until `done` says so, failing after `timeoutMs`. */
+async function collect(updates: AsyncGenerator<WatchUpdate>, done: (seen: WatchUpdate[]) => boolean, timeoutMs = 20_000): Promise<WatchUpdate[]> {
+  const seen: WatchUpdate[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (!done(seen)) {
+    const next = await Promise.race([
+      updates.next(),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`watch: no update within ${timeoutMs} ms`)), Math.max(deadline - Date.now(), 1))),
+    ]);
+    if (next.done) throw new Error("the watch ended");
+    seen.push(next.value);
+  }
+  return seen;
+}
+
+const eventsOf = (updates: readonly WatchUpdate[]): WatchEvent[] => updates.flatMap((u) => (u.kind === "events" ? u.events : []));
+const brief = (events: readonly WatchEvent[]) => events.map((e) => [e.type, e.name, e.version]);
+
+describe("client.secrets.watch", () => {
+  it("yields a snapshot, then each change as plain objects, never a value; breaking out ends the stream", async () => {
+    const client = await svc.connectClient(developer());
+    const value = randomValue("watched");
+    await client.secrets.create({ name: "w_db", value });
+    // The service allows 3 watches per developer: four watches in a row work only if each break ended its stream.
+    for (let round = 0; round < 4; round++) {
+      const watch = client.secrets.watch({ names: ["w_db", "w_api"] });
+      const [snapshot] = await collect(watch, (s) => s.length === 1);
+      expect(snapshot).toEqual({ kind: "snapshot", secrets: [{ name: "w_db", version: 1 }], revision: expect.any(Number) });
+      await watch.return();
+    }
+
+    const watch = client.secrets.watch({ prefix: "w_" });
+    const start = (await collect(watch, (s) => s.length === 1))[0]!.revision;
+    await client.secrets.update("w_db", { value: randomValue("second") });
+    await client.secrets.create({ name: "other", value: "unwatched" });
+    await client.secrets.create({ name: "w_api", value: randomValue("api") });
+    await client.secrets.delete("w_api", { force: true });
+    const updates = await collect(watch, (s) => eventsOf(s).length === 3);
+    const events = eventsOf(updates);
+    expect(brief(events)).toEqual([
+      ["updated", "w_db", 2],
+      ["created", "w_api", 1],
+      ["deleted", "w_api", 1],
+    ]);
+    expect(events.map((e) => e.revision)).toEqual([start + 1, start + 3, start + 4]);
+    expect(events[0]).toEqual({ type: "updated", name: "w_db", version: 2, revision: start + 1, time: expect.any(Date) });
+    expect(Object.getPrototypeOf(updates[0])).toBe(Object.prototype);
+    expect(JSON.stringify(updates)).not.toContain(value);
+    await watch.return();
+  });
+
+  it(
+    "resumes after connections cut on a seeded random schedule, losing, repeating and reordering nothing",
+    { timeout: 90_000 },
+    async () => {
+      const seed = Number(process.env["WATCH_SEED"] ?? Date.now() % 1_000_000);
+      const random = seededRandom(seed);
+      const dev = developer();
+      const writer = await svc.connectClient(dev);
+      const proxy = await startTcpProxy("127.0.0.1", Number(svc.address.split(":")[1]));
+      const token = await svc.token(dev);
+      let opens = 0;
+      const countedToken = () => {
+        opens += 1;
+        return token;
+      };
+      const watcher = new SecretsClient({ address: `127.0.0.1:${proxy.port}`, token: countedToken, retry: { initialBackoffMs: 20, maxBackoffMs: 200 } });
+      const watch = watcher.secrets.watch({ prefix: "" });
+      try {
+        const start = (await collect(watch, (s) => s.length === 1))[0]!.revision;
+        const names = ["r_a", "r_b", "r_c"];
+        const writes = 60;
+        // Writes and cuts interleave: a write every few ms, a cut of 20-250 ms every 50-400 ms, all within a few seconds.
+        const writing = (async () => {
+          for (let i = 0; i < writes; i++) {
+            const name = names[i % names.length]!;
+            if (i < names.length) await writer.secrets.create({ name, value: `v${i}` });
+            else await writer.secrets.update(name, { value: `v${i}` });
+            await new Promise((r) => setTimeout(r, random.int(0, 40)));
+          }
+        })();
+        let cuts = 0;
+        const cutting = (async () => {
+          const until = Date.now() + 4_000;
+          while (Date.now() < until) {
+            await new Promise((r) => setTimeout(r, random.int(50, 400)));
+            await proxy.down();
+            cuts += 1;
+            await new Promise((r) => setTimeout(r, random.int(20, 250)));
+            await proxy.up();
+          }
+        })();
+        const [updates] = await Promise.all([collect(watch, (s) => eventsOf(s).length >= writes, 60_000), writing, cutting]);
+        const events = eventsOf(updates);
+        expect(cuts, `seed ${seed}`).toBeGreaterThan(3);
+        // The cuts ended streams: the watch read its token for each stream it opened.
+        expect(opens, `seed ${seed}`).toBeGreaterThan(3);
+        expect(events.map((e) => e.revision), `seed ${seed}`).toEqual(Array.from({ length: writes }, (_, i) => start + i + 1));
+        expect(updates.filter((u) => u.kind === "snapshot"), `seed ${seed}`).toEqual([]);
+        for (const name of names) {
+          const versions = events.filter((e) => e.name === name).map((e) => e.version);
+          expect(versions, `seed ${seed}`).toEqual(versions.map((_, i) => i + 1));
+        }
+      } finally {
+        await watch.return();
+        watcher.close();
+        await proxy.close();
+      }
+    },
+  );
+
+  it("takes a new snapshot when the service cannot resume (REVISION_UNAVAILABLE)", async () => {
+    const client = await svc.connectClient(developer());
+    await client.secrets.create({ name: "s_one", value: "v" });
+    const first = client.secrets.watch({ prefix: "s_" });
+    const at = (await collect(first, (s) => s.length === 1))[0]!.revision;
+    await first.return();
+
+    // A revision the developer never reached: the service refuses to resume from it.
+    const watch = client.secrets.watch({ prefix: "s_" }, { fromRevision: at + 100 });
+    const [reset] = await collect(watch, (s) => s.length === 1);
+    expect(reset).toEqual({ kind: "snapshot", secrets: [{ name: "s_one", version: 1 }], revision: at });
+    await client.secrets.update("s_one", { value: "v2" });
+    expect(brief(eventsOf(await collect(watch, (s) => eventsOf(s).length === 1)))).toEqual([["updated", "s_one", 2]]);
+    await watch.return();
+
+    // From a revision it holds: the changes after it, no snapshot.
+    const resumed = client.secrets.watch({ prefix: "s_" }, { fromRevision: at });
+    const [replay] = await collect(resumed, (s) => s.length === 1);
+    expect(replay).toMatchObject({ kind: "events", revision: at + 1 });
+    await resumed.return();
+  });
+
+  it("never shows another developer's changes", async () => {
+    const mine = await svc.connectClient(developer());
+    const theirs = await svc.connectClient(developer());
+    const watch = mine.secrets.watch({ prefix: "" });
+    await collect(watch, (s) => s.length === 1);
+    await theirs.secrets.create({ name: "shared_name", value: "theirs" });
+    await theirs.secrets.update("shared_name", { value: "theirs2" });
+    await mine.secrets.create({ name: "mine_only", value: "mine" });
+    await mine.secrets.create({ name: "shared_name", value: "mine" });
+    const events = eventsOf(await collect(watch, (s) => eventsOf(s).length >= 2));
+    expect(brief(events)).toEqual([
+      ["created", "mine_only", 1],
+      ["created", "shared_name", 1],
+    ]);
+    await watch.return();
+  });
+
+  it("ends with a SecretsError on a refusal, and CANCELLED when its signal aborts or its client closes", async () => {
+    const dev = developer();
+    const noRead = new SecretsClient({ address: svc.address, token: await svc.token(dev, { scopes: ["secrets:access"] }) });
+    const narrow = new SecretsClient({ address: svc.address, token: await svc.token(dev, { allowlist: ["allowed"] }) });
+    try {
+      const refused = await expectSecretsError(() => collect(noRead.secrets.watch({ prefix: "" }), () => false));
+      expect(refused).toMatchObject({ codeName: "PERMISSION_DENIED", reason: "SCOPE_MISSING" });
+      const outside = await expectSecretsError(() => collect(narrow.secrets.watch({ names: ["elsewhere"] }), () => false));
+      expect(outside).toMatchObject({ codeName: "PERMISSION_DENIED", reason: "NOT_ALLOWLISTED" });
+      const invalid = await expectSecretsError(() => collect(narrow.secrets.watch({ names: ["bad name"] }), () => false));
+      expect(invalid).toMatchObject({ codeName: "INVALID_ARGUMENT", reason: "INVALID_NAME" });
+      expect(() => narrow.secrets.watch({ names: [] })).toThrow(TypeError);
+
+      const abort = new AbortController();
+      const watch = narrow.secrets.watch({ prefix: "" }, { signal: abort.signal });
+      await collect(watch, (s) => s.length === 1);
+      setTimeout(() => abort.abort(), 50);
+      const cancelled = await expectSecretsError(() => collect(watch, () => false));
+      expect(cancelled).toBeInstanceOf(SecretsError);
+      expect(cancelled.codeName).toBe("CANCELLED");
+
+      const open = narrow.secrets.watch({ prefix: "" });
+      await collect(open, (s) => s.length === 1);
+      setTimeout(() => narrow.close(), 50);
+      expect((await expectSecretsError(() => collect(open, () => false))).codeName, "closing the client ends its watches").toBe("CANCELLED");
+    } finally {
+      noRead.close();
+      narrow.close();
+    }
+  });
+});
