@@ -34,6 +34,7 @@ export {
 export { LIMITS, LIST_METADATA_KEYS, type ListMetadataKey, type Reason } from "./contract.js";
 export { SECRET_NAME_PATTERN, VALUE_MAX_BYTES, RESOLVE_MAX_NAMES, valueProblem } from "./limits.js";
 export type { RetryOptions } from "./retry.js";
+export { VALUE_CHANGES } from "./watch.js";
 export type { CacheOptions } from "./value-cache.js";
 export type { TlsOptions } from "./transport.js";
 export type { TokenSource } from "./token.js";

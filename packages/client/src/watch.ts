@@ -25,6 +25,9 @@ import type { WatchEvent, WatchEventType, WatchTarget, WatchUpdate } from "./typ
 /** How long a stream may stay silent (the service's progress interval is 30 s) before it is treated as lost. */
 export const SILENCE_MS = 45_000;
 
+/** The event types after which a name's current value is another (or none): what a cache or a process holding values reacts to. */
+export const VALUE_CHANGES: ReadonlySet<WatchEventType> = new Set(["created", "updated", "deleted"]);
+
 /** The request of one WatchSecrets stream. */
 export interface WatchRequest {
   names: readonly string[];

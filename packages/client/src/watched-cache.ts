@@ -2,8 +2,9 @@ import { status } from "@grpc/grpc-js";
 import { LRUCache } from "lru-cache";
 import { asSecretsError } from "./errors.js";
 import { backoffMs, sleep, type RetryPolicy } from "./retry.js";
-import type { WatchEventType, WatchUpdate } from "./types.js";
+import type { WatchUpdate } from "./types.js";
 import { createValueCache, type Caller, type ValueCache } from "./value-cache.js";
+import { VALUE_CHANGES } from "./watch.js";
 
 /**
  * `cache: "watched"`: current values held in memory for as long as a WatchSecrets
@@ -44,9 +45,6 @@ export interface WatchedCacheOptions {
 
 /** Tokens whose streams are kept open at once. */
 const MAX_WATCHED_TOKENS = 4;
-
-/** The changes that make a cached current value wrong. */
-const CHANGES_VALUE: ReadonlySet<WatchEventType> = new Set(["created", "updated", "deleted"]);
 
 /** Failures after which a stream is opened again: lost, too many at once, or a log that must start over. */
 function retried(e: unknown): boolean {
@@ -95,7 +93,7 @@ export function createWatchedCache(options: WatchedCacheOptions): ValueCache {
             desync(w);
             w.values = createValueCache({ ttlMs: Infinity, maxEntries });
           } else if (update.kind === "events") {
-            for (const e of update.events) if (CHANGES_VALUE.has(e.type)) w.values?.invalidate(e.name);
+            for (const e of update.events) if (VALUE_CHANGES.has(e.type)) w.values?.invalidate(e.name);
           }
         }
       } catch (e) {
