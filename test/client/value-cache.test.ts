@@ -95,4 +95,18 @@ describe("SDK value cache", () => {
     await h.access("k", "caller-b");
     expect(h.loads).toEqual(["caller-a/k", "caller-b/k", "caller-a/k", "caller-b/k"]);
   });
+
+  it("peek answers only with a fresh entry that knows its version, and never loads", async () => {
+    const h = harness({ ttlMs: 100 });
+    const caller = { scope: "caller-a", token: "unused" };
+    expect(h.cache.peek(caller, "a")).toBeUndefined();
+    await h.access("a");
+    expect(h.cache.peek(caller, "a")).toEqual({ name: "a", version: 1, value: "caller-a-value-of-a" });
+    expect(h.cache.peek({ scope: "caller-b", token: "unused" }, "a")).toBeUndefined();
+    await h.cache.resolve(caller, ["r"], async () => ({ r: "resolved" }));
+    expect(h.cache.peek(caller, "r"), "ResolveSecrets does not say the version").toBeUndefined();
+    h.advance(100);
+    expect(h.cache.peek(caller, "a")).toBeUndefined();
+    expect(h.loads).toEqual(["caller-a/a"]);
+  });
 });

@@ -6,7 +6,7 @@ import { asSecretsError } from "./errors.js";
 import { SecretService } from "./gen/secrets/v1/secrets_pb.js";
 import { RESOLVE_MAX_NAMES } from "./limits.js";
 import { retryPolicy, withRetries, type RetryOptions, type RetryPolicy } from "./retry.js";
-import { createTokenScopes, readToken, type TokenSource } from "./token.js";
+import { checkToken, createTokenScopes, readToken, type TokenSource } from "./token.js";
 import { createTransport, type TlsOptions, type Transport } from "./transport.js";
 import { createAuditApi, type AuditApi } from "./audit-api.js";
 import { createKeyApi, type KeyApi } from "./key-api.js";
@@ -144,6 +144,8 @@ export class SecretsClient {
   readonly #deadlineMs: number;
   readonly #retry: RetryPolicy;
   readonly #cache: ValueCache | undefined;
+  /** The caller of every lookup when the token is a fixed string (so a cache hit needs no await); else undefined. */
+  readonly #fixedCaller: Caller | undefined;
   /** Aborted by close(), which ends every watch still open. */
   readonly #closing = new AbortController();
 
@@ -156,6 +158,7 @@ export class SecretsClient {
     this.#deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     if (!(this.#deadlineMs > 0)) throw new RangeError("SecretsClient: deadlineMs must be positive");
     this.#retry = retryPolicy(options.retry);
+    this.#fixedCaller = fixedCaller(options.token, this.#scopes);
     const transport = createTransport({
       address,
       token: options.token,
@@ -270,6 +273,8 @@ export class SecretsClient {
         const version = input.version ?? 0;
         const cache = client.#cache;
         if (!cache || version !== 0) return boundary(fetchAccess(name, version, options));
+        const hit = client.#fixedCaller && cache.peek(client.#fixedCaller, name);
+        if (hit) return Promise.resolve(hit);
         return boundary(client.#caller().then((caller) => cache.access(caller, name, () => fetchAccess(name, 0, options, caller.token))));
       },
       versions(name, options) {
@@ -295,6 +300,17 @@ export class SecretsClient {
         return guardedStream(resumableWatch(open, request.startRevision, signal, client.#retry));
       },
     };
+  }
+}
+
+/** The caller a fixed token string makes, or undefined for a token function or an unusable token (which the first call reports). */
+function fixedCaller(source: TokenSource, scopes: (token: string) => string): Caller | undefined {
+  if (typeof source !== "string") return undefined;
+  try {
+    const token = checkToken(source);
+    return { token, scope: scopes(token) };
+  } catch {
+    return undefined;
   }
 }
 

@@ -47,6 +47,8 @@ export interface Caller {
 
 /** The cache as SecretsClient uses it (this TTL cache, or the watched one of watched-cache.ts). */
 export interface ValueCache {
+  /** The current version held for `caller` if it may answer now (a use, for eviction order); never loads. */
+  peek(caller: Caller, name: string): AccessedSecret | undefined;
   /** `access(name)` of the current version for `caller`, through the cache. */
   access(caller: Caller, name: string, load: () => Promise<AccessedSecret>): Promise<AccessedSecret>;
   /** `resolve(names)` for `caller`: one load for all the names neither cached nor in flight. */
@@ -132,6 +134,11 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
   const entryOf = (value: string, version: number | undefined): Entry => ({ value, version, expiresAt: now() + ttlMs });
 
   return {
+    peek({ scope }, name) {
+      const hit = fresh(keyOf(scope, name));
+      return hit?.version === undefined ? undefined : { name, version: hit.version, value: hit.value };
+    },
+
     async access({ scope }, name, load) {
       const key = keyOf(scope, name);
       const hit = fresh(key);

@@ -107,6 +107,9 @@ export function createWatchedCache(options: WatchedCacheOptions): ValueCache {
   }
 
   return {
+    peek(caller, name) {
+      return valuesOf(caller)?.peek(caller, name);
+    },
     access(caller, name, load) {
       const values = valuesOf(caller);
       return values ? values.access(caller, name, load) : load();
