@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { expectNoMarkers, startCli, useCliFixture, type CliDeveloper } from "./cli-process.js";
+import { expectNoMarkers, runCli, startCli, useCliFixture, type CliDeveloper } from "./cli-process.js";
 
 // `secrets watch` and `secrets run --watch` as a user runs them, against a real
 // service: events printed as they commit, and a command signalled or restarted when a
@@ -97,5 +97,19 @@ describe("secrets run --watch", () => {
       expect(result.code, result.stderr).toBe(143);
       expectNoMarkers(result, [v1, v2, dev.token]);
     }
+  });
+});
+
+describe("a service that cannot be reached", () => {
+  it("fails watch and run --watch at the start with exit 3, starting nothing", async () => {
+    const dev = await fixture.developer("cli-watch-down");
+    const env = { SECRETS_ADDR: "127.0.0.1:1", SECRETS_TOKEN: dev.token };
+    const ran = join(fixture.work, "ran-while-down");
+    for (const args of [["watch"], ["run", "--watch", "--name", "APP_KEY", "--", "touch", ran]]) {
+      const result = await runCli(args, { cwd: fixture.work, env });
+      expect(result.code, result.stderr).toBe(3);
+      expect(result.stderr).toMatch(/^secrets: UNAVAILABLE: cannot reach 127\.0\.0\.1:1: connection refused/);
+    }
+    expect(existsSync(ran)).toBe(false);
   });
 });

@@ -25,7 +25,8 @@ async function take(watch: AsyncGenerator<WatchUpdate>, n: number): Promise<Watc
 describe("resumableWatch", () => {
   it("resumes after the last revision yielded, progress included, and starts over from a snapshot after REVISION_UNAVAILABLE", async () => {
     const fake = fakeStreams();
-    const watch = resumableWatch((start, signal) => fake.open(start, "", signal), 0, undefined, noWait);
+    const retries: [string, number][] = [];
+    const watch = resumableWatch((start, signal) => fake.open(start, "", signal), 0, { onRetry: (e, n) => retries.push([e.codeName, n]) }, noWait);
     const first = take(watch, 3);
     await settle();
     fake.streams[0]!.push(snapshot(5, [{ name: "a", version: 1 }]));
@@ -49,6 +50,10 @@ describe("resumableWatch", () => {
     fake.streams[2]!.push(snapshot(40));
     expect(await third).toEqual([snapshot(40)]);
     expect(fake.streams.map((s) => s.startRevision)).toEqual([0, 9, 0]);
+    expect(retries).toEqual([
+      ["UNAVAILABLE", 1],
+      ["FAILED_PRECONDITION", 1],
+    ]);
 
     const ended = take(watch, 1);
     fake.streams[2]!.fail(failure(status.PERMISSION_DENIED, "SCOPE_MISSING"));
@@ -58,7 +63,7 @@ describe("resumableWatch", () => {
 
   it("starts from fromRevision, and a return() cancels the stream it holds", async () => {
     const fake = fakeStreams();
-    const watch = resumableWatch((start, signal) => fake.open(start, "", signal), 17, new AbortController().signal, noWait);
+    const watch = resumableWatch((start, signal) => fake.open(start, "", signal), 17, { signal: new AbortController().signal }, noWait);
     const first = take(watch, 1);
     await settle();
     fake.streams[0]!.push(events(["created", "b", 1, 18]));
@@ -74,7 +79,7 @@ describe("resumableWatch", () => {
     const fake = fakeStreams();
     const abort = new AbortController();
     const slow = retryPolicy({ initialBackoffMs: 60_000, maxBackoffMs: 60_000 });
-    const watch = resumableWatch((start, signal) => fake.open(start, "", signal), 0, abort.signal, slow, () => 0.99);
+    const watch = resumableWatch((start, signal) => fake.open(start, "", signal), 0, { signal: abort.signal }, slow, () => 0.99);
     const pending = take(watch, 1);
     await settle();
     fake.streams[0]!.fail(failure(status.UNAVAILABLE));

@@ -297,7 +297,7 @@ export class SecretsClient {
         const request = watchRequest(target, options.fromRevision ?? 0);
         const open = (startRevision: number, signal: AbortSignal | undefined) => openWatch(client.#transport, { ...request, startRevision }, { signal });
         const signal = options.signal ? AbortSignal.any([options.signal, client.#closing.signal]) : client.#closing.signal;
-        return guardedStream(resumableWatch(open, request.startRevision, signal, client.#retry));
+        return guardedStream(resumableWatch(open, request.startRevision, { signal, onRetry: options.onRetry }, client.#retry));
       },
     };
   }

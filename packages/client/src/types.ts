@@ -145,6 +145,8 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+import type { SecretsError } from "./errors.js";
+
 /** Which secrets `watch` follows: a list of 1 to 100 names, or every name that starts with `prefix` ("" for all). */
 export type WatchTarget = { names: readonly string[]; prefix?: never } | { prefix: string; names?: never };
 
@@ -157,6 +159,12 @@ export interface WatchOptions {
   fromRevision?: number;
   /** Ends the watch: the iteration then fails CANCELLED. Breaking out of the loop ends it too. */
   signal?: AbortSignal;
+  /**
+   * Told of each failure the watch recovers from, before it waits to reconnect: `attempt` counts the
+   * failures since the last update (1 for the first), for logging or for giving up (abort the signal).
+   * `error` is UNAVAILABLE (the stream was lost) or REVISION_UNAVAILABLE (a new snapshot follows).
+   */
+  onRetry?: (error: SecretsError, attempt: number) => void;
 }
 
 /**

@@ -30,7 +30,7 @@ import type { AccessedSecret } from "./types.js";
 
 /** How the TTL cache behaves. */
 export interface CacheOptions {
-  /** How long a fetched value answers lookups (> 0; Infinity: until invalidated). */
+  /** How long a fetched value answers lookups (> 0). */
   ttlMs: number;
   /** How long after expiry a value may still answer when the service is unreachable (default 0: never). */
   staleIfErrorMs?: number;

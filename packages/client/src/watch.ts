@@ -4,7 +4,7 @@ import { asSecretsError, SecretsUnavailableError } from "./errors.js";
 import { SecretService, WatchEventType as ProtoEventType, type WatchSecretsResponse } from "./gen/secrets/v1/secrets_pb.js";
 import { backoffMs, cancelled, sleep, type RetryPolicy } from "./retry.js";
 import type { Transport } from "./transport.js";
-import type { WatchEvent, WatchEventType, WatchTarget, WatchUpdate } from "./types.js";
+import type { WatchEvent, WatchEventType, WatchOptions, WatchTarget, WatchUpdate } from "./types.js";
 
 /**
  * WatchSecrets for the SDK: one stream as plain WatchUpdates (`openWatch`), and the
@@ -116,10 +116,11 @@ function lost(details: string): SecretsUnavailableError {
 export async function* resumableWatch(
   open: (startRevision: number, signal: AbortSignal | undefined) => AsyncGenerator<WatchUpdate, void, undefined>,
   startRevision: number,
-  signal: AbortSignal | undefined,
+  options: Pick<WatchOptions, "signal" | "onRetry">,
   policy: RetryPolicy,
   random: () => number = Math.random,
 ): AsyncGenerator<WatchUpdate, void, undefined> {
+  const signal = options.signal;
   let revision = startRevision;
   let failures = 0;
   for (;;) {
@@ -134,8 +135,10 @@ export async function* resumableWatch(
       const error = asSecretsError(e);
       if (error.reason === "REVISION_UNAVAILABLE") revision = 0;
       else if (error.code !== status.UNAVAILABLE) throw error;
+      failures += 1;
+      options.onRetry?.(error, failures);
     }
-    failures += 1;
+    if (signal?.aborted) throw cancelled();
     await sleep(backoffMs(policy, failures, random), signal);
   }
 }

@@ -91,6 +91,7 @@ export function createWatchedCache(options: WatchedCacheOptions): ValueCache {
           failures = 0;
           if (update.kind === "snapshot") {
             desync(w);
+            // No TTL: an entry answers until an event, a write or the stream's end drops it.
             w.values = createValueCache({ ttlMs: Infinity, maxEntries });
           } else if (update.kind === "events") {
             for (const e of update.events) if (VALUE_CHANGES.has(e.type)) w.values?.invalidate(e.name);

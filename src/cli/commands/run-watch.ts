@@ -1,6 +1,7 @@
 import { VALUE_CHANGES, type SecretsClient, type WatchUpdate } from "@secrets-service/client";
 import { describeError } from "../cli-error.js";
 import { note } from "../output.js";
+import { watchUpdates } from "../watch-stream.js";
 import { startChild, type Child } from "./child.js";
 
 /**
@@ -42,7 +43,7 @@ export async function runWatched(run: WatchedRun): Promise<number> {
   const given = new Set(run.names);
   const stop = new AbortController();
   // Every secret the token can see, filtered here: one stream however many names were given.
-  const updates = run.client.secrets.watch({ prefix: "" }, { signal: stop.signal });
+  const updates = watchUpdates(run.client, { prefix: "" }, { signal: stop.signal });
   await updates.next();
   let current: Child = startChild(run.command.file, run.command.args, await run.environment());
   let restarting: Promise<void> | undefined;

@@ -4,12 +4,13 @@ import { CliError } from "../cli-error.js";
 import { formatTime, note, printLine } from "../output.js";
 import { namesFrom, nonNegativeInt } from "../parse-args.js";
 import type { Session } from "../session.js";
+import { watchUpdates } from "../watch-stream.js";
 
 /**
  * `secrets watch [NAMES…]`: prints changes to secrets as they commit, one line each
  * (with --json, one JSON object a line), until interrupted. Names and versions only:
- * the stream carries no value. The SDK's watch reconnects and resumes by itself, so
- * a dropped connection or a replica shutting down costs no event.
+ * the stream carries no value. Once connected, the watch reconnects and resumes by
+ * itself (watch-stream.ts), so a dropped connection or a replica shutting down costs no event.
  */
 
 interface WatchCommandOptions {
@@ -37,7 +38,7 @@ export function registerWatchCommand(program: Command, session: Session): void {
       process.stdout.once("error", onStop);
       let snapshots = 0;
       try {
-        for await (const update of client.secrets.watch(target, { fromRevision: opts.fromRevision ?? 0, signal: stop.signal })) {
+        for await (const update of watchUpdates(client, target, { fromRevision: opts.fromRevision ?? 0, signal: stop.signal })) {
           if (update.kind === "snapshot") snapshots += 1;
           show(update, json, snapshots > 1);
         }
