@@ -17,7 +17,7 @@ import { VALUE_CHANGES } from "./watch.js";
  *   looked up: one stream whatever names come and go, no re-opening (and no gap) as
  *   the set grows, no 100-name limit; changes to other names cost a few bytes each.
  * - The stream always starts from a snapshot. Values are cached only from the moment
- *   its first response has arrived until the stream ends; a stream that ends (dropped,
+ *   the snapshot has arrived until the stream ends; a stream that ends (dropped,
  *   refused, silent for 45 s, the service shutting down) empties the cache, and until
  *   the next stream's snapshot every lookup reads through to the service. So a cached
  *   value is dropped by the event of any change committed after the snapshot.
@@ -39,12 +39,13 @@ export interface WatchedCacheOptions {
   open: (token: string, signal: AbortSignal) => AsyncGenerator<WatchUpdate, void, undefined>;
   /** Backoff between streams. */
   policy: RetryPolicy;
-  /** The most values kept per token (default 1,000). */
-  maxEntries?: number;
 }
 
 /** Tokens whose streams are kept open at once. */
 const MAX_WATCHED_TOKENS = 4;
+
+/** Values kept per token, least recently used evicted first. */
+const MAX_ENTRIES = 1_000;
 
 /** Failures after which a stream is opened again: lost, too many at once, or a log that must start over. */
 function retried(e: unknown): boolean {
@@ -59,7 +60,6 @@ interface TokenWatch {
 }
 
 export function createWatchedCache(options: WatchedCacheOptions): ValueCache {
-  const maxEntries = options.maxEntries ?? 1_000;
   const desync = (w: TokenWatch) => {
     w.values?.clear();
     w.values = undefined;
@@ -92,7 +92,7 @@ export function createWatchedCache(options: WatchedCacheOptions): ValueCache {
           if (update.kind === "snapshot") {
             desync(w);
             // No TTL: an entry answers until an event, a write or the stream's end drops it.
-            w.values = createValueCache({ ttlMs: Infinity, maxEntries });
+            w.values = createValueCache({ ttlMs: Infinity, maxEntries: MAX_ENTRIES });
           } else if (update.kind === "events") {
             for (const e of update.events) if (VALUE_CHANGES.has(e.type)) w.values?.invalidate(e.name);
           }
