@@ -1,6 +1,10 @@
 import { randomUUID } from "node:crypto";
+import { connect, createServer, type Socket } from "node:net";
+import { pipeline } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SecretsClient, SecretsError, type WatchEvent, type WatchUpdate } from "@secrets-service/client";
+import type { Db } from "../../src/store/db.js";
+import { openPostgres } from "../../src/store/pg-db.js";
 import { seededRandom } from "../support/seeded-random.js";
 import { startTcpProxy } from "../support/tcp-proxy.js";
 import { startTestService, type TestService } from "../support/test-service.js";
@@ -8,7 +12,8 @@ import { expectSecretsError, randomValue } from "./client-fixtures.js";
 
 // client.secrets.watch against a real service over loopback: plain updates, resume
 // after connections cut on a seeded random schedule, a new snapshot when the service
-// cannot resume, one developer's changes only, and the failures that end a watch.
+// cannot resume, one developer's changes only, the failures that end a watch, and (on
+// Postgres, two services on one database) a move to another replica when one shuts down.
 
 let svc: TestService;
 
@@ -200,6 +205,70 @@ describe("client.secrets.watch", () => {
     } finally {
       noRead.close();
       narrow.close();
+    }
+  });
+});
+
+/**
+ * A loopback TCP proxy whose new connections go to whichever port `target` names at the time, as a load
+ * balancer's would after a replica leaves (test/support/tcp-proxy.ts has a fixed target).
+ */
+async function switchingProxy(target: { port: number }): Promise<{ port: number; close(): Promise<void> }> {
+  const open = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(target.port, "127.0.0.1");
+    open.add(client).add(upstream);
+    pipeline(client, upstream, client, () => {
+      open.delete(client);
+      open.delete(upstream);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe.skipIf(!process.env["DATABASE_URL"])("client.secrets.watch across replicas (Postgres)", () => {
+  it("moves to another replica when its replica shuts down (SHUTTING_DOWN), missing no change", { timeout: 60_000 }, async () => {
+    const survivor = await startTestService({ SECRETS_WRITE_RATE: "0", SECRETS_READ_RATE: "0" });
+    const pool: Db = await openPostgres(survivor.dbUrl as string, { maxConnections: 4 });
+    const leaving = await startTestService({}, { database: { db: pool, url: survivor.dbUrl as string }, masterKeys: survivor.masterKeys, jwtSecret: survivor.jwtSecret });
+    const target = { port: Number(leaving.address.split(":")[1]) };
+    const proxy = await switchingProxy(target);
+    const dev = developer();
+    const writer = await survivor.connectClient(dev);
+    const retries: string[] = [];
+    const watcher = new SecretsClient({ address: `127.0.0.1:${proxy.port}`, token: await survivor.token(dev) });
+    const watch = watcher.secrets.watch({ prefix: "" }, { onRetry: (e) => retries.push(`${e.codeName} ${e.reason}`) });
+    try {
+      const start = (await collect(watch, (s) => s.length === 1))[0]!.revision;
+      await writer.secrets.create({ name: "before", value: "v" });
+      await collect(watch, (s) => eventsOf(s).length === 1);
+
+      target.port = Number(survivor.address.split(":")[1]);
+      const stopping = leaving.stop();
+      await writer.secrets.create({ name: "during", value: "v" });
+      await stopping;
+      await writer.secrets.create({ name: "after", value: "v" });
+      const events = eventsOf(await collect(watch, (s) => eventsOf(s).length === 2));
+      expect(events.map((e) => [e.name, e.revision])).toEqual([
+        ["during", start + 2],
+        ["after", start + 3],
+      ]);
+      expect(retries[0]).toBe("UNAVAILABLE SHUTTING_DOWN");
+    } finally {
+      await watch.return();
+      watcher.close();
+      await proxy.close();
+      await leaving.stop();
+      await pool.close();
+      await survivor.stop();
     }
   });
 });
