@@ -160,6 +160,48 @@ describe("client.secrets.watch", () => {
     await resumed.return();
   });
 
+  it("takes a new snapshot when it resumes after the service trimmed the changes it missed (retention)", async () => {
+    const clock = { now: Date.now() };
+    const trimming = await startTestService(
+      { SECRETS_WRITE_RATE: "0", SECRETS_READ_RATE: "0", SECRETS_WATCH_RETENTION_HOURS: "1" },
+      { clock: () => new Date(clock.now), lifecycleJobs: "manual" },
+    );
+    const proxy = await startTcpProxy("127.0.0.1", Number(trimming.address.split(":")[1]));
+    const dev = developer();
+    const writer = await trimming.connectClient(dev);
+    const watcher = new SecretsClient({ address: `127.0.0.1:${proxy.port}`, token: await trimming.token(dev), retry: { initialBackoffMs: 20, maxBackoffMs: 100 } });
+    const watch = watcher.secrets.watch({ prefix: "" });
+    try {
+      const start = (await collect(watch, (s) => s.length === 1))[0]!.revision;
+      await writer.secrets.create({ name: "kept", value: "v1" });
+      await collect(watch, (s) => eventsOf(s).length === 1);
+
+      await proxy.down();
+      await writer.secrets.update("kept", { value: "v2" });
+      await writer.secrets.create({ name: "added", value: "v" });
+      clock.now += 2 * 3_600_000;
+      expect((await trimming.service.runLifecycleJobs()).changesTrimmed).toBeGreaterThanOrEqual(3);
+      await proxy.up();
+
+      const [reset] = await collect(watch, (s) => s.length === 1);
+      expect(reset).toEqual({
+        kind: "snapshot",
+        secrets: [
+          { name: "added", version: 1 },
+          { name: "kept", version: 2 },
+        ],
+        revision: start + 3,
+      });
+      await writer.secrets.update("added", { value: "v2" });
+      expect(brief(eventsOf(await collect(watch, (s) => eventsOf(s).length === 1)))).toEqual([["updated", "added", 2]]);
+    } finally {
+      await watch.return();
+      watcher.close();
+      await proxy.close();
+      await trimming.stop();
+    }
+  });
+
   it("never shows another developer's changes", async () => {
     const mine = await svc.connectClient(developer());
     const theirs = await svc.connectClient(developer());
