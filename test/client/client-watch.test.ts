@@ -202,21 +202,30 @@ describe("client.secrets.watch", () => {
     }
   });
 
-  it("never shows another developer's changes", async () => {
-    const mine = await svc.connectClient(developer());
+  it("never shows another developer's changes, nor an allowlisted token the names outside its list", async () => {
+    const me = developer();
+    const mine = await svc.connectClient(me);
     const theirs = await svc.connectClient(developer());
+    const narrow = new SecretsClient({ address: svc.address, token: await svc.token(me, { allowlist: ["shared_name"] }) });
     const watch = mine.secrets.watch({ prefix: "" });
-    await collect(watch, (s) => s.length === 1);
-    await theirs.secrets.create({ name: "shared_name", value: "theirs" });
-    await theirs.secrets.update("shared_name", { value: "theirs2" });
-    await mine.secrets.create({ name: "mine_only", value: "mine" });
-    await mine.secrets.create({ name: "shared_name", value: "mine" });
-    const events = eventsOf(await collect(watch, (s) => eventsOf(s).length >= 2));
-    expect(brief(events)).toEqual([
-      ["created", "mine_only", 1],
-      ["created", "shared_name", 1],
-    ]);
-    await watch.return();
+    const narrowWatch = narrow.secrets.watch({ prefix: "" });
+    try {
+      await collect(watch, (s) => s.length === 1);
+      await collect(narrowWatch, (s) => s.length === 1);
+      await theirs.secrets.create({ name: "shared_name", value: "theirs" });
+      await theirs.secrets.update("shared_name", { value: "theirs2" });
+      await mine.secrets.create({ name: "mine_only", value: "mine" });
+      await mine.secrets.create({ name: "shared_name", value: "mine" });
+      expect(brief(eventsOf(await collect(watch, (s) => eventsOf(s).length >= 2)))).toEqual([
+        ["created", "mine_only", 1],
+        ["created", "shared_name", 1],
+      ]);
+      expect(brief(eventsOf(await collect(narrowWatch, (s) => eventsOf(s).length >= 1)))).toEqual([["created", "shared_name", 1]]);
+    } finally {
+      await watch.return();
+      await narrowWatch.return();
+      narrow.close();
+    }
   });
 
   it("ends with a SecretsError on a refusal, and CANCELLED when its signal aborts or its client closes", async () => {
