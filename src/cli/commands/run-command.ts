@@ -62,6 +62,8 @@ export function registerRunCommand(program: Command, session: Session): void {
     .action(async (argv: string[], opts: RunOptions, command: Command) => {
       const [file, ...args] = argv;
       if (!file) throw new CliError("no command given: secrets run [--name a,b] -- COMMAND [ARGS...]");
+      const watchOptionGiven = ["onChange", "signal", "killTimeout"].some((o) => command.getOptionValueSource(o) === "cli");
+      if (!opts.watch && watchOptionGiven) throw new CliError("--on-change, --signal and --kill-timeout go with --watch");
       const client = session.client(command);
       let names: string[];
       if (opts.name) {
