@@ -1,13 +1,14 @@
 import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import type { WatchUpdate } from "@secrets-service/client";
-import { retryPolicy } from "../../packages/client/src/retry.js";
-import { resumableWatch, watchRequest } from "../../packages/client/src/watch.js";
+import { cancelled, retryPolicy } from "../../packages/client/src/retry.js";
+import type { Transport } from "../../packages/client/src/transport.js";
+import { openWatch, resumableWatch, watchRequest } from "../../packages/client/src/watch.js";
 import { events, failure, fakeStreams, settle, snapshot } from "./watch-fakes.js";
 
-// The SDK's resuming watch on its own, over scripted streams: where each new stream
-// starts, what is yielded, and which failures end it (client-watch.test.ts runs it
-// against the service).
+// The SDK's watch on its own, over scripted streams: where each new stream starts,
+// what is yielded, which failures end it, and when a stream counts as lost
+// (client-watch.test.ts runs it against the service).
 
 const noWait = retryPolicy({ initialBackoffMs: 0, maxBackoffMs: 0 });
 
@@ -94,5 +95,20 @@ describe("resumableWatch", () => {
     expect(() => watchRequest({ prefix: "" }, 1.5)).toThrow(RangeError);
     expect(watchRequest({ names: ["a", "b"] }, 3)).toEqual({ names: ["a", "b"], namePrefix: "", startRevision: 3 });
     expect(watchRequest({ prefix: "app_" }, 0)).toEqual({ names: [], namePrefix: "app_", startRevision: 0 });
+  });
+
+  it("treats a stream that stays silent, or that the service ends with OK, as lost (UNAVAILABLE)", async () => {
+    const silent = {
+      serverStream: async function* (_method: unknown, _request: unknown, options: { signal?: AbortSignal }) {
+        await new Promise((_, reject) => options.signal?.addEventListener("abort", () => reject(cancelled())));
+      },
+    } as unknown as Transport;
+    const request = watchRequest({ prefix: "" }, 0);
+    await expect(openWatch(silent, request, { silenceMs: 50 }).next()).rejects.toMatchObject({
+      codeName: "UNAVAILABLE",
+      details: "no response from the watch within 0.05 s",
+    });
+    const ended = { serverStream: async function* () {} } as unknown as Transport;
+    await expect(openWatch(ended, request, {}).next()).rejects.toMatchObject({ codeName: "UNAVAILABLE", details: "the service ended the watch" });
   });
 });
