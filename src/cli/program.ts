@@ -7,6 +7,7 @@ import { registerKeyCommands } from "./commands/key-commands.js";
 import { registerRunCommand } from "./commands/run-command.js";
 import { registerSecretCommands } from "./commands/secret-commands.js";
 import { registerTokenCommand } from "./commands/token-command.js";
+import { registerWatchCommand } from "./commands/watch-command.js";
 import type { Session } from "./session.js";
 
 /**
@@ -77,6 +78,7 @@ export function buildProgram(session: Session): Command {
   registerImportCommand(program, session);
   registerExportCommand(program, session);
   registerRunCommand(program, session);
+  registerWatchCommand(program, session);
   registerTokenCommand(program, session);
   registerKeyCommands(program, session);
   registerAuditCommands(program, session);

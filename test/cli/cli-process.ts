@@ -142,3 +142,47 @@ export function runAtTerminal(
     child.on("close", (code) => resolve({ code, stdout, stderr: "" }));
   });
 }
+
+/** A CLI run that lasts (`watch`, `run --watch`): its output so far, and a way to stop it. */
+export interface RunningCli {
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  /** Resolves once `check` holds for what the CLI has printed, polling; fails after `timeoutMs`. */
+  until(check: (out: { stdout: string; stderr: string }) => boolean, timeoutMs?: number): Promise<void>;
+  /** Sends `signal` and resolves with the whole run once the CLI has exited. */
+  stop(signal?: NodeJS.Signals): Promise<CliResult>;
+}
+
+/** Starts the CLI with `args` and returns at once. */
+export function startCli(args: readonly string[], options: CliRunOptions): RunningCli {
+  const child = spawn(process.execPath, [CLI_MAIN, ...args], { cwd: options.cwd, env: cliEnv(options.env), stdio: ["ignore", "pipe", "pipe"] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on("data", (d: Buffer) => out.push(d));
+  child.stderr.on("data", (d: Buffer) => err.push(d));
+  const closed = new Promise<CliResult>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      const stdout = Buffer.concat(out);
+      const stderr = Buffer.concat(err);
+      resolve({ code, signal, stdout: stdout.toString("utf8"), stderr: stderr.toString("utf8"), bytes: Buffer.concat([stdout, stderr]) });
+    });
+  });
+  const text = () => ({ stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
+  return {
+    stdout: () => text().stdout,
+    stderr: () => text().stderr,
+    async until(check, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!check(text())) {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the CLI exited early:\n${text().stderr}`);
+        if (Date.now() > deadline) throw new Error(`the CLI did not print what was expected within ${timeoutMs} ms:\n${text().stderr}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    stop(signal = "SIGTERM") {
+      child.kill(signal);
+      return closed;
+    },
+  };
+}

@@ -12,7 +12,7 @@ function harness(options: { ttlMs: number; staleIfErrorMs?: number; maxEntries?:
   const loads: string[] = [];
   let failWith: SecretsError | undefined;
   const access = (name: string, scope = "caller-a") =>
-    cache.access(scope, name, async () => {
+    cache.access({ scope, token: "unused" }, name, async () => {
       loads.push(`${scope}/${name}`);
       if (failWith) throw failWith;
       return { name, version: loads.length, value: `${scope}-value-of-${name}` };
@@ -82,7 +82,7 @@ describe("SDK value cache", () => {
     expect([a.value, b.value]).toEqual(["caller-a-value-of-k", "caller-b-value-of-k"]);
     expect((await h.access("k", "caller-b")).value).toBe("caller-b-value-of-k");
     expect(h.loads).toEqual(["caller-a/k", "caller-b/k"]);
-    const resolved = await h.cache.resolve("caller-c", ["k"], async (names) => Object.fromEntries(names.map((n) => [n, `caller-c-${n}`])));
+    const resolved = await h.cache.resolve({ scope: "caller-c", token: "unused" }, ["k"], async (names) => Object.fromEntries(names.map((n) => [n, `caller-c-${n}`])));
     expect(resolved).toEqual({ k: "caller-c-k" });
   });
 
@@ -94,5 +94,19 @@ describe("SDK value cache", () => {
     await h.access("k", "caller-a");
     await h.access("k", "caller-b");
     expect(h.loads).toEqual(["caller-a/k", "caller-b/k", "caller-a/k", "caller-b/k"]);
+  });
+
+  it("peek answers only with a fresh entry that knows its version, and never loads", async () => {
+    const h = harness({ ttlMs: 100 });
+    const caller = { scope: "caller-a", token: "unused" };
+    expect(h.cache.peek(caller, "a")).toBeUndefined();
+    await h.access("a");
+    expect(h.cache.peek(caller, "a")).toEqual({ name: "a", version: 1, value: "caller-a-value-of-a" });
+    expect(h.cache.peek({ scope: "caller-b", token: "unused" }, "a")).toBeUndefined();
+    await h.cache.resolve(caller, ["r"], async () => ({ r: "resolved" }));
+    expect(h.cache.peek(caller, "r"), "ResolveSecrets does not say the version").toBeUndefined();
+    h.advance(100);
+    expect(h.cache.peek(caller, "a")).toBeUndefined();
+    expect(h.loads).toEqual(["caller-a/a"]);
   });
 });

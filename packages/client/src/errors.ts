@@ -133,6 +133,17 @@ export function clientFailure(code: status, reason: ClientReason, details: strin
   return new SecretsError({ code, reason, details });
 }
 
+/**
+ * The SDK's error boundary for one error: a SecretsError passes; anything else (a bug, or a
+ * library's error whose text may quote a request) becomes a SecretsError with a fixed message
+ * naming only the kind of error.
+ */
+export function asSecretsError(e: unknown): SecretsError {
+  if (e instanceof SecretsError) return e;
+  const kind = e instanceof Error && /^\w{1,40}$/.test(e.name) ? e.name : "error";
+  return clientFailure(status.INTERNAL, "CLIENT_INTERNAL", `unexpected ${kind} inside the SDK`);
+}
+
 /** True for the failures that a cached value may paper over and that are worth retrying later. */
 export function isTransient(e: unknown): e is SecretsError {
   return e instanceof SecretsError && (e.code === status.UNAVAILABLE || e.code === status.DEADLINE_EXCEEDED);

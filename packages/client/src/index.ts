@@ -1,7 +1,8 @@
 /**
  * The secrets SDK, the package `@secrets-service/client`: a client of
  * `secrets.v1.SecretService` with plain objects in and out, typed errors to branch
- * on, deadlines, retries of idempotent calls and an opt-in cache for agent runtimes;
+ * on, deadlines, retries of idempotent calls, watches of changes, and an opt-in cache for
+ * agent runtimes (a TTL, or kept fresh by a watch);
  * KeyService (`client.keys`) and AuditService (`client.audit`) for key holders and operators;
  * the secrets a task definition references (and resolving them in one call); and
  * redaction of secret values from text before it is shown or stored.
@@ -33,6 +34,7 @@ export {
 export { LIMITS, LIST_METADATA_KEYS, type ListMetadataKey, type Reason } from "./contract.js";
 export { SECRET_NAME_PATTERN, VALUE_MAX_BYTES, RESOLVE_MAX_NAMES, valueProblem } from "./limits.js";
 export type { RetryOptions } from "./retry.js";
+export { VALUE_CHANGES } from "./watch.js";
 export type { CacheOptions } from "./value-cache.js";
 export type { TlsOptions } from "./transport.js";
 export type { TokenSource } from "./token.js";
@@ -51,6 +53,12 @@ export type {
   SecretVersion,
   UpdateSecretInput,
   VersionState,
+  WatchedSecret,
+  WatchEvent,
+  WatchEventType,
+  WatchOptions,
+  WatchTarget,
+  WatchUpdate,
 } from "./types.js";
 export {
   collectSecretReferences,

@@ -1,12 +1,12 @@
 import type { DescMessage, DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
-import { status, type ChannelOptions } from "@grpc/grpc-js";
+import type { ChannelOptions } from "@grpc/grpc-js";
 import { parseAddress, type ServiceAddress } from "./address.js";
 import { secretOf, versionOf } from "./convert.js";
-import { clientFailure, SecretsError } from "./errors.js";
+import { asSecretsError } from "./errors.js";
 import { SecretService } from "./gen/secrets/v1/secrets_pb.js";
 import { RESOLVE_MAX_NAMES } from "./limits.js";
 import { retryPolicy, withRetries, type RetryOptions, type RetryPolicy } from "./retry.js";
-import { createTokenScopes, readToken, type TokenSource } from "./token.js";
+import { checkToken, createTokenScopes, readToken, type TokenSource } from "./token.js";
 import { createTransport, type TlsOptions, type Transport } from "./transport.js";
 import { createAuditApi, type AuditApi } from "./audit-api.js";
 import { createKeyApi, type KeyApi } from "./key-api.js";
@@ -22,8 +22,13 @@ import type {
   Secret,
   SecretVersion,
   UpdateSecretInput,
+  WatchOptions,
+  WatchTarget,
+  WatchUpdate,
 } from "./types.js";
-import { createValueCache, type CacheOptions, type ValueCache } from "./value-cache.js";
+import { createValueCache, type CacheOptions, type Caller, type ValueCache } from "./value-cache.js";
+import { openWatch, resumableWatch, watchRequest } from "./watch.js";
+import { createWatchedCache } from "./watched-cache.js";
 
 /**
  * The SDK's entry point: `secrets.v1.SecretService` as plain async functions, with
@@ -34,9 +39,9 @@ import { createValueCache, type CacheOptions, type ValueCache } from "./value-ca
  * backoff and jitter; calls that write (create, update, delete, restore, destroyVersion) never
  * are, since a lost answer does not say whether the write happened. Every failure
  * a call reports is a SecretsError (see errors.ts); anything else thrown inside the
- * SDK is replaced by one with a fixed message. The optional cache (see
- * value-cache.ts) serves `access` of the current version and `resolve`, partitioned
- * by the token each lookup is made with.
+ * SDK is replaced by one with a fixed message. The optional cache (a TTL, see
+ * value-cache.ts, or kept fresh by a watch, see watched-cache.ts) serves `access` of
+ * the current version and `resolve`, partitioned by the token each lookup is made with.
  */
 
 /** How to reach and call the service. */
@@ -57,8 +62,11 @@ export interface SecretsClientOptions {
   deadlineMs?: number;
   /** Retries of idempotent calls on UNAVAILABLE. */
   retry?: RetryOptions;
-  /** Turns the client cache on for `access` (current version) and `resolve`. */
-  cache?: CacheOptions;
+  /**
+   * Turns the client cache on for `access` (current version) and `resolve`: `{ ttlMs, … }` keeps
+   * values for a TTL; `"watched"` keeps them until a WatchSecrets stream reports a change (README, Cache).
+   */
+  cache?: CacheOptions | "watched";
   /** Extra grpc-js channel options (rarely needed). */
   channelOptions?: ChannelOptions;
 }
@@ -106,6 +114,14 @@ export interface SecretsApi {
    * `metadata.names`, and returns nothing.
    */
   resolve(names: readonly string[], options?: CallOptions): Promise<Record<string, string>>;
+  /**
+   * Follows changes to some secrets (names and versions, never values): a snapshot, then events as
+   * they commit (WatchUpdate). Reconnects by itself on UNAVAILABLE, with backoff and jitter, resuming
+   * after the last revision it saw, so no event is lost, repeated or reordered; when the service can no
+   * longer resume it, it yields a new snapshot. Any other failure ends the iteration with a SecretsError.
+   * `names` must hold 1 to 100 names, else a TypeError.
+   */
+  watch(target: WatchTarget, options?: WatchOptions): AsyncGenerator<WatchUpdate, void, undefined>;
 }
 
 const DEFAULT_DEADLINE_MS = 10_000;
@@ -128,6 +144,10 @@ export class SecretsClient {
   readonly #deadlineMs: number;
   readonly #retry: RetryPolicy;
   readonly #cache: ValueCache | undefined;
+  /** The caller of every lookup when the token is a fixed string (so a cache hit needs no await); else undefined. */
+  readonly #fixedCaller: Caller | undefined;
+  /** Aborted by close(), which ends every watch still open. */
+  readonly #closing = new AbortController();
 
   constructor(options: SecretsClientOptions) {
     if (!options.address) throw new TypeError("SecretsClient: address is required");
@@ -138,21 +158,32 @@ export class SecretsClient {
     this.#deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     if (!(this.#deadlineMs > 0)) throw new RangeError("SecretsClient: deadlineMs must be positive");
     this.#retry = retryPolicy(options.retry);
-    this.#cache = options.cache ? createValueCache(options.cache) : undefined;
-    this.#transport = createTransport({
+    this.#fixedCaller = fixedCaller(options.token, this.#scopes);
+    const transport = createTransport({
       address,
       token: options.token,
       tls: tlsOf(address, options.tls),
       channelOptions: options.channelOptions,
     });
+    this.#transport = transport;
+    if (options.cache === "watched") {
+      const everything = { names: [], namePrefix: "", startRevision: 0 };
+      this.#cache = createWatchedCache({ open: (token, signal) => openWatch(transport, everything, { token, signal }), policy: this.#retry });
+    } else {
+      this.#cache = options.cache ? createValueCache(options.cache) : undefined;
+    }
     this.secrets = this.#api();
     const call: UnaryCall = (method, request, idempotent, options) => this.#call(method, request, idempotent, options);
     this.keys = createKeyApi(call);
     this.audit = createAuditApi(call);
   }
 
-  /** Closes the channel; calls made afterwards fail. */
+  /**
+   * Closes the channel and ends its watches (an open watch keeps the process running; one being
+   * iterated fails CANCELLED); calls made afterwards fail.
+   */
   close(): void {
+    this.#closing.abort();
     this.#cache?.clear();
     this.#transport.close();
   }
@@ -175,7 +206,7 @@ export class SecretsClient {
   }
 
   /** The token for a cached lookup, and the cache partition it selects. */
-  async #caller(): Promise<{ token: string; scope: string }> {
+  async #caller(): Promise<Caller> {
     const token = await readToken(this.#token);
     return { token, scope: this.#scopes(token) };
   }
@@ -242,7 +273,9 @@ export class SecretsClient {
         const version = input.version ?? 0;
         const cache = client.#cache;
         if (!cache || version !== 0) return boundary(fetchAccess(name, version, options));
-        return boundary(client.#caller().then(({ token, scope }) => cache.access(scope, name, () => fetchAccess(name, 0, options, token))));
+        const hit = client.#fixedCaller && cache.peek(client.#fixedCaller, name);
+        if (hit) return Promise.resolve(hit);
+        return boundary(client.#caller().then((caller) => cache.access(caller, name, () => fetchAccess(name, 0, options, caller.token))));
       },
       versions(name, options) {
         return pages(async (pageToken) => {
@@ -258,9 +291,26 @@ export class SecretsClient {
         // Outside 1..100 distinct names the service's own INVALID_ARGUMENT is the answer, cache or not.
         const distinct = new Set(names).size;
         if (!cache || distinct === 0 || distinct > RESOLVE_MAX_NAMES) return boundary(fetchResolve(names, options));
-        return boundary(client.#caller().then(({ token, scope }) => cache.resolve(scope, names, (missing) => fetchResolve(missing, options, token))));
+        return boundary(client.#caller().then((caller) => cache.resolve(caller, names, (missing) => fetchResolve(missing, options, caller.token))));
+      },
+      watch(target, options = {}) {
+        const request = watchRequest(target, options.fromRevision ?? 0);
+        const open = (startRevision: number, signal: AbortSignal | undefined) => openWatch(client.#transport, { ...request, startRevision }, { signal });
+        const signal = options.signal ? AbortSignal.any([options.signal, client.#closing.signal]) : client.#closing.signal;
+        return guardedStream(resumableWatch(open, request.startRevision, { signal, onRetry: options.onRetry }, client.#retry));
       },
     };
+  }
+}
+
+/** The caller a fixed token string makes, or undefined for a token function or an unusable token (which the first call reports). */
+function fixedCaller(source: TokenSource, scopes: (token: string) => string): Caller | undefined {
+  if (typeof source !== "string") return undefined;
+  try {
+    const token = checkToken(source);
+    return { token, scope: scopes(token) };
+  } catch {
+    return undefined;
   }
 }
 
@@ -282,15 +332,18 @@ function guarded<T>(fn: () => Promise<T>): Promise<T> {
   return boundary(new Promise<T>((resolve) => resolve(fn())));
 }
 
-/**
- * The SDK's error boundary: a SecretsError passes; anything else (a bug, or a library's
- * error whose text may quote a request) becomes a SecretsError with a fixed message
- * naming only the kind of error.
- */
+/** The SDK's error boundary (asSecretsError) around a stream's items. */
+async function* guardedStream<T>(items: AsyncGenerator<T, void, undefined>): AsyncGenerator<T, void, undefined> {
+  try {
+    yield* items;
+  } catch (e) {
+    throw asSecretsError(e);
+  }
+}
+
+/** The SDK's error boundary (asSecretsError) around a call. */
 function boundary<T>(promise: Promise<T>): Promise<T> {
   return promise.catch((e: unknown) => {
-    if (e instanceof SecretsError) throw e;
-    const kind = e instanceof Error && /^\w{1,40}$/.test(e.name) ? e.name : "error";
-    throw clientFailure(status.INTERNAL, "CLIENT_INTERNAL", `unexpected ${kind} inside the SDK`);
+    throw asSecretsError(e);
   });
 }

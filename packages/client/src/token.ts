@@ -31,6 +31,11 @@ export async function readToken(source: TokenSource): Promise<string> {
   } else {
     raw = source;
   }
+  return checkToken(raw);
+}
+
+/** A token as given (a string, or what a token function returned), trimmed and checked. */
+export function checkToken(raw: unknown): string {
   if (typeof raw !== "string") throw new SecretsTokenError("the token is not a string");
   const token = raw.trim();
   if (token === "") throw new SecretsTokenError("the token is empty");

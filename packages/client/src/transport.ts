@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import type { DescMethodUnary } from "@bufbuild/protobuf";
+import type { DescMethod, DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import type { ServiceAddress } from "./address.js";
 import { clientFailure, fromServiceError, SecretsError } from "./errors.js";
@@ -8,7 +8,7 @@ import { cancelled } from "./retry.js";
 import { readToken, type TokenSource } from "./token.js";
 
 /**
- * The SDK's one bridge to grpc-js: a unary call by protobuf-es method descriptor.
+ * The SDK's one bridge to grpc-js: a unary or server-streaming call by protobuf-es method descriptor.
  * The path is `/${service.typeName}/${method.name}` and the (de)serializers are the
  * method's binary schemas, as on the server, so no generated grpc-js stubs exist.
  * Every call carries `authorization: Bearer <token>`, fetched per attempt so a
@@ -44,13 +44,30 @@ export interface UnaryCallOptions {
   token?: string | undefined;
 }
 
-/** A channel to the service that makes unary calls. */
+/** What a server-streaming call needs besides its request: it has no deadline, it lasts until it ends or is cancelled. */
+export interface StreamCallOptions {
+  signal?: AbortSignal | undefined;
+  /** A token already read for this call. */
+  token?: string | undefined;
+}
+
+/** A channel to the service that makes unary and server-streaming calls. */
 export interface Transport {
   unary<I extends DescMessage, O extends DescMessage>(
     method: DescMethodUnary<I, O>,
     request: MessageInitShape<I>,
     options: UnaryCallOptions,
   ): Promise<MessageShape<O>>;
+  /**
+   * The responses of one server-streaming call, as they arrive; it ends when the service ends the
+   * stream with OK and throws a SecretsError otherwise (CANCELLED when `signal` aborts). Ending the
+   * iteration early cancels the call.
+   */
+  serverStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodServerStreaming<I, O>,
+    request: MessageInitShape<I>,
+    options: StreamCallOptions,
+  ): AsyncGenerator<MessageShape<O>, void, undefined>;
   close(): void;
 }
 
@@ -85,22 +102,32 @@ export function createTransport(options: TransportOptions): Transport {
   const client = new grpc.Client(target, credentialsOf(tls), channelOptions);
   let closed = false;
 
+  /** The encoded request and its metadata, or a SecretsError with a fixed message. */
+  async function prepare(method: DescMethod & { input: DescMessage }, request: MessageInitShape<DescMessage>, pinned: string | undefined) {
+    if (closed) throw clientFailure(grpc.status.FAILED_PRECONDITION, "CLIENT_CLOSED", "the client is closed");
+    const token = pinned ?? (await readToken(options.token));
+    let bytes: Buffer;
+    try {
+      bytes = Buffer.from(toBinary(method.input, create(method.input, request)));
+    } catch {
+      throw clientFailure(grpc.status.INVALID_ARGUMENT, "REQUEST_UNENCODABLE", `the ${method.name} request could not be encoded: a field has the wrong type or is out of range`);
+    }
+    const metadata = new grpc.Metadata();
+    metadata.set("authorization", `Bearer ${token}`);
+    return { path: `/${method.parent.typeName}/${method.name}`, bytes, metadata };
+  }
+
+  /** What grpc-js throws itself (not as a call's status) may quote the request or the header. */
+  const unsent = (method: DescMethod) => (e: unknown) => {
+    throw e instanceof SecretsError ? e : clientFailure(grpc.status.INTERNAL, "CLIENT_INTERNAL", `${method.name} could not be sent`);
+  };
+
   return {
     async unary(method, request, callOptions) {
-      if (closed) throw clientFailure(grpc.status.FAILED_PRECONDITION, "CLIENT_CLOSED", "the client is closed");
-      const token = callOptions.token ?? (await readToken(options.token));
+      const { path, bytes, metadata } = await prepare(method, request, callOptions.token);
       if (callOptions.signal?.aborted) throw cancelled();
-      const path = `/${method.parent.typeName}/${method.name}`;
-      let bytes: Buffer;
-      try {
-        bytes = Buffer.from(toBinary(method.input, create(method.input, request)));
-      } catch {
-        throw clientFailure(grpc.status.INVALID_ARGUMENT, "REQUEST_UNENCODABLE", `the ${method.name} request could not be encoded: a field has the wrong type or is out of range`);
-      }
       const context = { target, deadlineMs: callOptions.deadlineMs };
       return new Promise((resolve, reject) => {
-        const metadata = new grpc.Metadata();
-        metadata.set("authorization", `Bearer ${token}`);
         const call = client.makeUnaryRequest(
           path,
           (encoded: Buffer) => encoded,
@@ -117,16 +144,43 @@ export function createTransport(options: TransportOptions): Transport {
         );
         const onAbort = () => call.cancel();
         callOptions.signal?.addEventListener("abort", onAbort, { once: true });
-      }).catch((e: unknown) => {
-        // What grpc-js throws itself (not through the callback) may quote the request or the header.
-        throw e instanceof SecretsError ? e : clientFailure(grpc.status.INTERNAL, "CLIENT_INTERNAL", `${method.name} could not be sent`);
-      }) as Promise<MessageShape<typeof method.output>>;
+      }).catch(unsent(method)) as Promise<MessageShape<typeof method.output>>;
     },
+
+    async *serverStream(method, request, callOptions) {
+      const { path, bytes, metadata } = await prepare(method, request, callOptions.token);
+      const signal = callOptions.signal;
+      if (signal?.aborted) throw cancelled();
+      let call: grpc.ClientReadableStream<MessageShape<typeof method.output>>;
+      try {
+        call = client.makeServerStreamRequest(path, (encoded: Buffer) => encoded, (received: Buffer) => decode(method.output, received), bytes, metadata, {});
+      } catch (e) {
+        return unsent(method)(e);
+      }
+      const onAbort = () => call.cancel();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      try {
+        for await (const response of call) yield response as MessageShape<typeof method.output>;
+      } catch (e) {
+        if (signal?.aborted) throw cancelled();
+        if (isServiceError(e)) throw fromServiceError(e, { target, deadlineMs: 0 });
+        return unsent(method)(e);
+      } finally {
+        signal?.removeEventListener("abort", onAbort);
+        call.cancel();
+      }
+    },
+
     close() {
       closed = true;
       client.close();
     },
   };
+}
+
+/** A call's failure as grpc-js reports it: an Error with a numeric status code. */
+function isServiceError(e: unknown): e is grpc.ServiceError {
+  return e instanceof Error && typeof (e as Partial<grpc.ServiceError>).code === "number" && "metadata" in e;
 }
 
 /** An answer's message; a decoding failure gets a fixed text (grpc-js repeats it in the status it reports). */

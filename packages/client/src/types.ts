@@ -144,3 +144,66 @@ export interface CallOptions {
   /** Cancels the call (and any retry wait); it then fails CANCELLED. */
   signal?: AbortSignal;
 }
+
+import type { SecretsError } from "./errors.js";
+
+/** Which secrets `watch` follows: a list of 1 to 100 names, or every name that starts with `prefix` ("" for all). */
+export type WatchTarget = { names: readonly string[]; prefix?: never } | { prefix: string; names?: never };
+
+/** What `watch` takes besides its target. */
+export interface WatchOptions {
+  /**
+   * Resume after this revision (one a previous watch reported) instead of starting with a snapshot:
+   * its changes are replayed first. If the service no longer holds it, the watch starts with a snapshot.
+   */
+  fromRevision?: number;
+  /** Ends the watch: the iteration then fails CANCELLED. Breaking out of the loop ends it too. */
+  signal?: AbortSignal;
+  /**
+   * Told of each failure the watch recovers from, before it waits to reconnect: `attempt` counts the
+   * failures since the last update (1 for the first), for logging or for giving up (abort the signal).
+   * `error` is UNAVAILABLE (the stream was lost) or REVISION_UNAVAILABLE (a new snapshot follows).
+   */
+  onRetry?: (error: SecretsError, attempt: number) => void;
+}
+
+/**
+ * What changed, in the service's words: `created` (the name resolves again: a create or a restore),
+ * `updated` (a new current version), `deleted` (the name no longer resolves: a delete or an expiry),
+ * `versionDestroyed` (an old version's value was destroyed), `rotationDue` (a rotation reminder fired).
+ */
+export type WatchEventType = "created" | "updated" | "deleted" | "versionDestroyed" | "rotationDue";
+
+/** One change to one secret; never its value. */
+export interface WatchEvent {
+  readonly type: WatchEventType;
+  readonly name: string;
+  /** The new current version; for `versionDestroyed`, the destroyed one. */
+  readonly version: number;
+  /** The developer's revision this change made (revisions count every change of the developer). */
+  readonly revision: number;
+  /** When the change committed, by the service's clock. */
+  readonly time: Date;
+}
+
+/** A watched secret that exists, and its current version. */
+export interface WatchedSecret {
+  readonly name: string;
+  readonly version: number;
+}
+
+/**
+ * What a watch yields. Every item carries the revision the watch stands at: every change up to it has
+ * been delivered, so it is the point to resume after (`fromRevision`).
+ *
+ * - `snapshot`: the watched secrets that exist, as they stand at `revision`. First, unless the watch
+ *   resumes (`fromRevision`); again whenever the service could not resume it (its change log no longer
+ *   holds the revision): state built from earlier items must then be replaced, not patched.
+ * - `events`: changes after the previous item, in revision order (gaps between revisions are changes
+ *   the watch does not cover).
+ * - `progress`: nothing new; the service says so every 30 s of quiet, which also shows the watch is alive.
+ */
+export type WatchUpdate =
+  | { readonly kind: "snapshot"; readonly secrets: readonly WatchedSecret[]; readonly revision: number }
+  | { readonly kind: "events"; readonly events: readonly WatchEvent[]; readonly revision: number }
+  | { readonly kind: "progress"; readonly revision: number };

@@ -28,7 +28,7 @@ import type { AccessedSecret } from "./types.js";
  * value from before it.
  */
 
-/** How the client cache behaves. */
+/** How the TTL cache behaves. */
 export interface CacheOptions {
   /** How long a fetched value answers lookups (> 0). */
   ttlMs: number;
@@ -38,12 +38,21 @@ export interface CacheOptions {
   maxEntries?: number;
 }
 
-/** The cache as SecretsClient uses it. */
+/** Who a lookup is made for: the token it is made with, and the cache partition that token selects. */
+export interface Caller {
+  readonly token: string;
+  /** A digest of the token (token.ts); entries and loads are shared only within one scope. */
+  readonly scope: string;
+}
+
+/** The cache as SecretsClient uses it (this TTL cache, or the watched one of watched-cache.ts). */
 export interface ValueCache {
-  /** `access(name)` of the current version for the caller `scope`, through the cache. */
-  access(scope: string, name: string, load: () => Promise<AccessedSecret>): Promise<AccessedSecret>;
-  /** `resolve(names)` for the caller `scope`: one load for all the names neither cached nor in flight. */
-  resolve(scope: string, names: readonly string[], load: (names: string[]) => Promise<Record<string, string>>): Promise<Record<string, string>>;
+  /** The current version held for `caller` if it may answer now (a use, for eviction order); never loads. */
+  peek(caller: Caller, name: string): AccessedSecret | undefined;
+  /** `access(name)` of the current version for `caller`, through the cache. */
+  access(caller: Caller, name: string, load: () => Promise<AccessedSecret>): Promise<AccessedSecret>;
+  /** `resolve(names)` for `caller`: one load for all the names neither cached nor in flight. */
+  resolve(caller: Caller, names: readonly string[], load: (names: string[]) => Promise<Record<string, string>>): Promise<Record<string, string>>;
   /** Forget a name in every scope (after a write to it through this client). */
   invalidate(name: string): void;
   /** Forget everything. */
@@ -125,7 +134,12 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
   const entryOf = (value: string, version: number | undefined): Entry => ({ value, version, expiresAt: now() + ttlMs });
 
   return {
-    async access(scope, name, load) {
+    peek({ scope }, name) {
+      const hit = fresh(keyOf(scope, name));
+      return hit?.version === undefined ? undefined : { name, version: hit.version, value: hit.value };
+    },
+
+    async access({ scope }, name, load) {
       const key = keyOf(scope, name);
       const hit = fresh(key);
       if (hit?.version !== undefined) return { name, version: hit.version, value: hit.value };
@@ -137,7 +151,7 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
       return { name, version: entry.version as number, value: entry.value };
     },
 
-    async resolve(scope, names, load) {
+    async resolve({ scope }, names, load) {
       const plan = new Map<string, Entry | Flight>();
       const missing: string[] = [];
       for (const name of names) {

@@ -1,12 +1,15 @@
-import { spawn } from "node:child_process";
 import { constants } from "node:os";
-import type { Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
+import type { SecretsClient } from "@secrets-service/client";
 import { CliError, EXIT } from "../cli-error.js";
 import { isProtectedEnvName, PROTECTED_ENV_NAMES } from "../env-denylist.js";
 import { unsettableMessage, unsettableNames } from "../env-file.js";
 import { note } from "../output.js";
 import { collect, namesFrom } from "../parse-args.js";
 import { listNames, resolveAll } from "../secret-names.js";
+import { durationSeconds } from "./duration.js";
+import { startChild } from "./child.js";
+import { runWatched, type ChangeAction } from "./run-watch.js";
 import { rememberSensitive } from "../sensitive.js";
 import type { Session } from "../session.js";
 
@@ -21,9 +24,11 @@ import type { Session } from "../session.js";
  * a secret named in PROTECTED_ENV_NAMES is refused (unless `--allow-override`
  * names it), and so is a value no environment variable can hold: either way the
  * command is not started, and the error names the secret, never its value.
+ *
+ * With --watch the command is followed by a watch of the secrets it was given
+ * (run-watch.ts): on a change it gets a signal, or is restarted with the new values.
  */
 
-const FORWARDED: readonly NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 const RESERVED_PREFIX = "SECRETS_";
 
 const HELP_AFTER = `
@@ -35,6 +40,10 @@ it loads first (a trailing * matches any rest of the name), unless
 interface RunOptions {
   name?: string[];
   allowOverride?: string[];
+  watch?: boolean;
+  onChange: ChangeAction;
+  signal?: NodeJS.Signals;
+  killTimeout: number;
 }
 
 export function registerRunCommand(program: Command, session: Session): void {
@@ -44,11 +53,17 @@ export function registerRunCommand(program: Command, session: Session): void {
     .argument("<command...>", "the command and its arguments, after --")
     .option("-n, --name <names>", "the secrets to pass (comma-separated, repeatable; default: every secret the token can list)", collect)
     .option("--allow-override <name>", "let this secret set a protected variable (listed below; repeatable)", collect)
-    .usage("[--name a,b] [--allow-override NAME] -- COMMAND [ARGS...]")
+    .option("--watch", "watch the secrets passed, and act on a change (see --on-change)")
+    .addOption(new Option("--on-change <action>", "with --watch: send the command a signal, or restart it with the new values").choices(["signal", "restart"]).default("signal"))
+    .option("--signal <signal>", "the signal sent on a change (default SIGHUP), or that stops the command for a restart (default SIGTERM)", signalName)
+    .option("--kill-timeout <duration>", "restart: how long the command may take to exit before SIGKILL (seconds, or 30s, 1m)", seconds, 10)
+    .usage("[--name a,b] [--allow-override NAME] [--watch [--on-change signal|restart]] -- COMMAND [ARGS...]")
     .addHelpText("after", HELP_AFTER)
     .action(async (argv: string[], opts: RunOptions, command: Command) => {
       const [file, ...args] = argv;
       if (!file) throw new CliError("no command given: secrets run [--name a,b] -- COMMAND [ARGS...]");
+      const watchOptionGiven = ["onChange", "signal", "killTimeout"].some((o) => command.getOptionValueSource(o) === "cli");
+      if (!opts.watch && watchOptionGiven) throw new CliError("--on-change, --signal and --kill-timeout go with --watch");
       const client = session.client(command);
       let names: string[];
       if (opts.name) {
@@ -61,15 +76,40 @@ export function registerRunCommand(program: Command, session: Session): void {
         if (names.length < listed.length) note(`secrets: not passing ${listed.length - names.length} secret(s) named SECRETS_*`);
       }
       refuseProtected(names, new Set(opts.allowOverride ?? []));
-      const values = await resolveAll(client, names);
+      const environment = () => environmentOf(client, names);
+      if (opts.watch) {
+        const stopSignal = opts.signal ?? (opts.onChange === "restart" ? "SIGTERM" : "SIGHUP");
+        process.exitCode = await runWatched({ client, names, environment, command: { file, args }, action: opts.onChange, signal: stopSignal, killTimeoutMs: opts.killTimeout * 1000 });
+        return;
+      }
+      const env = await environment();
       session.close(); // nothing else is sent; the child may run for a long time
-      refuseUnsettable(values);
-
-      const env: NodeJS.ProcessEnv = {};
-      for (const [key, value] of Object.entries(process.env)) if (!key.startsWith(RESERVED_PREFIX)) env[key] = value;
-      for (const [name, value] of values) env[name] = value;
-      process.exitCode = await runChild(file, args, env);
+      process.exitCode = await startChild(file, args, env).exited;
     });
+}
+
+/** The child's environment: this one's without SECRETS_* variables, and the current values of `names`. */
+async function environmentOf(client: SecretsClient, names: readonly string[]): Promise<NodeJS.ProcessEnv> {
+  const values = await resolveAll(client, names);
+  refuseUnsettable(values);
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith(RESERVED_PREFIX)) env[key] = value;
+  for (const [name, value] of values) env[name] = value;
+  return env;
+}
+
+/** A signal's name, e.g. SIGHUP or HUP. */
+function signalName(text: string): NodeJS.Signals {
+  const name = (text.startsWith("SIG") ? text : `SIG${text}`).toUpperCase();
+  if (!(name in constants.signals)) throw new InvalidArgumentError("expected a signal name, e.g. SIGHUP or SIGUSR1");
+  return name as NodeJS.Signals;
+}
+
+/** A duration in seconds (durationSeconds' forms). */
+function seconds(text: string): number {
+  const n = durationSeconds(text);
+  if (n === undefined) throw new InvalidArgumentError("expected seconds, or a number with s, m or h (30s, 1m)");
+  return n;
 }
 
 /** Fails, naming them, when secrets would set protected variables not allowed by `--allow-override`. */
@@ -99,27 +139,4 @@ function wrap(items: readonly string[], width: number): string {
     else lines.push(item);
   }
   return lines.join("\n  ");
-}
-
-/** Spawns the command, forwards signals, and resolves with the exit status to pass on. */
-function runChild(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: "inherit", env });
-    const forward = (signal: NodeJS.Signals) => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-    };
-    for (const signal of FORWARDED) process.on(signal, forward);
-    const stopForwarding = () => {
-      for (const signal of FORWARDED) process.off(signal, forward);
-    };
-    child.once("error", (e: NodeJS.ErrnoException) => {
-      stopForwarding();
-      const exitCode = e.code === "ENOENT" ? 127 : 126;
-      reject(new CliError(`cannot run ${file}: ${e.code === "ENOENT" ? "command not found" : (e.code ?? "error")}`, exitCode));
-    });
-    child.once("exit", (code, signal) => {
-      stopForwarding();
-      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
-    });
-  });
 }
