@@ -239,6 +239,23 @@ describe("WatchSecrets", () => {
   });
 });
 
+describe("WatchSecrets resumed with nothing to replay", () => {
+  it("says at once that it has caught up, long before its first progress tick", async () => {
+    // No progress tick within the test: only the caught-up response can arrive.
+    const svc = await startTestService({ SECRETS_WATCH_PROGRESS_SECONDS: "3600" });
+    try {
+      const t = await svc.token(`caught-up-${randomUUID()}`);
+      await svc.secrets.createSecret({ name: "only", value: "v" }, t);
+      const w = openWatch(svc.secrets, { startRevision: 1n }, t);
+      const first = await w.next(5_000);
+      expect([first.snapshot, first.events, first.revision]).toEqual([undefined, [], 1n]);
+      w.cancel();
+    } finally {
+      await svc.stop();
+    }
+  });
+});
+
 describe("WatchSecrets on shutdown", () => {
   it("ends open watches with UNAVAILABLE (SHUTTING_DOWN) when the server stops", async () => {
     const svc = await startTestService({});
