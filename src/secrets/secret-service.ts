@@ -85,5 +85,6 @@ const noWatches: WatchHub = {
     throw new AppError("SHUTTING_DOWN", "this service serves no watches");
   },
   size: 0,
+  progressIntervalMs: 30_000,
   close: async () => undefined,
 };

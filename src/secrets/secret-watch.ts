@@ -33,6 +33,8 @@ export interface WatchBatch {
   events: WatchEvent[];
   /** Every change up to here has been sent or did not concern the watch. */
   revision: number;
+  /** On the first response only: how often an idle watch gets a response. */
+  progressIntervalMs?: number;
 }
 
 export interface WatchEvent {
@@ -92,12 +94,19 @@ export function createSecretWatch(deps: SecretWatchDeps): SecretWatch {
 
       // Open first: a change committed after the snapshot or the resume check wakes it.
       const watch = hub.open(p.developerId, signal);
+      let first = true;
+      /** A batch, with the progress interval when it is the watch's first. */
+      const out = (batch: WatchBatch): WatchBatch => {
+        if (!first) return batch;
+        first = false;
+        return { ...batch, progressIntervalMs: hub.progressIntervalMs };
+      };
       try {
         let position: number;
         if (input.startRevision === 0n) {
           const snap = await snapshot(db, p.developerId, { names, prefix, onlyNames });
           position = snap.revision;
-          yield { snapshot: snap.secrets, events: [], revision: position };
+          yield out({ snapshot: snap.secrets, events: [], revision: position });
         } else {
           position = Number(input.startRevision);
           const { revision, compacted } = await revisionOf(db, p.developerId);
@@ -118,12 +127,12 @@ export function createSecretWatch(deps: SecretWatchDeps): SecretWatch {
               const events = changes.filter((c) => covers(c.name)).map(eventOf);
               if (events.length > 0) {
                 deps.onSent?.(events.length, events.map((e) => (Date.now() - e.time.getTime()) / 1000));
-                yield { events, revision: position };
+                yield out({ events, revision: position });
                 sent = true;
               }
               if (changes.length === PAGE) continue;
             }
-            if (!caughtUp && !sent) yield { events: [], revision: position };
+            if (!caughtUp && !sent) yield out({ events: [], revision: position });
             caughtUp = true;
           }
           const reason = await watch.next();

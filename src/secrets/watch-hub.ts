@@ -20,6 +20,8 @@ export interface WatchHub {
   open(developerId: string, signal: AbortSignal): Watch;
   /** Watches open on this replica. */
   readonly size: number;
+  /** How often a waiting watch is ticked (WatchHubDeps.progressIntervalMs). */
+  readonly progressIntervalMs: number;
   /** Ends every watch with UNAVAILABLE (SHUTTING_DOWN), refuses new ones, and stops listening. */
   close(): Promise<void>;
 }
@@ -159,6 +161,8 @@ export function createWatchHub(deps: WatchHubDeps): WatchHub {
     get size() {
       return size;
     },
+
+    progressIntervalMs: deps.progressIntervalMs,
 
     async close() {
       closed = true;

@@ -1,7 +1,10 @@
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
 import type { WatchUpdate } from "@secrets-service/client";
 import { cancelled, retryPolicy } from "../../packages/client/src/retry.js";
+import { WatchSecretsResponseSchema } from "../../packages/client/src/gen/secrets/v1/secrets_pb.js";
 import type { Transport } from "../../packages/client/src/transport.js";
 import { openWatch, resumableWatch, watchRequest } from "../../packages/client/src/watch.js";
 import { events, failure, fakeStreams, settle, snapshot } from "./watch-fakes.js";
@@ -110,5 +113,18 @@ describe("resumableWatch", () => {
     });
     const ended = { serverStream: async function* () {} } as unknown as Transport;
     await expect(openWatch(ended, request, {}).next()).rejects.toMatchObject({ codeName: "UNAVAILABLE", details: "the service ended the watch" });
+  });
+
+  it("takes the silence it allows from the progress interval the service states in its first response", async () => {
+    // A first response saying "progress every 40 ms", then nothing: lost after 60 ms, not SILENCE_MS.
+    const stating = {
+      serverStream: async function* (_method: unknown, _request: unknown, options: { signal?: AbortSignal }) {
+        yield create(WatchSecretsResponseSchema, { snapshot: {}, revision: 3n, progressInterval: durationFromMs(40) });
+        await new Promise((_, reject) => options.signal?.addEventListener("abort", () => reject(cancelled())));
+      },
+    } as unknown as Transport;
+    const stream = openWatch(stating, watchRequest({ prefix: "" }, 0), {});
+    expect((await stream.next()).value).toMatchObject({ kind: "snapshot", revision: 3 });
+    await expect(stream.next()).rejects.toMatchObject({ codeName: "UNAVAILABLE", details: "no response from the watch within 0.06 s" });
   });
 });

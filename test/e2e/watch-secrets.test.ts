@@ -70,6 +70,8 @@ describe("WatchSecrets", () => {
     expect(first.snapshot?.secrets.map((s) => [s.name, s.version])).toEqual([["db_password", 1]]);
     const start = first.revision;
     expect(start).toBe(1n);
+    // The first response states the progress interval (SECRETS_WATCH_PROGRESS_SECONDS); later ones do not.
+    expect(first.progressInterval?.seconds).toBe(1n);
 
     await writer.secrets.updateSecret({ name: "db_password", value: "VALUE-MARKER-2" }, t);
     await writer.secrets.createSecret({ name: "unwatched", value: "VALUE-MARKER-3" }, t);
@@ -83,6 +85,7 @@ describe("WatchSecrets", () => {
     const seen: WatchSecretsResponse[] = [];
     while (seen.flatMap((r) => r.events).length < 6) seen.push(await nextEvents(w));
     const events = seen.flatMap((r) => r.events);
+    expect(seen.filter((r) => r.progressInterval !== undefined)).toEqual([]);
     expect(events.map((e) => [T[e.type], e.name, e.version])).toEqual([
       ["UPDATED", "db_password", 2],
       ["CREATED", "api_key", 1],

@@ -1,3 +1,4 @@
+import { durationMs } from "@bufbuild/protobuf/wkt";
 import { status } from "@grpc/grpc-js";
 import { countOf, dateOf } from "./convert.js";
 import { asSecretsError, SecretsUnavailableError } from "./errors.js";
@@ -17,13 +18,20 @@ import type { WatchEvent, WatchEventType, WatchOptions, WatchTarget, WatchUpdate
  * longer holds that revision (FAILED_PRECONDITION, REVISION_UNAVAILABLE) the watch
  * starts again from a snapshot, which it yields like the first.
  *
- * Silence: the service sends a progress response after 30 s without changes, so a
- * stream with no response for SILENCE_MS is treated as lost (a half-open connection,
- * a frozen server) and reconnected, as a dropped one is.
+ * Silence: an idle stream gets a response with no events every progress interval,
+ * which the service states in its first response (30 s by default). A stream with no
+ * response for 1.5 × that interval (SILENCE_MS until the first response) is treated
+ * as lost (a half-open connection, a frozen server) and reconnected, as a dropped
+ * one is.
  */
 
-/** How long a stream may stay silent (the service's progress interval is 30 s) before it is treated as lost. */
+/** How long a stream may stay silent before its first response says the service's progress interval. */
 export const SILENCE_MS = 45_000;
+
+/** The silence after which a stream is lost, for a service that sends progress every `intervalMs`. */
+export function silenceAfter(intervalMs: number): number {
+  return intervalMs * 1.5;
+}
 
 /** The event types after which a name's current value is another (or none): what a cache or a process holding values reacts to. */
 export const VALUE_CHANGES: ReadonlySet<WatchEventType> = new Set(["created", "updated", "deleted"]);
@@ -72,7 +80,7 @@ export function watchRequest(target: WatchTarget, startRevision: number): WatchR
  * silent for `silenceMs` while the consumer waits for it.
  */
 export async function* openWatch(transport: Transport, request: WatchRequest, options: StreamOptions): AsyncGenerator<WatchUpdate, void, undefined> {
-  const silenceMs = options.silenceMs ?? SILENCE_MS;
+  let silenceMs = options.silenceMs ?? SILENCE_MS;
   const silence = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, silence.signal]) : silence.signal;
   let timer: NodeJS.Timeout | undefined;
@@ -90,6 +98,7 @@ export async function* openWatch(transport: Transport, request: WatchRequest, op
     for await (const response of stream) {
       // Only the wait for the service counts, not the time the consumer takes.
       clearTimeout(timer);
+      if (options.silenceMs === undefined && response.progressInterval) silenceMs = silenceAfter(durationMs(response.progressInterval));
       yield updateOf(response);
       arm();
     }

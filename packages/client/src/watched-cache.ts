@@ -18,7 +18,7 @@ import { VALUE_CHANGES } from "./watch.js";
  *   the set grows, no 100-name limit; changes to other names cost a few bytes each.
  * - The stream always starts from a snapshot. Values are cached only from the moment
  *   the snapshot has arrived until the stream ends; a stream that ends (dropped,
- *   refused, silent for 45 s, the service shutting down) empties the cache, and until
+ *   refused, silent too long (watch.ts), the service shutting down) empties the cache, and until
  *   the next stream's snapshot every lookup reads through to the service. So a cached
  *   value is dropped by the event of any change committed after the snapshot.
  * - `created`, `updated` and `deleted` events drop the name; the next lookup reads it
@@ -29,8 +29,8 @@ import { VALUE_CHANGES } from "./watch.js";
  *   RESOURCE_EXHAUSTED are opened again with backoff and full jitter.
  *
  * Staleness: a value served from memory misses no change whose event reached the
- * client; so it is at most the stream's delivery lag old, and at most SILENCE_MS
- * (watch.ts) when the connection dies without a reset.
+ * client; so it is at most the stream's delivery lag old, and at most the silence
+ * after which watch.ts treats a stream as lost when the connection dies without a reset.
  */
 
 /** What the watched cache needs from the client. */

@@ -107,6 +107,7 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
             time: timestampFromDate(e.time),
           })),
           revision: BigInt(batch.revision),
+          ...(batch.progressIntervalMs === undefined ? {} : { progressInterval: durationFromMs(batch.progressIntervalMs) }),
         };
       }
     },
