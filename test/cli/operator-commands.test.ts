@@ -103,6 +103,7 @@ describe("keys", () => {
     expect(status.stdout).toMatch(/^data_keys_to_rewrap: 0$/m);
     expect(status.stdout).toMatch(/^versions_to_reencrypt: 0$/m);
     expect(status.stdout).toMatch(/^data_keys_per_master_key: .*k1=\d+/m);
+    expect(status.stdout).toMatch(/^master_keys: k1=env k2=env$/m);
     expect(status.stdout).toMatch(/^replicas: 1\n {2}ID\s+KEYS\s+HEARTBEAT\n {2}\S+\s+k1,k2\s/m);
     expectClean(status);
 

@@ -15,6 +15,7 @@ export type {
   DeveloperKeyRotation,
   KeyApi,
   KeyStatus,
+  MasterKeyInfo,
   MasterKeyRotation,
   ReplicaInfo,
   ShredResult,

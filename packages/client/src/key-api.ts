@@ -48,6 +48,14 @@ export interface KeyStatus {
   readonly replicas: readonly ReplicaInfo[];
   /** The data keys of the developer asked about (or the caller's); empty when an operator asks about everything. */
   readonly dataKeys: readonly DataKeyInfo[];
+  /** The master keys of the replica that answered, with where each is held; empty for a `secrets:keys` caller. */
+  readonly masterKeys: readonly MasterKeyInfo[];
+}
+
+/** A master key a replica holds, and its provider: "env" (the replica's memory) or "pkcs11" (an HSM token). */
+export interface MasterKeyInfo {
+  readonly keyId: string;
+  readonly provider: string;
 }
 
 /** What RotateMasterKey answers. */
@@ -109,6 +117,7 @@ export function createKeyApi(call: UnaryCall): KeyApi {
         versionsToReencrypt: countOf(r.versionsToReencrypt),
         replicas: r.replicas.map((p) => ({ id: p.id, keyIds: [...p.keyIds], lastHeartbeat: dateOf(p.lastHeartbeat) })),
         dataKeys: r.dataKeys.map(dataKeyOf),
+        masterKeys: r.masterKeys.map((k) => ({ keyId: k.keyId, provider: k.provider })),
       };
     },
     async rotateMasterKey(keyId, options) {

@@ -197,6 +197,7 @@ function formatStatus(s: KeyStatus): string {
       ["data_keys_to_rewrap", s.dataKeysToRewrap],
       ["versions_to_reencrypt", s.versionsToReencrypt],
       ["data_keys_per_master_key", perMaster.join(" ")],
+      ["master_keys", s.masterKeys.map((k) => `${k.keyId}=${k.provider}`).join(" ")],
       ["replicas", s.replicas.length],
     ]),
   ];
