@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { SecretsClient } from "@secrets-service/client";
 import { create } from "@bufbuild/protobuf";
 import { SecretService, WatchSecretsRequestSchema, type WatchSecretsResponse } from "../src/api/gen/secrets/v1/secrets_pb.js";
 import { serviceDefinition } from "../src/server/grpc-adapter.js";
@@ -19,6 +20,7 @@ export const WATCH_TARGETS = {
   delivery10k: { name: "WatchSecrets delivery p99, 10,000 watches on B (ms)", limit: 250 },
   idleRss: { name: "10,000 idle watches: B's added RSS (MB)", limit: 100 },
   idleCpu: { name: "10,000 idle watches: B's added CPU (% of a core)", limit: 2 },
+  cacheLookups: { name: "SDK watched-cache lookups per second (one process)", limit: 1_000_000 },
 } as const;
 
 export interface WatchServer {
@@ -51,7 +53,18 @@ export interface DeliveryResult {
   maxMs: number;
 }
 
+/** The SDK's watched cache against B: lookups a second served from memory, and how soon a write through A shows. */
+export interface CacheResult {
+  lookupsPerSecond: number;
+  lookups: number;
+  /** From a write's acknowledgement on A to the first lookup on B's client that returns the new value, per write. */
+  stalenessP50Ms: number;
+  stalenessMaxMs: number;
+  writes: number;
+}
+
 export interface WatchReport {
+  cache: CacheResult | undefined;
   delivery: DeliveryResult[];
   idle:
     | {
@@ -80,12 +93,15 @@ export async function measureWatch(o: WatchOptions): Promise<WatchReport> {
   const streams: grpc.ClientReadableStream<WatchSecretsResponse>[] = [];
   const delivery: DeliveryResult[] = [];
   let idle: WatchReport["idle"];
+  let cache: CacheResult | undefined;
   // B with no watch open, over as long a window as the idle one below.
   const quietStart = await readServer(o.watcher.metrics);
   await new Promise((r) => setTimeout(r, o.idleSeconds * 1000));
   const before = await readServer(o.watcher.metrics);
   const cpuPercentBefore = cpuPercent(quietStart, before);
   try {
+    // First, while this process holds no other stream.
+    cache = await measureWatchedCache(o);
     let open = 0;
     const developers: { subject: string; token: string }[] = [];
     // Arrival times by revision, for the developer that writes at each count.
@@ -174,7 +190,45 @@ export async function measureWatch(o: WatchOptions): Promise<WatchReport> {
     for (const c of channels) c.close();
     writerClient.close();
   }
-  return { delivery, idle };
+  return { cache, delivery, idle };
+}
+
+/**
+ * `new SecretsClient({ cache: "watched" })` on B: after one read fills it, lookups of
+ * one name in a loop for a second (awaited one by one, as a caller would); then writes
+ * through A, each followed by lookups on B until the new value shows.
+ */
+async function measureWatchedCache(o: WatchOptions): Promise<CacheResult> {
+  const subject = `bench-watched-${process.pid}`;
+  const token = await o.token(subject);
+  const writer = new SecretsClient({ address: o.writer.address, token });
+  const reader = new SecretsClient({ address: o.watcher.address, token, cache: "watched" });
+  try {
+    await writer.secrets.create({ name: "watched_value", value: "v0" });
+    // Until the reader's watch has its snapshot, lookups read through: wait for a hit's speed.
+    await reader.secrets.access("watched_value");
+    await new Promise((r) => setTimeout(r, 500));
+    await reader.secrets.access("watched_value");
+    let lookups = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < 1_000) {
+      for (let i = 0; i < 1_000; i++) await reader.secrets.access("watched_value");
+      lookups += 1_000;
+    }
+    const lookupsPerSecond = lookups / ((performance.now() - t0) / 1000);
+    const stale: number[] = [];
+    for (let i = 1; i <= 20; i++) {
+      await writer.secrets.update("watched_value", { value: `v${i}` });
+      const acked = performance.now();
+      while ((await reader.secrets.access("watched_value")).value !== `v${i}`) await new Promise((r) => setImmediate(r));
+      stale.push(performance.now() - acked);
+    }
+    stale.sort((x, y) => x - y);
+    return { lookupsPerSecond, lookups, stalenessP50Ms: percentile(stale, 50), stalenessMaxMs: stale.at(-1) ?? NaN, writes: stale.length };
+  } finally {
+    writer.close();
+    reader.close();
+  }
 }
 
 function unary(client: Client, method: string, request: object, token: string): Promise<unknown> {
@@ -218,6 +272,12 @@ export function describeWatch(r: WatchReport, table: (head: string[], body: stri
       ]),
     ),
   ];
+  if (r.cache) {
+    lines.push(
+      `SDK watched cache on B: ${Math.round(r.cache.lookupsPerSecond).toLocaleString("en")} lookups/s of one name from memory (awaited one by one); ` +
+        `a write through A showed on B's client after ${r.cache.stalenessP50Ms.toFixed(1)} ms (median of ${r.cache.writes}), ${r.cache.stalenessMaxMs.toFixed(1)} ms at most`,
+    );
+  }
   if (r.idle) {
     lines.push(
       `idle: ${r.idle.watches.toLocaleString("en")} watches on B for ${r.idle.seconds.toFixed(0)} s: RSS ${r.idle.rssMbBefore.toFixed(0)} MB before any watch, ` +
