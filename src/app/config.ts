@@ -53,6 +53,8 @@ export interface Config {
   readonly allowPlaintext: boolean;
   readonly metricsAddr: string | undefined;
   readonly auditStrict: boolean;
+  /** SECRETS_AUDIT_RETENTION_DAYS: audit partitions (days) older than this are dropped; 0 keeps them all. */
+  readonly auditRetentionDays: number;
   /** SECRETS_DB_SCOPE_CHECKS: a development check with a cost on every call (store/db.ts, ScopeGuard). */
   readonly dbScopeChecks: boolean;
   readonly logLevel: string;
@@ -230,6 +232,7 @@ export function loadConfig(env: Env): Config {
     allowPlaintext,
     metricsAddr,
     auditStrict: flag("SECRETS_AUDIT_STRICT"),
+    auditRetentionDays: int("SECRETS_AUDIT_RETENTION_DAYS", 0, 0, 36_500),
     dbScopeChecks: flag("SECRETS_DB_SCOPE_CHECKS"),
     logLevel,
     logCalls,

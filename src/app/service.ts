@@ -14,6 +14,7 @@ import type { KeyBytes } from "../crypto/key-bytes.js";
 import { cacheObserver, callObserver, createMetrics, watchObserver, type CacheObserver } from "../observability/metrics.js";
 import { createDataKeys } from "../keys/data-keys.js";
 import { createAuditLog } from "../audit/audit-log.js";
+import { createAuditRetention } from "../audit/audit-retention.js";
 import { lifecycleAuditEvent } from "../audit/audit-policy.js";
 import { createAuditService } from "../audit/audit-service.js";
 import { loadCacheEntryKey } from "../keys/cache-entry-key.js";
@@ -151,6 +152,17 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
         log.error({ lost: auditLog.queueDepth }, "audit events not written before shutdown");
       }
     });
+    // Makes the audit partitions ahead and drops those past the retention (one replica a run).
+    const auditRetention = createAuditRetention({
+      db,
+      retentionDays: config.auditRetentionDays,
+      onError: (e) => log.warn({ err: e }, "audit partition job failed; will retry"),
+      onRun: (run) => {
+        if (run.dropped.length > 0) log.info({ dropped: run.dropped }, "audit partitions past the retention dropped");
+      },
+    });
+    auditRetention.start();
+    closers.unshift(() => auditRetention.stop());
     const lifecycle = createLifecycleJobs({
       db,
       cache,
