@@ -78,20 +78,22 @@ export function chainHash3Of(prevHash: string, writerId: string, e: CompactField
 export function compactOf(e: StoredAuditEvent): CompactFields {
   const action = actionCode(e.action);
   const outcome = outcomeCode(e.outcome);
+  const requestUuid = isUuid(e.requestId);
+  const tokenUuid = isUuid(e.callerTokenId);
   return {
     time: e.time,
     writerSequence: e.writerSequence,
     version: e.version,
     action,
     outcome,
-    requestUuid: isUuid(e.requestId) ? e.requestId : null,
-    callerTokenUuid: isUuid(e.callerTokenId) ? e.callerTokenId : null,
+    requestUuid: requestUuid ? e.requestId : null,
+    callerTokenUuid: tokenUuid ? e.callerTokenId : null,
     developerId: e.developerId,
     callerSubject: e.callerSubject === e.developerId ? null : e.callerSubject,
-    callerTokenId: isUuid(e.callerTokenId) ? null : e.callerTokenId,
+    callerTokenId: tokenUuid ? null : e.callerTokenId,
     callerIdentity: e.callerIdentity,
     secretName: e.secretName,
-    requestId: isUuid(e.requestId) ? null : e.requestId,
+    requestId: requestUuid ? null : e.requestId,
     peer: e.peer,
     actionName: action === NAMED ? e.action : null,
     outcomeName: outcome === NAMED ? e.outcome : null,
