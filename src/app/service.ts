@@ -15,6 +15,7 @@ import { cacheObserver, callObserver, createMetrics, watchObserver, type CacheOb
 import { createDataKeys } from "../keys/data-keys.js";
 import { createAuditLog } from "../audit/audit-log.js";
 import { createAuditRetention } from "../audit/audit-retention.js";
+import { openSinks } from "../audit/audit-sink.js";
 import { lifecycleAuditEvent } from "../audit/audit-policy.js";
 import { createAuditService } from "../audit/audit-service.js";
 import { loadCacheEntryKey } from "../keys/cache-entry-key.js";
@@ -139,8 +140,14 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     });
     await keys.start();
     closers.unshift(() => keys.stop());
+    const auditSinks = openSinks(config.auditSinks);
+    // Closed after the audit log's last write (closers run newest first).
+    closers.unshift(async () => {
+      for (const sink of auditSinks) await sink.close();
+    });
     const auditLog = createAuditLog({
       db,
+      sinks: auditSinks,
       writerId: `${replicaId}:${Date.now()}`,
       onError: (e, pending) => log.error({ err: e, pending }, "audit events could not be written; retrying (calls slow down rather than lose them)"),
     });

@@ -10,6 +10,7 @@ import {
   registerAuditWriter,
 } from "../store/audit-store.js";
 import { GENESIS_HASH, chainHash3, compactOf, type StoredAuditEvent } from "./chain.js";
+import { sinkLine, type AuditSink } from "./audit-sink.js";
 import { storableEvent, storableText, type AuditEventInput } from "./audit-event.js";
 
 /**
@@ -81,6 +82,12 @@ export interface AuditLogOptions {
   onError?: (e: unknown, pending: number) => void;
   /** The clock, for an event whose time cannot be stored (invalid or outside years 1–9999). */
   now?: () => Date;
+  /**
+   * JSON-lines sinks (audit-sink.ts) that get every event too, after Postgres, in
+   * chain order. An event counts as committed once Postgres and every sink took it.
+   * The caller opens and closes them.
+   */
+  sinks?: readonly AuditSink[];
 }
 
 /**
@@ -90,6 +97,8 @@ export interface AuditLogOptions {
  */
 interface Entry {
   encoded: string;
+  /** Its JSON line, when there are sinks. */
+  line: string | undefined;
   /** The start of its partition's day. */
   day: number;
   developerId: string;
@@ -131,6 +140,10 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   let segmentDay = Number.NEGATIVE_INFINITY;
   /** This writer's number in audit_writers, once registered (at the first write). */
   let writerNumber: number | undefined;
+  const sinks = options.sinks ?? [];
+  /** The highest sequence Postgres has, and each sink has: a retried batch goes only where it is missing. */
+  let storedUpTo = 0;
+  const sunkUpTo = sinks.map(() => 0);
   /** Admitted, not yet committed, in chain order. */
   const queue: Entry[] = [];
   /** Per developer: events in `queue`. */
@@ -159,9 +172,10 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     const fields = encodeCompactFields(compactOf(row));
     const hash = chainHash3(lastHash, writerId, fields);
     const encoded = encodeCompactEvent(fields, startsSegment ? lastHash : undefined, hash);
+    const line = sinks.length > 0 ? sinkLine(row, lastHash, hash) : undefined;
     lastSequence = row.writerSequence;
     lastHash = hash;
-    queue.push({ encoded, day, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit });
+    queue.push({ encoded, line, day, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit });
     queued.set(row.developerId, (queued.get(row.developerId) ?? 0) + 1);
     if (onCommit !== undefined) urgentUpTo = lastSequence;
     schedule();
@@ -283,9 +297,24 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
    * row is there with the same hash, the batch is written; if some other row holds
    * one of its sequences, another process uses this writer id, which must never
    * happen: the error is reported and retried. A day with no partition yet (the
-   * retention job makes them ahead) is created and the COPY run again.
+   * retention job makes them ahead) is created and the COPY run again. Then each sink
+   * gets the lines it does not have yet.
    */
   async function writeBatch(entries: readonly Entry[], retry: boolean): Promise<void> {
+    const last = (entries.at(-1) as Entry).writerSequence;
+    if (storedUpTo < last) {
+      await storeBatch(entries, retry);
+      storedUpTo = last;
+    }
+    for (const [i, sink] of sinks.entries()) {
+      const from = sunkUpTo[i] as number;
+      if (from >= last) continue;
+      await sink.write(entries.flatMap((e) => (e.writerSequence > from && e.line !== undefined ? [e.line] : [])).join(""));
+      sunkUpTo[i] = last;
+    }
+  }
+
+  async function storeBatch(entries: readonly Entry[], retry: boolean): Promise<void> {
     writerNumber ??= await registerAuditWriter(db, writerId);
     const writer = writerNumber;
     if (retry) {
