@@ -6,7 +6,8 @@ import { randomBytes, randomUUID } from "node:crypto";
 
 import { backendUnavailable, type Db, type Queryable } from "../../src/store/db.js";
 import type { AuditEventInput } from "../../src/audit/audit-event.js";
-import type { RawEvent } from "../../src/store/audit-store.js";
+import { GENESIS_HASH, chainHashOf } from "../../src/audit/chain.js";
+import { encodeAuditEvent, encodeChainedFields, insertEncodedAuditEvents, type RawEvent } from "../../src/store/audit-store.js";
 
 export const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString("hex")}`;
 
@@ -129,4 +130,22 @@ export async function writerNumber(q: Queryable, writerId: string): Promise<numb
   const writer = rows[0]?.writer;
   if (writer === undefined) throw new Error(`no writer ${writerId}`);
   return writer;
+}
+
+/**
+ * Writes `events` as a writer of the release before the compact format did: one
+ * format-2 chain in audit_events_v1. Returns its writer id.
+ */
+export async function writeOldFormatChain(db: Db, events: readonly AuditEventInput[]): Promise<string> {
+  const writerId = newId("w-old");
+  let prev = GENESIS_HASH;
+  const lines = events.map((input, i) => {
+    const e = { ...input, writerId, writerSequence: i + 1 };
+    const hash = chainHashOf(prev, e);
+    const line = encodeAuditEvent(encodeChainedFields(e), prev, hash);
+    prev = hash;
+    return line;
+  });
+  await insertEncodedAuditEvents(db, lines);
+  return writerId;
 }
