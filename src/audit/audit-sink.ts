@@ -76,7 +76,7 @@ export function openSinks(specs: readonly SinkSpec[], options: SinkOptions = {})
   return specs.map((spec) => {
     switch (spec.kind) {
       case "stdout":
-        return streamSink("stdout", process.stdout, false);
+        return stdoutSink();
       case "file":
         return fileSink(spec.path, options.fileMaxBytes ?? 100 * 1024 * 1024, options.fileKeep ?? 5);
       case "unix":
@@ -85,11 +85,21 @@ export function openSinks(specs: readonly SinkSpec[], options: SinkOptions = {})
   });
 }
 
-function streamSink(name: string, stream: NodeJS.WritableStream, owned: boolean): AuditSink {
+/**
+ * Standard output, which the service's log lines share: each line is its own write,
+ * and a write to a pipe of at most PIPE_BUF (4096) bytes is never interleaved with
+ * another write, so no log line lands inside an audit line (one longer than that, an
+ * event naming many secrets, can be split).
+ */
+function stdoutSink(): AuditSink {
   return {
-    name,
-    write: (text) => writeTo(stream, text),
-    close: () => (owned ? new Promise<void>((resolve) => stream.end(resolve)) : Promise.resolve()),
+    name: "stdout",
+    async write(text) {
+      const writes: Promise<void>[] = [];
+      for (const line of text.split("\n")) if (line !== "") writes.push(writeTo(process.stdout, `${line}\n`));
+      await Promise.all(writes);
+    },
+    close: () => Promise.resolve(),
   };
 }
 

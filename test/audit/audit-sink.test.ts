@@ -4,16 +4,21 @@
  * retried without duplicates; strict (recordDurable) waits for every sink; a file
  * sink rotates.
  */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createAuditLog } from "../../src/audit/audit-log.js";
 import { openSinks, parseSinkSpecs, type AuditSink } from "../../src/audit/audit-sink.js";
 import { verifyAuditChains } from "../../src/audit/audit-verify.js";
+import { PROJECT_ROOT } from "../support/server-process.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
 import { auditEvent, isPending, newId } from "./audit-support.js";
 
@@ -141,5 +146,18 @@ describe(`audit sinks on ${testDatabaseKind()}`, () => {
     ]);
     expect(() => parseSinkSpecs("tcp:secret-host:1")).toThrow(/SECRETS_AUDIT_SINKS must be/);
     expect(() => parseSinkSpecs("tcp:secret-host:1")).not.toThrow(/secret-host/);
+  });
+
+  it("writes whole lines to stdout, one write each", async () => {
+    const built = path.join(PROJECT_ROOT, "dist", "audit", "audit-sink.js");
+    if (!existsSync(built)) throw new Error(`${built} is missing: run npm run build`);
+    const script = `
+      import { openSinks } from ${JSON.stringify(pathToFileURL(built).href)};
+      const [sink] = openSinks([{ kind: "stdout" }]);
+      await sink.write('{"n":1}\\n{"n":2}\\n');
+      await sink.close();
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], { timeout: 20_000 });
+    expect(stdout).toBe('{"n":1}\n{"n":2}\n');
   });
 });
