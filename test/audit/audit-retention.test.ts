@@ -44,6 +44,9 @@ describe(`audit retention on ${testDatabaseKind()}`, () => {
       for (let i = 0; i < 5; i++) for (const log of logs) await log.record(auditEvent({ developerId, time: at(day, i) }));
     }
     for (const log of logs) await log.flush();
+    // Day 3 (today for the job below) and the days ahead exist before the writers get there:
+    // a writer making a partition holds the partition lock, and the job would skip its run.
+    expect(await createAuditRetention({ db: t.db, retentionDays: 0, now: () => at(3) }).runOnce()).toMatchObject({ ran: true, dropped: [] });
   });
   afterAll(async () => {
     for (const log of logs ?? []) await log.close();
