@@ -294,7 +294,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
           `${c.format === undefined ? "" : `, format ${c.format}`}` +
           (c.archived === undefined || c.archived.segments === 0
             ? ""
-            : `, archived ${c.archived.events} events in ${c.archived.segments} segments (${c.archived.partitions.join(", ")})`) +
+            : `, archived ${c.archived.events} events in ${c.archived.segments} ${c.archived.segments === 1 ? "segment" : "segments"} (${c.archived.partitions.join(", ")})`) +
           ": " +
           (c.problems === 0 ? "ok" : `BROKEN (${c.problems} ${c.problems === 1 ? "problem" : "problems"})`),
       );
