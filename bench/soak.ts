@@ -10,6 +10,7 @@ import pg from "pg";
 import type { Scope } from "../src/auth/principal.js";
 import { mintHs256Token } from "../src/auth/token-issuer.js";
 import { SecretService } from "../src/api/gen/secrets/v1/secrets_pb.js";
+import { Health } from "../src/api/gen/grpc/health/v1/health_pb.js";
 import { serviceDefinition } from "../src/server/grpc-adapter.js";
 import { prng } from "./stats.js";
 
@@ -27,6 +28,16 @@ import { prng } from "./stats.js";
  * median of the middle third (medians, because RSS follows the garbage
  * collector's sawtooth). Exit code 0 when it levels off, the rate was held and no
  * call failed unexpectedly; 1 otherwise.
+ *
+ * `--full-speed [--round-seconds S] [--max-decline-percent P]`: instead of a steady
+ * rate, rounds at full speed (64 calls in flight) that alternate empty calls
+ * (Health/Check) and cache-hit reads (AccessSecret), so that each read round has an
+ * empty round beside it measured on the same machine a moment before: the ratio
+ * reads ÷ empty tells a decline of the service from the machine's drift. Each read
+ * round also reports the audit table's growth (partitions with indexes) and the WAL
+ * per read. Verdict: the median ratio of the last third of the rounds is less than
+ * `--max-decline-percent` (default 10) below that of the first third, and RSS levels
+ * off as above.
  *
  * Not part of CI (it takes minutes). Bounded in time and count; loopback only.
  */
@@ -47,6 +58,10 @@ const MINUTES = numberArg("--minutes", 5);
 const RATE = numberArg("--rate", 300);
 const SAMPLE_SECONDS = numberArg("--sample-seconds", 5);
 const MAX_GROWTH_PERCENT = numberArg("--max-growth-percent", 5);
+const FULL_SPEED = argv.includes("--full-speed");
+const ROUND_SECONDS = numberArg("--round-seconds", 15);
+const MAX_DECLINE_PERCENT = numberArg("--max-decline-percent", 10);
+const FULL_SPEED_IN_FLIGHT = 64;
 const ADMIN_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const REDIS_URL = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
 
@@ -175,6 +190,130 @@ function slope(points: [number, number][]): number {
 
 const mb = (bytes: number) => (bytes / 1_048_576).toFixed(1);
 
+/** One empty Health/Check; resolves with the status code. */
+function healthCheck(client: grpc.Client & Record<string, Function>): Promise<grpc.status> {
+  const desc = Health.methods.find((m) => m.localName === "check");
+  if (!desc) throw new Error("no Health/Check");
+  return new Promise((resolve) => {
+    (client["check"] as Function).call(client, create(desc.input, {}), new grpc.Metadata(), { deadline: Date.now() + CALL_TIMEOUT_MS }, (err: grpc.ServiceError | null) =>
+      resolve(err ? err.code : grpc.status.OK),
+    );
+  });
+}
+
+/** Calls `one` with FULL_SPEED_IN_FLIGHT in flight for `seconds`; returns the calls completed and those that failed. */
+async function closedLoop(seconds: number, one: () => Promise<grpc.status>): Promise<{ calls: number; failed: number; seconds: number }> {
+  const started = performance.now();
+  const end = started + seconds * 1000;
+  let calls = 0;
+  let failed = 0;
+  const worker = async () => {
+    while (performance.now() < end) {
+      const code = await one();
+      calls += 1;
+      if (code !== grpc.status.OK) failed += 1;
+    }
+  };
+  await Promise.all(Array.from({ length: FULL_SPEED_IN_FLIGHT }, worker));
+  return { calls, failed, seconds: (performance.now() - started) / 1000 };
+}
+
+/**
+ * The `--full-speed` soak (see the module comment): alternating empty and read
+ * rounds for MINUTES; prints one row per pair and the verdict; returns the exit code.
+ */
+async function fullSpeed(
+  server: Server,
+  client: Client,
+  tokens: readonly string[],
+  hot: readonly string[],
+  dbUrl: string,
+  interrupted: () => boolean,
+): Promise<number> {
+  const HealthClient = grpc.makeGenericClientConstructor(serviceDefinition(Health), Health.typeName);
+  const health = new HealthClient(server.address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+  const db = new pg.Client({ connectionString: dbUrl });
+  await db.connect();
+  try {
+    const auditBytes = async () => {
+      const { rows } = await db.query<{ b: string; lsn: string }>(
+        `SELECT COALESCE((SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'audit_log'::regclass), 0)::int8 AS b,
+                pg_current_wal_lsn()::text AS lsn`,
+      );
+      return { bytes: Number(rows[0]?.b), lsn: rows[0]?.lsn as string };
+    };
+    const walBetween = async (a: string, b: string) =>
+      Number((await db.query<{ d: string }>("SELECT pg_wal_lsn_diff($1, $2)::int8 AS d", [b, a])).rows[0]?.d);
+    let n = 0;
+    const read = () => {
+      n += 1;
+      return call(client, "accessSecret", { name: hot[n % hot.length] }, tokens[n % tokens.length] as string);
+    };
+    const head = ["t (s)", "empty/s", "reads/s", "ratio", "audit B/read", "WAL B/read", "RSS MB", "failed"];
+    const widths = [6, 8, 8, 6, 12, 10, 7, 7];
+    const row = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i] as number)).join("  ");
+    console.log(`
+full speed: rounds of ${ROUND_SECONDS} s, empty calls then cache-hit reads, ${FULL_SPEED_IN_FLIGHT} in flight
+${row(head)}`);
+    const rounds: { t: number; ratio: number; rss: number; auditPerRead: number; walPerRead: number }[] = [];
+    let failed = 0;
+    const started = performance.now();
+    while (!interrupted() && performance.now() - started < MINUTES * 60_000) {
+      const empty = await closedLoop(ROUND_SECONDS, () => healthCheck(health));
+      const before = await auditBytes();
+      const reads = await closedLoop(ROUND_SECONDS, read);
+      await new Promise((r) => setTimeout(r, 300)); // the audit log's last batch
+      const after = await auditBytes();
+      const sample = await sampleServer(server);
+      failed += empty.failed + reads.failed;
+      const ratio = reads.calls / reads.seconds / (empty.calls / empty.seconds);
+      const auditPerRead = (after.bytes - before.bytes) / reads.calls;
+      const walPerRead = (await walBetween(before.lsn, after.lsn)) / reads.calls;
+      const t = (performance.now() - started) / 1000;
+      rounds.push({ t, ratio, rss: sample.rssBytes, auditPerRead, walPerRead });
+      console.log(
+        row([
+          t.toFixed(0),
+          (empty.calls / empty.seconds).toFixed(0),
+          (reads.calls / reads.seconds).toFixed(0),
+          ratio.toFixed(2),
+          auditPerRead.toFixed(0),
+          walPerRead.toFixed(0),
+          mb(sample.rssBytes),
+          String(empty.failed + reads.failed),
+        ]),
+      );
+    }
+    const third = Math.floor(rounds.length / 3);
+    if (third < 1) {
+      console.log("verdict: NO VERDICT (fewer than 3 rounds: run longer or use shorter rounds)");
+      return 1;
+    }
+    const firstRatio = median(rounds.slice(0, third).map((r) => r.ratio));
+    const lastRatio = median(rounds.slice(-third).map((r) => r.ratio));
+    const decline = ((firstRatio - lastRatio) / firstRatio) * 100;
+    const middleRss = median(rounds.slice(third, rounds.length - third).map((r) => r.rss));
+    const lastRss = median(rounds.slice(-third).map((r) => r.rss));
+    const growth = ((lastRss - middleRss) / middleRss) * 100;
+    const steady = decline < MAX_DECLINE_PERCENT;
+    const levelsOff = !(growth >= MAX_GROWTH_PERCENT);
+    console.log(
+      `audit per read: median ${median(rounds.map((r) => r.auditPerRead)).toFixed(0)} B of table and indexes, ` +
+        `${median(rounds.map((r) => r.walPerRead)).toFixed(0)} B of WAL (all WAL of the round ÷ reads)`,
+    );
+    console.log(
+      `verdict: reads ÷ empty ${firstRatio.toFixed(2)} over the first third, ${lastRatio.toFixed(2)} over the last ` +
+        `(${decline.toFixed(1)} % decline, limit ${MAX_DECLINE_PERCENT} %): ${steady ? "NO DECLINE beyond the machine's drift" : "DECLINES"}; ` +
+        `RSS ${levelsOff ? "levels off" : "DOES NOT LEVEL OFF"} (${Number.isNaN(growth) ? "-" : growth.toFixed(1)} %); ` +
+        `${failed === 0 ? "no failed calls" : `${failed} FAILED CALLS`}`,
+    );
+    return steady && levelsOff && failed === 0 && !interrupted() ? 0 : 1;
+  } finally {
+    health.close();
+    await db.end();
+  }
+}
+
 async function main(): Promise<void> {
   const dbName = `secrets_soak_${Date.now()}_${process.pid}`;
   const admin = new pg.Client({ connectionString: ADMIN_URL, connectionTimeoutMillis: 5_000 });
@@ -195,8 +334,10 @@ async function main(): Promise<void> {
 
   try {
     console.log(
-      `soak: ${MINUTES} min at ${RATE} calls/s (mixed), memory sampled every ${SAMPLE_SECONDS} s; ` +
-        `verdict: median RSS of the last third < ${MAX_GROWTH_PERCENT} % above the middle third's`,
+      FULL_SPEED
+        ? `soak: ${MINUTES} min at full speed, empty and read rounds alternating; verdict: reads ÷ empty declines < ${MAX_DECLINE_PERCENT} %, RSS levels off`
+        : `soak: ${MINUTES} min at ${RATE} calls/s (mixed), memory sampled every ${SAMPLE_SECONDS} s; ` +
+            `verdict: median RSS of the last third < ${MAX_GROWTH_PERCENT} % above the middle third's`,
     );
     server = await startServer({
       DATABASE_URL: dbUrl.toString(),
@@ -220,6 +361,14 @@ async function main(): Promise<void> {
     for (let d = 0; d < DEVELOPERS; d++) {
       const codes = await Promise.all(hot.map((name) => call(client as Client, "createSecret", { name, value: value(), metadata: { team: `t${d % 3}` } }, tokens[d] as string)));
       if (codes.some((c) => c !== grpc.status.OK)) throw new Error(`setup failed: ${codes.map((c) => grpc.status[c]).join(",")}`);
+    }
+
+    if (FULL_SPEED) {
+      exitCode = await fullSpeed(server, client, tokens, hot, dbUrl.toString(), () => interrupted);
+      keepLog = exitCode !== 0;
+      // Returning skips the process.exit below; the process ends once everything is closed.
+      process.exitCode = exitCode;
+      return;
     }
 
     /** Per developer: temporary secrets created and not yet deleted, oldest first. */

@@ -3,6 +3,7 @@ import { isIP } from "node:net";
 import { KeyBytes } from "../crypto/key-bytes.js";
 import type { VerificationKey } from "../auth/token-verifier.js";
 import { MIN_HMAC_SECRET_BYTES } from "../auth/token-verifier.js";
+import { parseSinkSpecs, type SinkSpec } from "../audit/audit-sink.js";
 import { MAX_RECOVERY_WINDOW_DAYS } from "../secrets/validation.js";
 import type { CallLogPolicy } from "../server/interceptors/call-log.js";
 
@@ -53,6 +54,10 @@ export interface Config {
   readonly allowPlaintext: boolean;
   readonly metricsAddr: string | undefined;
   readonly auditStrict: boolean;
+  /** SECRETS_AUDIT_RETENTION_DAYS: audit partitions (days) older than this are dropped; 0 keeps them all. */
+  readonly auditRetentionDays: number;
+  /** SECRETS_AUDIT_SINKS: JSON-lines sinks that get every audit event besides Postgres. */
+  readonly auditSinks: readonly SinkSpec[];
   /** SECRETS_DB_SCOPE_CHECKS: a development check with a cost on every call (store/db.ts, ScopeGuard). */
   readonly dbScopeChecks: boolean;
   readonly logLevel: string;
@@ -230,6 +235,8 @@ export function loadConfig(env: Env): Config {
     allowPlaintext,
     metricsAddr,
     auditStrict: flag("SECRETS_AUDIT_STRICT"),
+    auditRetentionDays: int("SECRETS_AUDIT_RETENTION_DAYS", 0, 0, 36_500),
+    auditSinks: Object.freeze(auditSinks(get("SECRETS_AUDIT_SINKS"))),
     dbScopeChecks: flag("SECRETS_DB_SCOPE_CHECKS"),
     logLevel,
     logCalls,
@@ -321,4 +328,13 @@ export function parseCallLogPolicy(text: string): CallLogPolicy {
   const every = m ? Number(m[1]) : NaN;
   if (!(every >= 2 && every <= 1_000_000)) throw new ConfigError("SECRETS_LOG_CALLS must be all, errors or sample:N (N from 2 to 1000000)");
   return { kind: "sample", every };
+}
+
+/** SECRETS_AUDIT_SINKS, its errors as ConfigError. */
+function auditSinks(text: string | undefined): SinkSpec[] {
+  try {
+    return parseSinkSpecs(text);
+  } catch (e) {
+    throw new ConfigError(e instanceof Error ? e.message : "SECRETS_AUDIT_SINKS is invalid");
+  }
 }

@@ -14,6 +14,8 @@ import type { KeyBytes } from "../crypto/key-bytes.js";
 import { cacheObserver, callObserver, createMetrics, watchObserver, type CacheObserver } from "../observability/metrics.js";
 import { createDataKeys } from "../keys/data-keys.js";
 import { createAuditLog } from "../audit/audit-log.js";
+import { createAuditRetention } from "../audit/audit-retention.js";
+import { openSinks } from "../audit/audit-sink.js";
 import { lifecycleAuditEvent } from "../audit/audit-policy.js";
 import { createAuditService } from "../audit/audit-service.js";
 import { loadCacheEntryKey } from "../keys/cache-entry-key.js";
@@ -138,8 +140,14 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     });
     await keys.start();
     closers.unshift(() => keys.stop());
+    const auditSinks = openSinks(config.auditSinks);
+    // Closed after the audit log's last write (closers run newest first).
+    closers.unshift(async () => {
+      for (const sink of auditSinks) await sink.close();
+    });
     const auditLog = createAuditLog({
       db,
+      sinks: auditSinks,
       writerId: `${replicaId}:${Date.now()}`,
       onError: (e, pending) => log.error({ err: e, pending }, "audit events could not be written; retrying (calls slow down rather than lose them)"),
     });
@@ -151,6 +159,17 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
         log.error({ lost: auditLog.queueDepth }, "audit events not written before shutdown");
       }
     });
+    // Makes the audit partitions ahead and drops those past the retention (one replica a run).
+    const auditRetention = createAuditRetention({
+      db,
+      retentionDays: config.auditRetentionDays,
+      onError: (e) => log.warn({ err: e }, "audit partition job failed; will retry"),
+      onRun: (run) => {
+        if (run.dropped.length > 0) log.info({ dropped: run.dropped }, "audit partitions past the retention dropped");
+      },
+    });
+    auditRetention.start();
+    closers.unshift(() => auditRetention.stop());
     const lifecycle = createLifecycleJobs({
       db,
       cache,

@@ -1,7 +1,16 @@
 import type { Db } from "../store/db.js";
-import { isUniqueViolation } from "../store/db.js";
-import { encodeAuditEvent, encodeChainedFields, findWriterHashes, insertEncodedAuditEvents } from "../store/audit-store.js";
-import { GENESIS_HASH, chainHash, type StoredAuditEvent } from "./chain.js";
+import { DbError } from "../store/db.js";
+import {
+  auditPartitionStart,
+  createAuditPartitions,
+  encodeCompactEvent,
+  encodeCompactFields,
+  findCompactWriterHashes,
+  insertCompactAuditEvents,
+  registerAuditWriter,
+} from "../store/audit-store.js";
+import { GENESIS_HASH, chainHash3, compactOf, type StoredAuditEvent } from "./chain.js";
+import { sinkLine, type AuditSink } from "./audit-sink.js";
 import { storableEvent, storableText, type AuditEventInput } from "./audit-event.js";
 
 /**
@@ -12,6 +21,12 @@ import { storableEvent, storableText, type AuditEventInput } from "./audit-event
  * - Chain order. Sequence and hash are assigned when an event enters the queue, in
  *   that order, and batches are written one at a time from the front of the queue,
  *   so rows reach the table in chain order.
+ * - Segments. Events are compact rows of audit_log (chain format 3), one partition a
+ *   day. A writer's events never go back to an earlier partition (an event timed
+ *   before the day of the writer's previous event is stored at that day's start), so
+ *   each partition holds one contiguous segment of the chain; the first event of each
+ *   segment after the first stores the previous segment's last hash. Retention can
+ *   then drop a day and the rest of every chain still verifies.
  * - Nothing is dropped. A failed write keeps its batch at the front and retries it
  *   with capped backoff; `onError` is told each time. A full queue makes the
  *   developer who filled it wait (back-pressure), and nobody else.
@@ -67,15 +82,25 @@ export interface AuditLogOptions {
   onError?: (e: unknown, pending: number) => void;
   /** The clock, for an event whose time cannot be stored (invalid or outside years 1–9999). */
   now?: () => Date;
+  /**
+   * JSON-lines sinks (audit-sink.ts) that get every event too, after Postgres, in
+   * chain order. An event counts as committed once Postgres and every sink took it.
+   * The caller opens and closes them.
+   */
+  sinks?: readonly AuditSink[];
 }
 
 /**
- * An event in the queue: its row already encoded for the COPY (one string, not an
- * object of fifteen fields: see encodeAuditEvent), what the writer needs of it, and
- * who waits for its commit.
+ * An event in the queue: its row already encoded for the COPY but for the writer
+ * number (one string, not an object of fifteen fields: see encodeCompactEvent), what
+ * the writer needs of it, and who waits for its commit.
  */
 interface Entry {
   encoded: string;
+  /** Its JSON line, when there are sinks. */
+  line: string | undefined;
+  /** The start of its partition's day. */
+  day: number;
   developerId: string;
   writerSequence: number;
   hash: string;
@@ -93,6 +118,8 @@ interface Waiter {
 }
 
 const RETRY_INITIAL_MS = 50;
+/** SQLSTATE of a row for which no partition exists (check_violation). */
+const NO_PARTITION = "23514";
 
 export function createAuditLog(options: AuditLogOptions): AuditLog {
   const { db } = options;
@@ -109,6 +136,14 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 
   let lastSequence = 0;
   let lastHash = GENESIS_HASH;
+  /** The day (partition) of the writer's current segment; none before the first event. */
+  let segmentDay = Number.NEGATIVE_INFINITY;
+  /** This writer's number in audit_writers, once registered (at the first write). */
+  let writerNumber: number | undefined;
+  const sinks = options.sinks ?? [];
+  /** The highest sequence Postgres has, and each sink has: a retried batch goes only where it is missing. */
+  let storedUpTo = 0;
+  const sunkUpTo = sinks.map(() => 0);
   /** Admitted, not yet committed, in chain order. */
   const queue: Entry[] = [];
   /** Per developer: events in `queue`. */
@@ -127,12 +162,20 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   /** Give the event its place in the chain and queue it. */
   function admit(row: Unchained, onCommit: (() => void)[] | undefined): void {
     row.writerSequence = lastSequence + 1;
-    const fields = encodeChainedFields(row);
-    const hash = chainHash(lastHash, fields);
-    const encoded = encodeAuditEvent(fields, lastHash, hash);
+    let day = auditPartitionStart(row.time);
+    if (day < segmentDay) {
+      row.time = new Date(segmentDay);
+      day = segmentDay;
+    }
+    const startsSegment = day > segmentDay && lastSequence > 0;
+    segmentDay = day;
+    const fields = encodeCompactFields(compactOf(row));
+    const hash = chainHash3(lastHash, writerId, fields);
+    const encoded = encodeCompactEvent(fields, startsSegment ? lastHash : undefined, hash);
+    const line = sinks.length > 0 ? sinkLine(row, lastHash, hash) : undefined;
     lastSequence = row.writerSequence;
     lastHash = hash;
-    queue.push({ encoded, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit });
+    queue.push({ encoded, line, day, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit });
     queued.set(row.developerId, (queued.get(row.developerId) ?? 0) + 1);
     if (onCommit !== undefined) urgentUpTo = lastSequence;
     schedule();
@@ -215,7 +258,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       while (queue.length > 0) {
         const batch = queue.slice(0, batchSize);
         try {
-          await writeBatch(batch);
+          await writeBatch(batch, failures > 0);
           failures = 0;
         } catch (e) {
           failures += 1;
@@ -248,19 +291,46 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   }
 
   /**
-   * One COPY. A unique violation on (writer, sequence) is what a retry sees when
-   * the previous attempt committed but its acknowledgement was lost: if every row is
-   * there with the same hash, the batch is written. Otherwise another process uses
-   * this writer id, which must never happen; the error is reported and retried.
+   * One COPY. The writer registers its id at its first write (a registered id with
+   * events belongs to another process: refused). A retry first looks for the batch:
+   * the previous attempt may have committed with its acknowledgement lost. If every
+   * row is there with the same hash, the batch is written; if some other row holds
+   * one of its sequences, another process uses this writer id, which must never
+   * happen: the error is reported and retried. A day with no partition yet (the
+   * retention job makes them ahead) is created and the COPY run again. Then each sink
+   * gets the lines it does not have yet.
    */
-  async function writeBatch(entries: readonly Entry[]): Promise<void> {
+  async function writeBatch(entries: readonly Entry[], retry: boolean): Promise<void> {
+    const last = (entries.at(-1) as Entry).writerSequence;
+    if (storedUpTo < last) {
+      await storeBatch(entries, retry);
+      storedUpTo = last;
+    }
+    for (const [i, sink] of sinks.entries()) {
+      const from = sunkUpTo[i] as number;
+      if (from >= last) continue;
+      await sink.write(entries.flatMap((e) => (e.writerSequence > from && e.line !== undefined ? [e.line] : [])).join(""));
+      sunkUpTo[i] = last;
+    }
+  }
+
+  async function storeBatch(entries: readonly Entry[], retry: boolean): Promise<void> {
+    writerNumber ??= await registerAuditWriter(db, writerId);
+    const writer = writerNumber;
+    if (retry) {
+      const stored = await findCompactWriterHashes(db, writer, entries.map((r) => r.writerSequence));
+      if (stored.size > 0) {
+        if (entries.every((r) => stored.get(r.writerSequence) === r.hash)) return;
+        throw new Error(`audit writer id ${writerId} is used by another process: its sequences clash`);
+      }
+    }
+    const lines = entries.map((e) => e.encoded);
     try {
-      await insertEncodedAuditEvents(db, entries.map((e) => e.encoded));
+      await insertCompactAuditEvents(db, writer, lines);
     } catch (e) {
-      if (!isUniqueViolation(e, "audit_events_writer_sequence_key")) throw e;
-      const stored = await findWriterHashes(db, writerId, entries.map((r) => r.writerSequence));
-      if (entries.every((r) => stored.get(r.writerSequence) === r.hash)) return;
-      throw new Error(`audit writer id ${writerId} is used by another process: its sequences clash`, { cause: e });
+      if (!(e instanceof DbError && e.code === NO_PARTITION)) throw e;
+      await createAuditPartitions(db, entries.map((r) => r.day));
+      await insertCompactAuditEvents(db, writer, lines);
     }
   }
 

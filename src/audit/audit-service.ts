@@ -7,6 +7,7 @@ import { requireAllowlisted } from "../auth/authorize.js";
 import { pageOf, pageTokenCodec, type Page } from "../secrets/page-token.js";
 import { validateName, validatePageSize } from "../secrets/validation.js";
 import { auditPolicy, LIFECYCLE_ACTIONS } from "./audit-policy.js";
+import { CODED_OUTCOMES } from "./audit-codes.js";
 
 /** An audit event as the API returns it (the stored row without its previous hash). Events never hold a value. */
 export type AuditEvent = Omit<store.AuditEventRow, "prevHash">;
@@ -41,25 +42,7 @@ export const AUDIT_ACTIONS: ReadonlySet<string> = new Set([
 ]);
 
 /** gRPC status names: the `outcome` filter accepts these or "". */
-export const AUDIT_OUTCOMES: ReadonlySet<string> = new Set([
-  "OK",
-  "CANCELLED",
-  "UNKNOWN",
-  "INVALID_ARGUMENT",
-  "DEADLINE_EXCEEDED",
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "PERMISSION_DENIED",
-  "RESOURCE_EXHAUSTED",
-  "FAILED_PRECONDITION",
-  "ABORTED",
-  "OUT_OF_RANGE",
-  "UNIMPLEMENTED",
-  "INTERNAL",
-  "UNAVAILABLE",
-  "DATA_LOSS",
-  "UNAUTHENTICATED",
-]);
+export const AUDIT_OUTCOMES: ReadonlySet<string> = new Set(CODED_OUTCOMES.keys());
 
 // google.protobuf.Timestamp's range, which Postgres timestamptz also holds.
 const MIN_TIME = new Date(0).setUTCFullYear(1, 0, 1);

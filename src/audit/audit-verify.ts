@@ -8,6 +8,11 @@
  * the first broken event (id, writer, sequence and what is wrong, never any other
  * field) and exits 1. Exit 2: usage or the database could not be opened.
  *
+ * Compact events (audit_log, chain format 3) are verified with the checkpoints of the
+ * segments that retention dropped: each writer's chain must run from sequence 1
+ * through its archived segments and what remains without a gap, and each line says
+ * how much of it was archived and in which partitions.
+ *
  * What the chain proves: an event changed, removed or moved inside a writer's
  * chain is found. It does not prove that the newest events of a chain were not cut
  * off, nor stop someone who can write the table from recomputing a whole chain;
@@ -18,8 +23,16 @@ import { existsSync, realpathSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { GENESIS_HASH, chainHashOf, chainHashV1 } from "./chain.js";
-import { listAuditWriters, listWriterEvents, type AuditChainRow } from "../store/audit-store.js";
+import { GENESIS_HASH, chainHash3Of, chainHashOf, chainHashV1 } from "./chain.js";
+import {
+  listAuditWriters,
+  listCheckpoints,
+  listCompactWriterEvents,
+  listCompactWriters,
+  listWriterEvents,
+  type AuditChainRow,
+  type EventSource,
+} from "../store/audit-store.js";
 import type { Db, Queryable } from "../store/db.js";
 import { openPglite, openPostgres } from "../store/index.js";
 
@@ -28,8 +41,12 @@ export interface ChainProblem {
   id: number;
   writerId: string;
   sequence: number;
-  /** `sequence`: not the next in the chain (events missing or moved); `prev_hash`: not the previous event's hash; `hash`: does not match the event's content. */
-  kind: "sequence" | "prev_hash" | "hash";
+  /**
+   * `sequence`: not the next in the chain (events missing or moved); `prev_hash`: not the previous event's hash;
+   * `hash`: does not match the event's content; `archive`: a checkpoint of a dropped segment that does not join the
+   * chain or did not hold every event of its range (its id is 0).
+   */
+  kind: "sequence" | "prev_hash" | "hash" | "archive";
   message: string;
 }
 
@@ -43,15 +60,17 @@ export interface ChainSummary {
   /** The chain's hash format (audit-chain.ts), as its first event whose hash matches shows; undefined if none does. */
   format: ChainFormat | undefined;
   problems: number;
+  /** Compact chains: what retention dropped (events, segments and their partitions), joined by checkpoints. */
+  archived?: { events: number; segments: number; partitions: string[] };
 }
 
-/** The hash formats a writer may have used (audit-chain.ts): one process writes one. */
-export type ChainFormat = 1 | 2;
+/** The hash formats a writer may have used (chain.ts): one process writes one. */
+export type ChainFormat = 1 | 2 | 3;
 
-const HASHES: Record<ChainFormat, (prevHash: string, e: AuditChainRow) => string> = { 2: chainHashOf, 1: chainHashV1 };
+const HASHES: Record<1 | 2, (prevHash: string, e: AuditChainRow) => string> = { 2: chainHashOf, 1: chainHashV1 };
 
 /** Whether the stored hash is the event's hash in `format`, or, with no format known yet, the format it is. */
-function matchingFormat(row: AuditChainRow, format: ChainFormat | undefined): ChainFormat | undefined {
+function matchingFormat(row: AuditChainRow, format: 1 | 2 | undefined): 1 | 2 | undefined {
   if (row.timeMicros % 1000 !== 0) return undefined; // the writer stores whole milliseconds
   for (const f of format === undefined ? ([2, 1] as const) : [format]) if (HASHES[f](row.prevHash, row) === row.hash) return f;
   return undefined;
@@ -82,26 +101,21 @@ export async function verifyAuditChains(
   const chains: ChainSummary[] = [];
   let events = 0;
 
-  for (const { writerId } of await listAuditWriters(db)) {
+  const compact = await hasCompactTable(db);
+  const v1: EventSource = compact ? "audit_events_v1" : "audit_events";
+  for (const { writerId } of await listAuditWriters(db, v1)) {
     const chain: ChainSummary = { writerId, events: 0, lastSequence: 0, headHash: GENESIS_HASH, format: undefined, problems: 0 };
     const report = (id: number, sequence: number, kind: ChainProblem["kind"], message: string) => {
       chain.problems += 1;
       if (problems.length < maxProblems) problems.push({ id, writerId, sequence, kind, message });
     };
     for (;;) {
-      const rows = await listWriterEvents(db, writerId, chain.lastSequence, pageSize);
+      const rows = await listWriterEvents(db, writerId, chain.lastSequence, pageSize, v1);
       for (const row of rows) {
         const seq = row.writerSequence;
         const expected = chain.lastSequence + 1;
         if (seq !== expected) {
-          report(
-            row.id,
-            seq,
-            "sequence",
-            chain.lastSequence === 0
-              ? `the chain starts at sequence ${seq}, not 1: ${seq - 1} events missing`
-              : `sequence ${seq} follows ${chain.lastSequence}: ${seq - expected} events missing`,
-          );
+          report(row.id, seq, "sequence", gapMessage(chain.lastSequence, seq));
         } else if (row.prevHash !== chain.headHash) {
           report(
             row.id,
@@ -110,7 +124,7 @@ export async function verifyAuditChains(
             seq === 1 ? "prev_hash of the first event is not the genesis hash" : `prev_hash is not the hash of sequence ${seq - 1}`,
           );
         } else {
-          const format = matchingFormat(row, chain.format);
+          const format = matchingFormat(row, chain.format as 1 | 2 | undefined);
           if (format === undefined) report(row.id, seq, "hash", "hash does not match the event's stored fields: the event was altered");
           chain.format ??= format;
         }
@@ -123,7 +137,100 @@ export async function verifyAuditChains(
     events += chain.events;
     chains.push(chain);
   }
+  if (compact) {
+    for (const chain of await verifyCompactChains(db, pageSize, (p) => {
+      if (problems.length < maxProblems) problems.push(p);
+    })) {
+      events += chain.events;
+      chains.push(chain);
+    }
+  }
   return { writers: chains.length, events, problems, chains };
+}
+
+/** What a `sequence` problem says: how many events are missing before `sequence`. */
+function gapMessage(lastSequence: number, sequence: number): string {
+  return lastSequence === 0
+    ? `the chain starts at sequence ${sequence}, not 1: ${sequence - 1} events missing`
+    : `sequence ${sequence} follows ${lastSequence}: ${sequence - lastSequence - 1} events missing`;
+}
+
+async function hasCompactTable(db: Queryable): Promise<boolean> {
+  const { rows } = await db.query<{ t: string | null }>("SELECT to_regclass('audit_log')::text AS t");
+  return Boolean(rows[0]?.t);
+}
+
+/**
+ * Every compact writer's chain (format 3): sequences contiguous from 1 through the
+ * archived segments (checkpoints) and the events that remain; after an archived
+ * segment, the next event must start a segment with that segment's last hash as its
+ * prev_hash; wherever an event stores a prev_hash, it must be the previous hash; each
+ * hash recomputed from the stored fields. Carries on after a problem from the event
+ * (or checkpoint) as stored.
+ */
+async function verifyCompactChains(
+  db: Queryable,
+  pageSize: number,
+  problem: (p: ChainProblem) => void,
+): Promise<ChainSummary[]> {
+  const chains: ChainSummary[] = [];
+  for (const { writer, writerId } of await listCompactWriters(db)) {
+    const archived = { events: 0, segments: 0, partitions: [] as string[] };
+    const chain: ChainSummary = { writerId, events: 0, lastSequence: 0, headHash: GENESIS_HASH, format: 3, problems: 0, archived };
+    const report = (id: number, sequence: number, kind: ChainProblem["kind"], message: string) => {
+      chain.problems += 1;
+      problem({ id, writerId, sequence, kind, message });
+    };
+    const checkpoints = await listCheckpoints(db, writer);
+    let next = 0;
+    /** Joins the checkpoints that continue the chain before sequence `before`; true if any did. */
+    const joinArchived = (before: number): boolean => {
+      let joined = false;
+      for (let cp = checkpoints[next]; cp !== undefined && cp.firstSequence <= before; cp = checkpoints[++next]) {
+        if (cp.firstSequence !== chain.lastSequence + 1) {
+          report(0, cp.firstSequence, "archive", `archived segment ${cp.firstSequence}-${cp.lastSequence} does not follow sequence ${chain.lastSequence}`);
+        } else if (cp.events !== cp.lastSequence - cp.firstSequence + 1) {
+          report(0, cp.firstSequence, "archive", `archived segment ${cp.firstSequence}-${cp.lastSequence} held ${cp.events} events when dropped`);
+        }
+        archived.events += cp.events;
+        archived.segments += 1;
+        archived.partitions.push(cp.partitionName);
+        chain.lastSequence = cp.lastSequence;
+        chain.headHash = cp.lastHash;
+        joined = true;
+      }
+      return joined;
+    };
+    for (;;) {
+      const rows = await listCompactWriterEvents(db, writer, chain.lastSequence, pageSize);
+      for (const row of rows) {
+        const seq = row.writerSequence;
+        const afterArchive = joinArchived(seq);
+        const expected = chain.lastSequence + 1;
+        if (seq !== expected) {
+          report(row.id, seq, "sequence", gapMessage(chain.lastSequence, seq));
+        } else if ((row.prevHash !== null && row.prevHash !== chain.headHash) || (afterArchive && row.prevHash === null)) {
+          report(
+            row.id,
+            seq,
+            "prev_hash",
+            afterArchive
+              ? `the first event after archived sequence ${seq - 1} does not carry that segment's last hash`
+              : `prev_hash is not the hash of sequence ${seq - 1}`,
+          );
+        } else if (row.timeMicros % 1000 !== 0 || chainHash3Of(chain.headHash, writerId, row) !== row.hash) {
+          report(row.id, seq, "hash", "hash does not match the event's stored fields: the event was altered");
+        }
+        chain.events += 1;
+        chain.lastSequence = seq;
+        chain.headHash = row.hash;
+      }
+      if (rows.length < pageSize) break;
+    }
+    joinArchived(Number.POSITIVE_INFINITY);
+    chains.push(chain);
+  }
+  return chains;
 }
 
 /** The command: parse arguments, open the database, verify, print, exit code. */
@@ -184,7 +291,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     for (const c of result.chains) {
       out(
         `writer ${JSON.stringify(c.writerId)}: ${c.events} events, last sequence ${c.lastSequence}, head ${c.headHash}` +
-          `${c.format === undefined ? "" : `, format ${c.format}`}: ` +
+          `${c.format === undefined ? "" : `, format ${c.format}`}` +
+          (c.archived === undefined || c.archived.segments === 0
+            ? ""
+            : `, archived ${c.archived.events} events in ${c.archived.segments} ${c.archived.segments === 1 ? "segment" : "segments"} (${c.archived.partitions.join(", ")})`) +
+          ": " +
           (c.problems === 0 ? "ok" : `BROKEN (${c.problems} ${c.problems === 1 ? "problem" : "problems"})`),
       );
     }

@@ -1,7 +1,8 @@
 import { hash } from "node:crypto";
 import { bufferFields, isAscii, latin1Fields } from "../lib/length-prefixed.js";
 import { copyTextField } from "../store/db.js";
-import { encodeChainedFields, type StoredAuditEvent } from "../store/audit-store.js";
+import { encodeChainedFields, encodeCompactFields, type CompactFields, type StoredAuditEvent } from "../store/audit-store.js";
+import { NAMED, actionCode, outcomeCode } from "./audit-codes.js";
 
 /**
  * The per-writer hash chain of the audit trail, shared by the writer (audit-log.ts)
@@ -22,6 +23,20 @@ import { encodeChainedFields, type StoredAuditEvent } from "../store/audit-store
  * can hold a bare tab, so no two events (and no shifting of text between fields)
  * encode alike.
  *
+ * Format 3, written now (compact events, table audit_log): hex SHA-256 of the UTF-8
+ * of FORMAT_3, prevHash, writer id (COPY-escaped) and the compact fields exactly as
+ * encodeCompactFields writes them for the COPY (time, writer sequence, version,
+ * action code, outcome code, request id as uuid or `\N`, caller token id as uuid or
+ * `\N`, developer id, caller subject or `\N`, caller token id as text or `\N`,
+ * caller identity, secret name, request id as text or `\N`, peer, action name or
+ * `\N`, outcome name or `\N`), tab-separated. The writer's number in the table is not hashed (the
+ * database gives it); its id is. A writer's chain is cut into segments, one per
+ * partition: a segment's first event stores prevHash (the previous segment's last
+ * hash), so the chain can be joined again after an older segment is dropped.
+ *
+ * Format 2, written before the compact format, is what the paragraph above says of
+ * audit_events_v1's rows.
+ *
  * Format 1, written before: hex SHA-256 of the length-prefixed parts FORMAT_1,
  * prevHash, time (integer ms since the epoch), then the same fields in the same
  * order, each part its UTF-8 byte length as a 4-byte big-endian integer followed by
@@ -34,6 +49,7 @@ export const GENESIS_HASH = "0".repeat(64);
 /** Name the encodings; each is hashed first so that no format can collide with another. */
 const FORMAT_1 = "secrets.v1/audit-event/1";
 const FORMAT_2 = "secrets.v1/audit-event/2";
+const FORMAT_3 = "secrets.v1/audit-event/3";
 
 export type { StoredAuditEvent };
 
@@ -44,6 +60,49 @@ export type { StoredAuditEvent };
 export function chainHash(prevHash: string, chainedFields: string): string {
   return hash("sha256", `${FORMAT_2}\t${copyTextField(prevHash)}\t${chainedFields}`, "hex");
 }
+
+/**
+ * The format-3 hash of a compact event chained to `prevHash`, given its fields as
+ * `encodeCompactFields` writes them and the writer's id as stored.
+ */
+export function chainHash3(prevHash: string, writerId: string, compactFields: string): string {
+  return hash("sha256", `${FORMAT_3}\t${prevHash}\t${copyTextField(writerId)}\t${compactFields}`, "hex");
+}
+
+/** The format-3 hash of a stored compact event, for the verifier. */
+export function chainHash3Of(prevHash: string, writerId: string, e: CompactFields): string {
+  return chainHash3(prevHash, writerId, encodeCompactFields(e));
+}
+
+/** An event in its compact stored form: codes for action and outcome, no repeated subject. */
+export function compactOf(e: StoredAuditEvent): CompactFields {
+  const action = actionCode(e.action);
+  const outcome = outcomeCode(e.outcome);
+  const requestUuid = isUuid(e.requestId);
+  const tokenUuid = isUuid(e.callerTokenId);
+  return {
+    time: e.time,
+    writerSequence: e.writerSequence,
+    version: e.version,
+    action,
+    outcome,
+    requestUuid: requestUuid ? e.requestId : null,
+    callerTokenUuid: tokenUuid ? e.callerTokenId : null,
+    developerId: e.developerId,
+    callerSubject: e.callerSubject === e.developerId ? null : e.callerSubject,
+    callerTokenId: tokenUuid ? null : e.callerTokenId,
+    callerIdentity: e.callerIdentity,
+    secretName: e.secretName,
+    requestId: requestUuid ? null : e.requestId,
+    peer: e.peer,
+    actionName: action === NAMED ? e.action : null,
+    outcomeName: outcome === NAMED ? e.outcome : null,
+  };
+}
+
+/** A UUID as Postgres prints one (lower case, hyphenated): stored as uuid, it reads back as the same text. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const isUuid = (s: string) => s.length === 36 && UUID.test(s);
 
 /** The format-2 hash of a stored event, for the verifier. */
 export function chainHashOf(prevHash: string, e: StoredAuditEvent): string {

@@ -2,9 +2,12 @@ import { selectAs } from "./columns.js";
 import { copyTextField, type Db, type Queryable } from "./db.js";
 
 /**
- * The SQL of the audit trail. The table is append-only (a trigger rejects UPDATE,
- * DELETE and TRUNCATE), so this file only inserts and reads. Listing is always
- * filtered by developer id; the verifier's reads are per writer.
+ * The SQL of the audit trail. Events are written to audit_log (compact, partitioned
+ * by day, migration 13); those written before stay in audit_events_v1; the view
+ * audit_events shows both in the old columns. The tables are append-only (a trigger
+ * rejects UPDATE, DELETE and TRUNCATE), so this file only inserts and reads, except
+ * that retention drops whole partitions of audit_log (dropAuditPartition). Listing is
+ * always filtered by developer id; the verifier's reads are per writer.
  */
 
 /** An event as the writer inserts it: every column but `id`. */
@@ -158,13 +161,13 @@ const ENCODED_COLUMNS = [
 ] as const;
 
 /**
- * Appends encoded events in one COPY, in array order (ids increase in that order):
+ * Appends encoded events of the old format (to audit_events_v1) in one COPY, in array order (ids increase in that order):
  * the cheapest way for Postgres to take many rows, and an audit row is written for
  * every call.
  */
 export async function insertEncodedAuditEvents(db: Db, encoded: readonly string[]): Promise<void> {
   if (encoded.length === 0) return;
-  await db.copyIn("audit_events", ENCODED_COLUMNS, `${encoded.join("\n")}\n`);
+  await db.copyIn("audit_events_v1", ENCODED_COLUMNS, `${encoded.join("\n")}\n`);
 }
 
 /** The (sequence, hash) pairs of one writer's events among `sequences`: to tell a lost commit acknowledgement from a clash. */
@@ -174,7 +177,7 @@ export async function findWriterHashes(
   sequences: readonly number[],
 ): Promise<Map<number, string>> {
   const { rows } = await q.query<{ writer_sequence: number; hash: string }>(
-    "SELECT writer_sequence, hash FROM audit_events WHERE writer_id = $1 AND writer_sequence = ANY($2::int8[])",
+    "SELECT writer_sequence, hash FROM audit_events_v1 WHERE writer_id = $1 AND writer_sequence = ANY($2::int8[])",
     [writerId, sequences],
   );
   return new Map(rows.map((r) => [r.writer_sequence, r.hash]));
@@ -224,10 +227,20 @@ export async function listAuditEvents(q: Queryable, l: AuditListQuery): Promise<
   return rows;
 }
 
-/** Every writer that has events, with how many, ordered by writer id. */
-export async function listAuditWriters(q: Queryable): Promise<{ writerId: string; events: number }[]> {
+/**
+ * Where the old-format readers read: the view of every event (audit_events), or only
+ * the events written before the compact format (audit_events_v1), which the verifier
+ * checks in formats 1 and 2.
+ */
+export type EventSource = "audit_events" | "audit_events_v1";
+
+/** Every writer that has events in `from`, with how many, ordered by writer id. */
+export async function listAuditWriters(
+  q: Queryable,
+  from: EventSource = "audit_events",
+): Promise<{ writerId: string; events: number }[]> {
   const { rows } = await q.query<{ writer_id: string; n: number }>(
-    "SELECT writer_id, count(*) AS n FROM audit_events GROUP BY writer_id ORDER BY writer_id",
+    `SELECT writer_id, count(*) AS n FROM ${from} GROUP BY writer_id ORDER BY writer_id`,
   );
   return rows.map((r) => ({ writerId: r.writer_id, events: r.n }));
 }
@@ -238,12 +251,254 @@ export async function listWriterEvents(
   writerId: string,
   afterSequence: number,
   limit: number,
+  from: EventSource = "audit_events",
 ): Promise<AuditChainRow[]> {
   const { rows } = await q.query<AuditChainRow>(
     `SELECT ${EVENT_COLUMNS}, floor(extract(epoch FROM time) * 1000000)::int8 AS "timeMicros"
-     FROM audit_events WHERE writer_id = $1 AND writer_sequence > $2
+     FROM ${from} WHERE writer_id = $1 AND writer_sequence > $2
      ORDER BY writer_sequence LIMIT $3`,
     [writerId, afterSequence, limit],
+  );
+  return rows.map((r) => ({ ...r, time: new Date(Math.floor(r.timeMicros / 1000)) }));
+}
+
+/**
+ * A compact event (audit_log) as stored, the writer's number aside: codes for action
+ * and outcome (audit/audit-codes.ts), NULL (null here) for a caller subject equal to
+ * the developer id and for a name column of a coded action or outcome.
+ */
+export interface CompactFields {
+  time: Date;
+  writerSequence: number;
+  version: number;
+  action: number;
+  outcome: number;
+  /** The request id when it is a canonical UUID (else null and `requestId` holds it). */
+  requestUuid: string | null;
+  /** The caller's token id when it is a canonical UUID (else null and `callerTokenId` holds it). */
+  callerTokenUuid: string | null;
+  developerId: string;
+  callerSubject: string | null;
+  callerTokenId: string | null;
+  callerIdentity: string;
+  secretName: string;
+  requestId: string | null;
+  peer: string;
+  actionName: string | null;
+  outcomeName: string | null;
+}
+
+const COPY_NULL = "\\N";
+const nullable = (s: string | null) => (s === null ? COPY_NULL : copyTextField(s));
+
+/**
+ * The fields of a compact event as the middle of its line of COPY text (see
+ * COMPACT_COLUMNS): time to outcome_name, tab-separated, text escaped as COPY reads
+ * it, NULL as `\N` (no text field can encode to that: a backslash is doubled). The
+ * chain (audit/chain.ts, format 3) hashes this very text, as format 2 does.
+ */
+export function encodeCompactFields(e: CompactFields): string {
+  const f = copyTextField;
+  return [
+    isoTime(e.time),
+    e.writerSequence,
+    e.version,
+    e.action,
+    e.outcome,
+    nullable(e.requestUuid),
+    nullable(e.callerTokenUuid),
+    f(e.developerId),
+    nullable(e.callerSubject),
+    nullable(e.callerTokenId),
+    f(e.callerIdentity),
+    f(e.secretName),
+    nullable(e.requestId),
+    f(e.peer),
+    nullable(e.actionName),
+    nullable(e.outcomeName),
+  ].join("\t");
+}
+
+/**
+ * A compact event's line of COPY text but for its writer number (which the writer
+ * learns when it first writes): its fields, then prev_hash (only on the first event
+ * of a segment, else NULL) and hash, hex in bytea's input form.
+ */
+export function encodeCompactEvent(fields: string, segmentPrevHash: string | undefined, hash: string): string {
+  return [fields, segmentPrevHash === undefined ? COPY_NULL : `\\\\x${segmentPrevHash}`, `\\\\x${hash}`].join("\t");
+}
+
+const COMPACT_COLUMNS = [
+  "writer",
+  "time",
+  "writer_sequence",
+  "version",
+  "action",
+  "outcome",
+  "request_uuid",
+  "caller_token_uuid",
+  "developer_id",
+  "caller_subject",
+  "caller_token_id",
+  "caller_identity",
+  "secret_name",
+  "request_id",
+  "peer",
+  "action_name",
+  "outcome_name",
+  "prev_hash",
+  "hash",
+] as const;
+
+/** Appends compact events of writer number `writer` in one COPY, in array order. */
+export async function insertCompactAuditEvents(db: Db, writer: number, encoded: readonly string[]): Promise<void> {
+  if (encoded.length === 0) return;
+  const prefix = `${writer}\t`;
+  await db.copyIn("audit_log", COMPACT_COLUMNS, `${prefix}${encoded.join(`\n${prefix}`)}\n`);
+}
+
+/**
+ * Names a writer and returns its number. A writer id is one process's, ever: one
+ * that already has events is refused (another process uses it). Registering again
+ * after a lost acknowledgement returns the same number.
+ */
+export async function registerAuditWriter(q: Queryable, writerId: string): Promise<number> {
+  const { rows } = await q.query<{ writer: number }>(
+    `WITH ins AS (INSERT INTO audit_writers (writer_id) VALUES ($1) ON CONFLICT (writer_id) DO NOTHING RETURNING writer)
+     SELECT writer FROM ins UNION ALL SELECT writer FROM audit_writers WHERE writer_id = $1`,
+    [writerId],
+  );
+  const writer = rows[0]?.writer;
+  if (writer === undefined) throw new Error("audit writer registration returned no row");
+  const used = await q.query("SELECT 1 FROM audit_log WHERE writer = $1 LIMIT 1", [writer]);
+  if (used.rowCount > 0) throw new Error(`audit writer id ${writerId} is used by another process: it has events already`);
+  return writer;
+}
+
+/** The hex hashes of one writer's compact events among `sequences`: to tell a lost commit acknowledgement from a clash. */
+export async function findCompactWriterHashes(q: Queryable, writer: number, sequences: readonly number[]): Promise<Map<number, string>> {
+  const { rows } = await q.query<{ writer_sequence: number; hash: string }>(
+    "SELECT writer_sequence, encode(hash, 'hex') AS hash FROM audit_log WHERE writer = $1 AND writer_sequence = ANY($2::int8[])",
+    [writer, sequences],
+  );
+  return new Map(rows.map((r) => [r.writer_sequence, r.hash]));
+}
+
+/** A day in milliseconds: audit_log has one partition per UTC day. */
+export const AUDIT_PARTITION_MS = 86_400_000;
+
+/** The start (ms since the epoch, UTC midnight) of the partition that holds `time`. */
+export function auditPartitionStart(time: Date | number): number {
+  const ms = typeof time === "number" ? time : time.getTime();
+  return Math.floor(ms / AUDIT_PARTITION_MS) * AUDIT_PARTITION_MS;
+}
+
+/** The partition of the day starting at `start`: audit_log_YYYYMMDD (a year before 1000 is zero-padded). */
+export function auditPartitionName(start: number): string {
+  const d = new Date(start);
+  const y = String(d.getUTCFullYear()).padStart(4, "0");
+  return `audit_log_${y}${String(d.getUTCMonth() + 1).padStart(2, "0")}${String(d.getUTCDate()).padStart(2, "0")}`;
+}
+
+const PARTITION_NAME = /^audit_log_(\d{4})(\d{2})(\d{2})$/;
+
+/**
+ * The advisory lock key of audit_log's partition DDL (creating and dropping; the
+ * functions of migration 13 take it too): one process at a time.
+ */
+export const AUDIT_PARTITION_LOCK_KEY = 7_310_452_923;
+
+/** Creates the partitions of the days starting at `starts` that do not exist yet (audit_log_create_partition). */
+export async function createAuditPartitions(q: Queryable, starts: Iterable<number>): Promise<void> {
+  const days = [...new Set(starts)].sort((a, b) => a - b).map((d) => new Date(d).toISOString().slice(0, 10));
+  if (days.length === 0) return;
+  await q.query("SELECT audit_log_create_partition(d) FROM unnest($1::date[]) AS d", [days]);
+}
+
+/** audit_log's partitions, oldest first, with the start of their day. */
+export async function listAuditPartitions(q: Queryable): Promise<{ name: string; start: number }[]> {
+  const { rows } = await q.query<{ name: string }>(
+    "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'audit_log'::regclass",
+  );
+  const out: { name: string; start: number }[] = [];
+  for (const { name } of rows) {
+    const m = PARTITION_NAME.exec(name);
+    if (m === null) continue;
+    const start = new Date(0).setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+    out.push({ name, start });
+  }
+  return out.sort((a, b) => a.start - b.start);
+}
+
+/**
+ * Drops one partition of audit_log after recording, per writer, the head of the
+ * segment it held (first and last sequence, how many events, the last hash) in
+ * audit_checkpoints, in one transaction (audit_log_drop_partition). Returns the
+ * number of events dropped.
+ */
+export async function dropAuditPartition(q: Queryable, name: string): Promise<number> {
+  if (!PARTITION_NAME.test(name)) throw new Error(`not an audit partition: ${name}`);
+  const { rows } = await q.query<{ n: number }>("SELECT audit_log_drop_partition($1) AS n", [name]);
+  return rows[0]?.n ?? 0;
+}
+
+/** A writer of compact events. */
+export interface AuditWriterRow {
+  writer: number;
+  writerId: string;
+}
+
+/** Every writer registered for compact events, by number. */
+export async function listCompactWriters(q: Queryable): Promise<AuditWriterRow[]> {
+  const { rows } = await q.query<AuditWriterRow>('SELECT writer, writer_id AS "writerId" FROM audit_writers ORDER BY writer');
+  return rows;
+}
+
+/** A dropped segment's head (audit_checkpoints), hash in hex. */
+export interface AuditCheckpoint {
+  partitionName: string;
+  firstSequence: number;
+  lastSequence: number;
+  events: number;
+  lastHash: string;
+}
+
+/** One writer's checkpoints, by first sequence. */
+export async function listCheckpoints(q: Queryable, writer: number): Promise<AuditCheckpoint[]> {
+  const { rows } = await q.query<AuditCheckpoint>(
+    `SELECT partition_name AS "partitionName", first_sequence AS "firstSequence", last_sequence AS "lastSequence",
+            events, encode(last_hash, 'hex') AS "lastHash"
+     FROM audit_checkpoints WHERE writer = $1 ORDER BY first_sequence`,
+    [writer],
+  );
+  return rows;
+}
+
+/** A compact event as the verifier reads it: its stored fields, its hashes in hex, the exact stored instant. */
+export interface CompactChainRow extends CompactFields {
+  id: number;
+  timeMicros: number;
+  prevHash: string | null;
+  hash: string;
+}
+
+/** One page of a writer's compact events in chain order: sequences strictly after `afterSequence`. */
+export async function listCompactWriterEvents(
+  q: Queryable,
+  writer: number,
+  afterSequence: number,
+  limit: number,
+): Promise<CompactChainRow[]> {
+  const { rows } = await q.query<CompactChainRow>(
+    `SELECT id, floor(extract(epoch FROM time) * 1000000)::int8 AS "timeMicros", writer_sequence AS "writerSequence",
+            version, action, outcome, request_uuid::text AS "requestUuid", caller_token_uuid::text AS "callerTokenUuid",
+            developer_id AS "developerId", caller_subject AS "callerSubject",
+            caller_token_id AS "callerTokenId", caller_identity AS "callerIdentity", secret_name AS "secretName",
+            request_id AS "requestId", peer, action_name AS "actionName", outcome_name AS "outcomeName",
+            encode(prev_hash, 'hex') AS "prevHash", encode(hash, 'hex') AS hash
+     FROM audit_log WHERE writer = $1 AND writer_sequence > $2
+     ORDER BY writer_sequence LIMIT $3`,
+    [writer, afterSequence, limit],
   );
   return rows.map((r) => ({ ...r, time: new Date(Math.floor(r.timeMicros / 1000)) }));
 }

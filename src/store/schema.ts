@@ -430,4 +430,166 @@ CREATE TABLE secret_changes (
 CREATE INDEX secret_changes_by_time ON secret_changes (change_time);
 `,
   },
+  {
+    version: 13,
+    name: "compact audit events, partitioned by day",
+    sql: `
+-- The audit trail, compact and partitioned by day (docs/design.md, Audit trail).
+-- The rows written before keep their table, renamed; the view audit_events shows
+-- both tables in the old columns, so every reader sees one trail. Ids continue from
+-- the old table's sequence, so they stay unique and increasing across both.
+ALTER TABLE audit_events RENAME TO audit_events_v1;
+
+-- A writer (one process) is named once here; its events carry the number.
+CREATE TABLE audit_writers (
+  writer integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  writer_id text NOT NULL UNIQUE,
+  registered_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- action and outcome are codes (src/audit/audit-codes.ts; the outcome is the gRPC
+-- status number); -1 means the name is in action_name / outcome_name. caller_subject
+-- is NULL when it is the developer id. A request id or caller token id that is a UUID
+-- in its canonical lower-case text is stored as a uuid (16 bytes), else as text: one
+-- of each pair is set. prev_hash is set only on the first event of a
+-- writer's segment (its events in one partition): the hash of the previous segment's
+-- last event. Columns are ordered widest first so that no padding is stored.
+CREATE TABLE audit_log (
+  id               bigint NOT NULL DEFAULT nextval('audit_events_id_seq'),
+  time             timestamptz NOT NULL,
+  writer_sequence  bigint NOT NULL,
+  writer           integer NOT NULL,
+  version          integer NOT NULL,
+  action           smallint NOT NULL,
+  outcome          smallint NOT NULL,
+  developer_id     text NOT NULL,
+  request_uuid     uuid,
+  caller_token_uuid uuid,
+  caller_subject   text,
+  caller_token_id  text,
+  caller_identity  text NOT NULL,
+  secret_name      text NOT NULL,
+  request_id       text,
+  peer             text NOT NULL,
+  action_name      text,
+  outcome_name     text,
+  prev_hash        bytea,
+  hash             bytea NOT NULL
+) PARTITION BY RANGE (time);
+CREATE INDEX audit_log_by_developer ON audit_log (developer_id, id);
+CREATE INDEX audit_log_by_writer ON audit_log (writer, writer_sequence);
+-- Cloned onto every partition. TRUNCATE triggers are not: each partition gets its
+-- own when it is created (store/audit-store.ts). Retention drops whole partitions.
+CREATE TRIGGER audit_log_no_update_delete BEFORE UPDATE OR DELETE ON audit_log
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+
+-- The head of every segment dropped by retention: what audit:verify joins the chain
+-- that remains to, and names as archived.
+CREATE TABLE audit_checkpoints (
+  writer          integer NOT NULL,
+  partition_name  text NOT NULL,
+  first_sequence  bigint NOT NULL,
+  last_sequence   bigint NOT NULL,
+  events          bigint NOT NULL,
+  last_hash       bytea NOT NULL,
+  dropped_at      timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (writer, first_sequence)
+);
+CREATE TRIGGER audit_checkpoints_no_update_delete BEFORE UPDATE OR DELETE ON audit_checkpoints
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+
+-- Partition DDL runs as the owner of audit_log (these functions are SECURITY DEFINER),
+-- so the service's role needs no more than INSERT and SELECT on the tables and EXECUTE
+-- here; one process at a time (the advisory lock; the retention job takes it first
+-- with a try). A day's partition is audit_log_YYYYMMDD, [midnight UTC, next midnight).
+CREATE FUNCTION audit_log_create_partition(p_day date) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+DECLARE
+  part text := 'audit_log_' || to_char(p_day, 'YYYYMMDD');
+BEGIN
+  PERFORM pg_advisory_xact_lock(7310452923);
+  IF to_regclass(quote_ident(part)) IS NOT NULL THEN
+    RETURN false;
+  END IF;
+  EXECUTE format('CREATE TABLE %I PARTITION OF audit_log FOR VALUES FROM (%L) TO (%L)', part,
+    p_day::timestamp AT TIME ZONE 'UTC', (p_day + 1)::timestamp AT TIME ZONE 'UTC');
+  EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON %I
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()', part);
+  RETURN true;
+END
+$fn$;
+
+-- Drops one partition after recording, per writer, the head of the segment it held;
+-- both commit together. Returns the number of events dropped.
+CREATE FUNCTION audit_log_drop_partition(p_name text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+DECLARE
+  dropped bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock(7310452923);
+  IF p_name !~ '^audit_log_[0-9]{8}$' OR NOT EXISTS (
+    SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'audit_log'::regclass AND c.relname = p_name
+  ) THEN
+    RAISE EXCEPTION 'not a partition of audit_log: %', p_name;
+  END IF;
+  EXECUTE format(
+    'WITH g AS (SELECT writer, min(writer_sequence) AS first, max(writer_sequence) AS last, count(*) AS n
+                FROM %1$I GROUP BY writer),
+          ins AS (INSERT INTO audit_checkpoints (writer, partition_name, first_sequence, last_sequence, events, last_hash)
+                  SELECT g.writer, %2$L, g.first, g.last, g.n,
+                         (SELECT p.hash FROM %1$I p WHERE p.writer = g.writer AND p.writer_sequence = g.last LIMIT 1)
+                  FROM g RETURNING events)
+     SELECT COALESCE(sum(events), 0)::int8 FROM ins', p_name, p_name) INTO dropped;
+  EXECUTE format('DROP TABLE %I', p_name);
+  RETURN dropped;
+END
+$fn$;
+
+-- Today's partition and a few ahead; from then on the retention job makes them.
+SELECT audit_log_create_partition((now() AT TIME ZONE 'UTC')::date + d) FROM generate_series(0, 3) AS d;
+
+-- Not for PUBLIC: grant EXECUTE to the service's role (docs/operations.md).
+REVOKE EXECUTE ON FUNCTION audit_log_create_partition(date), audit_log_drop_partition(text) FROM PUBLIC;
+
+-- The names of the codes, fixed forever (a new action gets the next code in a new
+-- migration; until then the writer stores its name). Inlined by the planner.
+CREATE FUNCTION audit_action_name(code smallint) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+  SELECT CASE code
+    WHEN 1 THEN 'AccessSecret' WHEN 2 THEN 'ResolveSecrets' WHEN 3 THEN 'CreateSecret' WHEN 4 THEN 'GetSecret'
+    WHEN 5 THEN 'ListSecrets' WHEN 6 THEN 'UpdateSecret' WHEN 7 THEN 'DeleteSecret' WHEN 8 THEN 'ListSecretVersions'
+    WHEN 9 THEN 'DestroySecretVersion' WHEN 10 THEN 'RestoreSecret' WHEN 11 THEN 'WatchSecrets'
+    WHEN 12 THEN 'ListAuditEvents' WHEN 13 THEN 'RotateMasterKey' WHEN 14 THEN 'RotateDeveloperKey'
+    WHEN 15 THEN 'ShredDeveloper' WHEN 16 THEN 'GetKeyStatus' WHEN 17 THEN 'ExpireSecret' WHEN 18 THEN 'RotationDue'
+    WHEN 19 THEN 'PurgeSecret' END
+$fn$;
+CREATE FUNCTION audit_outcome_name(code smallint) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+  SELECT (ARRAY['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS',
+    'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED',
+    'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'])[code + 1]
+$fn$;
+
+-- Both tables in the columns of the old one: ListAuditEvents and every reader of
+-- audit_events see one trail. prev_hash is '' on a compact event that does not start
+-- a segment. The view refuses UPDATE and DELETE as the tables do.
+CREATE VIEW audit_events AS
+  SELECT id, time, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name, version,
+         outcome, request_id, peer, writer_id, writer_sequence, prev_hash, hash
+  FROM audit_events_v1
+  UNION ALL
+  SELECT l.id, l.time, l.developer_id, COALESCE(l.caller_subject, l.developer_id),
+         COALESCE(l.caller_token_id, l.caller_token_uuid::text), l.caller_identity,
+         COALESCE(l.action_name, audit_action_name(l.action)), l.secret_name, l.version,
+         COALESCE(l.outcome_name, audit_outcome_name(l.outcome)), COALESCE(l.request_id, l.request_uuid::text), l.peer,
+         (SELECT w.writer_id FROM audit_writers w WHERE w.writer = l.writer), l.writer_sequence,
+         COALESCE(encode(l.prev_hash, 'hex'), ''), encode(l.hash, 'hex')
+  FROM audit_log l;
+CREATE TRIGGER audit_events_no_update_delete INSTEAD OF UPDATE OR DELETE ON audit_events
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+`,
+  },
 ];

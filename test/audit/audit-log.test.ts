@@ -12,26 +12,29 @@ import { promisify } from "node:util";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { GENESIS_HASH, chainHashOf } from "../../src/audit/chain.js";
+import { GENESIS_HASH, chainHash3Of } from "../../src/audit/chain.js";
 import { auditSecretName } from "../../src/audit/audit-event.js";
 import { createAuditLog } from "../../src/audit/audit-log.js";
-import { findWriterHashes, listWriterEvents } from "../../src/store/audit-store.js";
+import { findCompactWriterHashes, listCompactWriterEvents, listWriterEvents } from "../../src/store/audit-store.js";
+import { verifyAuditChains } from "../../src/audit/audit-verify.js";
 import { backendUnavailable, type Db } from "../../src/store/db.js";
 import { openPostgres } from "../../src/store/pg-db.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
-import { auditEvent, countingDb, failingDb, heldDb, isPending, newId, rowsOf, wrapDb } from "./audit-support.js";
+import { auditEvent, countingDb, failingDb, heldDb, isPending, newId, rowsOf, wrapDb, writerNumber } from "./audit-support.js";
 
-/** Checks one writer's chain directly: contiguous from 1, linked, each hash recomputed. */
+/** Checks one writer's chain directly: contiguous from 1, linked, each hash recomputed (format 3). */
 async function expectIntactChain(db: Db, writerId: string, events: number): Promise<void> {
-  const rows = await listWriterEvents(db, writerId, 0, events + 10);
+  const rows = await listCompactWriterEvents(db, await writerNumber(db, writerId), 0, events + 10);
   expect(rows.map((r) => r.writerSequence)).toEqual(Array.from({ length: events }, (_, i) => i + 1));
   let prev = GENESIS_HASH;
   for (const r of rows) {
-    expect(r.prevHash).toBe(prev);
-    expect(chainHashOf(r.prevHash, r)).toBe(r.hash);
+    expect(chainHash3Of(prev, writerId, r)).toBe(r.hash);
     prev = r.hash;
   }
+  const { chains, problems } = await verifyAuditChains(db);
+  expect(problems.filter((p) => p.writerId === writerId)).toEqual([]);
+  expect(chains.find((c) => c.writerId === writerId)).toMatchObject({ events, lastSequence: events, format: 3, problems: 0 });
 }
 
 describe(`audit log on ${testDatabaseKind()}`, () => {
@@ -96,7 +99,7 @@ describe(`audit log on ${testDatabaseKind()}`, () => {
     });
     await log.recordDurable(e);
     const [row] = await listWriterEvents(t.db, writerId, 0, 10);
-    expect(row).toMatchObject({ ...e, writerId, writerSequence: 1, prevHash: GENESIS_HASH });
+    expect(row).toMatchObject({ ...e, writerId, writerSequence: 1, prevHash: "" });
     expect(row?.time.getTime()).toBe(e.time.getTime());
     await log.close();
   });
@@ -347,14 +350,18 @@ describe.runIf(testDatabaseKind() === "postgres")("audit log as the role docs/de
 
   beforeAll(async () => {
     t = await createTestDb();
-    // Only INSERT and SELECT on the table and USAGE on its sequence (docs/design.md, Audit trail).
+    // Only INSERT and SELECT on the tables, USAGE on the id sequence and EXECUTE on the
+    // partition maker (docs/operations.md, Audit retention).
     await t.db.query(`CREATE ROLE ${role} LOGIN`);
-    await t.db.query(`GRANT INSERT, SELECT ON audit_events TO ${role}`);
+    await t.db.query(`GRANT INSERT, SELECT ON audit_log, audit_writers TO ${role}`);
+    await t.db.query(`GRANT SELECT ON audit_events TO ${role}`);
     await t.db.query(`GRANT USAGE ON SEQUENCE audit_events_id_seq TO ${role}`);
+    await t.db.query(`GRANT EXECUTE ON FUNCTION audit_log_create_partition(date) TO ${role}`);
   });
   afterAll(async () => {
-    await t?.db.query(`REVOKE ALL ON audit_events FROM ${role}`).catch(() => undefined);
+    await t?.db.query(`REVOKE ALL ON audit_log, audit_writers, audit_events FROM ${role}`).catch(() => undefined);
     await t?.db.query(`REVOKE ALL ON SEQUENCE audit_events_id_seq FROM ${role}`).catch(() => undefined);
+    await t?.db.query(`REVOKE ALL ON FUNCTION audit_log_create_partition(date) FROM ${role}`).catch(() => undefined);
     await t?.cleanup();
     // A role belongs to the cluster, not the test database.
     const admin = await openPostgres(process.env.DATABASE_URL as string);
@@ -369,13 +376,18 @@ describe.runIf(testDatabaseKind() === "postgres")("audit log as the role docs/de
       const writerId = newId("w");
       const log = createAuditLog({ db, writerId });
       const dev = newId("dev");
-      for (let i = 0; i < 3; i++) await log.record(auditEvent({ developerId: dev }));
+      // A day with no partition yet: the writer has it made.
+      await log.record(auditEvent({ developerId: dev, time: new Date("2001-02-03T04:05:06.007Z") }));
+      for (let i = 0; i < 2; i++) await log.record(auditEvent({ developerId: dev }));
       await log.recordDurable(auditEvent({ developerId: dev }));
       await log.close();
       await expectIntactChain(t.db, writerId, 4);
       // The writer's reconciliation read (after a lost commit acknowledgement) needs only SELECT.
-      expect(await findWriterHashes(db, writerId, [1, 4])).toHaveProperty("size", 2);
-      await expect(db.query("UPDATE audit_events SET outcome = 'OK' WHERE writer_id = $1", [writerId])).rejects.toMatchObject({ code: "42501" });
+      expect(await findCompactWriterHashes(db, await writerNumber(db, writerId), [1, 4])).toHaveProperty("size", 2);
+      await expect(db.query("UPDATE audit_log SET outcome = 0")).rejects.toMatchObject({ code: "42501" });
+      await expect(db.query("DELETE FROM audit_log")).rejects.toMatchObject({ code: "42501" });
+      // Dropping a day is the retention job's, run as the owner: not granted here.
+      await expect(db.query("SELECT audit_log_drop_partition('audit_log_20010203')")).rejects.toMatchObject({ code: "42501" });
     } finally {
       await db.close();
     }

@@ -11,7 +11,7 @@ import type { AuditEventInput } from "../../src/audit/audit-event.js";
 import { createAuditLog } from "../../src/audit/audit-log.js";
 import { createAuditService, type AuditEvent, type AuditListInput, type AuditService } from "../../src/audit/audit-service.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
-import { auditEvent, newId } from "./audit-support.js";
+import { auditEvent, newId, writeOldFormatChain } from "./audit-support.js";
 
 function principal(developerId: string, scopes: Scope[], allowlist: string[] | null = null): Principal {
   return {
@@ -273,6 +273,58 @@ describe(`ListAuditEvents on ${testDatabaseKind()}`, () => {
       const e = await appError(service.listAuditEvents(operator(), { ...NO_FILTER, secretName: pasted }));
       expect(e.message).not.toContain(pasted);
       expect(JSON.stringify(e.metadata)).not.toContain(pasted);
+    });
+  });
+
+  describe("across the format change", () => {
+    const before = newId("before");
+    const after = newId("after");
+    const mixed = newId("mixed");
+    let mixedEvents: AuditEventInput[];
+
+    beforeAll(async () => {
+      // The same events, once as the release before stored them and once as now.
+      const as = (developerId: string) => aliceEvents.map((e) => ({ ...e, developerId, callerSubject: developerId }));
+      await writeOldFormatChain(t.db, as(before));
+      const log = createAuditLog({ db: t.db, writerId: newId("w") });
+      for (const e of as(after)) await log.record(e);
+      // One developer's trail begun before the upgrade and continued after it.
+      mixedEvents = Array.from({ length: 7 }, (_, i) => auditEvent({ developerId: mixed, time: minute(20 + i), secretName: `s_${i % 2}` }));
+      await writeOldFormatChain(t.db, mixedEvents.slice(0, 4));
+      for (const e of mixedEvents.slice(4)) await log.record(e);
+      await log.close();
+    });
+
+    /** An event as a client sees it, but for what differs by design between the two writes (id, writer, hash, developer). */
+    const comparable = (e: AuditEvent) => ({ ...e, id: 0, writerId: "", hash: "", developerId: "", callerSubject: "" });
+
+    it.each([
+      ["no filter", {}],
+      ["action", { action: "AccessSecret" }],
+      ["outcome", { outcome: "NOT_FOUND" }],
+      ["secret name", { secretName: "db_password" }],
+      ["time range", { startTime: minute(2), endTime: minute(6) }],
+    ] as const)("lists the same events whichever format stored them (%s)", async (_label, filter) => {
+      const old = await listAll(principal(before, ["secrets:read"]), { ...filter, pageSize: 3 });
+      const now = await listAll(principal(after, ["secrets:read"]), { ...filter, pageSize: 3 });
+      expect(now.events.length).toBeGreaterThan(0);
+      expect(now.events.map(comparable)).toEqual(old.events.map(comparable));
+      expect(now.pages).toBe(old.pages);
+      expect(now.events.every((e) => e.developerId === after && e.callerSubject === after)).toBe(true);
+    });
+
+    it("lists an allowlisted token's events the same way", async () => {
+      const old = await listAll(principal(before, ["secrets:read"], ["api_key"]), {});
+      const now = await listAll(principal(after, ["secrets:read"], ["api_key"]), {});
+      expect(now.events.map(comparable)).toEqual(old.events.map(comparable));
+    });
+
+    it("pages one trail across both tables, newest first", async () => {
+      const { events, pages } = await listAll(principal(mixed, ["secrets:read"]), { pageSize: 2 });
+      expect(ids(events)).toEqual(newestFirst(mixedEvents));
+      expect(pages).toBe(4);
+      const filtered = await listAll(principal(mixed, ["secrets:read"]), { secretName: "s_0", pageSize: 1 });
+      expect(ids(filtered.events)).toEqual(newestFirst(mixedEvents.filter((e) => e.secretName === "s_0")));
     });
   });
 });

@@ -6,7 +6,8 @@ import { randomBytes, randomUUID } from "node:crypto";
 
 import { backendUnavailable, type Db, type Queryable } from "../../src/store/db.js";
 import type { AuditEventInput } from "../../src/audit/audit-event.js";
-import type { RawEvent } from "../../src/store/audit-store.js";
+import { GENESIS_HASH, chainHashOf } from "../../src/audit/chain.js";
+import { encodeAuditEvent, encodeChainedFields, insertEncodedAuditEvents, type RawEvent } from "../../src/store/audit-store.js";
 
 export const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString("hex")}`;
 
@@ -17,7 +18,7 @@ export function wrapDb(db: Db, intercept: <T>(run: () => Promise<T>) => Promise<
     query: (text, params) => db.query(text, params),
     copyIn(table, columns, rows) {
       const run = () => db.copyIn(table, columns, rows);
-      return table === "audit_events" ? intercept(run) : run();
+      return table === "audit_log" || table === "audit_events_v1" ? intercept(run) : run();
     },
     transaction: (fn) => db.transaction(fn),
     session: (fn) => db.session(fn),
@@ -113,12 +114,38 @@ export async function isPending(p: Promise<unknown>, ms = 20): Promise<boolean> 
   return !settled;
 }
 
-/** Runs `fn` with the append-only triggers disabled, as the table owner can; re-enables them after. */
+/** Runs `fn` with the append-only triggers of both audit tables disabled, as their owner can; re-enables them after. */
 export async function withTriggersDisabled<T>(db: Db, fn: () => Promise<T>): Promise<T> {
-  await db.query("ALTER TABLE audit_events DISABLE TRIGGER USER");
+  await db.query("ALTER TABLE audit_events_v1 DISABLE TRIGGER USER; ALTER TABLE audit_log DISABLE TRIGGER USER");
   try {
     return await fn();
   } finally {
-    await db.query("ALTER TABLE audit_events ENABLE TRIGGER USER");
+    await db.query("ALTER TABLE audit_events_v1 ENABLE TRIGGER USER; ALTER TABLE audit_log ENABLE TRIGGER USER");
   }
+}
+
+/** A writer's number in audit_writers (its compact events carry it). */
+export async function writerNumber(q: Queryable, writerId: string): Promise<number> {
+  const { rows } = await q.query<{ writer: number }>("SELECT writer FROM audit_writers WHERE writer_id = $1", [writerId]);
+  const writer = rows[0]?.writer;
+  if (writer === undefined) throw new Error(`no writer ${writerId}`);
+  return writer;
+}
+
+/**
+ * Writes `events` as a writer of the release before the compact format did: one
+ * format-2 chain in audit_events_v1. Returns its writer id.
+ */
+export async function writeOldFormatChain(db: Db, events: readonly AuditEventInput[]): Promise<string> {
+  const writerId = newId("w-old");
+  let prev = GENESIS_HASH;
+  const lines = events.map((input, i) => {
+    const e = { ...input, writerId, writerSequence: i + 1 };
+    const hash = chainHashOf(prev, e);
+    const line = encodeAuditEvent(encodeChainedFields(e), prev, hash);
+    prev = hash;
+    return line;
+  });
+  await insertEncodedAuditEvents(db, lines);
+  return writerId;
 }

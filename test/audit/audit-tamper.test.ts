@@ -14,15 +14,15 @@ import { promisify } from "node:util";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { chainHashOf, chainHashV1, GENESIS_HASH } from "../../src/audit/chain.js";
+import { chainHash3Of, chainHashOf, chainHashV1, GENESIS_HASH } from "../../src/audit/chain.js";
 import { createAuditLog } from "../../src/audit/audit-log.js";
-import { encodeAuditEvent, encodeChainedFields, insertEncodedAuditEvents, listWriterEvents } from "../../src/store/audit-store.js";
+import { encodeAuditEvent, encodeChainedFields, insertEncodedAuditEvents, listCompactWriterEvents, listWriterEvents } from "../../src/store/audit-store.js";
 import { DbError, type Db } from "../../src/store/db.js";
 import { openPglite } from "../../src/store/pglite-db.js";
 import { verifyAuditChains, type ChainProblem } from "../../src/audit/audit-verify.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 import { copyPgliteTemplate, createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
-import { auditEvent, newId, withTriggersDisabled } from "./audit-support.js";
+import { auditEvent, newId, withTriggersDisabled, writerNumber } from "./audit-support.js";
 
 const VERIFY = path.join(PROJECT_ROOT, "dist", "audit", "audit-verify.js");
 
@@ -66,6 +66,16 @@ async function idAt(db: Db, writerId: string, sequence: number): Promise<number>
   return rows[0].id;
 }
 
+/** The partition that holds a compact writer's events. */
+async function partitionOf(db: Db, writerId: string): Promise<string> {
+  const { rows } = await db.query<{ t: string }>(
+    "SELECT DISTINCT tableoid::regclass::text AS t FROM audit_log WHERE writer = $1",
+    [await writerNumber(db, writerId)],
+  );
+  if (rows.length !== 1 || !rows[0]) throw new Error(`writer ${writerId} is not in one partition`);
+  return rows[0].t;
+}
+
 async function problemsOf(db: Db, writerId: string, options?: { pageSize?: number }): Promise<ChainProblem[]> {
   const result = await verifyAuditChains(db, options);
   return result.problems.filter((p) => p.writerId === writerId);
@@ -92,17 +102,27 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
 
   it("rejects UPDATE, DELETE and TRUNCATE with the trigger's error, and the rows stay as written", async () => {
     const writerId = await writeChain(t.db, 3);
+    const old = await writeFormat1Chain(t.db, 2, 1);
+    const writer = await writerNumber(t.db, writerId);
     const before = await listWriterEvents(t.db, writerId, 0, 10);
-    for (const sql of [
-      "UPDATE audit_events SET outcome = 'OK' WHERE writer_id = $1",
-      "DELETE FROM audit_events WHERE writer_id = $1",
-    ]) {
-      const e = await rejection(t.db.query(sql, [writerId]));
+    const partition = await partitionOf(t.db, writerId);
+    for (const [sql, params] of [
+      ["UPDATE audit_events SET outcome = 'OK' WHERE writer_id = $1", [writerId]],
+      ["DELETE FROM audit_events WHERE writer_id = $1", [writerId]],
+      ["UPDATE audit_log SET outcome = 1 WHERE writer = $1", [writer]],
+      ["DELETE FROM audit_log WHERE writer = $1", [writer]],
+      [`DELETE FROM ${partition} WHERE writer = $1`, [writer]],
+      ["UPDATE audit_events_v1 SET outcome = 'OK' WHERE writer_id = $1", [old]],
+      ["DELETE FROM audit_events_v1 WHERE writer_id = $1", [old]],
+    ] as const) {
+      const e = await rejection(t.db.query(sql, params));
       expect(e).toBeInstanceOf(DbError);
       expect(e).toMatchObject({ code: "42501", message: "audit_events is append-only" });
     }
-    const truncate = await rejection(t.db.query("TRUNCATE audit_events"));
-    expect(truncate).toMatchObject({ code: "42501", message: "audit_events is append-only" });
+    for (const table of ["audit_log", partition, "audit_events_v1", "audit_checkpoints"]) {
+      const truncate = await rejection(t.db.query(`TRUNCATE ${table}`));
+      expect(truncate).toMatchObject({ code: "42501", message: "audit_events is append-only" });
+    }
     expect(await listWriterEvents(t.db, writerId, 0, 10)).toEqual(before);
   });
 
@@ -119,43 +139,66 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
 
   it.each([
     ["secret_name", "secret_name = 'other_secret'"],
-    ["outcome", "outcome = 'PERMISSION_DENIED'"],
+    ["outcome", "outcome = 7"],
+    ["outcome by name", "outcome_name = 'OK'"],
     ["developer_id", "developer_id = 'someone-else'"],
     ["caller_subject", "caller_subject = 'someone-else'"],
+    ["caller_token_id", "caller_token_id = 'jti'"],
     ["version", "version = version + 1"],
-    ["action", "action = 'GetSecret'"],
-    ["request_id", "request_id = 'r'"],
+    ["action", "action = 4"],
+    ["request id", "request_uuid = '00000000-0000-4000-8000-000000000000'"],
     ["peer", "peer = ''"],
     ["time by a second", "time = time + interval '1 second'"],
     ["time by a microsecond", "time = time + interval '1 microsecond'"],
-    ["hash", "hash = repeat('a', 64)"],
-  ])("finds one changed field (%s) as a hash problem at that event", async (_label, set) => {
+    ["writer", "writer = writer + 1000"],
+    ["hash", "hash = decode(repeat('a', 64), 'hex')"],
+  ])("finds one changed field (%s) as a hash problem at that event", async (label, set) => {
     const writerId = await writeChain(t.db, 5);
     const id = await idAt(t.db, writerId, 3);
-    await withTriggersDisabled(t.db, () => t.db.query(`UPDATE audit_events SET ${set} WHERE id = $1`, [id]));
+    await withTriggersDisabled(t.db, () => t.db.query(`UPDATE audit_log SET ${set} WHERE id = $1`, [id]));
     const problems = await problemsOf(t.db, writerId);
-    // Changing the stored hash breaks two links: its own, and the next event's prev_hash.
+    if (label === "writer") {
+      // The event moved to another chain: a gap in its own.
+      expect(problems).toEqual([expect.objectContaining({ sequence: 4, kind: "sequence" })]);
+      return;
+    }
+    // A changed hash breaks its own link and the next event's, computed from it.
     expect(problems[0]).toMatchObject({ id, sequence: 3, kind: "hash" });
-    expect(problems).toHaveLength(set.startsWith("hash") ? 2 : 1);
+    expect(problems).toHaveLength(label === "hash" ? 2 : 1);
   });
 
-  it("finds an edit whose hash was recomputed at the next event's prev_hash", async () => {
+  it.each([
+    ["secret_name", "secret_name = 'other_secret'"],
+    ["outcome", "outcome = 'PERMISSION_DENIED'"],
+    ["time by a microsecond", "time = time + interval '1 microsecond'"],
+    ["hash", "hash = repeat('a', 64)"],
+  ])("finds one changed field (%s) of a chain written before the compact format", async (label, set) => {
+    const writerId = await writeFormat1Chain(t.db, 5, 1);
+    const id = await idAt(t.db, writerId, 3);
+    await withTriggersDisabled(t.db, () => t.db.query(`UPDATE audit_events_v1 SET ${set} WHERE id = $1`, [id]));
+    const problems = await problemsOf(t.db, writerId);
+    expect(problems[0]).toMatchObject({ id, sequence: 3, kind: "hash" });
+    expect(problems).toHaveLength(label === "hash" ? 2 : 1);
+  });
+
+  it("finds an edit whose hash was recomputed at the next event, whose hash no longer follows", async () => {
     const writerId = await writeChain(t.db, 5);
-    const [, , third] = await listWriterEvents(t.db, writerId, 0, 10);
-    if (!third) throw new Error("missing event");
-    const forged = chainHashOf(third.prevHash, { ...third, outcome: "NOT_FOUND" });
+    const [, second, third] = await listCompactWriterEvents(t.db, await writerNumber(t.db, writerId), 0, 10);
+    if (!second || !third) throw new Error("missing event");
+    const forged = chainHash3Of(second.hash, writerId, { ...third, outcome: 5 });
     await withTriggersDisabled(t.db, () =>
-      t.db.query("UPDATE audit_events SET outcome = 'NOT_FOUND', hash = $2 WHERE id = $1", [third.id, forged]),
+      t.db.query("UPDATE audit_log SET outcome = 5, hash = decode($2, 'hex') WHERE id = $1", [third.id, forged]),
     );
     expect(await problemsOf(t.db, writerId)).toEqual([
-      expect.objectContaining({ id: await idAt(t.db, writerId, 4), sequence: 4, kind: "prev_hash" }),
+      expect.objectContaining({ id: await idAt(t.db, writerId, 4), sequence: 4, kind: "hash" }),
     ]);
   });
 
   it("finds a deleted event, across page boundaries", async () => {
     const writerId = await writeChain(t.db, 6);
+    const id3 = await idAt(t.db, writerId, 3);
     await withTriggersDisabled(t.db, () =>
-      t.db.query("DELETE FROM audit_events WHERE writer_id = $1 AND writer_sequence = 3", [writerId]),
+      t.db.query("DELETE FROM audit_log WHERE id = $1", [id3]),
     );
     const problems = await problemsOf(t.db, writerId, { pageSize: 2 });
     expect(problems).toEqual([
@@ -166,9 +209,8 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
 
   it("finds a deleted first event", async () => {
     const writerId = await writeChain(t.db, 3);
-    await withTriggersDisabled(t.db, () =>
-      t.db.query("DELETE FROM audit_events WHERE writer_id = $1 AND writer_sequence = 1", [writerId]),
-    );
+    const id1 = await idAt(t.db, writerId, 1);
+    await withTriggersDisabled(t.db, () => t.db.query("DELETE FROM audit_log WHERE id = $1", [id1]));
     const problems = await problemsOf(t.db, writerId);
     expect(problems).toEqual([expect.objectContaining({ sequence: 2, kind: "sequence" })]);
     expect(problems[0]?.message).toMatch(/starts at sequence 2/);
@@ -179,27 +221,29 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
     const id2 = await idAt(t.db, writerId, 2);
     const id3 = await idAt(t.db, writerId, 3);
     await withTriggersDisabled(t.db, async () => {
-      await t.db.query("UPDATE audit_events SET writer_sequence = -1 WHERE id = $1", [id2]);
-      await t.db.query("UPDATE audit_events SET writer_sequence = 2 WHERE id = $1", [id3]);
-      await t.db.query("UPDATE audit_events SET writer_sequence = 3 WHERE id = $1", [id2]);
+      await t.db.query("UPDATE audit_log SET writer_sequence = -1 WHERE id = $1", [id2]);
+      await t.db.query("UPDATE audit_log SET writer_sequence = 2 WHERE id = $1", [id3]);
+      await t.db.query("UPDATE audit_log SET writer_sequence = 3 WHERE id = $1", [id2]);
     });
     const problems = await problemsOf(t.db, writerId);
-    expect(problems[0]).toMatchObject({ id: id3, sequence: 2, kind: "prev_hash" });
+    expect(problems[0]).toMatchObject({ id: id3, sequence: 2, kind: "hash" });
   });
 
-  it("verifies chains written before format 2 (format 1) beside chains written now, and says which is which", async () => {
+  it("verifies chains written in formats 1 and 2 beside chains written now, and says which is which", async () => {
     const old = await writeFormat1Chain(t.db, 4);
+    const format2 = await writeFormat1Chain(t.db, 3, 1);
     const current = await writeChain(t.db, 3);
     const result = await verifyAuditChains(t.db);
-    expect(result.problems.filter((p) => p.writerId === old || p.writerId === current)).toEqual([]);
+    expect(result.problems.filter((p) => [old, format2, current].includes(p.writerId))).toEqual([]);
     expect(result.chains.find((c) => c.writerId === old)).toMatchObject({ events: 4, format: 1, problems: 0 });
-    expect(result.chains.find((c) => c.writerId === current)).toMatchObject({ events: 3, format: 2, problems: 0 });
+    expect(result.chains.find((c) => c.writerId === format2)).toMatchObject({ events: 3, format: 2, problems: 0 });
+    expect(result.chains.find((c) => c.writerId === current)).toMatchObject({ events: 3, format: 3, problems: 0 });
   });
 
   it("finds an edit in a format-1 chain", async () => {
     const writerId = await writeFormat1Chain(t.db, 3);
     const id = await idAt(t.db, writerId, 2);
-    await withTriggersDisabled(t.db, () => t.db.query("UPDATE audit_events SET outcome = 'NOT_FOUND' WHERE id = $1", [id]));
+    await withTriggersDisabled(t.db, () => t.db.query("UPDATE audit_events_v1 SET outcome = 'NOT_FOUND' WHERE id = $1", [id]));
     expect(await problemsOf(t.db, writerId)).toEqual([expect.objectContaining({ id, sequence: 2, kind: "hash" })]);
   });
 
@@ -217,9 +261,10 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
     if (!second) throw new Error("missing event");
     // INSERT is allowed (the table is append-only, not read-only): the chain is what catches this.
     await t.db.query(
-      `INSERT INTO audit_events (time, developer_id, caller_subject, action, outcome, request_id, writer_id, writer_sequence, prev_hash, hash)
-       VALUES (now(), 'd', 'd', 'AccessSecret', 'OK', 'r', $1, 3, $2, $3)`,
-      [writerId, second.hash, "f".repeat(64)],
+      `INSERT INTO audit_log (time, writer, writer_sequence, version, action, outcome, developer_id, caller_token_id,
+                              caller_identity, secret_name, request_id, peer, prev_hash, hash)
+       VALUES (now(), $1, 3, 0, 1, 0, 'd', '', '', '', 'r', '', decode($2, 'hex'), decode($3, 'hex'))`,
+      [await writerNumber(t.db, writerId), second.hash, "f".repeat(64)],
     );
     expect(await problemsOf(t.db, writerId)).toEqual([expect.objectContaining({ sequence: 3, kind: "hash" })]);
   });
@@ -291,7 +336,7 @@ describe(`npm run audit:verify on ${testDatabaseKind()}`, () => {
       await target.handOver();
       const { code, stdout } = await runVerify(target);
       expect(code).toBe(0);
-      expect(stdout).toMatch(new RegExp(`writer "${a}": 4 events, last sequence 4, head [0-9a-f]{64}, format 2: ok`));
+      expect(stdout).toMatch(new RegExp(`writer "${a}": 4 events, last sequence 4, head [0-9a-f]{64}, format 3: ok`));
       expect(stdout).toContain(`writer "${b}": 2 events, last sequence 2`);
       expect(stdout).toMatch(/audit chains intact: 2 writers, 6 events/);
     } finally {
@@ -305,7 +350,7 @@ describe(`npm run audit:verify on ${testDatabaseKind()}`, () => {
       const writerId = await writeChain(target.db, 5);
       const id = await idAt(target.db, writerId, 3);
       await withTriggersDisabled(target.db, () =>
-        target.db.query("UPDATE audit_events SET secret_name = 'tampered_name' WHERE id = $1", [id]),
+        target.db.query("UPDATE audit_log SET secret_name = 'tampered_name' WHERE id = $1", [id]),
       );
       const { rows } = await target.db.query<{ request_id: string }>("SELECT request_id FROM audit_events WHERE id = $1", [id]);
       await target.handOver();
@@ -325,9 +370,8 @@ describe(`npm run audit:verify on ${testDatabaseKind()}`, () => {
     const target = await cliTarget();
     try {
       const writerId = await writeChain(target.db, 4);
-      await withTriggersDisabled(target.db, () =>
-        target.db.query("DELETE FROM audit_events WHERE writer_id = $1 AND writer_sequence = 2", [writerId]),
-      );
+      const id = await idAt(target.db, writerId, 2);
+      await withTriggersDisabled(target.db, () => target.db.query("DELETE FROM audit_log WHERE id = $1", [id]));
       await target.handOver();
       const { code, stdout } = await runVerify(target);
       expect(code).toBe(1);

@@ -395,12 +395,17 @@ describe(`Db on ${testDatabaseKind()}`, () => {
       expect(rows[0]?.applied_at).toBeInstanceOf(Date);
     });
 
-    it("keeps two indexes on the audit trail, which gains a row per audited call (migrations 6 and 7)", async () => {
+    it("keeps two indexes on each audit table, which gains a row per audited call (migrations 6, 7 and 13)", async () => {
       const { rows } = await db.query<{ indexdef: string }>(
-        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'audit_events' ORDER BY indexname",
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename IN ('audit_events_v1', 'audit_log') ORDER BY indexname",
       );
-      expect(rows.map((r) => r.indexdef.replace(/^.* USING /, ""))).toEqual(["btree (developer_id, id)", "btree (writer_id, writer_sequence)"]);
-      const identity = await db.query<{ relreplident: string }>("SELECT relreplident FROM pg_class WHERE oid = 'audit_events'::regclass");
+      expect(rows.map((r) => r.indexdef.replace(/^.* USING /, ""))).toEqual([
+        "btree (developer_id, id)",
+        "btree (writer_id, writer_sequence)",
+        "btree (developer_id, id)",
+        "btree (writer, writer_sequence)",
+      ]);
+      const identity = await db.query<{ relreplident: string }>("SELECT relreplident FROM pg_class WHERE oid = 'audit_events_v1'::regclass");
       expect(identity.rows).toEqual([{ relreplident: "i" }]);
     });
 

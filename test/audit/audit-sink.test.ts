@@ -1,0 +1,163 @@
+/**
+ * JSON-lines audit sinks: every event once, in chain order, with the chain's hashes,
+ * across a restart of the writer; a sink that fails gets the rest of its lines
+ * retried without duplicates; strict (recordDurable) waits for every sink; a file
+ * sink rotates.
+ */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { createAuditLog } from "../../src/audit/audit-log.js";
+import { openSinks, parseSinkSpecs, type AuditSink } from "../../src/audit/audit-sink.js";
+import { verifyAuditChains } from "../../src/audit/audit-verify.js";
+import { PROJECT_ROOT } from "../support/server-process.js";
+import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
+import { auditEvent, isPending, newId } from "./audit-support.js";
+
+interface Line {
+  writer_id: string;
+  writer_sequence: number;
+  request_id: string;
+  prev_hash: string;
+  hash: string;
+}
+
+const parse = (text: string): Line[] => text.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Line);
+
+describe(`audit sinks on ${testDatabaseKind()}`, () => {
+  let t: TestDb;
+  let dir: string;
+  beforeAll(async () => {
+    t = await createTestDb();
+    dir = await mkdtemp(path.join(os.tmpdir(), "secrets-audit-sink-"));
+  });
+  afterAll(async () => {
+    await t?.cleanup();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("a file sink receives every event of a session once, in chain order, with Postgres's hashes, across a restart", async () => {
+    const file = path.join(dir, "audit.jsonl");
+    const developerId = newId("dev");
+    const sent: string[] = [];
+    const writers: string[] = [];
+    for (const events of [25, 12]) {
+      // Each round is a process: its own sink handle and writer.
+      const sinks = openSinks(parseSinkSpecs(`file:${file}`));
+      const writerId = newId("w");
+      writers.push(writerId);
+      const log = createAuditLog({ db: t.db, writerId, sinks, batchSize: 10, intervalMs: 1 });
+      for (let i = 0; i < events; i++) {
+        const e = auditEvent({ developerId, secretName: `name_${i}` });
+        sent.push(e.requestId);
+        await log.record(e);
+      }
+      await log.close();
+      for (const s of sinks) await s.close();
+    }
+    const lines = parse(await readFile(file, "utf8"));
+    expect(lines.map((l) => l.request_id)).toEqual(sent);
+    const { rows } = await t.db.query<{ writer_id: string; writer_sequence: number; hash: string }>(
+      "SELECT writer_id, writer_sequence, hash FROM audit_events WHERE developer_id = $1 ORDER BY id",
+      [developerId],
+    );
+    expect(lines.map((l) => [l.writer_id, l.writer_sequence, l.hash])).toEqual(rows.map((r) => [r.writer_id, r.writer_sequence, r.hash]));
+    for (const writerId of writers) {
+      const chain = lines.filter((l) => l.writer_id === writerId);
+      expect(chain.map((l) => l.writer_sequence)).toEqual(chain.map((_, i) => i + 1));
+      for (let i = 1; i < chain.length; i++) expect(chain[i]?.prev_hash).toBe(chain[i - 1]?.hash);
+    }
+    expect((await verifyAuditChains(t.db)).problems).toEqual([]);
+  });
+
+  it("retries a failed sink write from where it stopped: no line twice, no row twice", async () => {
+    const received: string[] = [];
+    let failures = 2;
+    const flaky: AuditSink = {
+      name: "flaky",
+      async write(text) {
+        if (failures > 0) {
+          failures -= 1;
+          throw new Error("sink down (test)");
+        }
+        received.push(text);
+      },
+      close: async () => undefined,
+    };
+    const writerId = newId("w");
+    const log = createAuditLog({ db: t.db, writerId, sinks: [flaky], batchSize: 5, intervalMs: 1, maxRetryDelayMs: 5 });
+    for (let i = 0; i < 12; i++) await log.record(auditEvent({ developerId: newId("dev") }));
+    await log.close();
+    expect(parse(received.join("")).map((l) => l.writer_sequence)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    const { rows } = await t.db.query<{ n: number }>("SELECT count(*)::int8 AS n FROM audit_events WHERE writer_id = $1", [writerId]);
+    expect(rows[0]?.n).toBe(12);
+  });
+
+  it("strict: a durable record waits while a Unix socket sink is down, and completes once it is back", async () => {
+    const socketPath = path.join(dir, "sink.sock");
+    const sinks = openSinks(parseSinkSpecs(`unix:${socketPath}`));
+    const log = createAuditLog({ db: t.db, writerId: newId("w"), sinks, intervalMs: 1, maxRetryDelayMs: 10 });
+    const durable = log.recordDurable(auditEvent({ developerId: newId("dev") }));
+    expect(await isPending(durable, 100)).toBe(true);
+    let got = "";
+    const server: Server = createServer((c) => c.on("data", (d) => (got += d.toString())));
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    try {
+      await durable;
+      await log.close();
+      await expect.poll(() => parse(got).map((l) => l.writer_sequence)).toEqual([1]);
+    } finally {
+      for (const s of sinks) await s.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it("a file sink rotates by size and keeps every line across its files", async () => {
+    const file = path.join(dir, "rotating.jsonl");
+    const sinks = openSinks(parseSinkSpecs(`file:${file}`), { fileMaxBytes: 2000, fileKeep: 50 });
+    const log = createAuditLog({ db: t.db, writerId: newId("w"), sinks, batchSize: 3, intervalMs: 1 });
+    for (let i = 0; i < 30; i++) await log.record(auditEvent({ developerId: newId("dev") }));
+    await log.close();
+    for (const s of sinks) await s.close();
+    const files = (await readdir(dir)).filter((f) => f.startsWith("rotating.jsonl"));
+    expect(files.length).toBeGreaterThan(2);
+    // Oldest first: the highest suffix, down to the live file.
+    const age = (f: string) => (f === "rotating.jsonl" ? 0 : Number(f.slice("rotating.jsonl.".length)));
+    const ordered = files.sort((a, b) => age(b) - age(a));
+    const lines: Line[] = [];
+    for (const f of ordered) lines.push(...parse(await readFile(path.join(dir, f), "utf8")));
+    expect(lines.map((l) => l.writer_sequence)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  });
+
+  it("parses SECRETS_AUDIT_SINKS, and refuses anything else without echoing it", () => {
+    expect(parseSinkSpecs(undefined)).toEqual([]);
+    expect(parseSinkSpecs("stdout, file:/var/log/a.jsonl,unix:/run/a.sock")).toEqual([
+      { kind: "stdout" },
+      { kind: "file", path: "/var/log/a.jsonl" },
+      { kind: "unix", path: "/run/a.sock" },
+    ]);
+    expect(() => parseSinkSpecs("tcp:secret-host:1")).toThrow(/SECRETS_AUDIT_SINKS must be/);
+    expect(() => parseSinkSpecs("tcp:secret-host:1")).not.toThrow(/secret-host/);
+  });
+
+  it("writes whole lines to stdout, one write each", async () => {
+    const built = path.join(PROJECT_ROOT, "dist", "audit", "audit-sink.js");
+    if (!existsSync(built)) throw new Error(`${built} is missing: run npm run build`);
+    const script = `
+      import { openSinks } from ${JSON.stringify(pathToFileURL(built).href)};
+      const [sink] = openSinks([{ kind: "stdout" }]);
+      await sink.write('{"n":1}\\n{"n":2}\\n');
+      await sink.close();
+    `;
+    const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], { timeout: 20_000 });
+    expect(stdout).toBe('{"n":1}\n{"n":2}\n');
+  });
+});
