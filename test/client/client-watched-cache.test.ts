@@ -1,10 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SecretsClient, SecretsUnavailableError, type WatchUpdate } from "@secrets-service/client";
-import type { Db } from "../../src/store/db.js";
-import { openPostgres } from "../../src/store/pg-db.js";
 import { startTcpProxy } from "../support/tcp-proxy.js";
-import { startTestService, type TestService } from "../support/test-service.js";
+import { startServicePair, type ServicePair } from "../support/service-pair.js";
+import type { TestService } from "../support/test-service.js";
 import { callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
 
 // `cache: "watched"` against real services. On Postgres (DATABASE_URL) the cached
@@ -15,23 +14,16 @@ import { callsOf, expectSecretsError, randomValue } from "./client-fixtures.js";
 
 let writer: TestService;
 let reader: TestService;
-let extraPool: Db | undefined;
+let pair: ServicePair | undefined;
 const env = { SECRETS_WRITE_RATE: "0", SECRETS_READ_RATE: "0", SECRETS_WATCH_MAX_PER_DEVELOPER: "2" };
 
 beforeAll(async () => {
-  writer = await startTestService(env);
-  if (!writer.dbUrl) {
-    reader = writer;
-    return;
-  }
-  extraPool = await openPostgres(writer.dbUrl, { maxConnections: 4 });
-  reader = await startTestService(env, { database: { db: extraPool, url: writer.dbUrl }, masterKeys: writer.masterKeys, jwtSecret: writer.jwtSecret });
+  pair = await startServicePair(env);
+  ({ a: writer, b: reader } = pair);
 });
 
 afterAll(async () => {
-  if (reader !== writer) await reader?.stop();
-  await extraPool?.close();
-  await writer?.stop();
+  await pair?.stop();
 });
 
 const developer = () => `watched-${randomUUID()}`;

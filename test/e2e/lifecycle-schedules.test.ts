@@ -2,9 +2,8 @@ import { randomUUID } from "node:crypto";
 import { status } from "@grpc/grpc-js";
 import { durationFromMs, timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import type { Db } from "../../src/store/db.js";
-import { openPostgres } from "../../src/store/pg-db.js";
 import { expectCallError, startTestService, type TestService } from "../support/fixtures.js";
+import { startServicePair, type ServicePair } from "../support/service-pair.js";
 
 // Expiry and rotation schedules over real gRPC, with an injected clock that the tests
 // move instead of sleeping. On Postgres (DATABASE_URL) two services in this process
@@ -20,26 +19,19 @@ const DAY_MS = 24 * HOUR_MS;
 describe("expiry and rotation schedules", () => {
   let a: TestService;
   let b: TestService;
-  let extraPool: Db | undefined;
+  let pair: ServicePair | undefined;
   const clock = { now: Date.parse("2026-12-06T00:00:00Z") };
   const now = () => new Date(clock.now);
   const manual = { clock: now, lifecycleJobs: "manual" as const };
   const env = { SECRETS_WRITE_RATE: "0", SECRETS_READ_RATE: "0", SECRETS_RECOVERY_WINDOW_DAYS: "2" };
 
   beforeAll(async () => {
-    a = await startTestService(env, manual);
-    if (!a.dbUrl) {
-      b = a;
-      return;
-    }
-    extraPool = await openPostgres(a.dbUrl, { maxConnections: 4 });
-    b = await startTestService(env, { ...manual, database: { db: extraPool, url: a.dbUrl }, masterKeys: a.masterKeys, jwtSecret: a.jwtSecret });
+    pair = await startServicePair(env, manual);
+    ({ a, b } = pair);
   });
 
   afterAll(async () => {
-    if (b !== a) await b?.stop();
-    await extraPool?.close();
-    await a?.stop();
+    await pair?.stop();
   });
 
   const developer = () => `life-${randomUUID()}`;

@@ -4,9 +4,8 @@ import { toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WatchEventType, WatchSecretsRequestSchema, WatchSecretsResponseSchema, type WatchSecretsResponse } from "../../src/api/gen/secrets/v1/secrets_pb.js";
-import type { Db } from "../../src/store/db.js";
-import { openPostgres } from "../../src/store/pg-db.js";
 import { expectCallError, startTestService, type TestService } from "../support/fixtures.js";
+import { startServicePair, type ServicePair } from "../support/service-pair.js";
 import { openWatch, type WatchStream } from "../support/watch-stream.js";
 
 // WatchSecrets over real gRPC. On Postgres (DATABASE_URL) the watcher and the writer
@@ -20,7 +19,7 @@ const HOUR_MS = 3_600_000;
 describe("WatchSecrets", () => {
   let writer: TestService;
   let watcher: TestService;
-  let extraPool: Db | undefined;
+  let pair: ServicePair | undefined;
   const clock = { now: Date.now() };
   const options = { clock: () => new Date(clock.now), lifecycleJobs: "manual" as const };
   const env = {
@@ -32,24 +31,12 @@ describe("WatchSecrets", () => {
   };
 
   beforeAll(async () => {
-    writer = await startTestService(env, options);
-    if (!writer.dbUrl) {
-      watcher = writer;
-      return;
-    }
-    extraPool = await openPostgres(writer.dbUrl, { maxConnections: 4 });
-    watcher = await startTestService(env, {
-      ...options,
-      database: { db: extraPool, url: writer.dbUrl },
-      masterKeys: writer.masterKeys,
-      jwtSecret: writer.jwtSecret,
-    });
+    pair = await startServicePair(env, options);
+    ({ a: writer, b: watcher } = pair);
   });
 
   afterAll(async () => {
-    if (watcher !== writer) await watcher?.stop();
-    await extraPool?.close();
-    await writer?.stop();
+    await pair?.stop();
   });
 
   const developer = () => `watch-${randomUUID()}`;
