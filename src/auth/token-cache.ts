@@ -7,7 +7,9 @@ import type { TokenVerifier } from "./token-verifier.js";
  * far more than a map lookup). Bounded, keyed by the token text, evicting the least
  * recently used; an entry is dropped when its token expires (`exp`, plus the
  * verifier's skew), so the cache never accepts a token the verifier would refuse for
- * its age. Failed verifications are not cached. The token is looked up by the map,
+ * its age. Failed verifications are not cached. Calls that bring a token while it is
+ * being verified wait for that one verification (a client opening many streams at
+ * once, or reconnecting them, verifies its token once). The token is looked up by the map,
  * never compared with another caller's: a comparison that stops at the first
  * differing character could be timed.
  */
@@ -32,6 +34,8 @@ export function cachingVerifier(inner: TokenVerifier, options: TokenCacheOptions
   const now = options.now ?? Date.now;
   // No lru-cache ttl: each entry's deadline comes from its token, checked below as the verifier checks it.
   const verified = new LRUCache<string, Entry>({ max: options.maxEntries ?? 10_000 });
+  /** Verifications under way, by token: as many as calls in flight at most. */
+  const verifying = new Map<string, Promise<Principal>>();
 
   function known(token: string): Principal | undefined {
     const hit = verified.get(token, GET_OPTIONS);
@@ -47,9 +51,18 @@ export function cachingVerifier(inner: TokenVerifier, options: TokenCacheOptions
     async verify(token) {
       const hit = known(token);
       if (hit !== undefined) return hit;
-      const principal = await inner.verify(token);
-      verified.set(token, { principal, validUntil: principal.expiresAt * 1000 + skewMs });
-      return principal;
+      let pending = verifying.get(token);
+      if (pending === undefined) {
+        pending = inner
+          .verify(token)
+          .then((principal) => {
+            verified.set(token, { principal, validUntil: principal.expiresAt * 1000 + skewMs });
+            return principal;
+          })
+          .finally(() => verifying.delete(token));
+        verifying.set(token, pending);
+      }
+      return pending;
     },
   };
 }

@@ -55,6 +55,19 @@ describe("verified-token cache", () => {
     expect(inner.calls).toEqual(["bad", "bad"]);
   });
 
+  it("verifies a token brought by many calls at once once, and a failure fails them all without being kept", async () => {
+    const inner = fakeVerifier(Math.floor(Date.now() / 1000) + 600);
+    const v = cachingVerifier(inner);
+    const principals = await Promise.all([1, 2, 3].map(() => v.verify("a")));
+    expect(inner.calls).toEqual(["a"]);
+    expect(new Set(principals).size).toBe(1);
+    const failures = await Promise.allSettled([1, 2].map(() => v.verify("bad")));
+    expect(failures.map((f) => f.status)).toEqual(["rejected", "rejected"]);
+    expect(inner.calls).toEqual(["a", "bad"]);
+    await expect(v.verify("bad")).rejects.toMatchObject({ reason: "TOKEN_INVALID" });
+    expect(inner.calls).toEqual(["a", "bad", "bad"]);
+  });
+
   it("is bounded, evicting the least recently used", async () => {
     const inner = fakeVerifier(9_999_999_999);
     const v = cachingVerifier(inner, { maxEntries: 2 });
