@@ -85,6 +85,9 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
       const status = auditUnavailable(state.requestId);
       return call.sendStatus({ ...status, metadata: finish(call, state, status) });
     }
+    // Handlers read the principal, never the token: it does not stay with the call,
+    // which for a watch may last hours.
+    metadata.remove("authorization");
     nextMetadata(metadata);
   }
 

@@ -102,6 +102,8 @@ describe("call interceptor: audit before the result", () => {
   let server: grpc.Server;
   let client: TestClient<typeof SecretServiceDesc>;
   let logs: LogCapture;
+  /** The authorization entries the last AccessSecret handler saw in its call's metadata. */
+  let handlerSawAuthorization: unknown[] | undefined;
   const audit = fakeAuditLog();
 
   beforeAll(async () => {
@@ -123,7 +125,10 @@ describe("call interceptor: audit before the result", () => {
       throw new AppError("NOT_IMPLEMENTED", "not in this test");
     };
     const impl = Object.fromEntries(SecretServiceDesc.methods.map((m) => [m.localName, unimplemented])) as unknown as ServiceImpl<typeof SecretServiceDesc>;
-    impl.accessSecret = async (req) => ({ name: req.name, version: 1, value: VALUE });
+    impl.accessSecret = async (req, ctx) => {
+      handlerSawAuthorization = ctx.metadata.get("authorization");
+      return { name: req.name, version: 1, value: VALUE };
+    };
     impl.resolveSecrets = async (req) => ({ values: Object.fromEntries(req.names.map((n) => [n, VALUE])) });
     impl.getSecret = async () => {
       throw new AppError("SECRET_NOT_FOUND", "secret not found");
@@ -194,6 +199,8 @@ describe("call interceptor: audit before the result", () => {
     expect(audit.calls).toEqual({ tryRecord: 1, record: 0, recordDurable: 0 });
     expect(audit.queued).toHaveLength(1);
     expect(audit.queued[0]).toMatchObject({ developerId: DEVELOPER, callerSubject: DEVELOPER, action: "AccessSecret", secretName: "api_key", outcome: "OK" });
+    // The handler has the principal; the token itself does not stay with the call.
+    expect(handlerSawAuthorization).toEqual([]);
   });
 
   it("holds a successful call's response message until a full queue takes its event (back-pressure)", async () => {
