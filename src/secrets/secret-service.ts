@@ -23,7 +23,7 @@ export type { Page } from "./page-token.js";
 export type { ListInput } from "./secret-listing.js";
 export type { Secret, SecretVersion, VersionState } from "./secret-rows.js";
 export type { CreateInput, DeleteOptions, UpdateInput } from "./secret-writes.js";
-export type { WatchBatch, WatchEvent, WatchInput } from "./secret-watch.js";
+export type { WatchBatch, WatchEvent, WatchInput, WatchOutput } from "./secret-watch.js";
 
 export interface SecretServiceDeps {
   db: Db;
@@ -84,7 +84,9 @@ const noWatches: WatchHub = {
   open() {
     throw new AppError("SHUTTING_DOWN", "this service serves no watches");
   },
+  remove: () => undefined,
   size: 0,
+  wakes: 0,
   progressIntervalMs: 30_000,
   close: async () => undefined,
 };

@@ -14,29 +14,36 @@ export interface WatchHub {
   /** Starts listening, and the progress ticker. */
   start(): Promise<void>;
   /**
-   * Opens a watch of `developerId`'s changes, which ends when `signal` aborts;
-   * RESOURCE_EXHAUSTED (TOO_MANY_WATCHES) past the limits.
+   * Opens a watch of `developerId`'s changes: the hub tells `watch` of them until
+   * `remove`; RESOURCE_EXHAUSTED (TOO_MANY_WATCHES) past the limits.
    */
-  open(developerId: string, signal: AbortSignal): Watch;
+  open(developerId: string, watch: WatchSubscriber): void;
+  /** Closes a watch `open` opened; nothing when it is already closed. */
+  remove(developerId: string, watch: WatchSubscriber): void;
   /** Watches open on this replica. */
   readonly size: number;
+  /**
+   * How many times the hub has woken watches so far. A read of the log begun at this
+   * count sees every change announced by those wakes (docs/design.md, Watching secrets).
+   */
+  readonly wakes: number;
   /** How often a waiting watch is ticked (WatchHubDeps.progressIntervalMs). */
   readonly progressIntervalMs: number;
   /** Ends every watch with UNAVAILABLE (SHUTTING_DOWN), refuses new ones, and stops listening. */
   close(): Promise<void>;
 }
 
-/** What a watch waits for next: a change to read, the progress ticker, or its caller gone. */
-export type WakeReason = "changed" | "tick" | "aborted";
-
-export interface Watch {
-  /**
-   * Resolves when the developer's log may hold something new (or did since the last
-   * call), at the hub's next progress tick, or when the watch's signal aborts;
-   * rejects when the hub closes.
-   */
-  next(): Promise<WakeReason>;
-  close(): void;
+/**
+ * What the hub tells an open watch. The hub holds the watch itself, not a promise
+ * or a frame waiting on one: an idle watch costs its object and its stream.
+ */
+export interface WatchSubscriber {
+  /** The developer's log may hold something new: read it from where the watch stands. */
+  changed(): void;
+  /** The progress ticker's turn for this watch (about once per progress interval). */
+  tick(): void;
+  /** The hub closed (the replica stops): end with this error. The hub has already let go of the watch. */
+  shutDown(error: AppError): void;
 }
 
 export interface WatchHubDeps {
@@ -58,52 +65,39 @@ export interface WatchHubDeps {
 /** Slices of the watches that the progress ticker takes in turn. */
 const TICK_SLICES = 20;
 
-interface OpenWatch {
-  /** Set by a wake that found nobody waiting; the next `next` returns at once. */
-  pending: boolean;
-  aborted: boolean;
-  /** Set while `next` waits. */
-  wake?: (reason: WakeReason) => void;
-  fail?: (error: unknown) => void;
-}
-
 export function createWatchHub(deps: WatchHubDeps): WatchHub {
-  const byDeveloper = new Map<string, Set<OpenWatch>>();
+  const byDeveloper = new Map<string, Set<WatchSubscriber>>();
   let size = 0;
+  let wakes = 0;
   let listener: Listener | undefined;
   let ticker: NodeJS.Timeout | undefined;
   let closed = false;
-  const slices = Array.from({ length: TICK_SLICES }, () => new Set<OpenWatch>());
+  const slices = Array.from({ length: TICK_SLICES }, () => new Set<WatchSubscriber>());
   let nextSlice = 0;
   let tickSlice = 0;
-
-  function wakeDeveloper(developerId: string): void {
-    for (const w of byDeveloper.get(developerId) ?? []) wakeOne(w);
-  }
-
-  function wakeOne(w: OpenWatch): void {
-    if (w.wake) w.wake("changed");
-    else w.pending = true;
-  }
 
   return {
     async start() {
       ticker = setInterval(() => {
-        for (const w of slices[tickSlice]!) w.wake?.("tick");
+        for (const w of slices[tickSlice]!) w.tick();
         tickSlice = (tickSlice + 1) % TICK_SLICES;
       }, deps.progressIntervalMs / TICK_SLICES);
       ticker.unref();
       listener = await deps.db.listen(CHANGES_CHANNEL, {
-        notify: wakeDeveloper,
-        resync: () => {
-          for (const watches of byDeveloper.values()) for (const w of watches) wakeOne(w);
+        notify(developerId) {
+          wakes += 1;
+          for (const w of byDeveloper.get(developerId) ?? []) w.changed();
+        },
+        resync() {
+          wakes += 1;
+          for (const watches of byDeveloper.values()) for (const w of watches) w.changed();
         },
       });
     },
 
-    open(developerId, signal) {
+    open(developerId, watch) {
       if (closed) throw shuttingDown();
-      const own = byDeveloper.get(developerId) ?? new Set<OpenWatch>();
+      const own = byDeveloper.get(developerId) ?? new Set<WatchSubscriber>();
       if (own.size >= deps.maxPerDeveloper) {
         throw new AppError("TOO_MANY_WATCHES", `a developer may hold at most ${deps.maxPerDeveloper} watches on one replica`, {
           limit: String(deps.maxPerDeveloper),
@@ -114,52 +108,27 @@ export function createWatchHub(deps: WatchHubDeps): WatchHub {
           limit: String(deps.maxPerReplica),
         });
       }
-      const w: OpenWatch = { pending: false, aborted: signal.aborted };
-      const slice = slices[nextSlice]!;
+      slices[nextSlice]!.add(watch);
       nextSlice = (nextSlice + 1) % TICK_SLICES;
-      slice.add(w);
-      own.add(w);
+      own.add(watch);
       byDeveloper.set(developerId, own);
       size += 1;
-      let open = true;
-      const onAbort = () => {
-        w.aborted = true;
-        w.wake?.("aborted");
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      return {
-        next() {
-          if (closed) return Promise.reject(shuttingDown());
-          if (w.aborted) return Promise.resolve("aborted");
-          if (w.pending) {
-            w.pending = false;
-            return Promise.resolve("changed");
-          }
-          return new Promise<WakeReason>((resolve, reject) => {
-            w.wake = (reason) => {
-              w.wake = w.fail = undefined;
-              resolve(reason);
-            };
-            w.fail = (error) => {
-              w.wake = w.fail = undefined;
-              reject(error);
-            };
-          });
-        },
-        close() {
-          if (!open) return;
-          open = false;
-          signal.removeEventListener("abort", onAbort);
-          slice.delete(w);
-          own.delete(w);
-          if (own.size === 0 && byDeveloper.get(developerId) === own) byDeveloper.delete(developerId);
-          size -= 1;
-        },
-      };
+    },
+
+    remove(developerId, watch) {
+      const own = byDeveloper.get(developerId);
+      if (!own?.delete(watch)) return;
+      if (own.size === 0) byDeveloper.delete(developerId);
+      for (const slice of slices) if (slice.delete(watch)) break;
+      size -= 1;
     },
 
     get size() {
       return size;
+    },
+
+    get wakes() {
+      return wakes;
     },
 
     progressIntervalMs: deps.progressIntervalMs,
@@ -167,7 +136,11 @@ export function createWatchHub(deps: WatchHubDeps): WatchHub {
     async close() {
       closed = true;
       clearInterval(ticker);
-      for (const watches of byDeveloper.values()) for (const w of watches) w.fail?.(shuttingDown());
+      const all = [...byDeveloper.values()].flatMap((watches) => [...watches]);
+      byDeveloper.clear();
+      for (const slice of slices) slice.clear();
+      size = 0;
+      for (const w of all) w.shutDown(shuttingDown());
       await listener?.close();
     },
   };

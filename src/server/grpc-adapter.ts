@@ -22,11 +22,31 @@ import {
 /** Per-call context handed to every handler. */
 export interface CallContext {
   readonly metadata: grpc.Metadata;
-  readonly peer: string;
-  /** Aborted when the client cancels or the deadline passes. */
-  readonly signal: AbortSignal;
 }
 
+/**
+ * The response side of a server-streaming call, which its handler drives: it sends
+ * when it has something to say and ends the call when it is done. Nothing of the
+ * handler needs to stay suspended while a stream waits (an idle watch holds no
+ * promise or frame, only what it needs to send its next response).
+ */
+export interface ServerStream<O extends DescMessage> {
+  /** Sends one response; false when the transport's buffer is full (wait for `drained`). Ignored once the call is over. */
+  send(message: MessageInitShape<O>): boolean;
+  /** Resolves when the transport's buffer has room again, or the call is over. */
+  drained(): Promise<void>;
+  /** Ends the call OK. */
+  end(): void;
+  /** Ends the call with the status `error` maps to. */
+  fail(error: unknown): void;
+  /** True once the call is over: ended, failed, or cancelled by the client. */
+  readonly closed: boolean;
+  /**
+   * `listener` runs once if the client cancels the call (it closed the stream, its
+   * deadline passed, its connection was lost), at once if it already has.
+   */
+  onCancel(listener: () => void): void;
+}
 
 /**
  * A response already in wire form, made by a hand-written encoder (wire-encoders.ts)
@@ -43,10 +63,12 @@ export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
   ctx: CallContext,
 ) => Promise<MessageInitShape<O> | EncodedResponse<O>>;
 
+/** Starts a stream; what it throws before it returns fails the call. */
 export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
   request: MessageShape<I>,
   ctx: CallContext,
-) => AsyncIterable<MessageInitShape<O>>;
+  stream: ServerStream<O>,
+) => void;
 
 /** Handler functions for every method of a generated service, keyed by the method's local name. */
 export type ServiceImpl<S extends Pick<DescService, "method">> = {
@@ -133,34 +155,13 @@ export function serviceHandlers<S extends DescService>(
   return handlers;
 }
 
-function contextOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): CallContext {
-  // The abort signal is made only when a handler asks for it: an AbortController per
-  // unary call cost several percent of a cache hit's CPU (profiled), and unary
-  // handlers here never wait on anything a cancellation should interrupt.
-  let controller: AbortController | undefined;
-  return {
-    metadata: call.metadata,
-    get peer() {
-      return call.getPeer();
-    },
-    get signal() {
-      if (!controller) {
-        const c = (controller = new AbortController());
-        if (call.cancelled) c.abort();
-        else call.once("cancelled", () => c.abort());
-      }
-      return controller.signal;
-    },
-  };
-}
-
 function unary(
   method: DescMethod,
   fn: UnaryHandler<DescMessage, DescMessage>,
   toStatus: ErrorToStatus,
 ): grpc.handleUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage> | EncodedResponse<DescMessage>> {
   return (call, callback) => {
-    const ctx = contextOf(call);
+    const ctx: CallContext = { metadata: call.metadata };
     if (isMalformed(call.request)) return callback(toStatus(malformedError(), ctx, method));
     fn(call.request, ctx).then(
       (response) => callback(null, response instanceof EncodedResponse ? response : create(method.output, response)),
@@ -175,22 +176,67 @@ function serverStreaming(
   toStatus: ErrorToStatus,
 ): grpc.handleServerStreamingCall<MessageShape<DescMessage>, MessageShape<DescMessage>> {
   return (call) => {
-    const ctx = contextOf(call);
-    (async () => {
+    const stream = new CallStream(call, method, toStatus);
+    try {
       if (isMalformed(call.request)) throw malformedError();
-      for await (const message of fn(call.request, ctx)) {
-        if (ctx.signal.aborted) return;
-        if (!call.write(create(method.output, message))) {
-          await new Promise<void>((resolve) => {
-            call.once("drain", resolve);
-            ctx.signal.addEventListener("abort", () => resolve(), { once: true });
-          });
-        }
-      }
-      if (!ctx.signal.aborted) call.end();
-    })().catch((error: unknown) => {
-      // An 'error' event is how a grpc-js stream ends with a status: destroy() would drop it.
-      if (!ctx.signal.aborted) call.emit("error", Object.assign(new Error("stream failed"), toStatus(error, ctx, method)));
-    });
+      fn(call.request, stream.ctx, stream);
+    } catch (error) {
+      stream.fail(error);
+    }
   };
+}
+
+/** A grpc-js server stream as a ServerStream; one object per call, its methods on the prototype. */
+class CallStream implements ServerStream<DescMessage> {
+  readonly ctx: CallContext;
+  private over = false;
+
+  constructor(
+    private readonly call: grpc.ServerWritableStream<MessageShape<DescMessage>, MessageShape<DescMessage>>,
+    private readonly method: DescMethod,
+    private readonly toStatus: ErrorToStatus,
+  ) {
+    this.ctx = { metadata: call.metadata };
+  }
+
+  get closed(): boolean {
+    return this.over || this.call.cancelled;
+  }
+
+  send(message: MessageInitShape<DescMessage>): boolean {
+    if (this.closed) return true;
+    return this.call.write(create(this.method.output, message));
+  }
+
+  drained(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.call.off("drain", done);
+        this.call.off("cancelled", done);
+        resolve();
+      };
+      this.call.on("drain", done);
+      this.call.on("cancelled", done);
+    });
+  }
+
+  end(): void {
+    if (this.closed) return;
+    this.over = true;
+    this.call.end();
+  }
+
+  fail(error: unknown): void {
+    if (this.closed) return;
+    this.over = true;
+    // An 'error' event is how a grpc-js stream ends with a status: destroy() would drop it.
+    this.call.emit("error", Object.assign(new Error("stream failed"), this.toStatus(error, this.ctx, this.method)));
+  }
+
+  onCancel(listener: () => void): void {
+    if (this.call.cancelled) return listener();
+    // 'cancelled' fires at most once, so `on` serves and costs less than `once`.
+    this.call.on("cancelled", listener);
+  }
 }

@@ -21,11 +21,11 @@ export interface HealthStatus {
 export function createHealthStatus(services: readonly string[]): HealthStatus {
   const statuses = new Map<string, ServingStatus>([["", ServingStatus.SERVING]]);
   for (const s of services) statuses.set(s, ServingStatus.SERVING);
-  /** Watchers waiting for the next change (or close). */
-  const waiters = new Set<() => void>();
+  /** Each open Watch stream's check: sends its service's status if it changed, or ends the stream once closed. */
+  const watchers = new Set<() => void>();
   let closed = false;
   const wake = () => {
-    for (const w of [...waiters]) w();
+    for (const w of [...watchers]) w();
   };
 
   const set = (service: string, status: ServingStatus) => {
@@ -53,25 +53,23 @@ export function createHealthStatus(services: readonly string[]): HealthStatus {
       async list() {
         return { statuses: Object.fromEntries([...statuses].map(([name, status]) => [name, { status }])) };
       },
-      async *watch(req, ctx) {
+      watch(req, _ctx, stream) {
         let last = current(req.service);
-        yield { status: last };
-        while (!closed && !ctx.signal.aborted) {
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              waiters.delete(done);
-              ctx.signal.removeEventListener("abort", done);
-              resolve();
-            };
-            waiters.add(done);
-            ctx.signal.addEventListener("abort", done, { once: true });
-          });
+        stream.send({ status: last });
+        const watcher = () => {
           const now = current(req.service);
-          if (now !== last && !ctx.signal.aborted) {
+          if (now !== last) {
             last = now;
-            yield { status: now };
+            stream.send({ status: now });
           }
-        }
+          if (closed) {
+            watchers.delete(watcher);
+            stream.end();
+          }
+        };
+        if (closed) return stream.end();
+        watchers.add(watcher);
+        stream.onCancel(() => watchers.delete(watcher));
       },
     },
   };

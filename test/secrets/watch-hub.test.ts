@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from "vitest";
+import type { AppError } from "../../src/api/errors.js";
 import type { Db, NotificationHandlers } from "../../src/store/db.js";
-import { createWatchHub, type WatchHub } from "../../src/secrets/watch-hub.js";
+import { createWatchHub, type WatchHub, type WatchSubscriber } from "../../src/secrets/watch-hub.js";
 
 // The hub alone, over a Db whose only part in use is `listen`: the test plays the
-// database's notifications and reconnections.
+// database's notifications and reconnections, and records what the hub tells each watch.
 
 function fakeDb() {
   let handlers: NotificationHandlers | undefined;
@@ -15,6 +16,20 @@ function fakeDb() {
     },
   } as unknown as Db;
   return { db, notify: (developer: string) => handlers?.notify(developer), resync: () => handlers?.resync(), isClosed: () => closed };
+}
+
+/** A watch that writes down what the hub told it. */
+function recorder(): WatchSubscriber & { heard: string[]; error?: AppError } {
+  const w: WatchSubscriber & { heard: string[]; error?: AppError } = {
+    heard: [],
+    changed: () => void w.heard.push("changed"),
+    tick: () => void w.heard.push("tick"),
+    shutDown: (error) => {
+      w.heard.push("shutDown");
+      w.error = error;
+    },
+  };
+  return w;
 }
 
 describe("the watch hub", () => {
@@ -29,74 +44,61 @@ describe("the watch hub", () => {
     await hub.start();
     return { hub, ...fake };
   };
-  /** Whether `p` has settled, after pending callbacks ran. */
-  const settled = async (p: Promise<unknown>) => {
-    let done = false;
-    void p.then(() => (done = true), () => (done = true));
-    await new Promise((r) => setImmediate(r));
-    return done;
-  };
 
-  it("wakes the watches of the developer notified, and only those", async () => {
-    const { hub, notify } = await start();
-    const a = hub.open("alice", new AbortController().signal);
-    const b = hub.open("bob", new AbortController().signal);
-    const aNext = a.next();
-    const bNext = b.next();
-    notify("alice");
-    expect(await aNext).toBe("changed");
-    expect(await settled(bNext)).toBe(false);
-    notify("bob");
-    expect(await bNext).toBe("changed");
-  });
-
-  it("keeps a wake that came while the watch was busy, and wakes everyone on a resync", async () => {
+  it("wakes the watches of the developer notified, and only those; a resync wakes everyone; each wake counts", async () => {
     const { hub, notify, resync } = await start();
-    const a = hub.open("alice", new AbortController().signal);
-    notify("alice"); // nobody waiting: remembered
-    expect(await a.next()).toBe("changed");
-    const again = a.next();
-    expect(await settled(again)).toBe(false);
+    const a = recorder();
+    const b = recorder();
+    hub.open("alice", a);
+    hub.open("bob", b);
+    expect(hub.wakes).toBe(0);
+    notify("alice");
+    expect([a.heard, b.heard]).toEqual([["changed"], []]);
+    notify("carol"); // nobody watches carol
     resync();
-    expect(await again).toBe("changed");
+    expect([a.heard, b.heard]).toEqual([["changed", "changed"], ["changed"]]);
+    expect(hub.wakes).toBe(3);
   });
 
-  it("ticks every waiting watch once per progress interval", async () => {
+  it("ticks every watch once per progress interval", async () => {
     const { hub } = await start(undefined, 100);
-    const watches = [1, 2, 3].map((i) => hub.open(`d${i}`, new AbortController().signal));
-    const t0 = Date.now();
-    expect(await Promise.all(watches.map((w) => w.next()))).toEqual(["tick", "tick", "tick"]);
-    expect(Date.now() - t0).toBeLessThan(1_000);
+    const watches = [1, 2, 3].map(() => recorder());
+    watches.forEach((w, i) => hub.open(`d${i}`, w));
+    await expect.poll(() => watches.map((w) => w.heard.includes("tick")), { timeout: 1_000 }).toEqual([true, true, true]);
+    expect(watches.every((w) => w.heard.every((h) => h === "tick"))).toBe(true);
   });
 
-  it("ends a wait when the caller goes, and refuses past the per-developer and per-replica limits until a watch closes", async () => {
-    const { hub } = await start();
-    const gone = new AbortController();
-    const a1 = hub.open("alice", gone.signal);
-    const a2 = hub.open("alice", new AbortController().signal);
-    expect(() => hub.open("alice", new AbortController().signal)).toThrow(expect.objectContaining({ reason: "TOO_MANY_WATCHES", metadata: { limit: "2" } }));
-    hub.open("bob", new AbortController().signal);
-    expect(() => hub.open("carol", new AbortController().signal)).toThrow(expect.objectContaining({ reason: "TOO_MANY_WATCHES", metadata: { limit: "3" } }));
+  it("refuses past the per-developer and per-replica limits until a watch is removed; a removed watch hears nothing", async () => {
+    const { hub, notify } = await start();
+    const [a1, a2, b1] = [recorder(), recorder(), recorder()];
+    hub.open("alice", a1);
+    hub.open("alice", a2);
+    expect(() => hub.open("alice", recorder())).toThrow(expect.objectContaining({ reason: "TOO_MANY_WATCHES", metadata: { limit: "2" } }));
+    hub.open("bob", b1);
+    expect(() => hub.open("carol", recorder())).toThrow(expect.objectContaining({ reason: "TOO_MANY_WATCHES", metadata: { limit: "3" } }));
     expect(hub.size).toBe(3);
 
-    const waiting = a1.next();
-    gone.abort();
-    expect(await waiting).toBe("aborted");
-    a1.close();
-    a1.close(); // twice is once
+    hub.remove("alice", a1);
+    hub.remove("alice", a1); // twice is once
+    hub.remove("bob", a2); // not bob's: nothing
     expect(hub.size).toBe(2);
-    hub.open("carol", new AbortController().signal);
-    a2.close();
+    notify("alice");
+    expect([a1.heard, a2.heard]).toEqual([[], ["changed"]]);
+    hub.open("carol", recorder());
+    expect(hub.size).toBe(3);
   });
 
-  it("on close fails every wait and every later call with SHUTTING_DOWN, and stops listening", async () => {
-    const { hub, isClosed } = await start();
-    const a = hub.open("alice", new AbortController().signal);
-    const waiting = a.next();
+  it("on close tells every watch SHUTTING_DOWN once, refuses new ones, and stops listening", async () => {
+    const { hub, notify, isClosed } = await start();
+    const a = recorder();
+    hub.open("alice", a);
     await hub.close();
-    await expect(waiting).rejects.toMatchObject({ reason: "SHUTTING_DOWN" });
-    await expect(a.next()).rejects.toMatchObject({ reason: "SHUTTING_DOWN" });
-    expect(() => hub.open("bob", new AbortController().signal)).toThrow(expect.objectContaining({ reason: "SHUTTING_DOWN" }));
+    expect(a.heard).toEqual(["shutDown"]);
+    expect(a.error).toMatchObject({ reason: "SHUTTING_DOWN" });
+    expect(hub.size).toBe(0);
+    notify("alice");
+    expect(a.heard).toEqual(["shutDown"]);
+    expect(() => hub.open("bob", recorder())).toThrow(expect.objectContaining({ reason: "SHUTTING_DOWN" }));
     expect(isClosed()).toBe(true);
   });
 });

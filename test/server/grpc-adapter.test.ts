@@ -18,6 +18,7 @@ import {
   serviceHandlers,
   type CallContext,
   type ErrorToStatus,
+  type ServerStream,
   type ServiceImpl,
 } from "../../src/server/grpc-adapter.js";
 
@@ -29,20 +30,17 @@ class FakeCall extends EventEmitter {
   ended = false;
   /** The error a stream was ended with: grpc-js sends a stream's status on its 'error' event. */
   failed: (Error & Partial<grpc.StatusObject>) | undefined;
-  peerReads = 0;
   constructor(readonly request: unknown) {
     super();
     this.on("error", (e: Error & Partial<grpc.StatusObject>) => {
       this.failed = e;
     });
   }
-  getPeer(): string {
-    this.peerReads += 1;
-    return "127.0.0.1:5555";
-  }
+  /** What write() answers: false plays a full transport buffer. */
+  room = true;
   write(message: unknown): boolean {
     this.written.push(message);
-    return true;
+    return this.room;
   }
   end(): void {
     this.ended = true;
@@ -140,8 +138,6 @@ describe("gRPC adapter: handlers", () => {
     expect(response).toEqual(create(accessSecret.output, { name: "api_key", version: 7 }));
     expect(seen).toEqual([]);
     expect(ctxSeen?.metadata).toBe(call.metadata);
-    expect(call.peerReads).toBe(0); // the peer is read only when asked for
-    expect(ctxSeen?.peer).toBe("127.0.0.1:5555");
   });
 
   it("passes an encoded response through untouched", async () => {
@@ -189,63 +185,118 @@ describe("gRPC adapter: handlers", () => {
     expect(seen[0]?.error).toMatchObject({ reason: "INVALID_ARGUMENT", metadata: { field: "request" } });
   });
 
-  it("streams a server-streaming handler's messages, then ends; a failure ends the stream with the mapped status", async () => {
-    const { toStatus } = recordingStatus();
-    const serving = (status: HealthCheckResponse_ServingStatus) => ({ status });
-    const ok = serviceHandlers(
-      Health,
-      implOf(Health, {
-        async *watch() {
-          yield serving(HealthCheckResponse_ServingStatus.SERVING);
-          yield serving(HealthCheckResponse_ServingStatus.NOT_SERVING);
-        },
-      }),
-      toStatus,
+  const runStream = (impl: Partial<ServiceImpl<typeof Health>>, call: FakeCall, toStatus = recordingStatus().toStatus) =>
+    (serviceHandlers(Health, implOf(Health, impl), toStatus)["watch"] as grpc.handleServerStreamingCall<unknown, unknown>)(
+      call as unknown as grpc.ServerWritableStream<unknown, unknown>,
     );
+  const serving = (status: HealthCheckResponse_ServingStatus) => ({ status });
+
+  it("sends what a server-streaming handler sends and ends when it ends; after that, nothing more goes out", () => {
     const call = new FakeCall(create(Health.method.watch.input, {}));
-    (ok["watch"] as grpc.handleServerStreamingCall<unknown, unknown>)(call as unknown as grpc.ServerWritableStream<unknown, unknown>);
-    await expect.poll(() => call.ended).toBe(true);
+    let closedAfter: boolean | undefined;
+    runStream(
+      {
+        watch(_req, _ctx, stream) {
+          stream.send(serving(HealthCheckResponse_ServingStatus.SERVING));
+          stream.send(serving(HealthCheckResponse_ServingStatus.NOT_SERVING));
+          stream.end();
+          closedAfter = stream.closed;
+          stream.send(serving(HealthCheckResponse_ServingStatus.SERVING));
+          stream.fail(new Error("too late"));
+        },
+      },
+      call,
+    );
     expect(call.written).toEqual([
       create(Health.method.watch.output, serving(HealthCheckResponse_ServingStatus.SERVING)),
       create(Health.method.watch.output, serving(HealthCheckResponse_ServingStatus.NOT_SERVING)),
     ]);
-
-    const failing = serviceHandlers(
-      Health,
-      implOf(Health, {
-        // Fails before its first message.
-        async *watch() {
-          throw new Error("watch failed");
-        },
-      }),
-      toStatus,
-    );
-    const broken = new FakeCall(create(Health.method.watch.input, {}));
-    (failing["watch"] as grpc.handleServerStreamingCall<unknown, unknown>)(broken as unknown as grpc.ServerWritableStream<unknown, unknown>);
-    await expect.poll(() => broken.failed).toBeDefined();
-    expect(broken.failed).toMatchObject({ code: grpc.status.INTERNAL, details: "mapped" });
-    expect(broken.ended).toBe(false);
+    expect(call.ended).toBe(true);
+    expect(closedAfter).toBe(true);
+    expect(call.failed).toBeUndefined();
   });
 
-  it("aborts the context's signal when the client cancels, or at once when it already has", () => {
-    const handlers = serviceHandlers(
-      SecretService,
-      implOf(SecretService, {
-        accessSecret: async (_req, ctx) => {
-          signals.push(ctx.signal);
-          return {};
+  it("ends a stream whose handler throws, or fails it, with the mapped status, once", () => {
+    const { seen, toStatus } = recordingStatus();
+    const thrown = new FakeCall(create(Health.method.watch.input, {}));
+    runStream(
+      {
+        watch() {
+          throw new Error("watch failed");
         },
-      }),
-      recordingStatus().toStatus,
+      },
+      thrown,
+      toStatus,
     );
-    const signals: AbortSignal[] = [];
-    const live = new FakeCall(create(accessSecret.input, {}));
-    void runUnary(handlers["accessSecret"], live);
-    const gone = new FakeCall(create(accessSecret.input, {}));
+    expect(thrown.failed).toMatchObject({ code: grpc.status.INTERNAL, details: "mapped" });
+    expect(thrown.ended).toBe(false);
+
+    const failed = new FakeCall(create(Health.method.watch.input, {}));
+    runStream(
+      {
+        watch(_req, _ctx, stream) {
+          stream.send(serving(HealthCheckResponse_ServingStatus.SERVING));
+          stream.fail(new AppError("INVALID_NAME", "bad", {}));
+          stream.fail(new Error("again"));
+          stream.end();
+        },
+      },
+      failed,
+      toStatus,
+    );
+    expect(failed.written).toHaveLength(1);
+    expect(failed.failed).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: "mapped" });
+    expect(failed.ended).toBe(false);
+    expect(seen.map((s) => s.method)).toEqual(["Watch", "Watch"]);
+  });
+
+  it("says when the transport's buffer is full, and resolves `drained` on drain or on cancel", async () => {
+    const call = new FakeCall(create(Health.method.watch.input, {}));
+    call.room = false;
+    const results: boolean[] = [];
+    let drained: Promise<void> | undefined;
+    runStream(
+      {
+        watch(_req, _ctx, stream) {
+          results.push(stream.send(serving(HealthCheckResponse_ServingStatus.SERVING)));
+          drained = stream.drained();
+        },
+      },
+      call,
+    );
+    expect(results).toEqual([false]);
+    let done = false;
+    void drained!.then(() => (done = true));
+    await new Promise((r) => setImmediate(r));
+    expect(done).toBe(false);
+    call.emit("drain");
+    await drained;
+
+    const gone = new FakeCall(create(Health.method.watch.input, {}));
+    gone.room = false;
+    let waiting: Promise<void> | undefined;
+    runStream({ watch: (_req, _ctx, stream) => void (stream.send(serving(HealthCheckResponse_ServingStatus.SERVING)), (waiting = stream.drained())) }, gone);
     gone.cancelled = true;
-    void runUnary(handlers["accessSecret"], gone);
-    expect(signals.map((s) => s.aborted)).toEqual([false, true]);
+    gone.emit("cancelled");
+    await waiting;
+  });
+
+  it("tells a stream's handler when the client cancels, or at once when it already has; a cancelled stream sends nothing", () => {
+    const cancels: string[] = [];
+    const live = new FakeCall(create(Health.method.watch.input, {}));
+    let liveStream: ServerStream<typeof Health.method.watch.output> | undefined;
+    runStream({ watch: (_req, _ctx, stream) => void ((liveStream = stream), stream.onCancel(() => cancels.push("live"))) }, live);
+    const gone = new FakeCall(create(Health.method.watch.input, {}));
+    gone.cancelled = true;
+    runStream({ watch: (_req, _ctx, stream) => stream.onCancel(() => cancels.push("gone")) }, gone);
+    expect(cancels).toEqual(["gone"]);
+    live.cancelled = true;
     live.emit("cancelled");
-    expect(signals[0]?.aborted).toBe(true);
+    expect(cancels).toEqual(["gone", "live"]);
+    expect(liveStream?.closed).toBe(true);
+    liveStream?.send(serving(HealthCheckResponse_ServingStatus.SERVING));
+    liveStream?.end();
+    expect(live.written).toEqual([]);
+    expect(live.ended).toBe(false);
   });
 });

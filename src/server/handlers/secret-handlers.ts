@@ -9,11 +9,12 @@ import {
   type SecretSchema,
   type SecretVersionSchema,
   type UpdateSecretRequest,
+  type WatchSecretsResponseSchema,
 } from "../../api/gen/secrets/v1/secrets_pb.js";
-import type { Secret, SecretService, SecretVersion, WatchEvent } from "../../secrets/secret-service.js";
+import type { Secret, SecretService, SecretVersion, WatchBatch, WatchEvent, WatchOutput } from "../../secrets/secret-service.js";
 import type { ExpiryInput, JsonObject, RotationInput } from "../../secrets/validation.js";
 import { principalOf } from "../interceptors/call-state.js";
-import type { ServiceImpl } from "../grpc-adapter.js";
+import type { ServerStream, ServiceImpl } from "../grpc-adapter.js";
 import { encodeAccessSecretResponse, encodeResolveSecretsResponse } from "../wire-encoders.js";
 
 /**
@@ -94,23 +95,43 @@ export function secretHandlers(service: SecretService): ServiceImpl<typeof Secre
       return encodeResolveSecretsResponse(await service.resolveSecrets(principalOf(ctx.metadata), req.names));
     },
 
-    async *watchSecrets(req, ctx) {
+    watchSecrets(req, ctx, stream) {
       const input = { names: req.names, namePrefix: req.namePrefix, startRevision: req.startRevision };
-      for await (const batch of service.watchSecrets(principalOf(ctx.metadata), input, ctx.signal)) {
-        yield {
-          ...(batch.snapshot ? { snapshot: { secrets: batch.snapshot } } : {}),
-          events: batch.events.map((e) => ({
-            type: EVENT_TYPE[e.type],
-            name: e.name,
-            version: e.version,
-            revision: BigInt(e.revision),
-            time: timestampFromDate(e.time),
-          })),
-          revision: BigInt(batch.revision),
-          ...(batch.progressIntervalMs === undefined ? {} : { progressInterval: durationFromMs(batch.progressIntervalMs) }),
-        };
-      }
+      const watch = service.watchSecrets(principalOf(ctx.metadata), input, new WatchResponses(stream));
+      stream.onCancel(() => watch.close());
     },
+  };
+}
+
+/** A watch's responses, as WatchSecrets messages on its call's stream (one object per watch, no closures). */
+class WatchResponses implements WatchOutput {
+  constructor(private readonly stream: ServerStream<typeof WatchSecretsResponseSchema>) {}
+
+  send(batch: WatchBatch): boolean {
+    return this.stream.send(watchResponse(batch));
+  }
+
+  drained(): Promise<void> {
+    return this.stream.drained();
+  }
+
+  fail(error: unknown): void {
+    this.stream.fail(error);
+  }
+}
+
+function watchResponse(batch: WatchBatch): MessageInitShape<typeof WatchSecretsResponseSchema> {
+  return {
+    ...(batch.snapshot ? { snapshot: { secrets: batch.snapshot } } : {}),
+    events: batch.events.map((e) => ({
+      type: EVENT_TYPE[e.type],
+      name: e.name,
+      version: e.version,
+      revision: BigInt(e.revision),
+      time: timestampFromDate(e.time),
+    })),
+    revision: BigInt(batch.revision),
+    ...(batch.progressIntervalMs === undefined ? {} : { progressInterval: durationFromMs(batch.progressIntervalMs) }),
   };
 }
 
