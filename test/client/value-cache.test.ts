@@ -101,7 +101,14 @@ describe("SDK value cache", () => {
     const caller = { scope: "caller-a", token: "unused" };
     expect(h.cache.peek(caller, "a")).toBeUndefined();
     await h.access("a");
-    expect(h.cache.peek(caller, "a")).toEqual({ name: "a", version: 1, value: "caller-a-value-of-a" });
+    const hit = h.cache.peek(caller, "a");
+    expect(await hit).toEqual({ name: "a", version: 1, value: "caller-a-value-of-a" });
+    // Every hit on the entry shares one settled answer, frozen so that no caller can change it for the others.
+    expect(h.cache.peek(caller, "a")).toBe(hit);
+    const answer = await hit!;
+    expect(Object.isFrozen(answer)).toBe(true);
+    expect(() => Object.assign(answer, { value: "changed" })).toThrow(TypeError);
+    expect(await h.access("a")).toBe(answer);
     expect(h.cache.peek({ scope: "caller-b", token: "unused" }, "a")).toBeUndefined();
     await h.cache.resolve(caller, ["r"], async () => ({ r: "resolved" }));
     expect(h.cache.peek(caller, "r"), "ResolveSecrets does not say the version").toBeUndefined();

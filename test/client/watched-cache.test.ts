@@ -110,7 +110,19 @@ describe("the watched cache", () => {
     for (const token of ["t1", "t2", "t3", "t4", "t5"]) await h.access("a", token);
     expect(h.streams.map((s) => s.token)).toEqual(["t1", "t2", "t3", "t4", "t5"]);
     expect(h.streams.map((s) => s.signal.aborted)).toEqual([true, false, false, false, false]);
+    // t2 used again (twice in a row), then a new token: the least recently used is t3's.
+    await h.access("a", "t2");
+    await h.access("a", "t2");
+    await h.access("a", "t6");
+    expect(h.streams.map((s) => `${s.token}:${s.signal.aborted ? "closed" : "open"}`)).toEqual([
+      "t1:closed", "t2:open", "t3:closed", "t4:open", "t5:open", "t6:open",
+    ]);
     h.cache.clear();
     expect(h.streams.every((s) => s.signal.aborted)).toBe(true);
+    // The token used last opens a new stream after clear(), like any other.
+    await h.access("a", "t6");
+    expect(h.streams.map((s) => s.token)).toEqual(["t1", "t2", "t3", "t4", "t5", "t6", "t6"]);
+    expect(h.streams.at(-1)?.signal.aborted).toBe(false);
+    h.cache.clear();
   });
 });

@@ -274,7 +274,7 @@ export class SecretsClient {
         const cache = client.#cache;
         if (!cache || version !== 0) return boundary(fetchAccess(name, version, options));
         const hit = client.#fixedCaller && cache.peek(client.#fixedCaller, name);
-        if (hit) return Promise.resolve(hit);
+        if (hit) return hit;
         return boundary(client.#caller().then((caller) => cache.access(caller, name, () => fetchAccess(name, 0, options, caller.token))));
       },
       versions(name, options) {

@@ -47,8 +47,12 @@ export interface Caller {
 
 /** The cache as SecretsClient uses it (this TTL cache, or the watched one of watched-cache.ts). */
 export interface ValueCache {
-  /** The current version held for `caller` if it may answer now (a use, for eviction order); never loads. */
-  peek(caller: Caller, name: string): AccessedSecret | undefined;
+  /**
+   * The answer for the current version held for `caller`, if it may answer now (a
+   * use, for eviction order); never loads. Settled, and the same promise for every hit
+   * on one entry: a hit allocates nothing.
+   */
+  peek(caller: Caller, name: string): Promise<AccessedSecret> | undefined;
   /** `access(name)` of the current version for `caller`, through the cache. */
   access(caller: Caller, name: string, load: () => Promise<AccessedSecret>): Promise<AccessedSecret>;
   /** `resolve(names)` for `caller`: one load for all the names neither cached nor in flight. */
@@ -64,6 +68,8 @@ interface Entry {
   /** Unknown when the value came from ResolveSecrets, which does not say. */
   readonly version: number | undefined;
   readonly expiresAt: number;
+  /** The answer of `access` from this entry, made at its first hit and shared by every later one. */
+  answer?: Promise<AccessedSecret>;
 }
 
 interface Flight {
@@ -73,6 +79,9 @@ interface Flight {
   /** Set by invalidate: the result must not be stored. */
   invalidated: boolean;
 }
+
+/** What `access` answers through the cache: frozen, because every hit on the entry shares it. */
+const accessed = (name: string, version: number, value: string): AccessedSecret => Object.freeze({ name, version, value });
 
 /** An entry's key: the scope, then the name (neither holds a space). */
 const keyOf = (scope: string, name: string) => `${scope} ${name}`;
@@ -136,19 +145,20 @@ export function createValueCache(options: CacheOptions, now: () => number = Date
   return {
     peek({ scope }, name) {
       const hit = fresh(keyOf(scope, name));
-      return hit?.version === undefined ? undefined : { name, version: hit.version, value: hit.value };
+      if (hit?.version === undefined) return undefined;
+      return (hit.answer ??= Promise.resolve(accessed(name, hit.version, hit.value)));
     },
 
     async access({ scope }, name, load) {
       const key = keyOf(scope, name);
       const hit = fresh(key);
-      if (hit?.version !== undefined) return { name, version: hit.version, value: hit.value };
+      if (hit?.version !== undefined) return (hit.answer ??= Promise.resolve(accessed(name, hit.version, hit.value)));
       let flight = flights.get(key);
       if (!flight?.withVersion) {
         flight = fly(key, load().then((r) => entryOf(r.value, r.version)), true);
       }
       const entry = await settle(key, flight, true);
-      return { name, version: entry.version as number, value: entry.value };
+      return accessed(name, entry.version as number, entry.value);
     },
 
     async resolve({ scope }, names, load) {

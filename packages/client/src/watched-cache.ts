@@ -64,9 +64,14 @@ export function createWatchedCache(options: WatchedCacheOptions): ValueCache {
     w.values?.clear();
     w.values = undefined;
   };
+  // The watch of the scope looked up last: a run of lookups with one token (the usual
+  // case) skips the LRU, whose order it would not change.
+  let lastScope: string | undefined;
+  let last: TokenWatch | undefined;
   const watches = new LRUCache<string, TokenWatch>({
     max: MAX_WATCHED_TOKENS,
     dispose: (w) => {
+      if (w === last) last = lastScope = undefined;
       w.stop.abort();
       desync(w);
     },
@@ -74,12 +79,17 @@ export function createWatchedCache(options: WatchedCacheOptions): ValueCache {
 
   /** The caller's values if its stream is in sync; opens the stream at a caller's first lookup. */
   function valuesOf(caller: Caller): ValueCache | undefined {
-    const known = watches.get(caller.scope);
-    if (known) return known.values;
-    const w: TokenWatch = { values: undefined, stop: new AbortController() };
-    watches.set(caller.scope, w);
-    follow(w, caller.token).catch(() => desync(w));
-    return undefined;
+    if (caller.scope === lastScope) return last!.values;
+    let w = watches.get(caller.scope);
+    if (w === undefined) {
+      w = { values: undefined, stop: new AbortController() };
+      watches.set(caller.scope, w);
+      const opened = w;
+      follow(opened, caller.token).catch(() => desync(opened));
+    }
+    lastScope = caller.scope;
+    last = w;
+    return w.values;
   }
 
   async function follow(w: TokenWatch, token: string): Promise<void> {
