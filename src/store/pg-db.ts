@@ -222,6 +222,13 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   return db;
 }
 
+/** Lets go of a connection: no more of its events reach us, a late error of its end is swallowed. */
+function discard(c: pg.Client): Promise<void> {
+  c.removeAllListeners();
+  c.on("error", () => undefined);
+  return c.end().catch(() => undefined);
+}
+
 /** Delays between attempts to reconnect a LISTEN connection. */
 const LISTEN_RETRY_MS = { first: 100, max: 5_000 };
 
@@ -255,9 +262,7 @@ async function listenOn(url: string, options: PostgresOptions, channel: string, 
       await c.connect();
       await c.query(`LISTEN "${channel.replaceAll('"', '""')}"`);
     } catch (e) {
-      c.removeAllListeners();
-      c.on("error", () => undefined);
-      await c.end().catch(() => undefined);
+      await discard(c);
       throw e;
     }
     client = c;
@@ -268,7 +273,7 @@ async function listenOn(url: string, options: PostgresOptions, channel: string, 
     retry = undefined;
     if (closed) return;
     connect().then(
-      () => (closed ? void client?.end().catch(() => undefined) : handlers.resync()),
+      () => (closed ? void (client && discard(client)) : handlers.resync()),
       () => {
         delay = Math.min(delay * 2, LISTEN_RETRY_MS.max);
         schedule();
@@ -284,9 +289,7 @@ async function listenOn(url: string, options: PostgresOptions, channel: string, 
   const reconnect = (c: pg.Client): void => {
     if (client !== c) return;
     client = undefined;
-    c.removeAllListeners();
-    c.on("error", () => undefined);
-    void c.end().catch(() => undefined);
+    void discard(c);
     schedule();
   };
 
@@ -301,11 +304,7 @@ async function listenOn(url: string, options: PostgresOptions, channel: string, 
       clearTimeout(retry);
       const c = client;
       client = undefined;
-      if (c) {
-        c.removeAllListeners();
-        c.on("error", () => undefined);
-        await c.end().catch(() => undefined);
-      }
+      if (c) await discard(c);
     },
   };
 }
