@@ -95,11 +95,9 @@ export function createLifecycleJobs(deps: LifecycleJobsDeps): LifecycleJobs {
     for (;;) {
       const at = now();
       const due = await findExpired(db, at, batchSize);
-      const byDeveloper = new Map<string, Set<string>>();
-      for (const d of due) byDeveloper.set(d.developerId, (byDeveloper.get(d.developerId) ?? new Set()).add(d.name));
       let expired = 0;
-      for (const [developerId, nameSet] of byDeveloper) {
-        const names = [...nameSet];
+      for (const [developerId, own] of groupByDeveloper(due)) {
+        const names = own.map((d) => d.name);
         const purgeTime = new Date(at.getTime() + deps.recoveryWindowDays * DAY_MS);
         await cache.beginWrite(developerId, names);
         let rows: ExpiredRow[];
@@ -151,11 +149,10 @@ export function createLifecycleJobs(deps: LifecycleJobsDeps): LifecycleJobs {
     const expired = await expireDue();
     const due = await inBatches(async (tx, at) => {
       const rows = await markRotationsDue(tx, at, batchSize);
-      const byDeveloper = new Map<string, RotationDueRow[]>();
-      for (const r of rows) byDeveloper.set(r.developerId, [...(byDeveloper.get(r.developerId) ?? []), r]);
+      const byDeveloper = groupByDeveloper(rows);
       // In developer order: two replicas' batches then take the developers' revision rows in one order.
       for (const developerId of [...byDeveloper.keys()].sort()) {
-        const own = byDeveloper.get(developerId) ?? [];
+        const own = byDeveloper.get(developerId)!;
         await appendChanges(tx, developerId, own.map((r) => ({ kind: "rotationDue", name: r.name, version: r.version })), at);
       }
       return rows;
@@ -215,4 +212,15 @@ export function createLifecycleJobs(deps: LifecycleJobsDeps): LifecycleJobs {
       await running;
     },
   };
+}
+
+/** `rows` by developer, each developer's in their order in `rows`. */
+function groupByDeveloper<R extends { developerId: string }>(rows: readonly R[]): Map<string, R[]> {
+  const groups = new Map<string, R[]>();
+  for (const r of rows) {
+    const group = groups.get(r.developerId);
+    if (group) group.push(r);
+    else groups.set(r.developerId, [r]);
+  }
+  return groups;
 }
