@@ -1,4 +1,5 @@
 import type { Queryable } from "./db.js";
+import { conditions } from "./conditions.js";
 
 /**
  * The SQL of the change log (schema migration 12), which WatchSecrets reads. Every
@@ -103,23 +104,14 @@ export async function snapshot(
   filter: { names: readonly string[] | undefined; prefix: string; onlyNames: readonly string[] | undefined },
 ): Promise<{ revision: number; secrets: SnapshotRow[] }> {
   const params: unknown[] = [developerId];
-  const where = ["developer_id = $1", "delete_time IS NULL"];
-  if (filter.names !== undefined) {
-    params.push(filter.names);
-    where.push(`name = ANY($${params.length}::text[])`);
-  }
-  if (filter.prefix !== "") {
-    params.push(filter.prefix, `${filter.prefix}\u007f`);
-    where.push(`name >= $${params.length - 1} AND name < $${params.length}`);
-  }
-  if (filter.onlyNames !== undefined) {
-    params.push(filter.onlyNames);
-    where.push(`name = ANY($${params.length}::text[])`);
-  }
+  const where = conditions(params, "developer_id = $1", "delete_time IS NULL");
+  where.nameIn(filter.names);
+  where.namePrefix(filter.prefix);
+  where.nameIn(filter.onlyNames);
   const { rows } = await q.query<{ revision: number; name: string | null; version: number | null }>(
     `SELECT (SELECT revision FROM developer_revisions WHERE developer_id = $1) AS revision, s.name, s.version
      FROM (SELECT 1) AS one
-     LEFT JOIN (SELECT name, current_version AS version FROM secrets WHERE ${where.join(" AND ")}) s ON true
+     LEFT JOIN (SELECT name, current_version AS version FROM secrets WHERE ${where.sql}) s ON true
      ORDER BY s.name`,
     params,
   );

@@ -1,5 +1,6 @@
 import { AppError } from "../api/errors.js";
 import { selectAs } from "./columns.js";
+import { conditions } from "./conditions.js";
 import { isUniqueViolation, type Queryable } from "./db.js";
 
 /**
@@ -180,27 +181,20 @@ export interface ListQuery {
 /** One page of secrets ordered by name (byte order: names are COLLATE "C"); the bin's by name, then id. */
 export async function listSecrets(q: Queryable, l: ListQuery): Promise<SecretRow[]> {
   const params: unknown[] = [l.developerId, l.limit];
-  const where = ["developer_id = $1", l.binned ? "delete_time IS NOT NULL" : "delete_time IS NULL"];
-  const add = (sql: (n: string) => string, value: unknown) => {
-    params.push(value);
-    where.push(sql(`$${params.length}`));
-  };
+  const where = conditions(params, "developer_id = $1", l.binned ? "delete_time IS NOT NULL" : "delete_time IS NULL");
   if (l.afterName !== undefined && l.afterId !== undefined) {
     params.push(l.afterName, l.afterId);
     where.push(`(name, id) > ($${params.length - 1}, $${params.length}::uuid)`);
-  } else if (l.afterName !== undefined) add((p) => `name > ${p}`, l.afterName);
-  if (l.namePrefix !== "") {
-    add((p) => `name >= ${p}`, l.namePrefix);
-    add((p) => `name < ${p}`, `${l.namePrefix}\u007f`);
-  }
-  if (l.metadataFilterJson !== undefined) add((p) => `metadata @> ${p}::jsonb`, l.metadataFilterJson);
-  if (l.onlyNames !== undefined) add((p) => `name = ANY(${p}::text[])`, l.onlyNames);
-  if (l.expiresBefore !== undefined) add((p) => `expire_time < ${p}`, l.expiresBefore);
+  } else if (l.afterName !== undefined) where.add((p) => `name > ${p}`, l.afterName);
+  where.namePrefix(l.namePrefix);
+  if (l.metadataFilterJson !== undefined) where.add((p) => `metadata @> ${p}::jsonb`, l.metadataFilterJson);
+  where.nameIn(l.onlyNames);
+  if (l.expiresBefore !== undefined) where.add((p) => `expire_time < ${p}`, l.expiresBefore);
   if (l.rotationDueAt !== undefined) {
-    add((p) => `(rotation_due_time IS NOT NULL OR next_rotation_time <= ${p})`, l.rotationDueAt);
+    where.add((p) => `(rotation_due_time IS NOT NULL OR next_rotation_time <= ${p})`, l.rotationDueAt);
   }
   const { rows } = await q.query<SecretRow>(
-    `SELECT ${SECRET_COLUMNS} FROM secrets WHERE ${where.join(" AND ")} ORDER BY ${l.binned ? "name, id" : "name"} LIMIT $2`,
+    `SELECT ${SECRET_COLUMNS} FROM secrets WHERE ${where.sql} ORDER BY ${l.binned ? "name, id" : "name"} LIMIT $2`,
     params,
   );
   return rows;
