@@ -3,4 +3,4 @@
  * enforced here by the service (secrets/validation.ts, auth, audit). The SDK and the CLI check against the same
  * module before they send.
  */
-export { LIMITS, NAME_PATTERN, NAME_PREFIX_PATTERN, SUBJECT_PATTERN } from "@secrets-service/client/contract";
+export { BEARER_TOKEN_PATTERN, LIMITS, NAME_PATTERN, NAME_PREFIX_PATTERN, SUBJECT_PATTERN } from "@secrets-service/client/contract";

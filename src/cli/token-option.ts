@@ -1,3 +1,4 @@
+import { tokenProblem } from "@secrets-service/client";
 import type { Command } from "commander";
 import { CliError, EXIT } from "./cli-error.js";
 import { rememberSensitive } from "./sensitive.js";
@@ -6,12 +7,9 @@ import { rememberSensitive } from "./sensitive.js";
  * The bearer token as the CLI reads it from SECRETS_TOKEN or --token: trimmed of
  * surrounding whitespace (a token file, or `$(cat file)` in some shells, keeps its
  * trailing newline), and refused with a message that does not repeat it when it
- * holds a character no bearer token can (a space, a control or non-ASCII
- * character), which grpc-js would otherwise reject with the token in its message.
+ * holds a character no bearer token can (the SDK's rule, tokenProblem), which
+ * grpc-js might otherwise reject with the token in its message.
  */
-
-/** A bearer token is printable ASCII (a JWT: three base64url parts joined by dots). */
-const TOKEN_CHARACTERS = /^[\x21-\x7e]+$/;
 
 /** Commands that never send the token, so a stale SECRETS_TOKEN does not stop them. */
 const TOKENLESS_COMMANDS: ReadonlySet<string> = new Set(["token"]);
@@ -40,11 +38,7 @@ export function normalizeTokenOption(program: Command): void {
     rememberSensitive("token", raw);
     const token = raw.trim();
     program.setOptionValueWithSource("token", token === "" ? undefined : token, program.getOptionValueSource("token") ?? "env");
-    if (token !== "" && !TOKEN_CHARACTERS.test(token) && !TOKENLESS_COMMANDS.has(action.name())) {
-      throw new CliError(
-        "the token (SECRETS_TOKEN or --token) holds a space, a control character or a non-ASCII character; a bearer token is printable ASCII",
-        EXIT.usage,
-      );
-    }
+    const problem = token === "" || TOKENLESS_COMMANDS.has(action.name()) ? undefined : tokenProblem(token);
+    if (problem !== undefined) throw new CliError(`SECRETS_TOKEN or --token: ${problem}`, EXIT.usage);
   });
 }

@@ -65,10 +65,17 @@ describe("tokens as they come from files and flags", () => {
     const broken = `${token.slice(0, 20)}\u0001${token.slice(20)}`;
     for (const debug of DEBUG_MODES) {
       const result = await cli(["list"], { SECRETS_TOKEN: broken, ...debug });
-      expectFailure(result, 2, /the token \(SECRETS_TOKEN or --token\) holds .* a control character/, [token, token.slice(21), FAKE_TOKEN]);
+      expectFailure(result, 2, /^secrets: SECRETS_TOKEN or --token: the token holds characters a header cannot carry/, [token, token.slice(21), FAKE_TOKEN]);
       const flag = await cli(["list", "--token", `${FAKE_TOKEN}\u0007`], { SECRETS_TOKEN: "", ...debug });
-      expectFailure(flag, 2, /holds a space, a control character/, [FAKE_TOKEN]);
+      expectFailure(flag, 2, /a header cannot carry \(a line break, control or non-ASCII character\)/, [FAKE_TOKEN]);
     }
+  });
+
+  it("refuses a token with an inner space, or given with its 'Bearer ' prefix, as the SDK and the service would", async () => {
+    const spaced = await cli(["list"], { SECRETS_TOKEN: `${token.slice(0, 20)} ${token.slice(20)}` });
+    expectFailure(spaced, 2, /the token holds characters a bearer token cannot \(a space/, [token.slice(21), token.slice(0, 20)]);
+    const prefixed = await cli(["list"], { SECRETS_TOKEN: `Bearer ${token}` });
+    expectFailure(prefixed, 2, /the token starts with 'Bearer ': give the token alone/, [token]);
   });
 
   it("a forged token with a trailing newline is UNAUTHENTICATED, not an unexpected error", async () => {

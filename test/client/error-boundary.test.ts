@@ -61,6 +61,8 @@ describe("tokens", () => {
   it.each([
     ["a line break inside", () => `${token}\nX-${TOKEN_MARKER}`, /characters a header cannot carry/],
     ["a non-ASCII character", () => `${token}é${TOKEN_MARKER}`, /characters a header cannot carry/],
+    ["a space inside", () => `${token} ${TOKEN_MARKER}`, /characters a bearer token cannot \(a space/],
+    ["the Bearer prefix", () => `Bearer ${token}${TOKEN_MARKER}`, /starts with 'Bearer ': give the token alone/],
     ["only whitespace", () => " \n\t", /the token is empty/],
     ["a function that throws", () => { throw Object.assign(new Error(`cannot read ${TOKEN_MARKER}`), { code: "ENOENT" }); }, /the token function failed \(ENOENT\)$/],
     ["a rejected promise", () => Promise.reject(new Error(`refresh of ${TOKEN_MARKER} failed`)), /the token function failed$/],

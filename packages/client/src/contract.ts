@@ -25,6 +25,13 @@ export const NAME_PATTERN = new RegExp(`^${NAME}$`);
 /** A prefix of some valid name (possibly empty). */
 export const NAME_PREFIX_PATTERN = new RegExp(`^(?:${NAME})?$`);
 
+/**
+ * A bearer token as `authorization: Bearer <token>` carries it: RFC 6750's b64token
+ * (a JWT is three base64url parts joined by dots). No space, control or non-ASCII
+ * character; the service refuses any other token before it looks at it.
+ */
+export const BEARER_TOKEN_PATTERN = /^[A-Za-z0-9._~+/=-]+$/;
+
 /** A token's `sub`, the developer a call acts for (docs/api.md, Tokens). */
 export const SUBJECT_PATTERN = /^[A-Za-z0-9._@:-]{1,128}$/;
 

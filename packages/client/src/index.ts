@@ -33,7 +33,7 @@ export {
   type StatusCodeName,
 } from "./errors.js";
 export { LIMITS, LIST_METADATA_KEYS, type ListMetadataKey, type Reason } from "./contract.js";
-export { SECRET_NAME_PATTERN, VALUE_MAX_BYTES, RESOLVE_MAX_NAMES, valueProblem } from "./limits.js";
+export { SECRET_NAME_PATTERN, VALUE_MAX_BYTES, RESOLVE_MAX_NAMES, tokenProblem, valueProblem } from "./limits.js";
 export type { RetryOptions } from "./retry.js";
 export { VALUE_CHANGES } from "./watch.js";
 export type { CacheOptions } from "./value-cache.js";

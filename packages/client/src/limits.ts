@@ -3,7 +3,7 @@
  * checks a whole file before writing anything), and the checks the SDK itself makes before a call. The rule
  * and the numbers are the service's own (api/limits.ts), not a copy.
  */
-import { LIMITS, NAME_PATTERN } from "./contract.js";
+import { BEARER_TOKEN_PATTERN, LIMITS, NAME_PATTERN } from "./contract.js";
 
 /** Secret names: an ASCII letter, then letters, digits and underscores; 1 to 128 characters. */
 export const SECRET_NAME_PATTERN = NAME_PATTERN;
@@ -34,4 +34,16 @@ export function nameProblem(name: string): string | undefined {
   if (!/^[A-Za-z]/.test(name)) return `${rule}: it must start with a letter (A-Z or a-z)`;
   if (name.length > LIMITS.nameMaxLength) return `${rule}: it is longer than ${LIMITS.nameMaxLength} characters`;
   return `${rule}: it may contain only letters, digits and underscores`;
+}
+
+/**
+ * Why a trimmed token cannot be a bearer token (BEARER_TOKEN_PATTERN), or undefined when it can. Never
+ * repeats the token. Checked before a call: grpc-js would refuse some of these characters in a header with
+ * the token in its message, and the service refuses every one of them.
+ */
+export function tokenProblem(token: string): string | undefined {
+  if (BEARER_TOKEN_PATTERN.test(token)) return undefined;
+  if (/^Bearer\s/i.test(token)) return "the token starts with 'Bearer ': give the token alone";
+  if (/[^\x20-\x7e]/.test(token)) return "the token holds characters a header cannot carry (a line break, control or non-ASCII character)";
+  return "the token holds characters a bearer token cannot (a space, or punctuation other than . _ ~ + / = -)";
 }

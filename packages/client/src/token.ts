@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
 import { SecretsTokenError } from "./errors.js";
+import { tokenProblem } from "./limits.js";
 
 /**
  * Bearer tokens as the SDK sends them. A token is trimmed of surrounding whitespace
- * (a token file's trailing newline), then must be non-empty and consist of characters
- * an HTTP/2 header value can carry (printable ASCII). Every failure is a
+ * (a token file's trailing newline), then must be non-empty and a bearer token's
+ * characters (limits.ts tokenProblem). Every failure is a
  * SecretsTokenError whose message says what is wrong and never holds the token, nor
  * the text of an error the token source threw (which may hold it).
  */
@@ -12,8 +13,6 @@ import { SecretsTokenError } from "./errors.js";
 /** Where the bearer token comes from: a fixed string, or a function called before every attempt. */
 export type TokenSource = string | (() => string | Promise<string>);
 
-/** Header-safe: printable ASCII, space included (grpc-js rejects anything else in a header value). */
-const HEADER_SAFE = /^[\x20-\x7e]+$/;
 
 /** An error code such as ENOENT, safe to repeat (never taken from a message). */
 const ERROR_CODE = /^[A-Z][A-Z0-9_]{1,31}$/;
@@ -39,9 +38,8 @@ export function checkToken(raw: unknown): string {
   if (typeof raw !== "string") throw new SecretsTokenError("the token is not a string");
   const token = raw.trim();
   if (token === "") throw new SecretsTokenError("the token is empty");
-  if (!HEADER_SAFE.test(token)) {
-    throw new SecretsTokenError("the token holds characters a header cannot carry (a line break, control or non-ASCII character)");
-  }
+  const problem = tokenProblem(token);
+  if (problem !== undefined) throw new SecretsTokenError(problem);
   return token;
 }
 

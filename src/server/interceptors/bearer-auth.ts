@@ -2,6 +2,7 @@ import type * as grpc from "@grpc/grpc-js";
 import type { Principal } from "../../auth/principal.js";
 import type { TokenVerifier } from "../../auth/token-verifier.js";
 import { AppError } from "../../api/errors.js";
+import { BEARER_TOKEN_PATTERN } from "../../api/limits.js";
 
 /**
  * Authentication of a call to a protected service: exactly one
@@ -9,7 +10,6 @@ import { AppError } from "../../api/errors.js";
  */
 
 const BEARER_PREFIX = "Bearer ";
-const BEARER = new RegExp(`^${BEARER_PREFIX}([A-Za-z0-9._~+/=-]+)$`);
 
 /**
  * The principal of a call's bearer token: the principal itself when the verifier
@@ -29,8 +29,8 @@ export function createBearerAuth(verifier: TokenVerifier): Authenticate {
       const known = verifier.verified?.(header.slice(BEARER_PREFIX.length));
       if (known !== undefined) return known;
     }
-    const match = typeof header === "string" ? BEARER.exec(header) : null;
-    if (!match?.[1]) throw new AppError("TOKEN_INVALID", "authorization must be one 'Bearer <token>' header");
-    return verifier.verify(match[1]);
+    const token = typeof header === "string" && header.startsWith(BEARER_PREFIX) ? header.slice(BEARER_PREFIX.length) : "";
+    if (!BEARER_TOKEN_PATTERN.test(token)) throw new AppError("TOKEN_INVALID", "authorization must be one 'Bearer <token>' header");
+    return verifier.verify(token);
   };
 }
