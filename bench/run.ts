@@ -12,6 +12,7 @@ import { developerPrefix, nameKeys } from "../src/cache/secret-cache.js";
 import { loadConfig } from "../src/app/config.js";
 import { openPostgres } from "../src/store/pg-db.js";
 import { migrate } from "../src/store/migrate.js";
+import { sampleAuditGrowth } from "./audit-growth.js";
 import { machineDelta, sampleMachine, type MachineDelta } from "./machine.js";
 import { activateHsmKey, createBenchToken, describeHsmUnwraps, HSM_PHASE, measureHsmUnwraps, type BenchToken, type HsmUnwrapReport } from "./hsm-unwraps.js";
 import { describeRewrap, measureRewrap, REWRAP_PHASE, REWRAP_TARGET, rewrapFailed, type RewrapRead, type RewrapReport } from "./rewrap.js";
@@ -156,6 +157,8 @@ interface PhaseResult {
   redisCommandsPerCall: number;
   /** Every postgres process's CPU per call on this machine (undefined where /proc cannot be read). */
   postgresCpuUsPerCall: number | undefined;
+  /** Growth of audit_log (table and indexes) per call: every call writes one audit event. */
+  auditBytesPerCall: number;
   /** The fraction of the machine's CPU time left idle while the phase ran. */
   machineIdle: number | undefined;
   /** The server's GC pauses per call, µs: scavenges, and the rest (mark-compact, incremental marking, weak callbacks). */
@@ -316,6 +319,8 @@ interface Segment {
   clientCalls: number;
   /** Redis's and Postgres's CPU and the machine's idle time over the same window as the server's CPU. */
   machine: MachineDelta;
+  /** How much audit_log grew over the segment, warm-up included. */
+  auditBytes: number;
 }
 
 let counterBase = 0;
@@ -323,9 +328,13 @@ let counterBase = 0;
 const profileWindows: { phase: string; inFlight: number; startUs: number; endUs: number }[] = [];
 /** Asks Redis for its own CPU and command counts (INFO cpu, commandstats) around each segment. */
 const redisInfo = new Redis(REDIS_URL);
+/** Reads audit_log's size around each segment, outside the machine's CPU window; connected once the database exists. */
+let auditDb: pg.Client | undefined;
+const auditSize = async () => (auditDb ? (await sampleAuditGrowth(auditDb)).bytes : 0);
 
 async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, warmupMs: number, durationMs: number): Promise<Segment> {
   const count = inFlight === 1 ? 1 : 2;
+  const auditBefore = await auditSize();
   const machineBefore = await sampleMachine(redisInfo);
   const before = await serverStats(spec.server);
   const startNs = process.hrtime.bigint();
@@ -349,6 +358,9 @@ async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, w
   const endNs = process.hrtime.bigint();
   const after = await serverStats(spec.server);
   const machine = machineDelta(machineBefore, await sampleMachine(redisInfo));
+  // The events of the segment's last calls reach the table within the audit log's batch interval (100 ms).
+  await new Promise((r) => setTimeout(r, 150));
+  const auditBytes = (await auditSize()) - auditBefore;
   // From the end of the warm-up (the clock V8 stamps profile samples with: monotonic, µs).
   profileWindows.push({ phase: spec.phase, inFlight, startUs: Number(startNs / 1000n) + warmupMs * 1000, endUs: Number(endNs / 1000n) });
   const calls = results.reduce((n, r) => n + r.calls, 0);
@@ -366,6 +378,7 @@ async function runSegment(workers: Workers, spec: PhaseSpec, inFlight: number, w
     clientCpuSeconds: results.reduce((n, r) => n + r.cpuUs, 0) / 1e6,
     clientCalls: results.reduce((n, r) => n + r.issued, 0),
     machine,
+    auditBytes,
   };
 }
 
@@ -413,6 +426,7 @@ async function measureGroup(workers: Workers, specs: PhaseSpec[], inFlight: numb
       postgresCpuUsPerCall: segs.every((s) => s.machine.postgresCpuSeconds !== undefined)
         ? (sum((s) => s.machine.postgresCpuSeconds ?? 0) * 1e6) / sum((s) => s.windowCalls)
         : undefined,
+      auditBytesPerCall: sum((s) => s.auditBytes) / sum((s) => s.clientCalls),
       machineIdle: segs.every((s) => s.machine.ticks !== undefined)
         ? sum((s) => s.machine.ticks?.idle ?? 0) / sum((s) => s.machine.ticks?.total ?? 0)
         : undefined,
@@ -602,6 +616,8 @@ async function main(): Promise<void> {
   try {
     const db = await openPostgres(dbUrl.toString(), { maxConnections: MANY_SEED.concurrency });
     await migrate(db);
+    auditDb = new pg.Client({ connectionString: dbUrl.toString() });
+    await auditDb.connect();
     console.log(`seeding (1,000${LARGE_SEED ? ` and ${LARGE_SEED.toLocaleString("en")}` : ""} secrets, directly through the store)…`);
     await seedSecrets(db, masterKeys, developers.small, 1_000, (i) => seededValue(developers.small, i), (i) => `secret_${i}`);
     if (LARGE_SEED) await seedSecrets(db, masterKeys, developers.large, LARGE_SEED, (i) => seededValue(developers.large, i), (i) => `secret_${i}`);
@@ -980,6 +996,11 @@ async function main(): Promise<void> {
     console.log(`\n${table(results)}\n`);
     console.log("CPU µs per call by process (Postgres: every postgres process on this machine), Redis commands per call, and the machine's idle time:");
     console.log(`\n${machineTable(results)}\n`);
+    for (const r of results.filter((x) => x.phase.includes("cache hit"))) {
+      const postgres = r.postgresCpuUsPerCall === undefined ? "n/a" : r.postgresCpuUsPerCall.toFixed(1);
+      console.log(`${r.phase} at ${r.inFlight} in flight: audit ${r.auditBytesPerCall.toFixed(0)} B/call (audit_log, table and indexes), Postgres ${postgres} µs/call`);
+    }
+    console.log("");
     console.log("The server's GC pauses per call (main thread; part of its CPU above):");
     console.log(`\n${gcTable(results)}\n`);
     if (manyDevelopers.length + warmDevelopers.length > 0) console.log(`${describeMany(results, manyPhases, MANY_DEVELOPERS, manySeedSeconds).join("\n")}\n`);
@@ -1027,6 +1048,7 @@ async function main(): Promise<void> {
     await Promise.all(servers.map((s) => (s.child.exitCode !== null ? undefined : new Promise((r) => s.child.once("exit", r)))));
     for (const s of servers) rmSync(s.logFile, { force: true });
     benchToken?.close();
+    await auditDb?.end();
     await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
     await admin.end();
   }

@@ -12,6 +12,7 @@ import { mintHs256Token } from "../src/auth/token-issuer.js";
 import { SecretService } from "../src/api/gen/secrets/v1/secrets_pb.js";
 import { Health } from "../src/api/gen/grpc/health/v1/health_pb.js";
 import { serviceDefinition } from "../src/server/grpc-adapter.js";
+import { sampleAuditGrowth, walBetween } from "./audit-growth.js";
 import { prng } from "./stats.js";
 
 /**
@@ -235,15 +236,7 @@ async function fullSpeed(
   const db = new pg.Client({ connectionString: dbUrl });
   await db.connect();
   try {
-    const auditBytes = async () => {
-      const { rows } = await db.query<{ b: string; lsn: string }>(
-        `SELECT COALESCE((SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'audit_log'::regclass), 0)::int8 AS b,
-                pg_current_wal_lsn()::text AS lsn`,
-      );
-      return { bytes: Number(rows[0]?.b), lsn: rows[0]?.lsn as string };
-    };
-    const walBetween = async (a: string, b: string) =>
-      Number((await db.query<{ d: string }>("SELECT pg_wal_lsn_diff($1, $2)::int8 AS d", [b, a])).rows[0]?.d);
+    const auditBytes = () => sampleAuditGrowth(db);
     let n = 0;
     const read = () => {
       n += 1;
@@ -268,7 +261,7 @@ ${row(head)}`);
       failed += empty.failed + reads.failed;
       const ratio = reads.calls / reads.seconds / (empty.calls / empty.seconds);
       const auditPerRead = (after.bytes - before.bytes) / reads.calls;
-      const walPerRead = (await walBetween(before.lsn, after.lsn)) / reads.calls;
+      const walPerRead = (await walBetween(db, before.lsn, after.lsn)) / reads.calls;
       const t = (performance.now() - started) / 1000;
       rounds.push({ t, ratio, rss: sample.rssBytes, auditPerRead, walPerRead });
       console.log(

@@ -1,12 +1,15 @@
+import { LRUCache } from "lru-cache";
+
 import type { Db } from "../store/db.js";
 import { DbError } from "../store/db.js";
 import {
   auditPartitionStart,
   createAuditPartitions,
+  encodeCompact,
   encodeCompactEvent,
-  encodeCompactFields,
   findCompactWriterHashes,
   insertCompactAuditEvents,
+  registerAuditDevelopers,
   registerAuditWriter,
 } from "../store/audit-store.js";
 import { GENESIS_HASH, chainHash3, compactOf, type StoredAuditEvent } from "./chain.js";
@@ -82,6 +85,8 @@ export interface AuditLogOptions {
   onError?: (e: unknown, pending: number) => void;
   /** The clock, for an event whose time cannot be stored (invalid or outside years 1–9999). */
   now?: () => Date;
+  /** Developer numbers (audit_developers) the writer keeps, most recently used first. Default 10,000. */
+  developerCacheSize?: number;
   /**
    * JSON-lines sinks (audit-sink.ts) that get every event too, after Postgres, in
    * chain order. An event counts as committed once Postgres and every sink took it.
@@ -140,6 +145,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   let segmentDay = Number.NEGATIVE_INFINITY;
   /** This writer's number in audit_writers, once registered (at the first write). */
   let writerNumber: number | undefined;
+  /** Developer numbers already registered: a batch asks the database only for developers not in here. */
+  const developerNumbers = new LRUCache<string, number>({ max: options.developerCacheSize ?? 10_000 });
   const sinks = options.sinks ?? [];
   /** The highest sequence Postgres has, and each sink has: a retried batch goes only where it is missing. */
   let storedUpTo = 0;
@@ -169,9 +176,9 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     }
     const startsSegment = day > segmentDay && lastSequence > 0;
     segmentDay = day;
-    const fields = encodeCompactFields(compactOf(row));
+    const { fields, stored } = encodeCompact(compactOf(row));
     const hash = chainHash3(lastHash, writerId, fields);
-    const encoded = encodeCompactEvent(fields, startsSegment ? lastHash : undefined, hash);
+    const encoded = encodeCompactEvent(stored, startsSegment ? lastHash : undefined, hash);
     const line = sinks.length > 0 ? sinkLine(row, lastHash, hash) : undefined;
     lastSequence = row.writerSequence;
     lastHash = hash;
@@ -324,14 +331,34 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
         throw new Error(`audit writer id ${writerId} is used by another process: its sequences clash`);
       }
     }
+    const numbers = await developerNumbersOf(entries);
+    const developers = entries.map((e) => numbers.get(e.developerId) as number);
     const lines = entries.map((e) => e.encoded);
     try {
-      await insertCompactAuditEvents(db, writer, lines);
+      await insertCompactAuditEvents(db, writer, developers, lines);
     } catch (e) {
       if (!(e instanceof DbError && e.code === NO_PARTITION)) throw e;
       await createAuditPartitions(db, entries.map((r) => r.day));
-      await insertCompactAuditEvents(db, writer, lines);
+      await insertCompactAuditEvents(db, writer, developers, lines);
     }
+  }
+
+  /** The numbers of the batch's developers: from the cache, and those not in it registered in one statement. */
+  async function developerNumbersOf(entries: readonly Entry[]): Promise<Map<string, number>> {
+    const numbers = new Map<string, number>();
+    const missing = new Set<string>();
+    for (const { developerId } of entries) {
+      if (numbers.has(developerId) || missing.has(developerId)) continue;
+      const n = developerNumbers.get(developerId);
+      if (n === undefined) missing.add(developerId);
+      else numbers.set(developerId, n);
+    }
+    if (missing.size === 0) return numbers;
+    for (const [developerId, n] of await registerAuditDevelopers(db, [...missing])) {
+      numbers.set(developerId, n);
+      developerNumbers.set(developerId, n);
+    }
+    return numbers;
   }
 
   /** Whether the front of the queue should be written now rather than when the timer fires. */

@@ -1,7 +1,13 @@
 import { hash } from "node:crypto";
 import { bufferFields, isAscii, latin1Fields } from "../lib/length-prefixed.js";
 import { copyTextField } from "../store/db.js";
-import { encodeChainedFields, encodeCompactFields, type CompactFields, type StoredAuditEvent } from "../store/audit-store.js";
+import {
+  encodeChainedFields,
+  encodeCompactFields,
+  type CompactFields,
+  type StoredAuditEvent,
+  type StoredCompactFields,
+} from "../store/audit-store.js";
 import { NAMED, actionCode, outcomeCode } from "./audit-codes.js";
 
 /**
@@ -25,12 +31,15 @@ import { NAMED, actionCode, outcomeCode } from "./audit-codes.js";
  *
  * Format 3, written now (compact events, table audit_log): hex SHA-256 of the UTF-8
  * of FORMAT_3, prevHash, writer id (COPY-escaped) and the compact fields exactly as
- * encodeCompactFields writes them for the COPY (time, writer sequence, version,
+ * encodeCompactFields writes them (time, writer sequence, version,
  * action code, outcome code, request id as uuid or `\N`, caller token id as uuid or
  * `\N`, developer id, caller subject or `\N`, caller token id as text or `\N`,
  * caller identity, secret name, request id as text or `\N`, peer, action name or
- * `\N`, outcome name or `\N`), tab-separated. The writer's number in the table is not hashed (the
- * database gives it); its id is. A writer's chain is cut into segments, one per
+ * `\N`, outcome name or `\N`), tab-separated: migration 13's row as COPY text. The
+ * writer's number in the table is not hashed (the database gives it); its id is.
+ * Likewise the developer: since migration 14 a row stores the developer's number
+ * (audit_developers names it), and the hash still covers the developer id, so a
+ * chain verifies across both row forms and the format stays 3. A writer's chain is cut into segments, one per
  * partition: a segment's first event stores prevHash (the previous segment's last
  * hash), so the chain can be joined again after an older segment is dropped.
  *
@@ -69,9 +78,13 @@ export function chainHash3(prevHash: string, writerId: string, compactFields: st
   return hash("sha256", `${FORMAT_3}\t${prevHash}\t${copyTextField(writerId)}\t${compactFields}`, "hex");
 }
 
-/** The format-3 hash of a stored compact event, for the verifier. */
-export function chainHash3Of(prevHash: string, writerId: string, e: CompactFields): string {
-  return chainHash3(prevHash, writerId, encodeCompactFields(e));
+/**
+ * The format-3 hash of a stored compact event, for the verifier; undefined for an
+ * event whose developer number names no developer (it was altered).
+ */
+export function chainHash3Of(prevHash: string, writerId: string, e: StoredCompactFields): string | undefined {
+  const { developerId } = e;
+  return developerId === null ? undefined : chainHash3(prevHash, writerId, encodeCompactFields(e, developerId));
 }
 
 /** An event in its compact stored form: codes for action and outcome, no repeated subject. */

@@ -202,10 +202,26 @@ export interface AuditListQuery {
   limit: number;
 }
 
+/** The columns of audit_events, which audit_events_v1 and audit_log_events both have. */
+const VIEW_COLUMNS =
+  "id, time, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name, version, " +
+  "outcome, request_id, peer, writer_id, writer_sequence, prev_hash, hash";
+
+/**
+ * Where each part of audit_events keeps developer $1, through its index:
+ * audit_events_v1 by developer_id, audit_log's rows written before migration 14 by
+ * their developer_id, those since by the developer's number.
+ */
+const DEVELOPER_PARTS = [
+  "audit_events_v1 WHERE developer_id = $1",
+  "audit_log_events WHERE stored_developer_id = $1",
+  "audit_log_events WHERE developer = (SELECT developer FROM audit_developers WHERE developer_id = $1)",
+];
+
 /** One page of a developer's events, newest (highest id) first. */
 export async function listAuditEvents(q: Queryable, l: AuditListQuery): Promise<AuditEventRow[]> {
   const params: unknown[] = [l.developerId, l.limit];
-  const where = ["developer_id = $1"];
+  const where: string[] = [];
   const add = (sql: (n: string) => string, value: unknown) => {
     params.push(value);
     where.push(sql(`$${params.length}`));
@@ -220,8 +236,13 @@ export async function listAuditEvents(q: Queryable, l: AuditListQuery): Promise<
   if (l.end !== undefined) add((p) => `time < ${p}`, l.end);
   // string_to_array('', ',') is '{}', which every set contains: events naming no secret pass.
   if (l.onlyNames !== undefined) add((p) => `string_to_array(secret_name, ',') <@ ${p}::text[]`, l.onlyNames);
+  // Each part is a page of its own, newest first, then merged: a filter on the union (a
+  // condition inside a UNION ALL branch) would keep the planner from reading the indexes in
+  // id order, and it would sort all of a developer's events for one page.
+  const filter = where.map((w) => ` AND ${w}`).join("");
+  const parts = DEVELOPER_PARTS.map((part) => `(SELECT ${VIEW_COLUMNS} FROM ${part}${filter} ORDER BY id DESC LIMIT $2)`);
   const { rows } = await q.query<AuditEventRow>(
-    `SELECT ${EVENT_COLUMNS} FROM audit_events WHERE ${where.join(" AND ")} ORDER BY id DESC LIMIT $2`,
+    `SELECT ${EVENT_COLUMNS} FROM (${parts.join(" UNION ALL ")}) AS audit_events ORDER BY id DESC LIMIT $2`,
     params,
   );
   return rows;
@@ -292,22 +313,33 @@ const COPY_NULL = "\\N";
 const nullable = (s: string | null) => (s === null ? COPY_NULL : copyTextField(s));
 
 /**
- * The fields of a compact event as the middle of its line of COPY text (see
- * COMPACT_COLUMNS): time to outcome_name, tab-separated, text escaped as COPY reads
- * it, NULL as `\N` (no text field can encode to that: a backslash is doubled). The
- * chain (audit/chain.ts, format 3) hashes this very text, as format 2 does.
+ * The fields of a compact event as the chain (audit/chain.ts, format 3) hashes them:
+ * time to outcome_name in the order of migration 13's COPY columns, tab-separated,
+ * text escaped as COPY reads it, NULL as `\N` (no text field can encode to that: a
+ * backslash is doubled). Since migration 14 the row stores the developer as a number
+ * (encodeCompact, `stored`); the hash still covers the developer id.
  */
-export function encodeCompactFields(e: CompactFields): string {
+export function encodeCompactFields(e: Omit<CompactFields, "developerId">, developerId: string): string {
+  const [head, tail] = compactParts(e);
+  return `${head}\t${copyTextField(developerId)}\t${tail}`;
+}
+
+/**
+ * An event's hashed fields (encodeCompactFields) and the middle of its line of COPY
+ * text (see COMPACT_COLUMNS): the same fields without the developer id, whose number
+ * the writer puts in front when it writes the batch.
+ */
+export function encodeCompact(e: CompactFields): { fields: string; stored: string } {
+  const [head, tail] = compactParts(e);
+  // join makes one flat string for the queue (see encodeChainedFields); the hashed text is hashed at once.
+  return { fields: `${head}\t${copyTextField(e.developerId)}\t${tail}`, stored: [head, tail].join("\t") };
+}
+
+/** The encoded fields before the developer id and after it. */
+function compactParts(e: Omit<CompactFields, "developerId">): [string, string] {
   const f = copyTextField;
-  return [
-    isoTime(e.time),
-    e.writerSequence,
-    e.version,
-    e.action,
-    e.outcome,
-    nullable(e.requestUuid),
-    nullable(e.callerTokenUuid),
-    f(e.developerId),
+  const head = [isoTime(e.time), e.writerSequence, e.version, e.action, e.outcome, nullable(e.requestUuid), nullable(e.callerTokenUuid)];
+  const tail = [
     nullable(e.callerSubject),
     nullable(e.callerTokenId),
     f(e.callerIdentity),
@@ -316,13 +348,15 @@ export function encodeCompactFields(e: CompactFields): string {
     f(e.peer),
     nullable(e.actionName),
     nullable(e.outcomeName),
-  ].join("\t");
+  ];
+  return [head.join("\t"), tail.join("\t")];
 }
 
 /**
- * A compact event's line of COPY text but for its writer number (which the writer
- * learns when it first writes): its fields, then prev_hash (only on the first event
- * of a segment, else NULL) and hash, hex in bytea's input form.
+ * A compact event's line of COPY text but for its writer and developer numbers
+ * (which the writer learns when it writes): its stored fields (encodeCompact), then
+ * prev_hash (only on the first event of a segment, else NULL) and hash, hex in
+ * bytea's input form.
  */
 export function encodeCompactEvent(fields: string, segmentPrevHash: string | undefined, hash: string): string {
   return [fields, segmentPrevHash === undefined ? COPY_NULL : `\\\\x${segmentPrevHash}`, `\\\\x${hash}`].join("\t");
@@ -330,6 +364,7 @@ export function encodeCompactEvent(fields: string, segmentPrevHash: string | und
 
 const COMPACT_COLUMNS = [
   "writer",
+  "developer",
   "time",
   "writer_sequence",
   "version",
@@ -337,7 +372,6 @@ const COMPACT_COLUMNS = [
   "outcome",
   "request_uuid",
   "caller_token_uuid",
-  "developer_id",
   "caller_subject",
   "caller_token_id",
   "caller_identity",
@@ -350,11 +384,47 @@ const COMPACT_COLUMNS = [
   "hash",
 ] as const;
 
-/** Appends compact events of writer number `writer` in one COPY, in array order. */
-export async function insertCompactAuditEvents(db: Db, writer: number, encoded: readonly string[]): Promise<void> {
+/**
+ * Appends compact events of writer number `writer` in one COPY, in array order:
+ * `encoded[i]` (encodeCompactEvent) about the developer numbered `developers[i]`.
+ */
+export async function insertCompactAuditEvents(
+  db: Db,
+  writer: number,
+  developers: readonly number[],
+  encoded: readonly string[],
+): Promise<void> {
   if (encoded.length === 0) return;
-  const prefix = `${writer}\t`;
-  await db.copyIn("audit_log", COMPACT_COLUMNS, `${prefix}${encoded.join(`\n${prefix}`)}\n`);
+  const lines = encoded.map((line, i) => `${writer}\t${developers[i]}\t${line}\n`);
+  await db.copyIn("audit_log", COMPACT_COLUMNS, lines.join(""));
+}
+
+/**
+ * The numbers of developers in audit_developers, registering those not named yet
+ * (ON CONFLICT: another writer may name one at the same time; numbers are never
+ * reused). Ids are registered in sorted order, so that two writers naming the same
+ * new developers cannot deadlock.
+ */
+export async function registerAuditDevelopers(q: Queryable, developerIds: readonly string[]): Promise<Map<string, number>> {
+  const ids = [...new Set(developerIds)].sort();
+  const { rows } = await q.query<{ developer: number; developer_id: string }>(
+    `WITH ins AS (INSERT INTO audit_developers (developer_id) SELECT unnest($1::text[])
+                  ON CONFLICT (developer_id) DO NOTHING RETURNING developer, developer_id)
+     SELECT developer, developer_id FROM ins UNION ALL SELECT developer, developer_id FROM audit_developers WHERE developer_id = ANY($1::text[])`,
+    [ids],
+  );
+  const numbers = new Map(rows.map((r) => [r.developer_id, r.developer]));
+  // An id another writer registered during this statement is neither inserted here nor in its snapshot: a new statement sees it.
+  const missing = ids.filter((id) => !numbers.has(id));
+  if (missing.length > 0) {
+    const again = await q.query<{ developer: number; developer_id: string }>(
+      "SELECT developer, developer_id FROM audit_developers WHERE developer_id = ANY($1::text[])",
+      [missing],
+    );
+    for (const r of again.rows) numbers.set(r.developer_id, r.developer);
+  }
+  if (numbers.size !== ids.length) throw new Error("audit developer registration returned too few rows");
+  return numbers;
 }
 
 /**
@@ -474,8 +544,13 @@ export async function listCheckpoints(q: Queryable, writer: number): Promise<Aud
   return rows;
 }
 
+/** A compact event's fields as read back: `developerId` is null if its developer number names no developer. */
+export interface StoredCompactFields extends Omit<CompactFields, "developerId"> {
+  developerId: string | null;
+}
+
 /** A compact event as the verifier reads it: its stored fields, its hashes in hex, the exact stored instant. */
-export interface CompactChainRow extends CompactFields {
+export interface CompactChainRow extends StoredCompactFields {
   id: number;
   timeMicros: number;
   prevHash: string | null;
@@ -492,11 +567,12 @@ export async function listCompactWriterEvents(
   const { rows } = await q.query<CompactChainRow>(
     `SELECT id, floor(extract(epoch FROM time) * 1000000)::int8 AS "timeMicros", writer_sequence AS "writerSequence",
             version, action, outcome, request_uuid::text AS "requestUuid", caller_token_uuid::text AS "callerTokenUuid",
-            developer_id AS "developerId", caller_subject AS "callerSubject",
+            COALESCE(l.developer_id, d.developer_id) AS "developerId", caller_subject AS "callerSubject",
             caller_token_id AS "callerTokenId", caller_identity AS "callerIdentity", secret_name AS "secretName",
             request_id AS "requestId", peer, action_name AS "actionName", outcome_name AS "outcomeName",
             encode(prev_hash, 'hex') AS "prevHash", encode(hash, 'hex') AS hash
-     FROM audit_log WHERE writer = $1 AND writer_sequence > $2
+     FROM audit_log l LEFT JOIN audit_developers d ON d.developer = l.developer
+     WHERE writer = $1 AND writer_sequence > $2
      ORDER BY writer_sequence LIMIT $3`,
     [writer, afterSequence, limit],
   );

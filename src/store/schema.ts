@@ -592,4 +592,61 @@ CREATE TRIGGER audit_events_no_update_delete INSTEAD OF UPDATE OR DELETE ON audi
   FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
 `,
   },
+  {
+    version: 14,
+    name: "audit events name their developer by number",
+    sql: `
+-- A developer is named once here, the first time a writer stores one of their events;
+-- events carry the number (docs/design.md, Audit trail). Numbers are never reused.
+CREATE TABLE audit_developers (
+  developer integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  developer_id text NOT NULL UNIQUE
+);
+CREATE TRIGGER audit_developers_no_update_delete BEFORE UPDATE OR DELETE ON audit_developers
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_developers_no_truncate BEFORE TRUNCATE ON audit_developers
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+
+-- New events set developer and leave developer_id NULL; those written before keep
+-- their developer_id. Exactly one of the two is set. The chain hashes the developer
+-- id either way (src/audit/chain.ts), so the stored form does not change a hash.
+ALTER TABLE audit_log ADD COLUMN developer integer;
+ALTER TABLE audit_log ALTER COLUMN developer_id DROP NOT NULL;
+ALTER TABLE audit_log ADD CONSTRAINT audit_log_one_developer CHECK ((developer IS NULL) <> (developer_id IS NULL));
+DROP INDEX audit_log_by_developer;
+CREATE INDEX audit_log_by_developer ON audit_log (developer, id) WHERE developer IS NOT NULL;
+CREATE INDEX audit_log_by_developer_id ON audit_log (developer_id, id) WHERE developer_id IS NOT NULL;
+
+-- audit_log's events in the columns of audit_events, and the two forms of their
+-- developer: a listing filters old rows on stored_developer_id and new ones on
+-- developer, each through its index (store/audit-store.ts, listAuditEvents). One
+-- table and scalar subqueries, no join: the planner then reads a developer's newest
+-- events in id order from the index and stops at the page's end.
+CREATE VIEW audit_log_events AS
+  SELECT l.id, l.time,
+         COALESCE(l.developer_id, (SELECT d.developer_id FROM audit_developers d WHERE d.developer = l.developer))
+           AS developer_id,
+         COALESCE(l.caller_subject, l.developer_id, (SELECT d.developer_id FROM audit_developers d WHERE d.developer = l.developer))
+           AS caller_subject,
+         COALESCE(l.caller_token_id, l.caller_token_uuid::text) AS caller_token_id, l.caller_identity,
+         COALESCE(l.action_name, audit_action_name(l.action)) AS action, l.secret_name, l.version,
+         COALESCE(l.outcome_name, audit_outcome_name(l.outcome)) AS outcome,
+         COALESCE(l.request_id, l.request_uuid::text) AS request_id, l.peer,
+         (SELECT w.writer_id FROM audit_writers w WHERE w.writer = l.writer) AS writer_id, l.writer_sequence,
+         COALESCE(encode(l.prev_hash, 'hex'), '') AS prev_hash, encode(l.hash, 'hex') AS hash,
+         l.developer, l.developer_id AS stored_developer_id
+  FROM audit_log l;
+CREATE TRIGGER audit_log_events_no_update_delete INSTEAD OF UPDATE OR DELETE ON audit_log_events
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+
+CREATE OR REPLACE VIEW audit_events AS
+  SELECT id, time, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name, version,
+         outcome, request_id, peer, writer_id, writer_sequence, prev_hash, hash
+  FROM audit_events_v1
+  UNION ALL
+  SELECT id, time, developer_id, caller_subject, caller_token_id, caller_identity, action, secret_name, version,
+         outcome, request_id, peer, writer_id, writer_sequence, prev_hash, hash
+  FROM audit_log_events;
+`,
+  },
 ];

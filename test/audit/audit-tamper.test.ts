@@ -95,6 +95,7 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
 
   beforeAll(async () => {
     t = await createTestDb();
+    await t.db.query("INSERT INTO audit_developers (developer_id) VALUES ('someone-else')");
   });
   afterAll(async () => {
     await t?.cleanup();
@@ -114,12 +115,14 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
       [`DELETE FROM ${partition} WHERE writer = $1`, [writer]],
       ["UPDATE audit_events_v1 SET outcome = 'OK' WHERE writer_id = $1", [old]],
       ["DELETE FROM audit_events_v1 WHERE writer_id = $1", [old]],
+      ["UPDATE audit_developers SET developer_id = 'someone-else-2' WHERE developer_id = 'someone-else'", []],
+      ["DELETE FROM audit_developers WHERE developer_id = 'someone-else'", []],
     ] as const) {
       const e = await rejection(t.db.query(sql, params));
       expect(e).toBeInstanceOf(DbError);
       expect(e).toMatchObject({ code: "42501", message: "audit_events is append-only" });
     }
-    for (const table of ["audit_log", partition, "audit_events_v1", "audit_checkpoints"]) {
+    for (const table of ["audit_log", partition, "audit_events_v1", "audit_checkpoints", "audit_developers"]) {
       const truncate = await rejection(t.db.query(`TRUNCATE ${table}`));
       expect(truncate).toMatchObject({ code: "42501", message: "audit_events is append-only" });
     }
@@ -141,7 +144,8 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
     ["secret_name", "secret_name = 'other_secret'"],
     ["outcome", "outcome = 7"],
     ["outcome by name", "outcome_name = 'OK'"],
-    ["developer_id", "developer_id = 'someone-else'"],
+    ["developer", "developer = (SELECT developer FROM audit_developers WHERE developer_id = 'someone-else')"],
+    ["developer to none", "developer = developer + 1000"],
     ["caller_subject", "caller_subject = 'someone-else'"],
     ["caller_token_id", "caller_token_id = 'jti'"],
     ["version", "version = version + 1"],
