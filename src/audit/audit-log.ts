@@ -10,7 +10,7 @@ import {
   registerAuditWriter,
 } from "../store/audit-store.js";
 import { GENESIS_HASH, chainHash3, compactOf, type StoredAuditEvent } from "./chain.js";
-import { sinkLine, type AuditSink } from "./audit-sink.js";
+import { AuditSinkDownError, sinkLine, type AuditSink } from "./audit-sink.js";
 import { storableEvent, storableText, type AuditEventInput } from "./audit-event.js";
 
 /**
@@ -54,7 +54,14 @@ export interface AuditLog {
    * rejects. The hot path's form of `record`: no promise when there is room.
    */
   tryRecord(e: AuditEventInput): boolean;
-  /** Queues the event and resolves only once it is committed (SECRETS_AUDIT_STRICT=1 for value reads). */
+  /**
+   * Queues the event and resolves only once it is committed (SECRETS_AUDIT_STRICT=1 for
+   * value reads). Rejects at once with AuditSinkDownError, queueing nothing, while a
+   * sink is known down (`sinkDown`), and rejects the same way if a sink fails while the
+   * event waits: strict calls are refused promptly instead of waiting for a sink that
+   * may not come back before their deadline. (The event stays queued then, and is
+   * written once the sink is back.)
+   */
   recordDurable(e: AuditEventInput): Promise<void>;
   /** Writes everything queued so far and resolves when committed. */
   flush(): Promise<void>;
@@ -64,6 +71,8 @@ export interface AuditLog {
   readonly queueDepth: number;
   /** True once close() was called: every event is refused from then on. */
   readonly closed: boolean;
+  /** The name of a sink known to be down (AuditSink.up), or undefined when every sink is up. */
+  readonly sinkDown: string | undefined;
 }
 
 export interface AuditLogOptions {
@@ -105,6 +114,8 @@ interface Entry {
   writerSequence: number;
   hash: string;
   onCommit: (() => void)[] | undefined;
+  /** A recordDurable call waiting for this event: rejected if a sink fails first. */
+  refuse: ((e: Error) => void) | undefined;
 }
 
 /** An event made storable; its place in the chain (sequence, and the hashes it is queued with) is given by `admit`. */
@@ -115,6 +126,7 @@ interface Waiter {
   event: Unchained;
   admitted: () => void;
   onCommit: (() => void)[] | undefined;
+  refuse: ((e: Error) => void) | undefined;
 }
 
 const RETRY_INITIAL_MS = 50;
@@ -160,7 +172,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   let closed = false;
 
   /** Give the event its place in the chain and queue it. */
-  function admit(row: Unchained, onCommit: (() => void)[] | undefined): void {
+  function admit(row: Unchained, onCommit: (() => void)[] | undefined, refuse?: (e: Error) => void): void {
     row.writerSequence = lastSequence + 1;
     let day = auditPartitionStart(row.time);
     if (day < segmentDay) {
@@ -175,7 +187,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     const line = sinks.length > 0 ? sinkLine(row, lastHash, hash) : undefined;
     lastSequence = row.writerSequence;
     lastHash = hash;
-    queue.push({ encoded, line, day, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit });
+    queue.push({ encoded, line, day, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit, refuse });
     queued.set(row.developerId, (queued.get(row.developerId) ?? 0) + 1);
     if (onCommit !== undefined) urgentUpTo = lastSequence;
     schedule();
@@ -187,7 +199,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     while (list !== undefined && list.length > 0 && (queued.get(developerId) ?? 0) < perDeveloperLimit) {
       const w = list.shift() as Waiter;
       waitingCount -= 1;
-      admit(w.event, w.onCommit);
+      admit(w.event, w.onCommit, w.refuse);
       w.admitted();
     }
     if (list !== undefined && list.length === 0) waiting.delete(developerId);
@@ -209,7 +221,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   }
 
   /** Queue the event now if its developer has room; otherwise wait in line. */
-  function enqueue(input: AuditEventInput, onCommit: (() => void)[] | undefined): Promise<void> {
+  function enqueue(input: AuditEventInput, onCommit: (() => void)[] | undefined, refuse?: (e: Error) => void): Promise<void> {
     let event: Unchained;
     try {
       event = prepare(input);
@@ -218,12 +230,12 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     }
     const dev = event.developerId;
     if (hasRoom(dev)) {
-      admit(event, onCommit);
+      admit(event, onCommit, refuse);
       return Promise.resolve();
     }
     return new Promise<void>((admitted) => {
       const list = waiting.get(dev) ?? [];
-      list.push({ event, admitted, onCommit });
+      list.push({ event, admitted, onCommit, refuse });
       waiting.set(dev, list);
       waitingCount += 1;
     });
@@ -267,8 +279,12 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
           } catch {
             // A failing reporter must not stop the writer.
           }
+          const sink = e instanceof SinkWriteError ? e.sink : undefined;
+          if (sink !== undefined) refuseDurable(new AuditSinkDownError(sink.name));
           // Unref'd like the batch timer, except once close() waits: then the tail must be written.
-          await sleep(Math.min(maxRetryDelayMs, RETRY_INITIAL_MS * 2 ** Math.min(failures - 1, 20)), !closed);
+          // A sink that comes back (a socket reconnects) cuts the wait short.
+          const pause = sleep(Math.min(maxRetryDelayMs, RETRY_INITIAL_MS * 2 ** Math.min(failures - 1, 20)), !closed);
+          await (sink === undefined || sink.up ? pause : Promise.race([pause, sink.whenUp().then(macrotask)]));
           continue;
         }
         queue.splice(0, batch.length);
@@ -303,15 +319,40 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   async function writeBatch(entries: readonly Entry[], retry: boolean): Promise<void> {
     const last = (entries.at(-1) as Entry).writerSequence;
     if (storedUpTo < last) {
-      await storeBatch(entries, retry);
+      // A retried batch may have grown since its first attempt: Postgres gets only what it lacks.
+      const from = storedUpTo;
+      await storeBatch(
+        entries.filter((e) => e.writerSequence > from),
+        retry,
+      );
       storedUpTo = last;
     }
     for (const [i, sink] of sinks.entries()) {
       const from = sunkUpTo[i] as number;
       if (from >= last) continue;
-      await sink.write(entries.flatMap((e) => (e.writerSequence > from && e.line !== undefined ? [e.line] : [])).join(""));
+      try {
+        await sink.write(entries.flatMap((e) => (e.writerSequence > from && e.line !== undefined ? [e.line] : [])).join(""));
+      } catch (e) {
+        throw new SinkWriteError(sink, e);
+      }
       sunkUpTo[i] = last;
     }
+  }
+
+  /** A sink failed: every recordDurable still waiting is refused (its event stays queued). */
+  function refuseDurable(e: Error): void {
+    const take = (holder: { refuse: ((e: Error) => void) | undefined }) => {
+      const refuse = holder.refuse;
+      holder.refuse = undefined;
+      refuse?.(e);
+    };
+    for (const entry of queue) take(entry);
+    for (const list of waiting.values()) for (const w of list) take(w);
+  }
+
+  function sinkDown(): string | undefined {
+    for (const sink of sinks) if (!sink.up) return sink.name;
+    return undefined;
   }
 
   async function storeBatch(entries: readonly Entry[], retry: boolean): Promise<void> {
@@ -385,8 +426,10 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     },
 
     recordDurable(e) {
+      const down = sinkDown();
+      if (down !== undefined) return Promise.reject(new AuditSinkDownError(down));
       return new Promise<void>((resolve, reject) => {
-        enqueue(e, [resolve]).catch(reject);
+        enqueue(e, [resolve], reject).catch(reject);
       });
     },
 
@@ -410,7 +453,27 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     get closed() {
       return closed;
     },
+
+    get sinkDown() {
+      return sinkDown();
+    },
   };
+}
+
+/** A batch write that failed at a sink (Postgres has the batch): says which sink, keeps the cause. */
+class SinkWriteError extends Error {
+  constructor(
+    readonly sink: AuditSink,
+    cause: unknown,
+  ) {
+    super(`audit sink ${sink.name} failed`, { cause });
+    this.name = "SinkWriteError";
+  }
+}
+
+/** A turn of the event loop: a retry never runs in a loop of microtasks alone, which would starve I/O and timers. */
+function macrotask(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function sleep(ms: number, unref: boolean): Promise<void> {
