@@ -1,6 +1,7 @@
 import type { Db } from "../store/db.js";
 import { DbError } from "../store/db.js";
 import {
+  AUDIT_SEGMENT_HOURS,
   auditPartitionStart,
   createAuditPartitions,
   encodeCompactEvent,
@@ -21,12 +22,14 @@ import { storableEvent, storableText, type AuditEventInput } from "./audit-event
  * - Chain order. Sequence and hash are assigned when an event enters the queue, in
  *   that order, and batches are written one at a time from the front of the queue,
  *   so rows reach the table in chain order.
- * - Segments. Events are compact rows of audit_log (chain format 3), one partition a
- *   day. A writer's events never go back to an earlier partition (an event timed
- *   before the day of the writer's previous event is stored at that day's start), so
- *   each partition holds one contiguous segment of the chain; the first event of each
- *   segment after the first stores the previous segment's last hash. Retention can
- *   then drop a day and the rest of every chain still verifies.
+ * - Segments. Events are compact rows of audit_log (chain format 3), partitioned by
+ *   time in partitions of whole UTC hours (a day by default). A writer starts a new
+ *   segment of its chain every hour, whatever the partition size, and its events
+ *   never go back to an earlier hour (an event timed before the hour of the writer's
+ *   previous event is stored at that hour's start), so each partition holds whole
+ *   segments, one contiguous run of the chain; the first event of each segment after
+ *   the first stores the previous segment's last hash. Retention can then drop any
+ *   partition, of any size, and the rest of every chain still verifies.
  * - Nothing is dropped. A failed write keeps its batch at the front and retries it
  *   with capped backoff; `onError` is told each time. A full queue makes the
  *   developer who filled it wait (back-pressure), and nobody else.
@@ -87,6 +90,8 @@ export interface AuditLogOptions {
   perDeveloperLimit?: number;
   /** Longest pause between retries of a failed batch (backoff doubles from 50 ms up to this). Default 5000. */
   maxRetryDelayMs?: number;
+  /** The size of a partition it makes for an event's time when none exists yet (SECRETS_AUDIT_PARTITION_HOURS). Default 24. */
+  partitionHours?: number;
   /** Told of every failed batch write (the batch is kept and retried), with the number of events not yet committed. */
   onError?: (e: unknown, pending: number) => void;
   /** The clock, for an event whose time cannot be stored (invalid or outside years 1–9999). */
@@ -108,8 +113,8 @@ interface Entry {
   encoded: string;
   /** Its JSON line, when there are sinks. */
   line: string | undefined;
-  /** The start of its partition's day. */
-  day: number;
+  /** The start of its segment's hour. */
+  segment: number;
   developerId: string;
   writerSequence: number;
   hash: string;
@@ -140,6 +145,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   const intervalMs = options.intervalMs ?? 100;
   const perDeveloperLimit = options.perDeveloperLimit ?? 1000;
   const maxRetryDelayMs = options.maxRetryDelayMs ?? 5000;
+  const partitionHours = options.partitionHours ?? 24;
   const now = options.now ?? (() => new Date());
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError("batchSize must be a positive integer");
   if (!Number.isInteger(perDeveloperLimit) || perDeveloperLimit < 1) {
@@ -148,8 +154,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 
   let lastSequence = 0;
   let lastHash = GENESIS_HASH;
-  /** The day (partition) of the writer's current segment; none before the first event. */
-  let segmentDay = Number.NEGATIVE_INFINITY;
+  /** The hour of the writer's current segment; none before the first event. */
+  let segmentHour = Number.NEGATIVE_INFINITY;
   /** This writer's number in audit_writers, once registered (at the first write). */
   let writerNumber: number | undefined;
   const sinks = options.sinks ?? [];
@@ -174,20 +180,20 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   /** Give the event its place in the chain and queue it. */
   function admit(row: Unchained, onCommit: (() => void)[] | undefined, refuse?: (e: Error) => void): void {
     row.writerSequence = lastSequence + 1;
-    let day = auditPartitionStart(row.time);
-    if (day < segmentDay) {
-      row.time = new Date(segmentDay);
-      day = segmentDay;
+    let segment = auditPartitionStart(row.time, AUDIT_SEGMENT_HOURS);
+    if (segment < segmentHour) {
+      row.time = new Date(segmentHour);
+      segment = segmentHour;
     }
-    const startsSegment = day > segmentDay && lastSequence > 0;
-    segmentDay = day;
+    const startsSegment = segment > segmentHour && lastSequence > 0;
+    segmentHour = segment;
     const fields = encodeCompactFields(compactOf(row));
     const hash = chainHash3(lastHash, writerId, fields);
     const encoded = encodeCompactEvent(fields, startsSegment ? lastHash : undefined, hash);
     const line = sinks.length > 0 ? sinkLine(row, lastHash, hash) : undefined;
     lastSequence = row.writerSequence;
     lastHash = hash;
-    queue.push({ encoded, line, day, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit, refuse });
+    queue.push({ encoded, line, segment, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit, refuse });
     queued.set(row.developerId, (queued.get(row.developerId) ?? 0) + 1);
     if (onCommit !== undefined) urgentUpTo = lastSequence;
     schedule();
@@ -370,7 +376,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       await insertCompactAuditEvents(db, writer, lines);
     } catch (e) {
       if (!(e instanceof DbError && e.code === NO_PARTITION)) throw e;
-      await createAuditPartitions(db, entries.map((r) => r.day));
+      await createAuditPartitions(db, entries.map((r) => r.segment), partitionHours);
       await insertCompactAuditEvents(db, writer, lines);
     }
   }

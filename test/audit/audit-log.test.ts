@@ -356,12 +356,12 @@ describe.runIf(testDatabaseKind() === "postgres")("audit log as the role docs/de
     await t.db.query(`GRANT INSERT, SELECT ON audit_log, audit_writers TO ${role}`);
     await t.db.query(`GRANT SELECT ON audit_events TO ${role}`);
     await t.db.query(`GRANT USAGE ON SEQUENCE audit_events_id_seq TO ${role}`);
-    await t.db.query(`GRANT EXECUTE ON FUNCTION audit_log_create_partition(date) TO ${role}`);
+    await t.db.query(`GRANT EXECUTE ON FUNCTION audit_log_cover(timestamptz, timestamptz) TO ${role}`);
   });
   afterAll(async () => {
     await t?.db.query(`REVOKE ALL ON audit_log, audit_writers, audit_events FROM ${role}`).catch(() => undefined);
     await t?.db.query(`REVOKE ALL ON SEQUENCE audit_events_id_seq FROM ${role}`).catch(() => undefined);
-    await t?.db.query(`REVOKE ALL ON FUNCTION audit_log_create_partition(date) FROM ${role}`).catch(() => undefined);
+    await t?.db.query(`REVOKE ALL ON FUNCTION audit_log_cover(timestamptz, timestamptz) FROM ${role}`).catch(() => undefined);
     await t?.cleanup();
     // A role belongs to the cluster, not the test database.
     const admin = await openPostgres(process.env.DATABASE_URL as string);
