@@ -1,7 +1,7 @@
 import { open, rename } from "node:fs/promises";
 import path from "node:path";
 
-import { listCompactWriterEvents, listCompactWriters, listPartitionSegments } from "../store/audit-store.js";
+import { listCompactWriterEvents, listCompactWriters, listPartitionSegments, type AuditPartition } from "../store/audit-store.js";
 import type { Queryable } from "../store/db.js";
 import { sinkLine } from "./audit-sink.js";
 import { GENESIS_HASH, storedOf } from "./chain.js";
@@ -28,11 +28,12 @@ export function auditExportFile(dir: string, partition: string): string {
   return path.join(dir, `${partition}.jsonl`);
 }
 
-export async function exportAuditPartition(q: Queryable, partition: string, dir: string, pageSize = 1000): Promise<AuditExport> {
+export async function exportAuditPartition(q: Queryable, p: AuditPartition, dir: string, pageSize = 1000): Promise<AuditExport> {
+  const partition = p.name;
   const file = auditExportFile(dir, partition);
   const tmp = `${file}.tmp`;
   const writerIds = new Map((await listCompactWriters(q)).map((w) => [w.writer, w.writerId]));
-  const segments = await listPartitionSegments(q, partition);
+  const segments = await listPartitionSegments(q, p);
   let events = 0;
   const out = await open(tmp, "w", 0o640);
   try {

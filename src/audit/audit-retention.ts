@@ -91,7 +91,7 @@ export function createAuditRetention(options: AuditRetentionOptions): AuditReten
         if (exportDir !== undefined) {
           let exported: number;
           try {
-            exported = (await exportAuditPartition(tx, p.name, exportDir)).events;
+            exported = (await exportAuditPartition(tx, p, exportDir)).events;
           } catch (error) {
             run.exportFailed = { partition: p.name, error };
             break;

@@ -465,15 +465,20 @@ export async function dropAuditPartition(q: Queryable, name: string): Promise<nu
   return rows[0]?.n ?? 0;
 }
 
-/** Per writer, the first and last sequence a partition holds (its segment of that writer's chain), by writer. */
+/**
+ * Per writer, the first and last sequence a partition holds (its segment of that
+ * writer's chain), by writer. Read through audit_log by the partition's bounds (the
+ * planner reads that partition alone): the service's role may read audit_log, not
+ * its partitions by name.
+ */
 export async function listPartitionSegments(
   q: Queryable,
-  name: string,
+  p: AuditPartition,
 ): Promise<{ writer: number; firstSequence: number; lastSequence: number; events: number }[]> {
-  if (!PARTITION_NAME.test(name)) throw new Error(`not an audit partition: ${name}`);
   const { rows } = await q.query<{ writer: number; firstSequence: number; lastSequence: number; events: number }>(
     `SELECT writer, min(writer_sequence) AS "firstSequence", max(writer_sequence) AS "lastSequence", count(*)::int8 AS events
-     FROM "${name}" GROUP BY writer ORDER BY writer`,
+     FROM audit_log WHERE time >= $1 AND time < $2 GROUP BY writer ORDER BY writer`,
+    [new Date(p.start), new Date(p.end)],
   );
   return rows;
 }
