@@ -172,7 +172,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       onRun: (run) => {
         if (run.dropped.length > 0) log.info({ dropped: run.dropped }, "audit partitions past the retention dropped");
         if (run.exportFailed !== undefined) {
-          log.error({ partition: run.exportFailed.partition }, "audit partition not exported, so not dropped; will retry");
+          log.error({ err: run.exportFailed.error, partition: run.exportFailed.partition }, "audit partition not exported, so not dropped; will retry");
         }
       },
     });

@@ -112,7 +112,6 @@ export function createAuditRetention(options: AuditRetentionOptions): AuditReten
     try {
       const run = await runOnce();
       options.onRun?.(run);
-      if (run.exportFailed !== undefined) options.onError?.(run.exportFailed.error);
     } catch (e) {
       options.onError?.(e);
     }
