@@ -4,6 +4,7 @@ import { KeyBytes } from "../crypto/key-bytes.js";
 import type { VerificationKey } from "../auth/token-verifier.js";
 import { MIN_HMAC_SECRET_BYTES } from "../auth/token-verifier.js";
 import { parseSinkSpecs, type SinkSpec } from "../audit/audit-sink.js";
+import { AUDIT_PARTITION_HOURS } from "../store/audit-store.js";
 import { MAX_RECOVERY_WINDOW_DAYS } from "../secrets/validation.js";
 import type { CallLogPolicy } from "../server/interceptors/call-log.js";
 
@@ -56,6 +57,10 @@ export interface Config {
   readonly auditStrict: boolean;
   /** SECRETS_AUDIT_RETENTION_DAYS: audit partitions (days) older than this are dropped; 0 keeps them all. */
   readonly auditRetentionDays: number;
+  /** SECRETS_AUDIT_PARTITION_HOURS: the hours a new audit partition spans (a divisor of 24; default a day). */
+  readonly auditPartitionHours: number;
+  /** SECRETS_AUDIT_EXPORT_DIR: where each audit partition is exported before retention drops it; unset, none is. */
+  readonly auditExportDir: string | undefined;
   /** SECRETS_AUDIT_SINKS: JSON-lines sinks that get every audit event besides Postgres. */
   readonly auditSinks: readonly SinkSpec[];
   /** SECRETS_DB_SCOPE_CHECKS: a development check with a cost on every call (store/db.ts, ScopeGuard). */
@@ -236,6 +241,8 @@ export function loadConfig(env: Env): Config {
     metricsAddr,
     auditStrict: flag("SECRETS_AUDIT_STRICT"),
     auditRetentionDays: int("SECRETS_AUDIT_RETENTION_DAYS", 0, 0, 36_500),
+    auditPartitionHours: auditPartitionHours(get("SECRETS_AUDIT_PARTITION_HOURS")),
+    auditExportDir: get("SECRETS_AUDIT_EXPORT_DIR"),
     auditSinks: Object.freeze(auditSinks(get("SECRETS_AUDIT_SINKS"))),
     dbScopeChecks: flag("SECRETS_DB_SCOPE_CHECKS"),
     logLevel,
@@ -328,6 +335,14 @@ export function parseCallLogPolicy(text: string): CallLogPolicy {
   const every = m ? Number(m[1]) : NaN;
   if (!(every >= 2 && every <= 1_000_000)) throw new ConfigError("SECRETS_LOG_CALLS must be all, errors or sample:N (N from 2 to 1000000)");
   return { kind: "sample", every };
+}
+
+/** SECRETS_AUDIT_PARTITION_HOURS: whole hours that divide a day, so partitions stay aligned to UTC midnight. */
+function auditPartitionHours(text: string | undefined): number {
+  if (text === undefined) return 24;
+  const n = Number(text);
+  if (!AUDIT_PARTITION_HOURS.includes(n)) throw new ConfigError(`SECRETS_AUDIT_PARTITION_HOURS must be one of ${AUDIT_PARTITION_HOURS.join(", ")}`);
+  return n;
 }
 
 /** SECRETS_AUDIT_SINKS, its errors as ConfigError. */

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { accessSync, constants, statSync } from "node:fs";
 import { hostname } from "node:os";
 import type * as grpc from "@grpc/grpc-js";
 import type { Logger } from "pino";
@@ -148,6 +149,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     const auditLog = createAuditLog({
       db,
       sinks: auditSinks,
+      partitionHours: config.auditPartitionHours,
       writerId: `${replicaId}:${Date.now()}`,
       onError: (e, pending) => log.error({ err: e, pending }, "audit events could not be written; retrying (calls slow down rather than lose them)"),
     });
@@ -160,12 +162,18 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       }
     });
     // Makes the audit partitions ahead and drops those past the retention (one replica a run).
+    if (config.auditExportDir !== undefined) checkExportDir(config.auditExportDir);
     const auditRetention = createAuditRetention({
       db,
       retentionDays: config.auditRetentionDays,
+      partitionHours: config.auditPartitionHours,
+      exportDir: config.auditExportDir,
       onError: (e) => log.warn({ err: e }, "audit partition job failed; will retry"),
       onRun: (run) => {
         if (run.dropped.length > 0) log.info({ dropped: run.dropped }, "audit partitions past the retention dropped");
+        if (run.exportFailed !== undefined) {
+          log.error({ err: run.exportFailed.error, partition: run.exportFailed.partition }, "audit partition not exported, so not dropped; will retry");
+        }
       },
     });
     auditRetention.start();
@@ -355,3 +363,12 @@ async function createCache(
   }
 }
 
+/** SECRETS_AUDIT_EXPORT_DIR must be a directory the service can write: found at start-up, not at the first drop. */
+function checkExportDir(dir: string): void {
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error("not a directory");
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new ConfigError("SECRETS_AUDIT_EXPORT_DIR must be a directory the service can write");
+  }
+}

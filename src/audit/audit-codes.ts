@@ -67,6 +67,16 @@ export function outcomeCode(name: string): number {
   return OUTCOME_CODES.get(name) ?? NAMED;
 }
 
+/** The name of an action code (the inverse of actionCode); undefined for NAMED or an unknown code. */
+export function actionName(code: number): string | undefined {
+  return ACTIONS[code - 1];
+}
+
+/** The name of an outcome code (the inverse of outcomeCode); undefined for NAMED or an unknown code. */
+export function outcomeName(code: number): string | undefined {
+  return OUTCOMES[code];
+}
+
 /** Every action with a code, by code (for the test that holds them equal to the database's). */
 export const CODED_ACTIONS: ReadonlyMap<string, number> = ACTION_CODES;
 /** Every outcome with a code, by code. */

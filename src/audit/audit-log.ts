@@ -3,6 +3,7 @@ import { LRUCache } from "lru-cache";
 import type { Db } from "../store/db.js";
 import { DbError } from "../store/db.js";
 import {
+  AUDIT_SEGMENT_HOURS,
   auditPartitionStart,
   createAuditPartitions,
   encodeCompact,
@@ -13,7 +14,7 @@ import {
   registerAuditWriter,
 } from "../store/audit-store.js";
 import { GENESIS_HASH, chainHash3, compactOf, type StoredAuditEvent } from "./chain.js";
-import { sinkLine, type AuditSink } from "./audit-sink.js";
+import { AuditSinkDownError, sinkLine, type AuditSink } from "./audit-sink.js";
 import { storableEvent, storableText, type AuditEventInput } from "./audit-event.js";
 
 /**
@@ -24,12 +25,14 @@ import { storableEvent, storableText, type AuditEventInput } from "./audit-event
  * - Chain order. Sequence and hash are assigned when an event enters the queue, in
  *   that order, and batches are written one at a time from the front of the queue,
  *   so rows reach the table in chain order.
- * - Segments. Events are compact rows of audit_log (chain format 3), one partition a
- *   day. A writer's events never go back to an earlier partition (an event timed
- *   before the day of the writer's previous event is stored at that day's start), so
- *   each partition holds one contiguous segment of the chain; the first event of each
- *   segment after the first stores the previous segment's last hash. Retention can
- *   then drop a day and the rest of every chain still verifies.
+ * - Segments. Events are compact rows of audit_log (chain format 3), partitioned by
+ *   time in partitions of whole UTC hours (a day by default). A writer starts a new
+ *   segment of its chain every hour, whatever the partition size, and its events
+ *   never go back to an earlier hour (an event timed before the hour of the writer's
+ *   previous event is stored at that hour's start), so each partition holds whole
+ *   segments, one contiguous run of the chain; the first event of each segment after
+ *   the first stores the previous segment's last hash. Retention can then drop any
+ *   partition, of any size, and the rest of every chain still verifies.
  * - Nothing is dropped. A failed write keeps its batch at the front and retries it
  *   with capped backoff; `onError` is told each time. A full queue makes the
  *   developer who filled it wait (back-pressure), and nobody else.
@@ -57,7 +60,14 @@ export interface AuditLog {
    * rejects. The hot path's form of `record`: no promise when there is room.
    */
   tryRecord(e: AuditEventInput): boolean;
-  /** Queues the event and resolves only once it is committed (SECRETS_AUDIT_STRICT=1 for value reads). */
+  /**
+   * Queues the event and resolves only once it is committed (SECRETS_AUDIT_STRICT=1 for
+   * value reads). Rejects at once with AuditSinkDownError, queueing nothing, while a
+   * sink is known down (`sinkDown`), and rejects the same way if a sink fails while the
+   * event waits: strict calls are refused promptly instead of waiting for a sink that
+   * may not come back before their deadline. (The event stays queued then, and is
+   * written once the sink is back.)
+   */
   recordDurable(e: AuditEventInput): Promise<void>;
   /** Writes everything queued so far and resolves when committed. */
   flush(): Promise<void>;
@@ -67,6 +77,8 @@ export interface AuditLog {
   readonly queueDepth: number;
   /** True once close() was called: every event is refused from then on. */
   readonly closed: boolean;
+  /** The name of a sink known to be down (AuditSink.up), or undefined when every sink is up. */
+  readonly sinkDown: string | undefined;
 }
 
 export interface AuditLogOptions {
@@ -81,6 +93,8 @@ export interface AuditLogOptions {
   perDeveloperLimit?: number;
   /** Longest pause between retries of a failed batch (backoff doubles from 50 ms up to this). Default 5000. */
   maxRetryDelayMs?: number;
+  /** The size of a partition it makes for an event's time when none exists yet (SECRETS_AUDIT_PARTITION_HOURS). Default 24. */
+  partitionHours?: number;
   /** Told of every failed batch write (the batch is kept and retried), with the number of events not yet committed. */
   onError?: (e: unknown, pending: number) => void;
   /** The clock, for an event whose time cannot be stored (invalid or outside years 1–9999). */
@@ -104,12 +118,14 @@ interface Entry {
   encoded: string;
   /** Its JSON line, when there are sinks. */
   line: string | undefined;
-  /** The start of its partition's day. */
-  day: number;
+  /** The start of its segment's hour. */
+  segment: number;
   developerId: string;
   writerSequence: number;
   hash: string;
   onCommit: (() => void)[] | undefined;
+  /** A recordDurable call waiting for this event: rejected if a sink fails first. */
+  refuse: ((e: Error) => void) | undefined;
 }
 
 /** An event made storable; its place in the chain (sequence, and the hashes it is queued with) is given by `admit`. */
@@ -120,6 +136,7 @@ interface Waiter {
   event: Unchained;
   admitted: () => void;
   onCommit: (() => void)[] | undefined;
+  refuse: ((e: Error) => void) | undefined;
 }
 
 const RETRY_INITIAL_MS = 50;
@@ -133,6 +150,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   const intervalMs = options.intervalMs ?? 100;
   const perDeveloperLimit = options.perDeveloperLimit ?? 1000;
   const maxRetryDelayMs = options.maxRetryDelayMs ?? 5000;
+  const partitionHours = options.partitionHours ?? 24;
   const now = options.now ?? (() => new Date());
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError("batchSize must be a positive integer");
   if (!Number.isInteger(perDeveloperLimit) || perDeveloperLimit < 1) {
@@ -141,8 +159,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 
   let lastSequence = 0;
   let lastHash = GENESIS_HASH;
-  /** The day (partition) of the writer's current segment; none before the first event. */
-  let segmentDay = Number.NEGATIVE_INFINITY;
+  /** The hour of the writer's current segment; none before the first event. */
+  let segmentHour = Number.NEGATIVE_INFINITY;
   /** This writer's number in audit_writers, once registered (at the first write). */
   let writerNumber: number | undefined;
   /** Developer numbers already registered: a batch asks the database only for developers not in here. */
@@ -167,22 +185,22 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   let closed = false;
 
   /** Give the event its place in the chain and queue it. */
-  function admit(row: Unchained, onCommit: (() => void)[] | undefined): void {
+  function admit(row: Unchained, onCommit: (() => void)[] | undefined, refuse?: (e: Error) => void): void {
     row.writerSequence = lastSequence + 1;
-    let day = auditPartitionStart(row.time);
-    if (day < segmentDay) {
-      row.time = new Date(segmentDay);
-      day = segmentDay;
+    let segment = auditPartitionStart(row.time, AUDIT_SEGMENT_HOURS);
+    if (segment < segmentHour) {
+      row.time = new Date(segmentHour);
+      segment = segmentHour;
     }
-    const startsSegment = day > segmentDay && lastSequence > 0;
-    segmentDay = day;
+    const startsSegment = segment > segmentHour && lastSequence > 0;
+    segmentHour = segment;
     const { fields, stored } = encodeCompact(compactOf(row));
     const hash = chainHash3(lastHash, writerId, fields);
     const encoded = encodeCompactEvent(stored, startsSegment ? lastHash : undefined, hash);
     const line = sinks.length > 0 ? sinkLine(row, lastHash, hash) : undefined;
     lastSequence = row.writerSequence;
     lastHash = hash;
-    queue.push({ encoded, line, day, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit });
+    queue.push({ encoded, line, segment, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit, refuse });
     queued.set(row.developerId, (queued.get(row.developerId) ?? 0) + 1);
     if (onCommit !== undefined) urgentUpTo = lastSequence;
     schedule();
@@ -194,7 +212,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     while (list !== undefined && list.length > 0 && (queued.get(developerId) ?? 0) < perDeveloperLimit) {
       const w = list.shift() as Waiter;
       waitingCount -= 1;
-      admit(w.event, w.onCommit);
+      admit(w.event, w.onCommit, w.refuse);
       w.admitted();
     }
     if (list !== undefined && list.length === 0) waiting.delete(developerId);
@@ -216,7 +234,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   }
 
   /** Queue the event now if its developer has room; otherwise wait in line. */
-  function enqueue(input: AuditEventInput, onCommit: (() => void)[] | undefined): Promise<void> {
+  function enqueue(input: AuditEventInput, onCommit: (() => void)[] | undefined, refuse?: (e: Error) => void): Promise<void> {
     let event: Unchained;
     try {
       event = prepare(input);
@@ -225,12 +243,12 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     }
     const dev = event.developerId;
     if (hasRoom(dev)) {
-      admit(event, onCommit);
+      admit(event, onCommit, refuse);
       return Promise.resolve();
     }
     return new Promise<void>((admitted) => {
       const list = waiting.get(dev) ?? [];
-      list.push({ event, admitted, onCommit });
+      list.push({ event, admitted, onCommit, refuse });
       waiting.set(dev, list);
       waitingCount += 1;
     });
@@ -274,8 +292,12 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
           } catch {
             // A failing reporter must not stop the writer.
           }
+          const sink = e instanceof SinkWriteError ? e.sink : undefined;
+          if (sink !== undefined) refuseDurable(new AuditSinkDownError(sink.name));
           // Unref'd like the batch timer, except once close() waits: then the tail must be written.
-          await sleep(Math.min(maxRetryDelayMs, RETRY_INITIAL_MS * 2 ** Math.min(failures - 1, 20)), !closed);
+          // A sink that comes back (a socket reconnects) cuts the wait short.
+          const pause = sleep(Math.min(maxRetryDelayMs, RETRY_INITIAL_MS * 2 ** Math.min(failures - 1, 20)), !closed);
+          await (sink === undefined || sink.up ? pause : Promise.race([pause, sink.whenUp().then(macrotask)]));
           continue;
         }
         queue.splice(0, batch.length);
@@ -310,15 +332,40 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   async function writeBatch(entries: readonly Entry[], retry: boolean): Promise<void> {
     const last = (entries.at(-1) as Entry).writerSequence;
     if (storedUpTo < last) {
-      await storeBatch(entries, retry);
+      // A retried batch may have grown since its first attempt: Postgres gets only what it lacks.
+      const from = storedUpTo;
+      await storeBatch(
+        entries.filter((e) => e.writerSequence > from),
+        retry,
+      );
       storedUpTo = last;
     }
     for (const [i, sink] of sinks.entries()) {
       const from = sunkUpTo[i] as number;
       if (from >= last) continue;
-      await sink.write(entries.flatMap((e) => (e.writerSequence > from && e.line !== undefined ? [e.line] : [])).join(""));
+      try {
+        await sink.write(entries.flatMap((e) => (e.writerSequence > from && e.line !== undefined ? [e.line] : [])).join(""));
+      } catch (e) {
+        throw new SinkWriteError(sink, e);
+      }
       sunkUpTo[i] = last;
     }
+  }
+
+  /** A sink failed: every recordDurable still waiting is refused (its event stays queued). */
+  function refuseDurable(e: Error): void {
+    const take = (holder: { refuse: ((e: Error) => void) | undefined }) => {
+      const refuse = holder.refuse;
+      holder.refuse = undefined;
+      refuse?.(e);
+    };
+    for (const entry of queue) take(entry);
+    for (const list of waiting.values()) for (const w of list) take(w);
+  }
+
+  function sinkDown(): string | undefined {
+    for (const sink of sinks) if (!sink.up) return sink.name;
+    return undefined;
   }
 
   async function storeBatch(entries: readonly Entry[], retry: boolean): Promise<void> {
@@ -338,7 +385,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       await insertCompactAuditEvents(db, writer, developers, lines);
     } catch (e) {
       if (!(e instanceof DbError && e.code === NO_PARTITION)) throw e;
-      await createAuditPartitions(db, entries.map((r) => r.day));
+      await createAuditPartitions(db, entries.map((r) => r.segment), partitionHours);
       await insertCompactAuditEvents(db, writer, developers, lines);
     }
   }
@@ -412,8 +459,10 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     },
 
     recordDurable(e) {
+      const down = sinkDown();
+      if (down !== undefined) return Promise.reject(new AuditSinkDownError(down));
       return new Promise<void>((resolve, reject) => {
-        enqueue(e, [resolve]).catch(reject);
+        enqueue(e, [resolve], reject).catch(reject);
       });
     },
 
@@ -437,7 +486,27 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     get closed() {
       return closed;
     },
+
+    get sinkDown() {
+      return sinkDown();
+    },
   };
+}
+
+/** A batch write that failed at a sink (Postgres has the batch): says which sink, keeps the cause. */
+class SinkWriteError extends Error {
+  constructor(
+    readonly sink: AuditSink,
+    cause: unknown,
+  ) {
+    super(`audit sink ${sink.name} failed`, { cause });
+    this.name = "SinkWriteError";
+  }
+}
+
+/** A turn of the event loop: a retry never runs in a loop of microtasks alone, which would starve I/O and timers. */
+function macrotask(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function sleep(ms: number, unref: boolean): Promise<void> {

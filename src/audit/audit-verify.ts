@@ -3,6 +3,7 @@
  *
  *   node dist/audit/audit-verify.js                 # DATABASE_URL, else the embedded database
  *   node dist/audit/audit-verify.js --data-dir DIR  # the embedded database in DIR
+ *   node dist/audit/audit-verify.js --file F [--file G …]  # JSON-lines files, no database
  *
  * Prints one line per writer and exits 0 when every chain holds; otherwise prints
  * the first broken event (id, writer, sequence and what is wrong, never any other
@@ -13,17 +14,28 @@
  * through its archived segments and what remains without a gap, and each line says
  * how much of it was archived and in which partitions.
  *
+ * With `--file`, it checks JSON-lines files instead (a partition exported before it
+ * was dropped, SECRETS_AUDIT_EXPORT_DIR, or a file sink's output): in each file, each
+ * writer's lines must run on without a gap, each line's prev_hash the previous line's
+ * hash and its hash recomputed from its fields. It prints, per file and writer, the
+ * sequences held, the hash the first line joins to and the last hash: for an exported
+ * partition, the checkpoint the database verification names for that partition
+ * (audit_checkpoints) must show the same range, count and last hash, and the first
+ * event after it in the database carries that last hash.
+ *
  * What the chain proves: an event changed, removed or moved inside a writer's
  * chain is found. It does not prove that the newest events of a chain were not cut
  * off, nor stop someone who can write the table from recomputing a whole chain;
  * for that, copy each writer's head (printed here) somewhere the database's
  * administrators cannot write.
  */
-import { existsSync, realpathSync } from "node:fs";
+import { createReadStream, existsSync, realpathSync } from "node:fs";
+import { createInterface } from "node:readline";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { GENESIS_HASH, chainHash3Of, chainHashOf, chainHashV1 } from "./chain.js";
+import { SINK_LINE_FORMAT } from "./audit-sink.js";
+import { GENESIS_HASH, chainHash3Of, chainHashOf, chainHashV1, compactOf, type StoredAuditEvent } from "./chain.js";
 import {
   listAuditWriters,
   listCheckpoints,
@@ -32,6 +44,7 @@ import {
   listWriterEvents,
   type AuditChainRow,
   type EventSource,
+  type RawEvent,
 } from "../store/audit-store.js";
 import type { Db, Queryable } from "../store/db.js";
 import { openPglite, openPostgres } from "../store/index.js";
@@ -233,20 +246,134 @@ async function verifyCompactChains(
   return chains;
 }
 
+/** One writer's lines in a JSON-lines file. */
+export interface FileChain {
+  writerId: string;
+  firstSequence: number;
+  lastSequence: number;
+  events: number;
+  /** The prev_hash of its first line: the last hash of what came before (the genesis hash at sequence 1). */
+  joins: string;
+  headHash: string;
+}
+
+export interface FileVerifyResult {
+  chains: FileChain[];
+  /** `line` is the line number in the file, in place of an event id. */
+  problems: (Omit<ChainProblem, "id"> & { line: number })[];
+}
+
+/**
+ * Verify a JSON-lines file of audit events (an exported partition or a file sink's
+ * output): per writer, sequences without a gap, each prev_hash the previous line's
+ * hash, each hash recomputed (chain format 3) from the line's fields. A line that is
+ * not an audit line is a problem too. Carries on after a problem from the line as
+ * written.
+ */
+export async function verifyAuditFile(file: string): Promise<FileVerifyResult> {
+  const chains = new Map<string, FileChain>();
+  const problems: FileVerifyResult["problems"] = [];
+  const lines = createInterface({ input: createReadStream(file, "utf8"), crlfDelay: Number.POSITIVE_INFINITY });
+  let n = 0;
+  for await (const text of lines) {
+    n += 1;
+    if (text === "") continue;
+    let line: SinkLineFields;
+    try {
+      line = JSON.parse(text) as SinkLineFields;
+      if (line.format !== SINK_LINE_FORMAT) throw new Error("not an audit line");
+    } catch {
+      problems.push({ line: n, writerId: "", sequence: 0, kind: "hash", message: "not an audit line of this format" });
+      continue;
+    }
+    const seq = line.writer_sequence;
+    const chain = chains.get(line.writer_id);
+    const report = (kind: ChainProblem["kind"], message: string) => problems.push({ line: n, writerId: line.writer_id, sequence: seq, kind, message });
+    if (chain !== undefined && seq !== chain.lastSequence + 1) report("sequence", gapMessage(chain.lastSequence, seq));
+    else if (chain !== undefined && line.prev_hash !== chain.headHash) report("prev_hash", `prev_hash is not the hash of sequence ${seq - 1}`);
+    else if (chain === undefined && seq === 1 && line.prev_hash !== GENESIS_HASH) report("prev_hash", "prev_hash of the first event is not the genesis hash");
+    else if (chainHash3Of(line.prev_hash, line.writer_id, compactOf(eventOfLine(line))) !== line.hash) {
+      report("hash", "hash does not match the line's fields: the event was altered");
+    }
+    if (chain === undefined) {
+      chains.set(line.writer_id, { writerId: line.writer_id, firstSequence: seq, lastSequence: seq, events: 1, joins: line.prev_hash, headHash: line.hash });
+    } else {
+      chain.lastSequence = seq;
+      chain.events += 1;
+      chain.headHash = line.hash;
+    }
+  }
+  return { chains: [...chains.values()], problems };
+}
+
+/** The fields of a JSON line (audit-sink.ts, sinkLine): an event's columns, the time as ISO 8601 text. */
+type SinkLineFields = Omit<RawEvent, "id" | "time"> & { format: string; time: string };
+
+function eventOfLine(l: SinkLineFields): StoredAuditEvent {
+  return {
+    time: new Date(l.time),
+    developerId: l.developer_id,
+    callerSubject: l.caller_subject,
+    callerTokenId: l.caller_token_id,
+    callerIdentity: l.caller_identity,
+    action: l.action,
+    secretName: l.secret_name,
+    version: l.version,
+    outcome: l.outcome,
+    requestId: l.request_id,
+    peer: l.peer,
+    writerId: l.writer_id,
+    writerSequence: l.writer_sequence,
+  };
+}
+
+/** `--file` mode: verify each file, print one line per file and writer, exit 0 when all hold. */
+async function verifyFiles(files: readonly string[], out: (line: string) => void, err: (line: string) => void): Promise<number> {
+  let broken = 0;
+  for (const file of files) {
+    let result: FileVerifyResult;
+    try {
+      result = await verifyAuditFile(file);
+    } catch (e) {
+      err(`cannot read ${file}: ${e instanceof Error ? e.message : String(e)}`);
+      return 2;
+    }
+    for (const c of result.chains) {
+      const problems = result.problems.filter((p) => p.writerId === c.writerId).length;
+      out(
+        `${file}: writer ${JSON.stringify(c.writerId)}: sequences ${c.firstSequence}-${c.lastSequence} (${c.events} events), ` +
+          `joins ${c.joins}, head ${c.headHash}: ${problems === 0 ? "ok" : `BROKEN (${problems} ${problems === 1 ? "problem" : "problems"})`}`,
+      );
+    }
+    const first = result.problems[0];
+    if (first !== undefined) {
+      broken += result.problems.length;
+      out(`${file}: broken at line ${first.line}, writer ${JSON.stringify(first.writerId)}, sequence ${first.sequence}: ${first.message}`);
+    }
+  }
+  if (broken > 0) return 1;
+  out(`audit files intact: ${files.length} ${files.length === 1 ? "file" : "files"}`);
+  return 0;
+}
+
 /** The command: parse arguments, open the database, verify, print, exit code. */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const out = (line: string) => process.stdout.write(`${line}\n`);
   const err = (line: string) => process.stderr.write(`audit-verify: ${line}\n`);
 
   let dataDir: string | undefined;
+  const files: string[] = [];
   const args = argv.slice(2);
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] as string;
     if (arg === "--help" || arg === "-h") {
       out("usage: audit-verify [--data-dir DIR]   (DATABASE_URL is used unless --data-dir is given)");
+      out("       audit-verify --file FILE [--file FILE ...]   (JSON-lines files: exported partitions, a file sink)");
       return 0;
     }
-    if (arg === "--data-dir" && args[i + 1] !== undefined) {
+    if (arg === "--file" && args[i + 1] !== undefined) {
+      files.push(args[++i] as string);
+    } else if (arg === "--data-dir" && args[i + 1] !== undefined) {
       dataDir = args[++i];
     } else if (arg.startsWith("--data-dir=")) {
       dataDir = arg.slice("--data-dir=".length);
@@ -255,6 +382,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       return 2;
     }
   }
+
+  if (files.length > 0) return verifyFiles(files, out, err);
 
   const databaseUrl = dataDir === undefined ? env["DATABASE_URL"] : undefined;
   const embeddedDir = dataDir ?? env["SECRETS_DATA_DIR"] ?? ".secrets-data";

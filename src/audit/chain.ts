@@ -8,7 +8,7 @@ import {
   type StoredAuditEvent,
   type StoredCompactFields,
 } from "../store/audit-store.js";
-import { NAMED, actionCode, outcomeCode } from "./audit-codes.js";
+import { NAMED, actionCode, actionName, outcomeCode, outcomeName } from "./audit-codes.js";
 
 /**
  * The per-writer hash chain of the audit trail, shared by the writer (audit-log.ts)
@@ -110,6 +110,33 @@ export function compactOf(e: StoredAuditEvent): CompactFields {
     peer: e.peer,
     actionName: action === NAMED ? e.action : null,
     outcomeName: outcome === NAMED ? e.outcome : null,
+  };
+}
+
+/**
+ * A stored compact event in full again, the inverse of compactOf (so that
+ * compactOf(storedOf(e)) encodes as e did): for an export of stored events in the
+ * sink's line format. Throws on a code this release does not know, which a stored
+ * event cannot carry.
+ */
+export function storedOf(e: CompactFields, writerId: string): StoredAuditEvent {
+  const action = e.actionName ?? actionName(e.action);
+  const outcome = e.outcomeName ?? outcomeName(e.outcome);
+  if (action === undefined || outcome === undefined) throw new Error(`audit event ${e.writerSequence} of ${writerId} has an unknown code`);
+  return {
+    time: e.time,
+    developerId: e.developerId,
+    callerSubject: e.callerSubject ?? e.developerId,
+    callerTokenId: e.callerTokenId ?? e.callerTokenUuid ?? "",
+    callerIdentity: e.callerIdentity,
+    action,
+    secretName: e.secretName,
+    version: e.version,
+    outcome,
+    requestId: e.requestId ?? e.requestUuid ?? "",
+    peer: e.peer,
+    writerId,
+    writerSequence: e.writerSequence,
   };
 }
 

@@ -454,50 +454,73 @@ export async function findCompactWriterHashes(q: Queryable, writer: number, sequ
   return new Map(rows.map((r) => [r.writer_sequence, r.hash]));
 }
 
-/** A day in milliseconds: audit_log has one partition per UTC day. */
+/** A day in milliseconds. */
 export const AUDIT_PARTITION_MS = 86_400_000;
 
-/** The start (ms since the epoch, UTC midnight) of the partition that holds `time`. */
-export function auditPartitionStart(time: Date | number): number {
+const HOUR_MS = 3_600_000;
+
+/**
+ * How often a writer starts a new segment of its chain (audit/audit-log.ts): every
+ * partition bound is a whole UTC hour (migration 15), so with a segment an hour each
+ * partition, whatever its size, starts a segment.
+ */
+export const AUDIT_SEGMENT_HOURS = 1;
+
+/** The partition sizes allowed (SECRETS_AUDIT_PARTITION_HOURS): whole hours that divide a day, so bounds stay aligned to UTC midnight. */
+export const AUDIT_PARTITION_HOURS: readonly number[] = [1, 2, 3, 4, 6, 8, 12, 24];
+
+/** The start (ms since the epoch) of the `hours`-long slot that holds `time`; slots are aligned to UTC midnight. */
+export function auditPartitionStart(time: Date | number, hours = 24): number {
   const ms = typeof time === "number" ? time : time.getTime();
-  return Math.floor(ms / AUDIT_PARTITION_MS) * AUDIT_PARTITION_MS;
+  const size = hours * HOUR_MS;
+  return Math.floor(ms / size) * size;
 }
 
-/** The partition of the day starting at `start`: audit_log_YYYYMMDD (a year before 1000 is zero-padded). */
-export function auditPartitionName(start: number): string {
+/**
+ * The name of the partition starting at `start` and spanning `hours`:
+ * audit_log_YYYYMMDD for a whole day, else audit_log_YYYYMMDD_HH (a year before 1000
+ * is zero-padded). Names sort in time order.
+ */
+export function auditPartitionName(start: number, hours = 24): string {
   const d = new Date(start);
-  const y = String(d.getUTCFullYear()).padStart(4, "0");
-  return `audit_log_${y}${String(d.getUTCMonth() + 1).padStart(2, "0")}${String(d.getUTCDate()).padStart(2, "0")}`;
+  const two = (n: number) => String(n).padStart(2, "0");
+  const day = `audit_log_${String(d.getUTCFullYear()).padStart(4, "0")}${two(d.getUTCMonth() + 1)}${two(d.getUTCDate())}`;
+  return hours === 24 ? day : `${day}_${two(d.getUTCHours())}`;
 }
 
-const PARTITION_NAME = /^audit_log_(\d{4})(\d{2})(\d{2})$/;
+const PARTITION_NAME = /^audit_log_\d{8}(_\d{2})?$/;
 
 /**
  * The advisory lock key of audit_log's partition DDL (creating and dropping; the
- * functions of migration 13 take it too): one process at a time.
+ * functions of migrations 13 and 15 take it too): one process at a time.
  */
 export const AUDIT_PARTITION_LOCK_KEY = 7_310_452_923;
 
-/** Creates the partitions of the days starting at `starts` that do not exist yet (audit_log_create_partition). */
-export async function createAuditPartitions(q: Queryable, starts: Iterable<number>): Promise<void> {
-  const days = [...new Set(starts)].sort((a, b) => a - b).map((d) => new Date(d).toISOString().slice(0, 10));
-  if (days.length === 0) return;
-  await q.query("SELECT audit_log_create_partition(d) FROM unnest($1::date[]) AS d", [days]);
+/**
+ * Covers the `hours`-long slots that hold each of `times` with partitions
+ * (audit_log_cover, migration 15): a slot partly covered by partitions of another
+ * size gets partitions for its gaps only.
+ */
+export async function createAuditPartitions(q: Queryable, times: Iterable<number>, hours = 24): Promise<void> {
+  const starts = [...new Set([...times].map((t) => auditPartitionStart(t, hours)))].sort((a, b) => a - b);
+  if (starts.length === 0) return;
+  await q.query("SELECT audit_log_cover(s, s + make_interval(hours => $2::int)) FROM unnest($1::timestamptz[]) AS s", [
+    starts.map((t) => new Date(t)),
+    hours,
+  ]);
 }
 
-/** audit_log's partitions, oldest first, with the start of their day. */
-export async function listAuditPartitions(q: Queryable): Promise<{ name: string; start: number }[]> {
-  const { rows } = await q.query<{ name: string }>(
-    "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'audit_log'::regclass",
-  );
-  const out: { name: string; start: number }[] = [];
-  for (const { name } of rows) {
-    const m = PARTITION_NAME.exec(name);
-    if (m === null) continue;
-    const start = new Date(0).setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
-    out.push({ name, start });
-  }
-  return out.sort((a, b) => a.start - b.start);
+/** A partition of audit_log and its range [start, end), ms since the epoch. */
+export interface AuditPartition {
+  name: string;
+  start: number;
+  end: number;
+}
+
+/** audit_log's partitions, oldest first, with their bounds as the catalog holds them (audit_log_partitions). */
+export async function listAuditPartitions(q: Queryable): Promise<AuditPartition[]> {
+  const { rows } = await q.query<{ name: string; lo: Date; hi: Date }>("SELECT name, lo, hi FROM audit_log_partitions()");
+  return rows.filter((r) => PARTITION_NAME.test(r.name)).map((r) => ({ name: r.name, start: r.lo.getTime(), end: r.hi.getTime() }));
 }
 
 /**
@@ -510,6 +533,24 @@ export async function dropAuditPartition(q: Queryable, name: string): Promise<nu
   if (!PARTITION_NAME.test(name)) throw new Error(`not an audit partition: ${name}`);
   const { rows } = await q.query<{ n: number }>("SELECT audit_log_drop_partition($1) AS n", [name]);
   return rows[0]?.n ?? 0;
+}
+
+/**
+ * Per writer, the first and last sequence a partition holds (its segment of that
+ * writer's chain), by writer. Read through audit_log by the partition's bounds (the
+ * planner reads that partition alone): the service's role may read audit_log, not
+ * its partitions by name.
+ */
+export async function listPartitionSegments(
+  q: Queryable,
+  p: AuditPartition,
+): Promise<{ writer: number; firstSequence: number; lastSequence: number; events: number }[]> {
+  const { rows } = await q.query<{ writer: number; firstSequence: number; lastSequence: number; events: number }>(
+    `SELECT writer, min(writer_sequence) AS "firstSequence", max(writer_sequence) AS "lastSequence", count(*)::int8 AS events
+     FROM audit_log WHERE time >= $1 AND time < $2 GROUP BY writer ORDER BY writer`,
+    [new Date(p.start), new Date(p.end)],
+  );
+  return rows;
 }
 
 /** A writer of compact events. */

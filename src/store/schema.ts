@@ -525,30 +525,7 @@ $fn$;
 
 -- Drops one partition after recording, per writer, the head of the segment it held;
 -- both commit together. Returns the number of events dropped.
-CREATE FUNCTION audit_log_drop_partition(p_name text) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
-DECLARE
-  dropped bigint;
-BEGIN
-  PERFORM pg_advisory_xact_lock(7310452923);
-  IF p_name !~ '^audit_log_[0-9]{8}$' OR NOT EXISTS (
-    SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-    WHERE i.inhparent = 'audit_log'::regclass AND c.relname = p_name
-  ) THEN
-    RAISE EXCEPTION 'not a partition of audit_log: %', p_name;
-  END IF;
-  EXECUTE format(
-    'WITH g AS (SELECT writer, min(writer_sequence) AS first, max(writer_sequence) AS last, count(*) AS n
-                FROM %1$I GROUP BY writer),
-          ins AS (INSERT INTO audit_checkpoints (writer, partition_name, first_sequence, last_sequence, events, last_hash)
-                  SELECT g.writer, %2$L, g.first, g.last, g.n,
-                         (SELECT p.hash FROM %1$I p WHERE p.writer = g.writer AND p.writer_sequence = g.last LIMIT 1)
-                  FROM g RETURNING events)
-     SELECT COALESCE(sum(events), 0)::int8 FROM ins', p_name, p_name) INTO dropped;
-  EXECUTE format('DROP TABLE %I', p_name);
-  RETURN dropped;
-END
-$fn$;
+${dropPartitionFunction("CREATE FUNCTION", "^audit_log_[0-9]{8}$")}
 
 -- Today's partition and a few ahead; from then on the retention job makes them.
 SELECT audit_log_create_partition((now() AT TIME ZONE 'UTC')::date + d) FROM generate_series(0, 3) AS d;
@@ -649,4 +626,102 @@ CREATE OR REPLACE VIEW audit_events AS
   FROM audit_log_events;
 `,
   },
+  {
+    version: 15,
+    name: "audit partitions of a configurable number of hours",
+    sql: `
+-- audit_log's partitions may span any whole number of UTC hours that divides a day
+-- (SECRETS_AUDIT_PARTITION_HOURS; a day by default), never crossing midnight: one
+-- that spans a whole day is audit_log_YYYYMMDD (as migration 13 names them), any
+-- other audit_log_YYYYMMDD_HH after its first hour. Names sort in time order.
+
+-- Every partition with its bounds, read from the catalog (the bound's text is
+-- written and read back under the same settings, so it round-trips exactly).
+CREATE FUNCTION audit_log_partitions() RETURNS TABLE (name text, lo timestamptz, hi timestamptz)
+LANGUAGE sql STABLE SET search_path FROM CURRENT SET timezone TO 'UTC' SET datestyle TO 'ISO, YMD' AS $fn$
+  SELECT c.relname::text, b[1]::timestamptz, b[2]::timestamptz
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid,
+       regexp_match(pg_get_expr(c.relpartbound, c.oid), $re$FROM [(]'([^']+)'[)] TO [(]'([^']+)'[)]$re$) AS b
+  WHERE i.inhparent = 'audit_log'::regclass
+  ORDER BY 2
+$fn$;
+
+-- Makes partitions so that [p_from, p_to) is covered: one per gap between the
+-- partitions that exist, so partitions of another size made before (a change of
+-- SECRETS_AUDIT_PARTITION_HOURS) stay as they are and nothing overlaps. Returns how
+-- many it made. Runs as the owner of audit_log, one process at a time, as
+-- audit_log_create_partition does.
+CREATE FUNCTION audit_log_cover(p_from timestamptz, p_to timestamptz) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET timezone TO 'UTC' AS $fn$
+DECLARE
+  cur timestamptz := p_from;
+  r record;
+  gaps tstzrange[] := '{}';
+  g tstzrange;
+  part text;
+BEGIN
+  IF p_from >= p_to OR date_trunc('hour', p_from) <> p_from OR date_trunc('hour', p_to) <> p_to
+     OR p_to > date_trunc('day', p_from) + interval '1 day' THEN
+    RAISE EXCEPTION 'an audit partition spans whole UTC hours within one day, not [%, %)', p_from, p_to;
+  END IF;
+  PERFORM pg_advisory_xact_lock(7310452923);
+  FOR r IN SELECT p.lo, p.hi FROM audit_log_partitions() p WHERE p.hi > p_from AND p.lo < p_to ORDER BY p.lo LOOP
+    IF r.lo > cur THEN
+      gaps := gaps || tstzrange(cur, r.lo);
+    END IF;
+    cur := greatest(cur, r.hi);
+  END LOOP;
+  IF cur < p_to THEN
+    gaps := gaps || tstzrange(cur, p_to);
+  END IF;
+  FOREACH g IN ARRAY gaps LOOP
+    part := 'audit_log_' || to_char(lower(g), 'YYYYMMDD') ||
+      CASE WHEN upper(g) - lower(g) = interval '24 hours' THEN '' ELSE to_char(lower(g), '"_"HH24') END;
+    EXECUTE format('CREATE TABLE %I PARTITION OF audit_log FOR VALUES FROM (%L) TO (%L)', part, lower(g), upper(g));
+    EXECUTE format('CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON %I
+      FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()', part);
+  END LOOP;
+  RETURN cardinality(gaps);
+END
+$fn$;
+
+-- As in migration 13, for either form of name.
+${dropPartitionFunction("CREATE OR REPLACE FUNCTION", "^audit_log_[0-9]{8}(_[0-9]{2})?$")}
+
+-- Not for PUBLIC: grant EXECUTE to the service's role (docs/operations.md).
+REVOKE EXECUTE ON FUNCTION audit_log_cover(timestamptz, timestamptz) FROM PUBLIC;
+`,
+  },
 ];
+
+/**
+ * audit_log_drop_partition (migrations 13 and 15, which differ only in the partition
+ * names they accept): drops one partition after recording, per writer, the head of
+ * the segment it held; both commit together. Returns the number of events dropped.
+ */
+function dropPartitionFunction(create: "CREATE FUNCTION" | "CREATE OR REPLACE FUNCTION", namePattern: string): string {
+  return `${create} audit_log_drop_partition(p_name text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+DECLARE
+  dropped bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock(7310452923);
+  IF p_name !~ '${namePattern}' OR NOT EXISTS (
+    SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = 'audit_log'::regclass AND c.relname = p_name
+  ) THEN
+    RAISE EXCEPTION 'not a partition of audit_log: %', p_name;
+  END IF;
+  EXECUTE format(
+    'WITH g AS (SELECT writer, min(writer_sequence) AS first, max(writer_sequence) AS last, count(*) AS n
+                FROM %1$I GROUP BY writer),
+          ins AS (INSERT INTO audit_checkpoints (writer, partition_name, first_sequence, last_sequence, events, last_hash)
+                  SELECT g.writer, %2$L, g.first, g.last, g.n,
+                         (SELECT p.hash FROM %1$I p WHERE p.writer = g.writer AND p.writer_sequence = g.last LIMIT 1)
+                  FROM g RETURNING events)
+     SELECT COALESCE(sum(events), 0)::int8 FROM ins', p_name, p_name) INTO dropped;
+  EXECUTE format('DROP TABLE %I', p_name);
+  RETURN dropped;
+END
+$fn$;`;
+}

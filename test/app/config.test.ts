@@ -30,6 +30,15 @@ describe("configuration", () => {
     expect(error({ SECRETS_DB_SCOPE_CHECKS: "maybe" })).toMatch(/SECRETS_DB_SCOPE_CHECKS/);
   });
 
+  it("takes the audit partition size in hours that divide a day, a day by default, and an export directory", () => {
+    expect(loadConfig({})).toMatchObject({ auditPartitionHours: 24, auditExportDir: undefined });
+    expect(loadConfig({ SECRETS_AUDIT_PARTITION_HOURS: "6", SECRETS_AUDIT_EXPORT_DIR: "/var/lib/audit" })).toMatchObject({
+      auditPartitionHours: 6,
+      auditExportDir: "/var/lib/audit",
+    });
+    for (const bad of ["5", "0", "48", "1.5", "day"]) expect(error({ SECRETS_AUDIT_PARTITION_HOURS: bad })).toMatch(/SECRETS_AUDIT_PARTITION_HOURS must be one of 1, 2, 3, 4, 6, 8, 12, 24/);
+  });
+
   it("dev mode refuses a non-loopback address; production needs TLS or SECRETS_ALLOW_PLAINTEXT there", () => {
     expect(error({ SECRETS_GRPC_ADDR: "0.0.0.0:50051" })).toMatch(/SECRETS_GRPC_ADDR/);
     expect(error({ ...prod, SECRETS_GRPC_ADDR: "0.0.0.0:50051" })).toMatch(/SECRETS_ALLOW_PLAINTEXT/);

@@ -6,6 +6,8 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
@@ -14,9 +16,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { GENESIS_HASH, chainHash3Of } from "../../src/audit/chain.js";
 import { auditSecretName } from "../../src/audit/audit-event.js";
+import { exportAuditPartition } from "../../src/audit/audit-export.js";
 import { createAuditLog } from "../../src/audit/audit-log.js";
-import { findCompactWriterHashes, listCompactWriterEvents, listWriterEvents } from "../../src/store/audit-store.js";
-import { verifyAuditChains } from "../../src/audit/audit-verify.js";
+import {
+  findCompactWriterHashes,
+  listAuditPartitions,
+  listCompactWriterEvents,
+  listWriterEvents,
+  type AuditPartition,
+} from "../../src/store/audit-store.js";
+import { verifyAuditChains, verifyAuditFile } from "../../src/audit/audit-verify.js";
 import { backendUnavailable, type Db } from "../../src/store/db.js";
 import { openPostgres } from "../../src/store/pg-db.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
@@ -356,12 +365,12 @@ describe.runIf(testDatabaseKind() === "postgres")("audit log as the role docs/de
     await t.db.query(`GRANT INSERT, SELECT ON audit_log, audit_writers, audit_developers TO ${role}`);
     await t.db.query(`GRANT SELECT ON audit_events TO ${role}`);
     await t.db.query(`GRANT USAGE ON SEQUENCE audit_events_id_seq TO ${role}`);
-    await t.db.query(`GRANT EXECUTE ON FUNCTION audit_log_create_partition(date) TO ${role}`);
+    await t.db.query(`GRANT EXECUTE ON FUNCTION audit_log_cover(timestamptz, timestamptz) TO ${role}`);
   });
   afterAll(async () => {
     await t?.db.query(`REVOKE ALL ON audit_log, audit_writers, audit_developers, audit_events FROM ${role}`).catch(() => undefined);
     await t?.db.query(`REVOKE ALL ON SEQUENCE audit_events_id_seq FROM ${role}`).catch(() => undefined);
-    await t?.db.query(`REVOKE ALL ON FUNCTION audit_log_create_partition(date) FROM ${role}`).catch(() => undefined);
+    await t?.db.query(`REVOKE ALL ON FUNCTION audit_log_cover(timestamptz, timestamptz) FROM ${role}`).catch(() => undefined);
     await t?.cleanup();
     // A role belongs to the cluster, not the test database.
     const admin = await openPostgres(process.env.DATABASE_URL as string);
@@ -386,6 +395,15 @@ describe.runIf(testDatabaseKind() === "postgres")("audit log as the role docs/de
       expect(await findCompactWriterHashes(db, await writerNumber(db, writerId), [1, 4])).toHaveProperty("size", 2);
       await expect(db.query("UPDATE audit_log SET outcome = 0")).rejects.toMatchObject({ code: "42501" });
       await expect(db.query("DELETE FROM audit_log")).rejects.toMatchObject({ code: "42501" });
+      // The export before a drop reads the partition through audit_log: SELECT is enough.
+      const [partition] = (await listAuditPartitions(db)).filter((p) => p.name === "audit_log_20010203");
+      const exportDir = await mkdtemp(path.join(os.tmpdir(), "secrets-audit-export-"));
+      try {
+        expect(await exportAuditPartition(db, partition as AuditPartition, exportDir)).toMatchObject({ events: 1 });
+        expect((await verifyAuditFile(path.join(exportDir, "audit_log_20010203.jsonl"))).problems).toEqual([]);
+      } finally {
+        await rm(exportDir, { recursive: true, force: true });
+      }
       // Dropping a day is the retention job's, run as the owner: not granted here.
       await expect(db.query("SELECT audit_log_drop_partition('audit_log_20010203')")).rejects.toMatchObject({ code: "42501" });
     } finally {

@@ -1,5 +1,6 @@
 /**
- * Retention of the compact audit trail: the job drops whole day partitions (never
+ * Retention of the compact audit trail (day partitions; audit-partitions.test.ts has
+ * partitions of hours): the job drops whole day partitions (never
  * rows) while writers write, records the head of each dropped segment, and
  * audit:verify then verifies what remains, names what was archived, and still finds
  * any remaining event removed or changed.
@@ -163,14 +164,16 @@ describe(`audit retention on ${testDatabaseKind()}`, () => {
     expect(await problemsOf(t.db, writers)).toEqual([]);
   });
 
-  it("stores an event timed before its writer's current day at that day's start, keeping each day one segment", async () => {
+  it("stores an event timed before its writer's current hour at that hour's start, keeping each partition whole segments", async () => {
     const writerId = newId("wc");
     const log = createAuditLog({ db: t.db, writerId });
-    await log.record(auditEvent({ developerId, time: at(2, 5) }));
+    const hour = 3_600_000;
+    await log.record(auditEvent({ developerId, time: at(2, 2 * hour + 5) }));
+    await log.record(auditEvent({ developerId, time: at(2, hour + 7) }));
     await log.record(auditEvent({ developerId, time: at(1, 7) }));
     await log.close();
     const { rows } = await t.db.query<{ time: Date }>("SELECT time FROM audit_events WHERE writer_id = $1 ORDER BY writer_sequence", [writerId]);
-    expect(rows.map((r) => r.time.getTime())).toEqual([at(2, 5).getTime(), at(2).getTime()]);
+    expect(rows.map((r) => r.time.getTime())).toEqual([at(2, 2 * hour + 5).getTime(), at(2, 2 * hour).getTime(), at(2, 2 * hour).getTime()]);
     expect(await problemsOf(t.db, [writerId])).toEqual([]);
   });
 });

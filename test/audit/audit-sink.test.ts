@@ -1,13 +1,14 @@
 /**
  * JSON-lines audit sinks: every event once, in chain order, with the chain's hashes,
  * across a restart of the writer; a sink that fails gets the rest of its lines
- * retried without duplicates; strict (recordDurable) waits for every sink; a file
+ * retried without duplicates; strict (recordDurable) waits for every sink, and is
+ * refused at once while one is known down; a sink that was down recovers; a file
  * sink rotates.
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:net";
+import { mkdir, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { createServer, type Server, type Socket } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -16,11 +17,11 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { createAuditLog } from "../../src/audit/audit-log.js";
-import { openSinks, parseSinkSpecs, type AuditSink } from "../../src/audit/audit-sink.js";
+import { AuditSinkDownError, openSinks, parseSinkSpecs, type AuditSink } from "../../src/audit/audit-sink.js";
 import { verifyAuditChains } from "../../src/audit/audit-verify.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
-import { auditEvent, isPending, newId } from "./audit-support.js";
+import { auditEvent, heldDb, newId } from "./audit-support.js";
 
 interface Line {
   writer_id: string;
@@ -83,6 +84,8 @@ describe(`audit sinks on ${testDatabaseKind()}`, () => {
     let failures = 2;
     const flaky: AuditSink = {
       name: "flaky",
+      up: true,
+      whenUp: () => Promise.resolve(),
       async write(text) {
         if (failures > 0) {
           failures -= 1;
@@ -101,22 +104,113 @@ describe(`audit sinks on ${testDatabaseKind()}`, () => {
     expect(rows[0]?.n).toBe(12);
   });
 
-  it("strict: a durable record waits while a Unix socket sink is down, and completes once it is back", async () => {
+  it("a batch that grows while a sink is down is stored once: only what Postgres lacks goes to it", async () => {
+    const received: string[] = [];
+    let down = true;
+    let attempts = 0;
+    const sink: AuditSink = {
+      name: "switch",
+      get up() {
+        return !down;
+      },
+      whenUp: () => Promise.resolve(), // resolves at once even while down: the writer must still yield to I/O between retries
+      async write(text) {
+        attempts += 1;
+        if (down) throw new Error("sink down (test)");
+        received.push(text);
+      },
+      close: async () => undefined,
+    };
+    const errors: string[] = [];
+    const writerId = newId("w");
+    const log = createAuditLog({ db: t.db, writerId, sinks: [sink], intervalMs: 1, maxRetryDelayMs: 5, onError: (e) => errors.push(String(e)) });
+    await log.record(auditEvent({ developerId: newId("dev") }));
+    await expect.poll(() => attempts).toBeGreaterThan(1);
+    // Queued behind the failing batch: the next attempt carries both events.
+    await log.record(auditEvent({ developerId: newId("dev") }));
+    const before = attempts;
+    await expect.poll(() => attempts).toBeGreaterThan(before + 1);
+    down = false;
+    await log.close();
+    expect(errors.filter((e) => !e.includes("switch"))).toEqual([]);
+    expect(parse(received.join("")).map((l) => l.writer_sequence)).toEqual([1, 2]);
+    const { rows } = await t.db.query<{ n: number }>("SELECT count(*)::int8 AS n FROM audit_events WHERE writer_id = $1", [writerId]);
+    expect(rows[0]?.n).toBe(2);
+  });
+
+  it("strict: a durable record is refused at once while a Unix socket sink is down, and commits once it is back", async () => {
     const socketPath = path.join(dir, "sink.sock");
-    const sinks = openSinks(parseSinkSpecs(`unix:${socketPath}`));
-    const log = createAuditLog({ db: t.db, writerId: newId("w"), sinks, intervalMs: 1, maxRetryDelayMs: 10 });
-    const durable = log.recordDurable(auditEvent({ developerId: newId("dev") }));
-    expect(await isPending(durable, 100)).toBe(true);
+    const sinks = openSinks(parseSinkSpecs(`unix:${socketPath}`), { reconnectInitialMs: 5, reconnectMaxMs: 20 });
+    const log = createAuditLog({ db: t.db, writerId: newId("w"), sinks, intervalMs: 1, maxRetryDelayMs: 10_000 });
     let got = "";
     const server: Server = createServer((c) => c.on("data", (d) => (got += d.toString())));
-    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
     try {
-      await durable;
+      // Nobody listens: the connection made at open fails and the sink is down.
+      await expect.poll(() => log.sinkDown).toBe(`unix:${socketPath}`);
+      await expect(log.recordDurable(auditEvent({ developerId: newId("dev") }))).rejects.toBeInstanceOf(AuditSinkDownError);
+      await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+      // It reconnects on its own, with no event to write.
+      await expect.poll(() => log.sinkDown).toBeUndefined();
+      await log.recordDurable(auditEvent({ developerId: newId("dev") }));
+      await expect.poll(() => parse(got).map((l) => l.writer_sequence)).toEqual([1]);
+      await log.close();
+    } finally {
+      for (const s of sinks) await s.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it("strict: a durable record waiting when its sink fails is refused; its event is written once the sink is back", async () => {
+    const socketPath = path.join(dir, "sink2.sock");
+    const connections = new Set<Socket>();
+    let got = "";
+    const listen = () => {
+      const server = createServer((c) => {
+        connections.add(c);
+        c.on("data", (d) => (got += d.toString()));
+      });
+      return new Promise<Server>((resolve) => server.listen(socketPath, () => resolve(server)));
+    };
+    let server = await listen();
+    const sinks = openSinks(parseSinkSpecs(`unix:${socketPath}`), { reconnectInitialMs: 5, reconnectMaxMs: 20 });
+    const held = heldDb(t.db);
+    const log = createAuditLog({ db: held.db, writerId: newId("w"), sinks, intervalMs: 1, maxRetryDelayMs: 20 });
+    try {
+      await expect.poll(() => connections.size).toBe(1);
+      const durable = log.recordDurable(auditEvent({ developerId: newId("dev") }));
+      await expect.poll(() => held.waiting()).toBe(1);
+      // The reader goes away while the event waits for Postgres.
+      for (const c of connections) c.destroy();
+      await new Promise((resolve) => server.close(resolve));
+      await expect.poll(() => log.sinkDown).toBeDefined();
+      held.release();
+      await expect(durable).rejects.toBeInstanceOf(AuditSinkDownError);
+      server = await listen();
       await log.close();
       await expect.poll(() => parse(got).map((l) => l.writer_sequence)).toEqual([1]);
     } finally {
       for (const s of sinks) await s.close();
       await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it("a file sink that cannot be written is down until it can, and then gets every line once", async () => {
+    const sub = path.join(dir, "not-yet");
+    const file = path.join(sub, "audit.jsonl");
+    const sinks = openSinks(parseSinkSpecs(`file:${file}`));
+    const log = createAuditLog({ db: t.db, writerId: newId("w"), sinks, intervalMs: 1, maxRetryDelayMs: 20 });
+    try {
+      for (let i = 0; i < 3; i++) await log.record(auditEvent({ developerId: newId("dev") }));
+      await expect.poll(() => log.sinkDown).toBe(`file:${file}`);
+      await expect(log.recordDurable(auditEvent({ developerId: newId("dev") }))).rejects.toBeInstanceOf(AuditSinkDownError);
+      await mkdir(sub);
+      await log.flush();
+      expect(log.sinkDown).toBeUndefined();
+      await log.recordDurable(auditEvent({ developerId: newId("dev") }));
+      await log.close();
+      expect(parse(await readFile(file, "utf8")).map((l) => l.writer_sequence)).toEqual([1, 2, 3, 4]);
+    } finally {
+      for (const s of sinks) await s.close();
     }
   });
 

@@ -1,8 +1,9 @@
 /**
  * A whole service with JSON-lines audit sinks (a file and a Unix socket) in strict
  * mode: every event reaches both, once and in chain order, with no value in them;
- * while the socket's reader is down, a value read does not answer, and it does once
- * the reader is back.
+ * while the socket's reader is down, a value read is refused at once (AUDIT_UNAVAILABLE)
+ * and other calls are served, and value reads answer again once the reader is back.
+ * Without strict mode, value reads are served while the sink is down.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
@@ -11,8 +12,9 @@ import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { startTestService, type TestService } from "../support/fixtures.js";
-import { isPending } from "../audit/audit-support.js";
+import * as grpc from "@grpc/grpc-js";
+
+import { expectCallError, startTestService, type TestService } from "../support/fixtures.js";
 
 const VALUE = "sink-test-value-5e21";
 
@@ -85,12 +87,41 @@ describe("a service with JSON-lines audit sinks, strict", () => {
     expect(received).toBe(fromFile);
   });
 
-  it("holds a value read back while the socket's reader is down, and answers once it is back", async () => {
+  it("refuses a value read at once while the socket's reader is down, and answers once it is back", async () => {
     await stopListening();
-    const read = svc.secrets.accessSecret({ name: "api_key" }, token);
-    expect(await isPending(read, 500)).toBe(true);
+    // The client's deadline is 20 s: a refusal that waited for it would be DEADLINE_EXCEEDED.
+    const err = await expectCallError(() => svc.secrets.accessSecret({ name: "api_key" }, token));
+    expect(grpc.status[err.code]).toBe("UNAVAILABLE");
+    expect(err.reason).toBe("AUDIT_UNAVAILABLE");
+    expect(err.details).not.toContain(VALUE);
+    // Calls that are not strict go on being served, their events held until the sink is back.
+    expect((await svc.secrets.getSecret({ name: "api_key" }, token)).secret?.name).toBe("api_key");
     await listen();
-    expect((await read).value).toBe(VALUE);
-    expect(received).toContain('"action":"AccessSecret"');
+    // The sink reconnects with backoff; reads are refused until it has.
+    await expect
+      .poll(async () => (await svc.secrets.accessSecret({ name: "api_key" }, token).catch(() => ({ value: "" }))).value, { timeout: 15_000, interval: 100 })
+      .toBe(VALUE);
+    await expect.poll(() => received.split("\n").filter((l) => l.includes('"action":"GetSecret"')).length, { timeout: 10_000 }).toBe(2);
+  });
+});
+
+describe("a service with a Unix socket audit sink, not strict", () => {
+  let dir: string;
+  let svc: TestService;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "secrets-e2e-sinks-"));
+    // Nobody ever listens on the socket.
+    svc = await startTestService({ SECRETS_AUDIT_SINKS: `unix:${path.join(dir, "audit.sock")}` });
+  });
+  afterAll(async () => {
+    await svc?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("keeps serving value reads while the sink is down", async () => {
+    const token = await svc.token("sink-dev", { scopes: ["secrets:access", "secrets:write"] });
+    await svc.secrets.createSecret({ name: "api_key", value: VALUE }, token);
+    for (let i = 0; i < 3; i++) expect((await svc.secrets.accessSecret({ name: "api_key" }, token)).value).toBe(VALUE);
   });
 });

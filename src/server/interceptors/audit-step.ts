@@ -15,7 +15,9 @@ import { peerOf, type CallState } from "./call-state.js";
  * result leaves. What the event is about comes from the policy, applied to the decoded
  * request; a request that did not decode is recorded with no subject. A call whose
  * event cannot be queued (or, for a strict method, committed) is answered UNAVAILABLE
- * / AUDIT_UNAVAILABLE: never answered unaudited.
+ * / AUDIT_UNAVAILABLE: never answered unaudited. A strict method's call while a sink is
+ * known down is refused that way before it runs (call-interceptor.ts), at once, rather
+ * than left waiting for the sink until its deadline.
  *
  * Audited services are unary: a response message means the call succeeded, and its
  * event is queued before the message leaves. A call that ends without one (an error)
@@ -45,8 +47,11 @@ type SendStatus = (status: CallStatus) => void;
 export interface AuditStep {
   /** How calls to `path` are audited; undefined when they are not. */
   methodOf(path: string): AuditedMethod | undefined;
-  /** The audit log refuses every event (it is closed): audited calls are refused before they run. */
-  readonly closed: boolean;
+  /**
+   * A call to `method` that would be refused for want of its audit now: the log is
+   * closed, or the method is strict and a sink is known down. Refused before it runs.
+   */
+  refusesNow(method: AuditedMethod): boolean;
   /** A response message of an audited call: sent once its event is queued, or replaced by AUDIT_UNAVAILABLE. */
   sendMessage(call: grpc.ServerInterceptingCallInterface, state: CallState, method: AuditedMethod, message: unknown, next: SendMessage): void;
   /** The status of an audited call: sent once its event (if not yet queued) is, or replaced by AUDIT_UNAVAILABLE. */
@@ -83,8 +88,8 @@ export function createAuditStep(deps: AuditStepDeps, log: Logger, finish: Finish
       return rule && { rule, durable: deps.strict && rule.returnsValues };
     },
 
-    get closed() {
-      return audit.closed;
+    refusesNow(method) {
+      return audit.closed || (method.durable && audit.sinkDown !== undefined);
     },
 
     sendMessage(call, state, method, message, next) {

@@ -21,7 +21,8 @@ import { withOperatorRule } from "./operator-rule.js";
  * 3. operator-rule: with mTLS on, the operator scope counts only from listed clients;
  * 4. audit-step: one audit event per authenticated call to an audited method, queued
  *    before the call's result leaves (else UNAVAILABLE / AUDIT_UNAVAILABLE), and with
- *    the audit log closed such a call is refused before it runs;
+ *    the audit log closed (or, for a strict call, a sink known down) such a call is
+ *    refused before it runs;
  * 5. call-log: one log line and one metrics observation per call, when its status is sent or
  *    the client cancels it.
  * The steps are built once, with the interceptor; a call allocates its state and the
@@ -80,8 +81,9 @@ export function createCallInterceptor(deps: CallInterceptorDeps): grpc.ServerInt
   ): void {
     state.principal = withOperatorRule(principal, state.identity, deps.operatorIdentities);
     // A log that refuses every event would refuse this call's too, after its handler
-    // ran: a write would be made and go unaudited. Refuse it before.
-    if (plan.audited !== undefined && audit?.closed === true) {
+    // ran: a write would be made and go unaudited. Refuse it before. So too a strict
+    // call while a sink is known down: its commit could not come before the sink is back.
+    if (plan.audited !== undefined && audit?.refusesNow(plan.audited) === true) {
       const status = auditUnavailable(state.requestId);
       return call.sendStatus({ ...status, metadata: finish(call, state, status) });
     }

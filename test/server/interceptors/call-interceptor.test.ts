@@ -84,6 +84,9 @@ function fakeAuditLog() {
     get closed() {
       return closed;
     },
+    get sinkDown() {
+      return undefined;
+    },
     get queueDepth() {
       return 0;
     },
