@@ -60,6 +60,12 @@ export function machineDelta(before: MachineSample, after: MachineSample): Machi
   };
 }
 
+/** CPU seconds of every postgres process on this machine so far (processes that ended are not counted), or undefined off Linux. */
+export function postgresCpuSeconds(): number | undefined {
+  const cpu = postgresCpu();
+  return cpu && [...cpu.values()].reduce((sum, ns) => sum + ns, 0) / 1e9;
+}
+
 function postgresCpu(): Map<number, number> | undefined {
   try {
     const cpu = new Map<number, number>();

@@ -13,6 +13,7 @@ import { SecretService } from "../src/api/gen/secrets/v1/secrets_pb.js";
 import { Health } from "../src/api/gen/grpc/health/v1/health_pb.js";
 import { serviceDefinition } from "../src/server/grpc-adapter.js";
 import { sampleAuditGrowth, walBetween } from "./audit-growth.js";
+import { postgresCpuSeconds } from "./machine.js";
 import { prng } from "./stats.js";
 
 /**
@@ -35,8 +36,9 @@ import { prng } from "./stats.js";
  * (Health/Check) and cache-hit reads (AccessSecret), so that each read round has an
  * empty round beside it measured on the same machine a moment before: the ratio
  * reads ÷ empty tells a decline of the service from the machine's drift. Each read
- * round also reports the audit table's growth (partitions with indexes) and the WAL
- * per read. Verdict: the median ratio of the last third of the rounds is less than
+ * round also reports the server's and Postgres's CPU per read (which the machine's
+ * load moves far less than throughput), the audit table's growth (partitions with
+ * indexes) and the WAL per read. Verdict: the median ratio of the last third of the rounds is less than
  * `--max-decline-percent` (default 10) below that of the first third, and RSS levels
  * off as above.
  *
@@ -242,34 +244,42 @@ async function fullSpeed(
       n += 1;
       return call(client, "accessSecret", { name: hot[n % hot.length] }, tokens[n % tokens.length] as string);
     };
-    const head = ["t (s)", "empty/s", "reads/s", "ratio", "audit B/read", "WAL B/read", "RSS MB", "failed"];
-    const widths = [6, 8, 8, 6, 12, 10, 7, 7];
+    const head = ["t (s)", "empty/s", "reads/s", "ratio", "server µs/read", "pg µs/read", "audit B/read", "WAL B/read", "RSS MB", "failed"];
+    const widths = [6, 8, 8, 6, 14, 10, 12, 10, 7, 7];
     const row = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i] as number)).join("  ");
     console.log(`
 full speed: rounds of ${ROUND_SECONDS} s, empty calls then cache-hit reads, ${FULL_SPEED_IN_FLIGHT} in flight
 ${row(head)}`);
-    const rounds: { t: number; ratio: number; rss: number; auditPerRead: number; walPerRead: number }[] = [];
+    const rounds: { t: number; ratio: number; rss: number; serverUs: number; postgresUs: number; auditPerRead: number; walPerRead: number }[] = [];
     let failed = 0;
     const started = performance.now();
     while (!interrupted() && performance.now() - started < MINUTES * 60_000) {
       const empty = await closedLoop(ROUND_SECONDS, () => healthCheck(health));
       const before = await auditBytes();
+      const serverBefore = await sampleServer(server);
+      const postgresBefore = postgresCpuSeconds() ?? NaN;
       const reads = await closedLoop(ROUND_SECONDS, read);
       await new Promise((r) => setTimeout(r, 300)); // the audit log's last batch
+      const postgresAfter = postgresCpuSeconds() ?? NaN;
       const after = await auditBytes();
       const sample = await sampleServer(server);
+      // CPU per read does not move with the machine's load as throughput does: a service that slows shows here.
+      const serverUs = ((sample.cpuSeconds - serverBefore.cpuSeconds) / reads.calls) * 1e6;
+      const postgresUs = ((postgresAfter - postgresBefore) / reads.calls) * 1e6;
       failed += empty.failed + reads.failed;
       const ratio = reads.calls / reads.seconds / (empty.calls / empty.seconds);
       const auditPerRead = (after.bytes - before.bytes) / reads.calls;
       const walPerRead = (await walBetween(db, before.lsn, after.lsn)) / reads.calls;
       const t = (performance.now() - started) / 1000;
-      rounds.push({ t, ratio, rss: sample.rssBytes, auditPerRead, walPerRead });
+      rounds.push({ t, ratio, rss: sample.rssBytes, serverUs, postgresUs, auditPerRead, walPerRead });
       console.log(
         row([
           t.toFixed(0),
           (empty.calls / empty.seconds).toFixed(0),
           (reads.calls / reads.seconds).toFixed(0),
           ratio.toFixed(2),
+          serverUs.toFixed(0),
+          postgresUs.toFixed(0),
           auditPerRead.toFixed(0),
           walPerRead.toFixed(0),
           mb(sample.rssBytes),
@@ -290,6 +300,9 @@ ${row(head)}`);
     const growth = ((lastRss - middleRss) / middleRss) * 100;
     const steady = decline < MAX_DECLINE_PERCENT;
     const levelsOff = !(growth >= MAX_GROWTH_PERCENT);
+    const thirds = (pick: (r: (typeof rounds)[number]) => number) =>
+      `${median(rounds.slice(0, third).map(pick)).toFixed(0)} → ${median(rounds.slice(-third).map(pick)).toFixed(0)}`;
+    console.log(`CPU per read, first third → last third (medians): server ${thirds((r) => r.serverUs)} µs, Postgres ${thirds((r) => r.postgresUs)} µs`);
     console.log(
       `audit per read: median ${median(rounds.map((r) => r.auditPerRead)).toFixed(0)} B of table and indexes, ` +
         `${median(rounds.map((r) => r.walPerRead)).toFixed(0)} B of WAL (all WAL of the round ÷ reads)`,
