@@ -42,7 +42,8 @@ import type { WorkerResult, WorkerStop, WorkerTask } from "./worker.js";
  * through the store, each call a developer and a secret drawn uniformly at random
  * with that developer's own token: data keys, tokens and cache entries cold and warm.
  * The key job runs with the servers' defaults unless SECRETS_KEY_JOB_BATCH /
- * SECRETS_KEY_JOB_PAUSE_MS are set in the bench's environment, which passes them on.
+ * SECRETS_KEY_JOB_PAUSE_MS are set in the bench's environment, which passes them on,
+ * as it does SECRETS_LOG_CALLS.
  * Then the PKCS#11 provider's data-key unwraps per second through a SoftHSM2 token, in-process
  * (bench/hsm-unwraps.ts; skipped where SoftHSM2 is not installed). `--hsm` runs every server phase
  * with a SoftHSM2 master key active (see HSM below).
@@ -126,9 +127,12 @@ const REWRAP_DEADLINE_MS = QUICK ? 60_000 : 600_000;
 const REWRAP_BEFORE_MS = QUICK ? 2_000 : 10_000;
 const REWRAP_POLL_MS = QUICK ? 100 : 250;
 const REWRAP_SETTLE_MS = QUICK ? 2_000 : 5_000;
-/** The key job's settings, passed on to the servers when set here; otherwise the servers' defaults apply. */
-const KEY_JOB_ENV = Object.fromEntries(
-  ["SECRETS_KEY_JOB_BATCH", "SECRETS_KEY_JOB_PAUSE_MS"].flatMap((k) => (process.env[k] ? [[k, process.env[k] as string]] : [])),
+/**
+ * Settings passed on to the servers when set here (the key job's pace, which calls get a
+ * log line); otherwise the servers' defaults apply.
+ */
+const PASSED_ENV = Object.fromEntries(
+  ["SECRETS_KEY_JOB_BATCH", "SECRETS_KEY_JOB_PAUSE_MS", "SECRETS_LOG_CALLS"].flatMap((k) => (process.env[k] ? [[k, process.env[k] as string]] : [])),
 );
 
 interface Server {
@@ -651,7 +655,7 @@ async function main(): Promise<void> {
       SECRETS_READ_RATE: "0",
       SECRETS_WRITE_RATE: "0",
       SECRETS_MAX_SECRETS_PER_DEVELOPER: "10000000",
-      ...KEY_JOB_ENV,
+      ...PASSED_ENV,
     };
     servers.push(await startServer("cache", { ...common, REDIS_URL }));
     servers.push(await startServer("nocache", common));
