@@ -15,8 +15,10 @@ import {
  * The one bridge between protobuf-es descriptors and grpc-js. protoc-gen-es emits
  * descriptors, not grpc-js service definitions; this builds the definition from the
  * descriptor (path `/${typeName}/${method}`, binary (de)serializers of the method's
- * schemas) and turns typed handler functions into grpc-js handlers. Handlers return
- * or throw; they never touch callbacks, so a call is answered exactly once.
+ * schemas) and turns typed handler functions into grpc-js handlers. A unary handler
+ * returns or throws; a streaming one drives a ServerStream, whose first `end` or
+ * `fail` is its only one. Neither touches grpc-js's callbacks, so a call is answered
+ * exactly once.
  */
 
 /** Per-call context handed to every handler. */
