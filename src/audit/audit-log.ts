@@ -1,3 +1,5 @@
+import { randomUUID } from "node:crypto";
+
 import { LRUCache } from "lru-cache";
 
 import type { Db } from "../store/db.js";
@@ -118,7 +120,8 @@ interface Entry {
   encoded: string;
   /** Its JSON line, when there are sinks. */
   line: string | undefined;
-  /** The start of its segment's hour. */
+  /** Its time as stored (ms since the epoch), and the start of its segment's hour. */
+  time: number;
   segment: number;
   developerId: string;
   writerSequence: number;
@@ -161,8 +164,9 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   let lastHash = GENESIS_HASH;
   /** The hour of the writer's current segment; none before the first event. */
   let segmentHour = Number.NEGATIVE_INFINITY;
-  /** This writer's number in audit_writers, once registered (at the first write). */
+  /** This writer's number in audit_writers, once registered (at the first write) with this process's claim. */
   let writerNumber: number | undefined;
+  const claim = randomUUID();
   /** Developer numbers already registered: a batch asks the database only for developers not in here. */
   const developerNumbers = new LRUCache<string, number>({ max: options.developerCacheSize ?? 10_000 });
   const sinks = options.sinks ?? [];
@@ -200,7 +204,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     const line = sinks.length > 0 ? sinkLine(row, lastHash, hash) : undefined;
     lastSequence = row.writerSequence;
     lastHash = hash;
-    queue.push({ encoded, line, segment, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit, refuse });
+    queue.push({ encoded, line, time: row.time.getTime(), segment, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit, refuse });
     queued.set(row.developerId, (queued.get(row.developerId) ?? 0) + 1);
     if (onCommit !== undefined) urgentUpTo = lastSequence;
     schedule();
@@ -320,8 +324,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   }
 
   /**
-   * One COPY. The writer registers its id at its first write (a registered id with
-   * events belongs to another process: refused). A retry first looks for the batch:
+   * One COPY. The writer registers its id at its first write (an id another process
+   * registered is refused). A retry first looks for the batch, within its times:
    * the previous attempt may have committed with its acknowledgement lost. If every
    * row is there with the same hash, the batch is written; if some other row holds
    * one of its sequences, another process uses this writer id, which must never
@@ -369,10 +373,17 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   }
 
   async function storeBatch(entries: readonly Entry[], retry: boolean): Promise<void> {
-    writerNumber ??= await registerAuditWriter(db, writerId);
+    writerNumber ??= await registerAuditWriter(db, writerId, claim);
     const writer = writerNumber;
     if (retry) {
-      const stored = await findCompactWriterHashes(db, writer, entries.map((r) => r.writerSequence));
+      const times = entries.map((r) => r.time);
+      const stored = await findCompactWriterHashes(
+        db,
+        writer,
+        entries.map((r) => r.writerSequence),
+        new Date(Math.min(...times)),
+        new Date(Math.max(...times)),
+      );
       if (stored.size > 0) {
         if (entries.every((r) => stored.get(r.writerSequence) === r.hash)) return;
         throw new Error(`audit writer id ${writerId} is used by another process: its sequences clash`);

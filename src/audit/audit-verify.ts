@@ -37,12 +37,15 @@ import { fileURLToPath } from "node:url";
 import { SINK_LINE_FORMAT } from "./audit-sink.js";
 import { GENESIS_HASH, chainHash3Of, chainHashOf, chainHashV1, compactOf, type StoredAuditEvent } from "./chain.js";
 import {
+  listAuditPartitions,
   listAuditWriters,
   listCheckpoints,
-  listCompactWriterEvents,
   listCompactWriters,
   listWriterEvents,
+  readPartitionEvents,
   type AuditChainRow,
+  type AuditCheckpoint,
+  type CompactChainRow,
   type EventSource,
   type RawEvent,
 } from "../store/audit-store.js";
@@ -92,7 +95,7 @@ function matchingFormat(row: AuditChainRow, format: 1 | 2 | undefined): 1 | 2 | 
 export interface VerifyResult {
   writers: number;
   events: number;
-  /** In writer order, then chain order; at most `maxProblems`. */
+  /** In writer order, then chain order (events of unregistered writers last); at most `maxProblems`. */
   problems: ChainProblem[];
   chains: ChainSummary[];
 }
@@ -101,11 +104,12 @@ export interface VerifyResult {
  * Verify every writer's chain: sequences contiguous from 1, each prev_hash equal to
  * the previous event's hash (the first's to GENESIS_HASH), each hash recomputed
  * from the stored fields, all in one format: that of the chain's first event whose
- * hash matches. Reads each chain in pages, in sequence order. After a
- * broken link it carries on from the event as stored, so one edit is one problem.
+ * hash matches (compact chains: format 3, with their archived segments). Reads in
+ * pages of `pageSize` events. After a broken link it carries on from the event as
+ * stored, so one edit is one problem.
  */
 export async function verifyAuditChains(
-  db: Queryable,
+  db: Db,
   options: { pageSize?: number; maxProblems?: number } = {},
 ): Promise<VerifyResult> {
   const pageSize = options.pageSize ?? 1000;
@@ -151,12 +155,12 @@ export async function verifyAuditChains(
     chains.push(chain);
   }
   if (compact) {
-    for (const chain of await verifyCompactChains(db, pageSize, (p) => {
-      if (problems.length < maxProblems) problems.push(p);
-    })) {
+    const result = await verifyCompactChains(db, pageSize, maxProblems);
+    for (const chain of result.chains) {
       events += chain.events;
       chains.push(chain);
     }
+    problems.push(...result.problems.slice(0, Math.max(0, maxProblems - problems.length)));
   }
   return { writers: chains.length, events, problems, chains };
 }
@@ -178,72 +182,107 @@ async function hasCompactTable(db: Queryable): Promise<boolean> {
  * archived segments (checkpoints) and the events that remain; after an archived
  * segment, the next event must start a segment with that segment's last hash as its
  * prev_hash; wherever an event stores a prev_hash, it must be the previous hash; each
- * hash recomputed from the stored fields. Carries on after a problem from the event
- * (or checkpoint) as stored.
+ * hash recomputed from the stored fields. Reads the partitions oldest first, each
+ * sorted by writer and sequence in a transaction of its own (a writer's segments
+ * follow each other in partition order, docs/design.md), carrying each writer's
+ * chain from one partition to the next. An event of a writer that is not registered
+ * is a problem too. Carries on after a problem from the event (or checkpoint) as stored.
  */
-async function verifyCompactChains(
-  db: Queryable,
-  pageSize: number,
-  problem: (p: ChainProblem) => void,
-): Promise<ChainSummary[]> {
-  const chains: ChainSummary[] = [];
+async function verifyCompactChains(db: Db, pageSize: number, maxProblems: number): Promise<{ chains: ChainSummary[]; problems: ChainProblem[] }> {
+  const walks = new Map<number, CompactChainWalk>();
   for (const { writer, writerId } of await listCompactWriters(db)) {
-    const archived = { events: 0, segments: 0, partitions: [] as string[] };
-    const chain: ChainSummary = { writerId, events: 0, lastSequence: 0, headHash: GENESIS_HASH, format: 3, problems: 0, archived };
-    const report = (id: number, sequence: number, kind: ChainProblem["kind"], message: string) => {
-      chain.problems += 1;
-      problem({ id, writerId, sequence, kind, message });
-    };
-    const checkpoints = await listCheckpoints(db, writer);
-    let next = 0;
-    /** Joins the checkpoints that continue the chain before sequence `before`; true if any did. */
-    const joinArchived = (before: number): boolean => {
-      let joined = false;
-      for (let cp = checkpoints[next]; cp !== undefined && cp.firstSequence <= before; cp = checkpoints[++next]) {
-        if (cp.firstSequence !== chain.lastSequence + 1) {
-          report(0, cp.firstSequence, "archive", `archived segment ${cp.firstSequence}-${cp.lastSequence} does not follow sequence ${chain.lastSequence}`);
-        } else if (cp.events !== cp.lastSequence - cp.firstSequence + 1) {
-          report(0, cp.firstSequence, "archive", `archived segment ${cp.firstSequence}-${cp.lastSequence} held ${cp.events} events when dropped`);
-        }
-        archived.events += cp.events;
-        archived.segments += 1;
-        archived.partitions.push(cp.partitionName);
-        chain.lastSequence = cp.lastSequence;
-        chain.headHash = cp.lastHash;
-        joined = true;
-      }
-      return joined;
-    };
-    for (;;) {
-      const rows = await listCompactWriterEvents(db, writer, chain.lastSequence, pageSize);
-      for (const row of rows) {
-        const seq = row.writerSequence;
-        const afterArchive = joinArchived(seq);
-        const expected = chain.lastSequence + 1;
-        if (seq !== expected) {
-          report(row.id, seq, "sequence", gapMessage(chain.lastSequence, seq));
-        } else if ((row.prevHash !== null && row.prevHash !== chain.headHash) || (afterArchive && row.prevHash === null)) {
-          report(
-            row.id,
-            seq,
-            "prev_hash",
-            afterArchive
-              ? `the first event after archived sequence ${seq - 1} does not carry that segment's last hash`
-              : `prev_hash is not the hash of sequence ${seq - 1}`,
-          );
-        } else if (row.timeMicros % 1000 !== 0 || chainHash3Of(chain.headHash, writerId, row) !== row.hash) {
-          report(row.id, seq, "hash", "hash does not match the event's stored fields: the event was altered");
-        }
-        chain.events += 1;
-        chain.lastSequence = seq;
-        chain.headHash = row.hash;
-      }
-      if (rows.length < pageSize) break;
-    }
-    joinArchived(Number.POSITIVE_INFINITY);
-    chains.push(chain);
+    walks.set(writer, new CompactChainWalk(writerId, await listCheckpoints(db, writer), maxProblems));
   }
-  return chains;
+  const strays: ChainProblem[] = [];
+  for (const p of await listAuditPartitions(db)) {
+    await db.transaction((tx) =>
+      readPartitionEvents(tx, p, pageSize, (rows) => {
+        for (const row of rows) {
+          const walk = walks.get(row.writer);
+          if (walk !== undefined) walk.check(row);
+          else if (strays.length < maxProblems) {
+            strays.push({ id: row.id, writerId: `#${row.writer}`, sequence: row.writerSequence, kind: "sequence", message: `writer number ${row.writer} is not registered` });
+          }
+        }
+      }),
+    );
+  }
+  const chains = [...walks.values()].map((w) => w.end());
+  const problems = [...[...walks.values()].flatMap((w) => w.problems), ...strays];
+  return { chains, problems };
+}
+
+/** One compact writer's chain as the verifier walks it, event by event in chain order. */
+class CompactChainWalk {
+  readonly chain: ChainSummary;
+  /** This chain's problems, in chain order (at most `maxProblems`; `chain.problems` counts them all). */
+  readonly problems: ChainProblem[] = [];
+  private readonly archived = { events: 0, segments: 0, partitions: [] as string[] };
+  /** The next checkpoint not yet joined. */
+  private next = 0;
+
+  constructor(
+    private readonly writerId: string,
+    private readonly checkpoints: readonly AuditCheckpoint[],
+    private readonly maxProblems: number,
+  ) {
+    this.chain = { writerId, events: 0, lastSequence: 0, headHash: GENESIS_HASH, format: 3, problems: 0, archived: this.archived };
+  }
+
+  check(row: CompactChainRow): void {
+    const { chain } = this;
+    const seq = row.writerSequence;
+    const afterArchive = this.joinArchived(seq);
+    const expected = chain.lastSequence + 1;
+    if (seq !== expected) {
+      this.report(row.id, seq, "sequence", gapMessage(chain.lastSequence, seq));
+    } else if ((row.prevHash !== null && row.prevHash !== chain.headHash) || (afterArchive && row.prevHash === null)) {
+      this.report(
+        row.id,
+        seq,
+        "prev_hash",
+        afterArchive
+          ? `the first event after archived sequence ${seq - 1} does not carry that segment's last hash`
+          : `prev_hash is not the hash of sequence ${seq - 1}`,
+      );
+    } else if (row.timeMicros % 1000 !== 0 || chainHash3Of(chain.headHash, this.writerId, row) !== row.hash) {
+      this.report(row.id, seq, "hash", "hash does not match the event's stored fields: the event was altered");
+    }
+    chain.events += 1;
+    chain.lastSequence = seq;
+    chain.headHash = row.hash;
+  }
+
+  /** The chain once every event was checked: joins the checkpoints after its last event. */
+  end(): ChainSummary {
+    this.joinArchived(Number.POSITIVE_INFINITY);
+    return this.chain;
+  }
+
+  /** Joins the checkpoints that continue the chain before sequence `before`; true if any did. */
+  private joinArchived(before: number): boolean {
+    const { chain, archived } = this;
+    let joined = false;
+    for (let cp = this.checkpoints[this.next]; cp !== undefined && cp.firstSequence <= before; cp = this.checkpoints[++this.next]) {
+      if (cp.firstSequence !== chain.lastSequence + 1) {
+        this.report(0, cp.firstSequence, "archive", `archived segment ${cp.firstSequence}-${cp.lastSequence} does not follow sequence ${chain.lastSequence}`);
+      } else if (cp.events !== cp.lastSequence - cp.firstSequence + 1) {
+        this.report(0, cp.firstSequence, "archive", `archived segment ${cp.firstSequence}-${cp.lastSequence} held ${cp.events} events when dropped`);
+      }
+      archived.events += cp.events;
+      archived.segments += 1;
+      archived.partitions.push(cp.partitionName);
+      chain.lastSequence = cp.lastSequence;
+      chain.headHash = cp.lastHash;
+      joined = true;
+    }
+    return joined;
+  }
+
+  private report(id: number, sequence: number, kind: ChainProblem["kind"], message: string): void {
+    this.chain.problems += 1;
+    if (this.problems.length < this.maxProblems) this.problems.push({ id, writerId: this.writerId, sequence, kind, message });
+  }
 }
 
 /** One writer's lines in a JSON-lines file. */

@@ -428,28 +428,40 @@ export async function registerAuditDevelopers(q: Queryable, developerIds: readon
 }
 
 /**
- * Names a writer and returns its number. A writer id is one process's, ever: one
- * that already has events is refused (another process uses it). Registering again
- * after a lost acknowledgement returns the same number.
+ * Names a writer and returns its number. A writer id is one process's, ever: the
+ * process claims it with `claim` (a random UUID of its own), and an id registered
+ * with another claim, or before claims existed (migration 16), is refused: another
+ * process uses it. Registering again with the same claim (after a lost
+ * acknowledgement) returns the same number.
  */
-export async function registerAuditWriter(q: Queryable, writerId: string): Promise<number> {
-  const { rows } = await q.query<{ writer: number }>(
-    `WITH ins AS (INSERT INTO audit_writers (writer_id) VALUES ($1) ON CONFLICT (writer_id) DO NOTHING RETURNING writer)
-     SELECT writer FROM ins UNION ALL SELECT writer FROM audit_writers WHERE writer_id = $1`,
-    [writerId],
+export async function registerAuditWriter(q: Queryable, writerId: string, claim: string): Promise<number> {
+  const { rows } = await q.query<{ writer: number; claim: string | null }>(
+    `WITH ins AS (INSERT INTO audit_writers (writer_id, claim) VALUES ($1, $2) ON CONFLICT (writer_id) DO NOTHING RETURNING writer, claim)
+     SELECT writer, claim::text FROM ins UNION ALL SELECT writer, claim::text FROM audit_writers WHERE writer_id = $1`,
+    [writerId, claim],
   );
-  const writer = rows[0]?.writer;
-  if (writer === undefined) throw new Error("audit writer registration returned no row");
-  const used = await q.query("SELECT 1 FROM audit_log WHERE writer = $1 LIMIT 1", [writer]);
-  if (used.rowCount > 0) throw new Error(`audit writer id ${writerId} is used by another process: it has events already`);
-  return writer;
+  const row = rows[0];
+  if (row === undefined) throw new Error("audit writer registration returned no row");
+  if (row.claim !== claim) throw new Error(`audit writer id ${writerId} is used by another process: it was registered before`);
+  return row.writer;
 }
 
-/** The hex hashes of one writer's compact events among `sequences`: to tell a lost commit acknowledgement from a clash. */
-export async function findCompactWriterHashes(q: Queryable, writer: number, sequences: readonly number[]): Promise<Map<number, string>> {
+/**
+ * The hex hashes of one writer's compact events among `sequences`, all timed within
+ * [from, to]: to tell a lost commit acknowledgement from a clash. The times bound the
+ * read to a few pages (the BRIN index on time); there is no index by writer.
+ */
+export async function findCompactWriterHashes(
+  q: Queryable,
+  writer: number,
+  sequences: readonly number[],
+  from: Date,
+  to: Date,
+): Promise<Map<number, string>> {
   const { rows } = await q.query<{ writer_sequence: number; hash: string }>(
-    "SELECT writer_sequence, encode(hash, 'hex') AS hash FROM audit_log WHERE writer = $1 AND writer_sequence = ANY($2::int8[])",
-    [writer, sequences],
+    `SELECT writer_sequence, encode(hash, 'hex') AS hash FROM audit_log
+     WHERE time >= $3 AND time <= $4 AND writer = $1 AND writer_sequence = ANY($2::int8[])`,
+    [writer, sequences, from, to],
   );
   return new Map(rows.map((r) => [r.writer_sequence, r.hash]));
 }
@@ -535,24 +547,6 @@ export async function dropAuditPartition(q: Queryable, name: string): Promise<nu
   return rows[0]?.n ?? 0;
 }
 
-/**
- * Per writer, the first and last sequence a partition holds (its segment of that
- * writer's chain), by writer. Read through audit_log by the partition's bounds (the
- * planner reads that partition alone): the service's role may read audit_log, not
- * its partitions by name.
- */
-export async function listPartitionSegments(
-  q: Queryable,
-  p: AuditPartition,
-): Promise<{ writer: number; firstSequence: number; lastSequence: number; events: number }[]> {
-  const { rows } = await q.query<{ writer: number; firstSequence: number; lastSequence: number; events: number }>(
-    `SELECT writer, min(writer_sequence) AS "firstSequence", max(writer_sequence) AS "lastSequence", count(*)::int8 AS events
-     FROM audit_log WHERE time >= $1 AND time < $2 GROUP BY writer ORDER BY writer`,
-    [new Date(p.start), new Date(p.end)],
-  );
-  return rows;
-}
-
 /** A writer of compact events. */
 export interface AuditWriterRow {
   writer: number;
@@ -598,24 +592,50 @@ export interface CompactChainRow extends StoredCompactFields {
   hash: string;
 }
 
-/** One page of a writer's compact events in chain order: sequences strictly after `afterSequence`. */
-export async function listCompactWriterEvents(
-  q: Queryable,
-  writer: number,
-  afterSequence: number,
-  limit: number,
-): Promise<CompactChainRow[]> {
-  const { rows } = await q.query<CompactChainRow>(
-    `SELECT id, floor(extract(epoch FROM time) * 1000000)::int8 AS "timeMicros", writer_sequence AS "writerSequence",
+/** A compact event as a partition's reader hands it on: with its writer's number. */
+export interface PartitionChainRow extends CompactChainRow {
+  writer: number;
+}
+
+const PARTITION_CURSOR = "audit_partition_events";
+
+/**
+ * Reads one partition's compact events in chain order (by writer, then sequence),
+ * `pageSize` at a time, through a cursor, handing each page to `onPage` before the
+ * next is read. No index serves this order (migration 16): Postgres sorts the
+ * partition once, where a read page by page would scan it again for every page.
+ * `tx` must be a transaction's handle, which the cursor lives in. Read through
+ * audit_log by the partition's bounds (the planner reads that partition alone): the
+ * service's role may read audit_log, not its partitions by name.
+ */
+export async function readPartitionEvents(
+  tx: Queryable,
+  p: AuditPartition,
+  pageSize: number,
+  onPage: (rows: PartitionChainRow[]) => Promise<void> | void,
+): Promise<void> {
+  if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError("pageSize must be a positive integer");
+  await tx.query(
+    `DECLARE ${PARTITION_CURSOR} NO SCROLL CURSOR FOR
+     SELECT l.writer, id, floor(extract(epoch FROM time) * 1000000)::int8 AS "timeMicros", writer_sequence AS "writerSequence",
             version, action, outcome, request_uuid::text AS "requestUuid", caller_token_uuid::text AS "callerTokenUuid",
             COALESCE(l.developer_id, d.developer_id) AS "developerId", caller_subject AS "callerSubject",
             caller_token_id AS "callerTokenId", caller_identity AS "callerIdentity", secret_name AS "secretName",
             request_id AS "requestId", peer, action_name AS "actionName", outcome_name AS "outcomeName",
             encode(prev_hash, 'hex') AS "prevHash", encode(hash, 'hex') AS hash
      FROM audit_log l LEFT JOIN audit_developers d ON d.developer = l.developer
-     WHERE writer = $1 AND writer_sequence > $2
-     ORDER BY writer_sequence LIMIT $3`,
-    [writer, afterSequence, limit],
+     WHERE l.time >= $1 AND l.time < $2
+     ORDER BY l.writer, l.writer_sequence`,
+    [new Date(p.start), new Date(p.end)],
   );
-  return rows.map((r) => ({ ...r, time: new Date(Math.floor(r.timeMicros / 1000)) }));
+  try {
+    for (;;) {
+      const { rows } = await tx.query<Omit<PartitionChainRow, "time">>(`FETCH ${pageSize} FROM ${PARTITION_CURSOR}`);
+      if (rows.length > 0) await onPage(rows.map((r) => ({ ...r, time: new Date(Math.floor(r.timeMicros / 1000)) })));
+      if (rows.length < pageSize) break;
+    }
+  } finally {
+    // After a failed statement the transaction is aborted and the cursor gone with it.
+    await tx.query(`CLOSE ${PARTITION_CURSOR}`).catch(() => undefined);
+  }
 }

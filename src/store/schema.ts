@@ -692,14 +692,58 @@ ${dropPartitionFunction("CREATE OR REPLACE FUNCTION", "^audit_log_[0-9]{8}(_[0-9
 REVOKE EXECUTE ON FUNCTION audit_log_cover(timestamptz, timestamptz) FROM PUBLIC;
 `,
   },
+  {
+    version: 16,
+    name: "audit events without a per-writer index",
+    sql: `
+-- Every event paid ~32 bytes for audit_log_by_writer, which served only rare reads:
+-- audit:verify and the export (which now read a partition at a time, sorted: one
+-- pass each, src/store/audit-store.ts, readPartitionEvents), a writer's retry after
+-- a lost acknowledgement (now bounded by its batch's times, which a BRIN index on
+-- time narrows to a few pages) and the check that a new writer id has no events
+-- (now a claim on the writer's row). docs/design.md, Audit trail.
+DROP INDEX audit_log_by_writer;
+CREATE INDEX audit_log_by_time ON audit_log USING brin (time) WITH (autosummarize = on);
+
+-- Set by the process that registered the writer id: registering again with the
+-- same claim (a lost acknowledgement) returns the same number, any other is refused.
+-- Writers registered before have none, so their ids can never be taken again.
+ALTER TABLE audit_writers ADD COLUMN claim uuid;
+
+-- As in migration 15, but without an index on (writer, writer_sequence): each
+-- segment's last hash is found by one join over the partition, not a lookup per writer.
+${dropPartitionFunction("CREATE OR REPLACE FUNCTION", "^audit_log_[0-9]{8}(_[0-9]{2})?$", "join")}
+`,
+  },
 ];
 
 /**
- * audit_log_drop_partition (migrations 13 and 15, which differ only in the partition
- * names they accept): drops one partition after recording, per writer, the head of
- * the segment it held; both commit together. Returns the number of events dropped.
+ * audit_log_drop_partition (migrations 13, 15 and 16; 15 accepts more partition
+ * names, 16 finds each segment's last hash by a join instead of an index lookup):
+ * drops one partition after recording, per writer, the head of the segment it held;
+ * both commit together. Returns the number of events dropped.
  */
-function dropPartitionFunction(create: "CREATE FUNCTION" | "CREATE OR REPLACE FUNCTION", namePattern: string): string {
+function dropPartitionFunction(
+  create: "CREATE FUNCTION" | "CREATE OR REPLACE FUNCTION",
+  namePattern: string,
+  lastHash: "lookup" | "join" = "lookup",
+): string {
+  const checkpoints =
+    lastHash === "lookup"
+      ? `'WITH g AS (SELECT writer, min(writer_sequence) AS first, max(writer_sequence) AS last, count(*) AS n
+                FROM %1$I GROUP BY writer),
+          ins AS (INSERT INTO audit_checkpoints (writer, partition_name, first_sequence, last_sequence, events, last_hash)
+                  SELECT g.writer, %2$L, g.first, g.last, g.n,
+                         (SELECT p.hash FROM %1$I p WHERE p.writer = g.writer AND p.writer_sequence = g.last LIMIT 1)
+                  FROM g RETURNING events)
+     SELECT COALESCE(sum(events), 0)::int8 FROM ins'`
+      : `'WITH g AS (SELECT writer, min(writer_sequence) AS first, max(writer_sequence) AS last, count(*) AS n
+                FROM %1$I GROUP BY writer),
+          h AS (SELECT DISTINCT ON (p.writer) p.writer, p.hash FROM %1$I p JOIN g ON g.writer = p.writer AND g.last = p.writer_sequence),
+          ins AS (INSERT INTO audit_checkpoints (writer, partition_name, first_sequence, last_sequence, events, last_hash)
+                  SELECT g.writer, %2$L, g.first, g.last, g.n, h.hash FROM g JOIN h ON h.writer = g.writer
+                  RETURNING events)
+     SELECT COALESCE(sum(events), 0)::int8 FROM ins'`;
   return `${create} audit_log_drop_partition(p_name text) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
 DECLARE
@@ -713,13 +757,7 @@ BEGIN
     RAISE EXCEPTION 'not a partition of audit_log: %', p_name;
   END IF;
   EXECUTE format(
-    'WITH g AS (SELECT writer, min(writer_sequence) AS first, max(writer_sequence) AS last, count(*) AS n
-                FROM %1$I GROUP BY writer),
-          ins AS (INSERT INTO audit_checkpoints (writer, partition_name, first_sequence, last_sequence, events, last_hash)
-                  SELECT g.writer, %2$L, g.first, g.last, g.n,
-                         (SELECT p.hash FROM %1$I p WHERE p.writer = g.writer AND p.writer_sequence = g.last LIMIT 1)
-                  FROM g RETURNING events)
-     SELECT COALESCE(sum(events), 0)::int8 FROM ins', p_name, p_name) INTO dropped;
+    ${checkpoints}, p_name, p_name) INTO dropped;
   EXECUTE format('DROP TABLE %I', p_name);
   RETURN dropped;
 END

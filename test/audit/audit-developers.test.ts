@@ -11,7 +11,7 @@ import type { AuditEventInput } from "../../src/audit/audit-event.js";
 import { createAuditLog } from "../../src/audit/audit-log.js";
 import { verifyAuditChains } from "../../src/audit/audit-verify.js";
 import { GENESIS_HASH, chainHash3, compactOf } from "../../src/audit/chain.js";
-import { encodeCompactEvent, encodeCompactFields, listAuditEvents, registerAuditWriter } from "../../src/store/audit-store.js";
+import { encodeCompactEvent, encodeCompactFields, listAuditEvents } from "../../src/store/audit-store.js";
 import type { Db } from "../../src/store/db.js";
 import { migrate } from "../../src/store/migrate.js";
 import { MIGRATIONS } from "../../src/store/schema.js";
@@ -33,7 +33,9 @@ function migration13Writer(db: Db, writerId: string) {
   let sequence = 0;
   let prev = GENESIS_HASH;
   return async (events: readonly AuditEventInput[]): Promise<void> => {
-    const writer = sequence === 0 ? await registerAuditWriter(db, writerId) : await writerNumber(db, writerId);
+    // Registered as that release did: no claim (migration 16).
+    if (sequence === 0) await db.query("INSERT INTO audit_writers (writer_id) VALUES ($1)", [writerId]);
+    const writer = await writerNumber(db, writerId);
     const lines = events.map((input) => {
       sequence += 1;
       const compact = compactOf({ ...input, writerId, writerSequence: sequence });

@@ -21,7 +21,6 @@ import { createAuditLog } from "../../src/audit/audit-log.js";
 import {
   findCompactWriterHashes,
   listAuditPartitions,
-  listCompactWriterEvents,
   listWriterEvents,
   type AuditPartition,
 } from "../../src/store/audit-store.js";
@@ -30,11 +29,11 @@ import { backendUnavailable, type Db } from "../../src/store/db.js";
 import { openPostgres } from "../../src/store/pg-db.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
-import { auditEvent, countingDb, failingDb, heldDb, isPending, newId, rowsOf, wrapDb, writerNumber } from "./audit-support.js";
+import { auditEvent, compactEventsOf, countingDb, failingDb, heldDb, isPending, newId, rowsOf, wrapDb, writerNumber } from "./audit-support.js";
 
 /** Checks one writer's chain directly: contiguous from 1, linked, each hash recomputed (format 3). */
 async function expectIntactChain(db: Db, writerId: string, events: number): Promise<void> {
-  const rows = await listCompactWriterEvents(db, await writerNumber(db, writerId), 0, events + 10);
+  const rows = await compactEventsOf(db, writerId);
   expect(rows.map((r) => r.writerSequence)).toEqual(Array.from({ length: events }, (_, i) => i + 1));
   let prev = GENESIS_HASH;
   for (const r of rows) {
@@ -392,14 +391,14 @@ describe.runIf(testDatabaseKind() === "postgres")("audit log as the role docs/de
       await log.close();
       await expectIntactChain(t.db, writerId, 4);
       // The writer's reconciliation read (after a lost commit acknowledgement) needs only SELECT.
-      expect(await findCompactWriterHashes(db, await writerNumber(db, writerId), [1, 4])).toHaveProperty("size", 2);
+      expect(await findCompactWriterHashes(db, await writerNumber(db, writerId), [1, 4], new Date("2001-01-01"), new Date())).toHaveProperty("size", 2);
       await expect(db.query("UPDATE audit_log SET outcome = 0")).rejects.toMatchObject({ code: "42501" });
       await expect(db.query("DELETE FROM audit_log")).rejects.toMatchObject({ code: "42501" });
       // The export before a drop reads the partition through audit_log: SELECT is enough.
       const [partition] = (await listAuditPartitions(db)).filter((p) => p.name === "audit_log_20010203");
       const exportDir = await mkdtemp(path.join(os.tmpdir(), "secrets-audit-export-"));
       try {
-        expect(await exportAuditPartition(db, partition as AuditPartition, exportDir)).toMatchObject({ events: 1 });
+        expect(await db.transaction((tx) => exportAuditPartition(tx, partition as AuditPartition, exportDir))).toMatchObject({ events: 1 });
         expect((await verifyAuditFile(path.join(exportDir, "audit_log_20010203.jsonl"))).problems).toEqual([]);
       } finally {
         await rm(exportDir, { recursive: true, force: true });

@@ -7,7 +7,15 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { backendUnavailable, type Db, type Queryable } from "../../src/store/db.js";
 import type { AuditEventInput } from "../../src/audit/audit-event.js";
 import { GENESIS_HASH, chainHashOf } from "../../src/audit/chain.js";
-import { encodeAuditEvent, encodeChainedFields, insertEncodedAuditEvents, type RawEvent } from "../../src/store/audit-store.js";
+import {
+  encodeAuditEvent,
+  encodeChainedFields,
+  insertEncodedAuditEvents,
+  listAuditPartitions,
+  readPartitionEvents,
+  type PartitionChainRow,
+  type RawEvent,
+} from "../../src/store/audit-store.js";
 
 export const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString("hex")}`;
 
@@ -130,6 +138,16 @@ export async function writerNumber(q: Queryable, writerId: string): Promise<numb
   const writer = rows[0]?.writer;
   if (writer === undefined) throw new Error(`no writer ${writerId}`);
   return writer;
+}
+
+/** One writer's compact events in chain order, read as the verifier reads them: a partition at a time. */
+export async function compactEventsOf(db: Db, writerId: string): Promise<PartitionChainRow[]> {
+  const writer = await writerNumber(db, writerId);
+  const rows: PartitionChainRow[] = [];
+  for (const p of await listAuditPartitions(db)) {
+    await db.transaction((tx) => readPartitionEvents(tx, p, 1000, (page) => void rows.push(...page.filter((r) => r.writer === writer))));
+  }
+  return rows;
 }
 
 /**

@@ -16,13 +16,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 import { chainHash3Of, chainHashOf, chainHashV1, GENESIS_HASH } from "../../src/audit/chain.js";
 import { createAuditLog } from "../../src/audit/audit-log.js";
-import { encodeAuditEvent, encodeChainedFields, insertEncodedAuditEvents, listCompactWriterEvents, listWriterEvents } from "../../src/store/audit-store.js";
+import { encodeAuditEvent, encodeChainedFields, insertEncodedAuditEvents, listWriterEvents } from "../../src/store/audit-store.js";
 import { DbError, type Db } from "../../src/store/db.js";
 import { openPglite } from "../../src/store/pglite-db.js";
 import { verifyAuditChains, type ChainProblem } from "../../src/audit/audit-verify.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 import { copyPgliteTemplate, createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
-import { auditEvent, newId, withTriggersDisabled, writerNumber } from "./audit-support.js";
+import { auditEvent, compactEventsOf, newId, withTriggersDisabled, writerNumber } from "./audit-support.js";
 
 const VERIFY = path.join(PROJECT_ROOT, "dist", "audit", "audit-verify.js");
 
@@ -187,7 +187,7 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
 
   it("finds an edit whose hash was recomputed at the next event, whose hash no longer follows", async () => {
     const writerId = await writeChain(t.db, 5);
-    const [, second, third] = await listCompactWriterEvents(t.db, await writerNumber(t.db, writerId), 0, 10);
+    const [, second, third] = await compactEventsOf(t.db, writerId);
     if (!second || !third) throw new Error("missing event");
     const forged = chainHash3Of(second.hash, writerId, { ...third, outcome: 5 });
     await withTriggersDisabled(t.db, () =>
