@@ -16,7 +16,7 @@ import {
   registerAuditWriter,
 } from "../store/audit-store.js";
 import { GENESIS_HASH, chainHash3, compactOf, type StoredAuditEvent } from "./chain.js";
-import { AuditSinkDownError, sinkLine, type AuditSink } from "./audit-sink.js";
+import { sinkLine, type AuditSink } from "./audit-sink.js";
 import { storableEvent, storableText, type AuditEventInput } from "./audit-event.js";
 
 /**
@@ -64,11 +64,11 @@ export interface AuditLog {
   tryRecord(e: AuditEventInput): boolean;
   /**
    * Queues the event and resolves only once it is committed (SECRETS_AUDIT_STRICT=1 for
-   * value reads). Rejects at once with AuditSinkDownError, queueing nothing, while a
-   * sink is known down (`sinkDown`), and rejects the same way if a sink fails while the
-   * event waits: strict calls are refused promptly instead of waiting for a sink that
-   * may not come back before their deadline. (The event stays queued then, and is
-   * written once the sink is back.)
+   * value reads). Rejects at once with AuditDownError, queueing nothing, while the
+   * database or a sink is known down (`down`), and rejects the same way if a write
+   * fails while the event waits: strict calls are refused promptly instead of waiting
+   * for a store that may not come back before their deadline. (The event stays queued
+   * then, and is written once the store is back.)
    */
   recordDurable(e: AuditEventInput): Promise<void>;
   /** Writes everything queued so far and resolves when committed. */
@@ -79,8 +79,12 @@ export interface AuditLog {
   readonly queueDepth: number;
   /** True once close() was called: every event is refused from then on. */
   readonly closed: boolean;
-  /** The name of a sink known to be down (AuditSink.up), or undefined when every sink is up. */
-  readonly sinkDown: string | undefined;
+  /**
+   * What is known down: `database` while the last write to Postgres failed and none
+   * has succeeded since, else the name of a sink that is down (AuditSink.up);
+   * undefined when every store is up.
+   */
+  readonly down: string | undefined;
 }
 
 export interface AuditLogOptions {
@@ -185,6 +189,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   /** flush() / close() calls in progress: while any is, nothing waits for the timer. */
   let draining = 0;
   let writing = false;
+  /** The last write to Postgres failed, and none has succeeded since. */
+  let databaseDown = false;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
 
@@ -297,7 +303,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
             // A failing reporter must not stop the writer.
           }
           const sink = e instanceof SinkWriteError ? e.sink : undefined;
-          if (sink !== undefined) refuseDurable(new AuditSinkDownError(sink.name));
+          refuseDurable(new AuditDownError(sink?.name ?? DATABASE));
           // Unref'd like the batch timer, except once close() waits: then the tail must be written.
           // A sink that comes back (a socket reconnects) cuts the wait short.
           const pause = sleep(Math.min(maxRetryDelayMs, RETRY_INITIAL_MS * 2 ** Math.min(failures - 1, 20)), !closed);
@@ -338,10 +344,16 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     if (storedUpTo < last) {
       // A retried batch may have grown since its first attempt: Postgres gets only what it lacks.
       const from = storedUpTo;
-      await storeBatch(
-        entries.filter((e) => e.writerSequence > from),
-        retry,
-      );
+      try {
+        await storeBatch(
+          entries.filter((e) => e.writerSequence > from),
+          retry,
+        );
+      } catch (e) {
+        databaseDown = true;
+        throw e;
+      }
+      databaseDown = false;
       storedUpTo = last;
     }
     for (const [i, sink] of sinks.entries()) {
@@ -356,7 +368,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     }
   }
 
-  /** A sink failed: every recordDurable still waiting is refused (its event stays queued). */
+  /** A write failed: every recordDurable still waiting is refused (its event stays queued). */
   function refuseDurable(e: Error): void {
     const take = (holder: { refuse: ((e: Error) => void) | undefined }) => {
       const refuse = holder.refuse;
@@ -367,7 +379,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     for (const list of waiting.values()) for (const w of list) take(w);
   }
 
-  function sinkDown(): string | undefined {
+  function down(): string | undefined {
+    if (databaseDown) return DATABASE;
     for (const sink of sinks) if (!sink.up) return sink.name;
     return undefined;
   }
@@ -470,8 +483,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     },
 
     recordDurable(e) {
-      const down = sinkDown();
-      if (down !== undefined) return Promise.reject(new AuditSinkDownError(down));
+      const what = down();
+      if (what !== undefined) return Promise.reject(new AuditDownError(what));
       return new Promise<void>((resolve, reject) => {
         enqueue(e, [resolve], reject).catch(reject);
       });
@@ -498,10 +511,21 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       return closed;
     },
 
-    get sinkDown() {
-      return sinkDown();
+    get down() {
+      return down();
     },
   };
+}
+
+/** What `down` names when Postgres is. */
+const DATABASE = "database";
+
+/** A strict record refused because the database or a sink is known down (`what` says which; never an event's content). */
+export class AuditDownError extends Error {
+  constructor(readonly what: string) {
+    super(what === DATABASE ? "the audit database is down" : `audit sink ${what} is down`);
+    this.name = "AuditDownError";
+  }
 }
 
 /** A batch write that failed at a sink (Postgres has the batch): says which sink, keeps the cause. */

@@ -38,14 +38,6 @@ export interface AuditSink {
   close(): Promise<void>;
 }
 
-/** A strict record refused because a sink is known down (its name says which; never an event's content). */
-export class AuditSinkDownError extends Error {
-  constructor(readonly sink: string) {
-    super(`audit sink ${sink} is down`);
-    this.name = "AuditSinkDownError";
-  }
-}
-
 /** The format name of a sink line; the hashes are the chain's format 3 (chain.ts). */
 export const SINK_LINE_FORMAT = "secrets.v1/audit-line/1";
 

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GENESIS_HASH, chainHash3Of } from "../../src/audit/chain.js";
 import { auditSecretName } from "../../src/audit/audit-event.js";
 import { exportAuditPartition } from "../../src/audit/audit-export.js";
-import { createAuditLog } from "../../src/audit/audit-log.js";
+import { AuditDownError, createAuditLog } from "../../src/audit/audit-log.js";
 import {
   findCompactWriterHashes,
   listAuditPartitions,
@@ -253,6 +253,28 @@ describe(`audit log on ${testDatabaseKind()}`, () => {
     await log.recordDurable(e);
     expect((await rowsOf(t.db, writerId)).map((r) => r.request_id)).toEqual([...before, e].map((x) => x.requestId));
     await log.close();
+  });
+
+  it("refuses recordDurable at once while the database is down, and commits everything once it is back", async () => {
+    const down = failingDb(t.db);
+    const writerId = newId("w");
+    const log = createAuditLog({ db: down.db, writerId, intervalMs: 60_000, maxRetryDelayMs: 20 });
+    const dev = newId("dev");
+    const waiting = log.recordDurable(auditEvent({ developerId: dev }));
+    // The event waiting when its write failed is refused; it stays queued.
+    await expect(waiting).rejects.toMatchObject({ name: "AuditDownError", what: "database" });
+    expect(log.down).toBe("database");
+    await expect(log.recordDurable(auditEvent({ developerId: dev }))).rejects.toBeInstanceOf(AuditDownError);
+    // Refused before it was queued: only the first event waits for the database.
+    expect(log.queueDepth).toBe(1);
+
+    down.release();
+    await expect.poll(() => log.down, { timeout: 5_000 }).toBeUndefined();
+    const e = auditEvent({ developerId: dev });
+    await log.recordDurable(e);
+    expect(await rowsOf(t.db, writerId)).toHaveLength(2);
+    await log.close();
+    await expectIntactChain(t.db, writerId, 2);
   });
 
   it("treats an INSERT that committed but lost its acknowledgement as written, without duplicates", async () => {

@@ -16,8 +16,8 @@ import { promisify } from "node:util";
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
-import { createAuditLog } from "../../src/audit/audit-log.js";
-import { AuditSinkDownError, openSinks, parseSinkSpecs, type AuditSink } from "../../src/audit/audit-sink.js";
+import { AuditDownError, createAuditLog } from "../../src/audit/audit-log.js";
+import { openSinks, parseSinkSpecs, type AuditSink } from "../../src/audit/audit-sink.js";
 import { verifyAuditChains } from "../../src/audit/audit-verify.js";
 import { PROJECT_ROOT } from "../support/server-process.js";
 import { createTestDb, testDatabaseKind, type TestDb } from "../support/test-db.js";
@@ -146,11 +146,11 @@ describe(`audit sinks on ${testDatabaseKind()}`, () => {
     const server: Server = createServer((c) => c.on("data", (d) => (got += d.toString())));
     try {
       // Nobody listens: the connection made at open fails and the sink is down.
-      await expect.poll(() => log.sinkDown).toBe(`unix:${socketPath}`);
-      await expect(log.recordDurable(auditEvent({ developerId: newId("dev") }))).rejects.toBeInstanceOf(AuditSinkDownError);
+      await expect.poll(() => log.down).toBe(`unix:${socketPath}`);
+      await expect(log.recordDurable(auditEvent({ developerId: newId("dev") }))).rejects.toBeInstanceOf(AuditDownError);
       await new Promise<void>((resolve) => server.listen(socketPath, resolve));
       // It reconnects on its own, with no event to write.
-      await expect.poll(() => log.sinkDown).toBeUndefined();
+      await expect.poll(() => log.down).toBeUndefined();
       await log.recordDurable(auditEvent({ developerId: newId("dev") }));
       await expect.poll(() => parse(got).map((l) => l.writer_sequence)).toEqual([1]);
       await log.close();
@@ -182,9 +182,9 @@ describe(`audit sinks on ${testDatabaseKind()}`, () => {
       // The reader goes away while the event waits for Postgres.
       for (const c of connections) c.destroy();
       await new Promise((resolve) => server.close(resolve));
-      await expect.poll(() => log.sinkDown).toBeDefined();
+      await expect.poll(() => log.down).toBeDefined();
       held.release();
-      await expect(durable).rejects.toBeInstanceOf(AuditSinkDownError);
+      await expect(durable).rejects.toBeInstanceOf(AuditDownError);
       server = await listen();
       await log.close();
       await expect.poll(() => parse(got).map((l) => l.writer_sequence)).toEqual([1]);
@@ -201,11 +201,11 @@ describe(`audit sinks on ${testDatabaseKind()}`, () => {
     const log = createAuditLog({ db: t.db, writerId: newId("w"), sinks, intervalMs: 1, maxRetryDelayMs: 20 });
     try {
       for (let i = 0; i < 3; i++) await log.record(auditEvent({ developerId: newId("dev") }));
-      await expect.poll(() => log.sinkDown).toBe(`file:${file}`);
-      await expect(log.recordDurable(auditEvent({ developerId: newId("dev") }))).rejects.toBeInstanceOf(AuditSinkDownError);
+      await expect.poll(() => log.down).toBe(`file:${file}`);
+      await expect(log.recordDurable(auditEvent({ developerId: newId("dev") }))).rejects.toBeInstanceOf(AuditDownError);
       await mkdir(sub);
       await log.flush();
-      expect(log.sinkDown).toBeUndefined();
+      expect(log.down).toBeUndefined();
       await log.recordDurable(auditEvent({ developerId: newId("dev") }));
       await log.close();
       expect(parse(await readFile(file, "utf8")).map((l) => l.writer_sequence)).toEqual([1, 2, 3, 4]);

@@ -89,7 +89,7 @@ export function createAuditStep(deps: AuditStepDeps, log: Logger, finish: Finish
     },
 
     refusesNow(method) {
-      return audit.closed || (method.durable && audit.sinkDown !== undefined);
+      return audit.closed || (method.durable && audit.down !== undefined);
     },
 
     sendMessage(call, state, method, message, next) {

@@ -84,7 +84,7 @@ function fakeAuditLog() {
     get closed() {
       return closed;
     },
-    get sinkDown() {
+    get down() {
       return undefined;
     },
     get queueDepth() {
