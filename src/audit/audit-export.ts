@@ -4,7 +4,7 @@ import path from "node:path";
 import { listCompactWriters, readPartitionEvents, type AuditPartition } from "../store/audit-store.js";
 import type { Queryable } from "../store/db.js";
 import { sinkLine } from "./audit-sink.js";
-import { GENESIS_HASH, storedOf } from "./chain.js";
+import { GENESIS_HASH, storedFieldsOf, storedOf } from "./chain.js";
 
 /**
  * The export of a partition before retention drops it (SECRETS_AUDIT_EXPORT_DIR): its
@@ -56,9 +56,9 @@ export async function exportAuditPartition(tx: Queryable, p: AuditPartition, dir
         } else if (row.writerSequence !== after + 1) {
           throw new Error(`${partition}: writer ${writerId} has a gap before sequence ${row.writerSequence}`);
         }
-        const { developerId } = row;
-        if (developerId === null) throw new Error(`${partition}: writer ${writerId}'s event ${row.writerSequence} names no developer`);
-        text += sinkLine(storedOf({ ...row, developerId }, writerId), prevHash as string, row.hash);
+        const fields = storedFieldsOf(row);
+        if (fields === undefined) throw new Error(`${partition}: writer ${writerId}'s event ${row.writerSequence} does not read back whole`);
+        text += sinkLine(storedOf(fields, writerId), prevHash as string, row.hash);
         prevHash = row.hash;
         after = row.writerSequence;
         events += 1;

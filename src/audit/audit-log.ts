@@ -13,6 +13,7 @@ import {
   findCompactWriterHashes,
   insertCompactAuditEvents,
   registerAuditDevelopers,
+  registerAuditNames,
   registerAuditWriter,
 } from "../store/audit-store.js";
 import { GENESIS_HASH, chainHash3, compactOf, type StoredAuditEvent } from "./chain.js";
@@ -105,7 +106,7 @@ export interface AuditLogOptions {
   onError?: (e: unknown, pending: number) => void;
   /** The clock, for an event whose time cannot be stored (invalid or outside years 1–9999). */
   now?: () => Date;
-  /** Developer numbers (audit_developers) the writer keeps, most recently used first. Default 10,000. */
+  /** Developer numbers (audit_developers) and name numbers (audit_names) the writer keeps, each most recently used first. Default 10,000 of each. */
   developerCacheSize?: number;
   /**
    * JSON-lines sinks (audit-sink.ts) that get every event too, after Postgres, in
@@ -128,6 +129,8 @@ interface Entry {
   time: number;
   segment: number;
   developerId: string;
+  /** Its secret name when the row stores it as a number (encodeCompact). */
+  name: string | undefined;
   writerSequence: number;
   hash: string;
   onCommit: (() => void)[] | undefined;
@@ -171,8 +174,9 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   /** This writer's number in audit_writers, once registered (at the first write) with this process's claim. */
   let writerNumber: number | undefined;
   const claim = randomUUID();
-  /** Developer numbers already registered: a batch asks the database only for developers not in here. */
+  /** Developer and name numbers already registered: a batch asks the database only for those not in here. */
   const developerNumbers = new LRUCache<string, number>({ max: options.developerCacheSize ?? 10_000 });
+  const nameNumbers = new LRUCache<string, number>({ max: options.developerCacheSize ?? 10_000 });
   const sinks = options.sinks ?? [];
   /** The highest sequence Postgres has, and each sink has: a retried batch goes only where it is missing. */
   let storedUpTo = 0;
@@ -204,13 +208,24 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     }
     const startsSegment = segment > segmentHour && lastSequence > 0;
     segmentHour = segment;
-    const { fields, stored } = encodeCompact(compactOf(row));
+    const { fields, stored, name } = encodeCompact(compactOf(row));
     const hash = chainHash3(lastHash, writerId, fields);
     const encoded = encodeCompactEvent(stored, startsSegment ? lastHash : undefined, hash);
     const line = sinks.length > 0 ? sinkLine(row, lastHash, hash) : undefined;
     lastSequence = row.writerSequence;
     lastHash = hash;
-    queue.push({ encoded, line, time: row.time.getTime(), segment, developerId: row.developerId, writerSequence: row.writerSequence, hash, onCommit, refuse });
+    queue.push({
+      encoded,
+      line,
+      time: row.time.getTime(),
+      segment,
+      developerId: row.developerId,
+      name,
+      writerSequence: row.writerSequence,
+      hash,
+      onCommit,
+      refuse,
+    });
     queued.set(row.developerId, (queued.get(row.developerId) ?? 0) + 1);
     if (onCommit !== undefined) urgentUpTo = lastSequence;
     schedule();
@@ -402,32 +417,42 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
         throw new Error(`audit writer id ${writerId} is used by another process: its sequences clash`);
       }
     }
-    const numbers = await developerNumbersOf(entries);
-    const developers = entries.map((e) => numbers.get(e.developerId) as number);
+    const developerIds = await numbersOf(entries.map((e) => e.developerId), developerNumbers, registerAuditDevelopers);
+    const nameIds = await numbersOf(
+      entries.flatMap((e) => (e.name === undefined ? [] : [e.name])),
+      nameNumbers,
+      registerAuditNames,
+    );
+    const developers = entries.map((e) => developerIds.get(e.developerId) as number);
+    const names = entries.map((e) => (e.name === undefined ? undefined : nameIds.get(e.name)));
     const lines = entries.map((e) => e.encoded);
     try {
-      await insertCompactAuditEvents(db, writer, developers, lines);
+      await insertCompactAuditEvents(db, writer, developers, names, lines);
     } catch (e) {
       if (!(e instanceof DbError && e.code === NO_PARTITION)) throw e;
       await createAuditPartitions(db, entries.map((r) => r.segment), partitionHours);
-      await insertCompactAuditEvents(db, writer, developers, lines);
+      await insertCompactAuditEvents(db, writer, developers, names, lines);
     }
   }
 
-  /** The numbers of the batch's developers: from the cache, and those not in it registered in one statement. */
-  async function developerNumbersOf(entries: readonly Entry[]): Promise<Map<string, number>> {
+  /** The numbers of `texts` (developer ids or names): from the cache, and those not in it registered in one statement. */
+  async function numbersOf(
+    texts: readonly string[],
+    cache: LRUCache<string, number>,
+    register: (q: Db, texts: readonly string[]) => Promise<Map<string, number>>,
+  ): Promise<Map<string, number>> {
     const numbers = new Map<string, number>();
     const missing = new Set<string>();
-    for (const { developerId } of entries) {
-      if (numbers.has(developerId) || missing.has(developerId)) continue;
-      const n = developerNumbers.get(developerId);
-      if (n === undefined) missing.add(developerId);
-      else numbers.set(developerId, n);
+    for (const text of texts) {
+      if (numbers.has(text) || missing.has(text)) continue;
+      const n = cache.get(text);
+      if (n === undefined) missing.add(text);
+      else numbers.set(text, n);
     }
     if (missing.size === 0) return numbers;
-    for (const [developerId, n] of await registerAuditDevelopers(db, [...missing])) {
-      numbers.set(developerId, n);
-      developerNumbers.set(developerId, n);
+    for (const [text, n] of await register(db, [...missing])) {
+      numbers.set(text, n);
+      cache.set(text, n);
     }
     return numbers;
   }

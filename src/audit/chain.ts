@@ -80,11 +80,20 @@ export function chainHash3(prevHash: string, writerId: string, compactFields: st
 
 /**
  * The format-3 hash of a stored compact event, for the verifier; undefined for an
- * event whose developer number names no developer (it was altered).
+ * event that does not read back whole (storedFieldsOf): it was altered.
  */
 export function chainHash3Of(prevHash: string, writerId: string, e: StoredCompactFields): string | undefined {
-  const { developerId } = e;
-  return developerId === null ? undefined : chainHash3(prevHash, writerId, encodeCompactFields(e, developerId));
+  const fields = storedFieldsOf(e);
+  return fields === undefined ? undefined : chainHash3(prevHash, writerId, encodeCompactFields(fields, fields.developerId));
+}
+
+/**
+ * A compact event's fields as read back, whole; undefined if its developer or name
+ * number names nothing or its peer is in neither form (the row was altered).
+ */
+export function storedFieldsOf(e: StoredCompactFields): CompactFields | undefined {
+  const { developerId, secretName, peer } = e;
+  return developerId === null || secretName === null || peer === null ? undefined : { ...e, developerId, secretName, peer };
 }
 
 /** An event in its compact stored form: codes for action and outcome, no repeated subject. */

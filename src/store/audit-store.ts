@@ -316,27 +316,52 @@ const nullable = (s: string | null) => (s === null ? COPY_NULL : copyTextField(s
  * The fields of a compact event as the chain (audit/chain.ts, format 3) hashes them:
  * time to outcome_name in the order of migration 13's COPY columns, tab-separated,
  * text escaped as COPY reads it, NULL as `\N` (no text field can encode to that: a
- * backslash is doubled). Since migration 14 the row stores the developer as a number
- * (encodeCompact, `stored`); the hash still covers the developer id.
+ * backslash is doubled). Since migrations 14 and 17 the row stores the developer and
+ * the secret name as numbers and an IPv4 peer as address and port (encodeCompact,
+ * `stored`); the hash still covers their text.
  */
 export function encodeCompactFields(e: Omit<CompactFields, "developerId">, developerId: string): string {
   const [head, tail] = compactParts(e);
-  return `${head}\t${copyTextField(developerId)}\t${tail}`;
+  return `${head}\t${copyTextField(developerId)}\t${tail.join("\t")}`;
 }
 
 /**
- * An event's hashed fields (encodeCompactFields) and the middle of its line of COPY
- * text (see COMPACT_COLUMNS): the same fields without the developer id, whose number
- * the writer puts in front when it writes the batch.
+ * The longest secret name (or names of one call, joined) stored as a number: a longer
+ * text stays in the row (a btree key of audit_names holds at most about 2.7 kB).
  */
-export function encodeCompact(e: CompactFields): { fields: string; stored: string } {
+const NUMBERED_NAME_MAX = 256;
+
+/**
+ * A peer as gRPC writes an IPv4 one, in the only form Postgres's host(inet) writes an
+ * address back (no leading zeros), so the text is rebuilt exactly from address and port.
+ */
+const IPV4_PEER = /^ipv4:((?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)):(0|[1-9]\d{0,4})$/;
+
+/**
+ * An event's hashed fields (encodeCompactFields) and the middle of its line of COPY
+ * text (see COMPACT_COLUMNS): an IPv4 peer as port and address, then the same fields
+ * without the developer id, and without the secret name when it is stored as a number
+ * (returned as `name`) and the peer when it is stored as an address. The writer puts
+ * the developer's and the name's numbers in front when it writes the batch.
+ */
+export function encodeCompact(e: CompactFields): { fields: string; stored: string; name: string | undefined } {
   const [head, tail] = compactParts(e);
   // join makes one flat string for the queue (see encodeChainedFields); the hashed text is hashed at once.
-  return { fields: `${head}\t${copyTextField(e.developerId)}\t${tail}`, stored: [head, tail].join("\t") };
+  const fields = `${head}\t${copyTextField(e.developerId)}\t${tail.join("\t")}`;
+  const name = e.secretName !== "" && e.secretName.length <= NUMBERED_NAME_MAX ? e.secretName : undefined;
+  if (name !== undefined) tail[TAIL_SECRET_NAME] = COPY_NULL;
+  const ipv4 = IPV4_PEER.exec(e.peer);
+  const address = ipv4 !== null && Number(ipv4[2]) <= 65_535 ? ipv4 : null;
+  if (address !== null) tail[TAIL_PEER] = COPY_NULL;
+  return { fields, stored: [address?.[2] ?? COPY_NULL, address?.[1] ?? COPY_NULL, head, ...tail].join("\t"), name };
 }
 
-/** The encoded fields before the developer id and after it. */
-function compactParts(e: Omit<CompactFields, "developerId">): [string, string] {
+/** Where compactParts' tail holds the secret name and the peer. */
+const TAIL_SECRET_NAME = 3;
+const TAIL_PEER = 5;
+
+/** The encoded fields before the developer id (joined) and after it (to be joined). */
+function compactParts(e: Omit<CompactFields, "developerId">): [string, string[]] {
   const f = copyTextField;
   const head = [isoTime(e.time), e.writerSequence, e.version, e.action, e.outcome, nullable(e.requestUuid), nullable(e.callerTokenUuid)];
   const tail = [
@@ -349,11 +374,11 @@ function compactParts(e: Omit<CompactFields, "developerId">): [string, string] {
     nullable(e.actionName),
     nullable(e.outcomeName),
   ];
-  return [head.join("\t"), tail.join("\t")];
+  return [head.join("\t"), tail];
 }
 
 /**
- * A compact event's line of COPY text but for its writer and developer numbers
+ * A compact event's line of COPY text but for its writer, developer and name numbers
  * (which the writer learns when it writes): its stored fields (encodeCompact), then
  * prev_hash (only on the first event of a segment, else NULL) and hash, hex in
  * bytea's input form.
@@ -365,6 +390,9 @@ export function encodeCompactEvent(fields: string, segmentPrevHash: string | und
 const COMPACT_COLUMNS = [
   "writer",
   "developer",
+  "name",
+  "peer_port",
+  "peer_address",
   "time",
   "writer_sequence",
   "version",
@@ -386,44 +414,66 @@ const COMPACT_COLUMNS = [
 
 /**
  * Appends compact events of writer number `writer` in one COPY, in array order:
- * `encoded[i]` (encodeCompactEvent) about the developer numbered `developers[i]`.
+ * `encoded[i]` (encodeCompactEvent) about the developer numbered `developers[i]`,
+ * naming the secret name numbered `names[i]` (undefined: the name is in the row).
  */
 export async function insertCompactAuditEvents(
   db: Db,
   writer: number,
   developers: readonly number[],
+  names: readonly (number | undefined)[],
   encoded: readonly string[],
 ): Promise<void> {
   if (encoded.length === 0) return;
-  const lines = encoded.map((line, i) => `${writer}\t${developers[i]}\t${line}\n`);
+  const lines = encoded.map((line, i) => `${writer}\t${developers[i]}\t${names[i] ?? COPY_NULL}\t${line}\n`);
   await db.copyIn("audit_log", COMPACT_COLUMNS, lines.join(""));
 }
 
+/** An append-only dictionary of the audit trail: a text stored once, which events name by its number. */
+interface AuditDictionary {
+  table: "audit_developers" | "audit_names";
+  number: "developer" | "name";
+  text: "developer_id" | "secret_name";
+}
+
+const DEVELOPERS: AuditDictionary = { table: "audit_developers", number: "developer", text: "developer_id" };
+const NAMES: AuditDictionary = { table: "audit_names", number: "name", text: "secret_name" };
+
 /**
  * The numbers of developers in audit_developers, registering those not named yet
- * (ON CONFLICT: another writer may name one at the same time; numbers are never
- * reused). Ids are registered in sorted order, so that two writers naming the same
- * new developers cannot deadlock.
+ * (migration 14).
  */
-export async function registerAuditDevelopers(q: Queryable, developerIds: readonly string[]): Promise<Map<string, number>> {
-  const ids = [...new Set(developerIds)].sort();
-  const { rows } = await q.query<{ developer: number; developer_id: string }>(
-    `WITH ins AS (INSERT INTO audit_developers (developer_id) SELECT unnest($1::text[])
-                  ON CONFLICT (developer_id) DO NOTHING RETURNING developer, developer_id)
-     SELECT developer, developer_id FROM ins UNION ALL SELECT developer, developer_id FROM audit_developers WHERE developer_id = ANY($1::text[])`,
-    [ids],
+export function registerAuditDevelopers(q: Queryable, developerIds: readonly string[]): Promise<Map<string, number>> {
+  return registerTexts(q, DEVELOPERS, developerIds);
+}
+
+/** The numbers of secret names (as events store them) in audit_names, registering those not named yet (migration 17). */
+export function registerAuditNames(q: Queryable, names: readonly string[]): Promise<Map<string, number>> {
+  return registerTexts(q, NAMES, names);
+}
+
+/**
+ * The numbers of `texts` in dictionary `d`, registering those not in it yet (ON
+ * CONFLICT: another writer may name one at the same time; numbers are never reused).
+ * Texts are registered in sorted order, so that two writers naming the same new ones
+ * cannot deadlock.
+ */
+async function registerTexts(q: Queryable, d: AuditDictionary, texts: readonly string[]): Promise<Map<string, number>> {
+  const sorted = [...new Set(texts)].sort();
+  const select = `SELECT ${d.number} AS n, ${d.text} AS t FROM ${d.table} WHERE ${d.text} = ANY($1::text[])`;
+  const { rows } = await q.query<{ n: number; t: string }>(
+    `WITH ins AS (INSERT INTO ${d.table} (${d.text}) SELECT unnest($1::text[])
+                  ON CONFLICT (${d.text}) DO NOTHING RETURNING ${d.number} AS n, ${d.text} AS t)
+     SELECT n, t FROM ins UNION ALL ${select}`,
+    [sorted],
   );
-  const numbers = new Map(rows.map((r) => [r.developer_id, r.developer]));
-  // An id another writer registered during this statement is neither inserted here nor in its snapshot: a new statement sees it.
-  const missing = ids.filter((id) => !numbers.has(id));
+  const numbers = new Map(rows.map((r) => [r.t, r.n]));
+  // A text another writer registered during this statement is neither inserted here nor in its snapshot: a new statement sees it.
+  const missing = sorted.filter((t) => !numbers.has(t));
   if (missing.length > 0) {
-    const again = await q.query<{ developer: number; developer_id: string }>(
-      "SELECT developer, developer_id FROM audit_developers WHERE developer_id = ANY($1::text[])",
-      [missing],
-    );
-    for (const r of again.rows) numbers.set(r.developer_id, r.developer);
+    for (const r of (await q.query<{ n: number; t: string }>(select, [missing])).rows) numbers.set(r.t, r.n);
   }
-  if (numbers.size !== ids.length) throw new Error("audit developer registration returned too few rows");
+  if (numbers.size !== sorted.length) throw new Error(`${d.table}: registration returned too few rows`);
   return numbers;
 }
 
@@ -579,9 +629,14 @@ export async function listCheckpoints(q: Queryable, writer: number): Promise<Aud
   return rows;
 }
 
-/** A compact event's fields as read back: `developerId` is null if its developer number names no developer. */
-export interface StoredCompactFields extends Omit<CompactFields, "developerId"> {
+/**
+ * A compact event's fields as read back: `developerId` and `secretName` are null if
+ * their number names nothing, `peer` if the row holds it in neither form.
+ */
+export interface StoredCompactFields extends Omit<CompactFields, "developerId" | "secretName" | "peer"> {
   developerId: string | null;
+  secretName: string | null;
+  peer: string | null;
 }
 
 /** A compact event as the verifier reads it: its stored fields, its hashes in hex, the exact stored instant. */
@@ -620,10 +675,12 @@ export async function readPartitionEvents(
      SELECT l.writer, id, floor(extract(epoch FROM time) * 1000000)::int8 AS "timeMicros", writer_sequence AS "writerSequence",
             version, action, outcome, request_uuid::text AS "requestUuid", caller_token_uuid::text AS "callerTokenUuid",
             COALESCE(l.developer_id, d.developer_id) AS "developerId", caller_subject AS "callerSubject",
-            caller_token_id AS "callerTokenId", caller_identity AS "callerIdentity", secret_name AS "secretName",
-            request_id AS "requestId", peer, action_name AS "actionName", outcome_name AS "outcomeName",
+            caller_token_id AS "callerTokenId", caller_identity AS "callerIdentity",
+            COALESCE(l.secret_name, n.secret_name) AS "secretName", request_id AS "requestId",
+            COALESCE(l.peer, 'ipv4:' || host(l.peer_address) || ':' || l.peer_port) AS peer,
+            action_name AS "actionName", outcome_name AS "outcomeName",
             encode(prev_hash, 'hex') AS "prevHash", encode(hash, 'hex') AS hash
-     FROM audit_log l LEFT JOIN audit_developers d ON d.developer = l.developer
+     FROM audit_log l LEFT JOIN audit_developers d ON d.developer = l.developer LEFT JOIN audit_names n ON n.name = l.name
      WHERE l.time >= $1 AND l.time < $2
      ORDER BY l.writer, l.writer_sequence`,
     [new Date(p.start), new Date(p.end)],

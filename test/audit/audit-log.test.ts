@@ -383,13 +383,13 @@ describe.runIf(testDatabaseKind() === "postgres")("audit log as the role docs/de
     // Only INSERT and SELECT on the tables, USAGE on the id sequence and EXECUTE on the
     // partition maker (docs/operations.md, Audit retention).
     await t.db.query(`CREATE ROLE ${role} LOGIN`);
-    await t.db.query(`GRANT INSERT, SELECT ON audit_log, audit_writers, audit_developers TO ${role}`);
+    await t.db.query(`GRANT INSERT, SELECT ON audit_log, audit_writers, audit_developers, audit_names TO ${role}`);
     await t.db.query(`GRANT SELECT ON audit_events TO ${role}`);
     await t.db.query(`GRANT USAGE ON SEQUENCE audit_events_id_seq TO ${role}`);
     await t.db.query(`GRANT EXECUTE ON FUNCTION audit_log_cover(timestamptz, timestamptz) TO ${role}`);
   });
   afterAll(async () => {
-    await t?.db.query(`REVOKE ALL ON audit_log, audit_writers, audit_developers, audit_events FROM ${role}`).catch(() => undefined);
+    await t?.db.query(`REVOKE ALL ON audit_log, audit_writers, audit_developers, audit_names, audit_events FROM ${role}`).catch(() => undefined);
     await t?.db.query(`REVOKE ALL ON SEQUENCE audit_events_id_seq FROM ${role}`).catch(() => undefined);
     await t?.db.query(`REVOKE ALL ON FUNCTION audit_log_cover(timestamptz, timestamptz) FROM ${role}`).catch(() => undefined);
     await t?.cleanup();

@@ -6,10 +6,13 @@ import { randomBytes, randomUUID } from "node:crypto";
 
 import { backendUnavailable, type Db, type Queryable } from "../../src/store/db.js";
 import type { AuditEventInput } from "../../src/audit/audit-event.js";
-import { GENESIS_HASH, chainHashOf } from "../../src/audit/chain.js";
+import { GENESIS_HASH, chainHash3, chainHashOf, compactOf } from "../../src/audit/chain.js";
 import {
   encodeAuditEvent,
   encodeChainedFields,
+  encodeCompactEvent,
+  encodeCompactFields,
+  listAuditEvents,
   insertEncodedAuditEvents,
   listAuditPartitions,
   readPartitionEvents,
@@ -166,4 +169,49 @@ export async function writeOldFormatChain(db: Db, events: readonly AuditEventInp
   });
   await insertEncodedAuditEvents(db, lines);
   return writerId;
+}
+
+/** audit_log's columns as migration 13 made them, in the order its writer sent them. */
+const MIGRATION_13_COLUMNS = [
+  "writer", "time", "writer_sequence", "version", "action", "outcome", "request_uuid", "caller_token_uuid", "developer_id",
+  "caller_subject", "caller_token_id", "caller_identity", "secret_name", "request_id", "peer", "action_name", "outcome_name",
+  "prev_hash", "hash",
+] as const;
+
+/**
+ * A writer of the release before migration 14: format-3 chains whose rows store the
+ * developer id. Each call appends `events` to the same chain.
+ */
+export function migration13Writer(db: Db, writerId: string) {
+  let sequence = 0;
+  let prev = GENESIS_HASH;
+  return async (events: readonly AuditEventInput[]): Promise<void> => {
+    // Registered as that release did: no claim (migration 16).
+    if (sequence === 0) await db.query("INSERT INTO audit_writers (writer_id) VALUES ($1)", [writerId]);
+    const writer = await writerNumber(db, writerId);
+    const lines = events.map((input) => {
+      sequence += 1;
+      const compact = compactOf({ ...input, writerId, writerSequence: sequence });
+      const fields = encodeCompactFields(compact, compact.developerId);
+      const hash = chainHash3(prev, writerId, fields);
+      prev = hash;
+      return `${writer}\t${encodeCompactEvent(fields, undefined, hash)}\n`;
+    });
+    await db.copyIn("audit_log", MIGRATION_13_COLUMNS, lines.join(""));
+  };
+}
+
+/** A developer's events as ListAuditEvents reads them, newest first, unfiltered. */
+export async function listed(db: Db, developerId: string) {
+  return listAuditEvents(db, {
+    developerId,
+    beforeId: undefined,
+    secretName: undefined,
+    action: undefined,
+    outcome: undefined,
+    start: undefined,
+    end: undefined,
+    onlyNames: undefined,
+    limit: 100,
+  });
 }

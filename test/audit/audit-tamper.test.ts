@@ -117,12 +117,14 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
       ["DELETE FROM audit_events_v1 WHERE writer_id = $1", [old]],
       ["UPDATE audit_developers SET developer_id = 'someone-else-2' WHERE developer_id = 'someone-else'", []],
       ["DELETE FROM audit_developers WHERE developer_id = 'someone-else'", []],
+      ["UPDATE audit_names SET secret_name = 'other' WHERE secret_name = 'secret_1'", []],
+      ["DELETE FROM audit_names WHERE secret_name = 'secret_1'", []],
     ] as const) {
       const e = await rejection(t.db.query(sql, params));
       expect(e).toBeInstanceOf(DbError);
       expect(e).toMatchObject({ code: "42501", message: "audit_events is append-only" });
     }
-    for (const table of ["audit_log", partition, "audit_events_v1", "audit_checkpoints", "audit_developers"]) {
+    for (const table of ["audit_log", partition, "audit_events_v1", "audit_checkpoints", "audit_developers", "audit_names"]) {
       const truncate = await rejection(t.db.query(`TRUNCATE ${table}`));
       expect(truncate).toMatchObject({ code: "42501", message: "audit_events is append-only" });
     }
@@ -152,6 +154,12 @@ describe(`audit table protections on ${testDatabaseKind()}`, () => {
     ["action", "action = 4"],
     ["request id", "request_uuid = '00000000-0000-4000-8000-000000000000'"],
     ["peer", "peer = ''"],
+    // Since migration 17 the name is a number and an IPv4 peer an address and a port.
+    ["name", "name = (SELECT name FROM audit_names WHERE secret_name <> 'api_key' LIMIT 1)"],
+    ["name to none", "name = name + 100000"],
+    ["peer address", "peer_address = '10.9.9.9'"],
+    ["peer port", "peer_port = peer_port + 1"],
+    ["peer to none", "peer_address = NULL, peer_port = NULL"],
     ["time by a second", "time = time + interval '1 second'"],
     ["time by a microsecond", "time = time + interval '1 microsecond'"],
     ["writer", "writer = writer + 1000"],
