@@ -7,7 +7,8 @@ import { copyTextField, type Db, type Queryable } from "./db.js";
  * audit_events shows both in the old columns. The tables are append-only (a trigger
  * rejects UPDATE, DELETE and TRUNCATE), so this file only inserts and reads, except
  * that retention drops whole partitions of audit_log (dropAuditPartition). Listing is
- * always filtered by developer id; the verifier's reads are per writer.
+ * always filtered by developer id; the verifier reads the old table per writer and
+ * audit_log a partition at a time (readPartitionEvents).
  */
 
 /** An event as the writer inserts it: every column but `id`. */

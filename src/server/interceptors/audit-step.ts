@@ -15,9 +15,9 @@ import { peerOf, type CallState } from "./call-state.js";
  * result leaves. What the event is about comes from the policy, applied to the decoded
  * request; a request that did not decode is recorded with no subject. A call whose
  * event cannot be queued (or, for a strict method, committed) is answered UNAVAILABLE
- * / AUDIT_UNAVAILABLE: never answered unaudited. A strict method's call while a sink is
- * known down is refused that way before it runs (call-interceptor.ts), at once, rather
- * than left waiting for the sink until its deadline.
+ * / AUDIT_UNAVAILABLE: never answered unaudited. A strict method's call while the
+ * database or a sink is known down is refused that way before it runs
+ * (call-interceptor.ts), at once, rather than left waiting until its deadline.
  *
  * Audited services are unary: a response message means the call succeeded, and its
  * event is queued before the message leaves. A call that ends without one (an error)
