@@ -12,7 +12,7 @@ import { createRedisCache, type RedisTopology } from "../cache/redis-cache.js";
 import { noCache, type SecretCache } from "../cache/secret-cache.js";
 import { createDekCache } from "../keys/dek-cache.js";
 import type { KeyBytes } from "../crypto/key-bytes.js";
-import { cacheObserver, callObserver, createMetrics, watchObserver, type CacheObserver } from "../observability/metrics.js";
+import { auditObserver, cacheObserver, callObserver, createMetrics, watchObserver, type CacheObserver } from "../observability/metrics.js";
 import { createDataKeys } from "../keys/data-keys.js";
 import { createAuditLog } from "../audit/audit-log.js";
 import { createAuditRetention } from "../audit/audit-retention.js";
@@ -119,6 +119,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       poolStats: () => db.poolStats(),
       // These are created below; Prometheus scrapes only after start-up.
       auditQueueDepth: () => auditLog.queueDepth,
+      auditSinks: () => auditSinks,
       keyJobsPending: () => keys.pendingJobs(),
       openWatches: () => watchHub.size,
       keyProviderUp: async () => (await keyProvider.health()).ok,
@@ -141,6 +142,7 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
     });
     await keys.start();
     closers.unshift(() => keys.stop());
+    const auditMetrics = auditObserver(metrics);
     const auditSinks = openSinks(config.auditSinks);
     // Closed after the audit log's last write (closers run newest first).
     closers.unshift(async () => {
@@ -151,7 +153,10 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       sinks: auditSinks,
       partitionHours: config.auditPartitionHours,
       writerId: `${replicaId}:${Date.now()}`,
-      onError: (e, pending) => log.error({ err: e, pending }, "audit events could not be written; retrying (calls slow down rather than lose them)"),
+      onError: (e, pending) => {
+        auditMetrics.writeFailed();
+        log.error({ err: e, pending }, "audit events could not be written; retrying (calls slow down rather than lose them)");
+      },
     });
     // Flushed after the server has drained (closers run newest first); bounded, so a
     // database that stays down cannot hold the process forever: what is lost is logged.
@@ -168,8 +173,12 @@ async function wire(config: Config, options: StartOptions, addressHold: AddressH
       retentionDays: config.auditRetentionDays,
       partitionHours: config.auditPartitionHours,
       exportDir: config.auditExportDir,
-      onError: (e) => log.warn({ err: e }, "audit partition job failed; will retry"),
+      onError: (e) => {
+        auditMetrics.retentionFailed();
+        log.warn({ err: e }, "audit partition job failed; will retry");
+      },
       onRun: (run) => {
+        auditMetrics.retentionRan(run);
         if (run.dropped.length > 0) log.info({ dropped: run.dropped }, "audit partitions past the retention dropped");
         if (run.exportFailed !== undefined) {
           log.error({ err: run.exportFailed.error, partition: run.exportFailed.partition }, "audit partition not exported, so not dropped; will retry");

@@ -14,6 +14,10 @@ export interface Metrics {
   readonly dekCacheSize: Gauge;
   readonly watchEvents: Counter;
   readonly watchLagSeconds: Histogram;
+  readonly auditWriteFailures: Counter;
+  readonly auditRetentionRuns: Counter<"result">;
+  readonly auditPartitionsDropped: Counter;
+  readonly auditEventsDropped: Counter;
 }
 
 /** Readings taken when Prometheus scrapes. */
@@ -21,6 +25,8 @@ export interface MetricsSources {
   dekCacheSize?: () => number;
   poolStats?: () => { total: number; idle: number; waiting: number };
   auditQueueDepth?: () => number;
+  /** The JSON-lines audit sinks (SECRETS_AUDIT_SINKS), each by name, and whether it is up now. */
+  auditSinks?: () => readonly { readonly name: string; readonly up: boolean }[];
   /** Data keys awaiting rewrap under the active master key, and values awaiting re-encryption. */
   keyJobsPending?: () => Promise<{ rewrap: number; reencrypt: number }>;
   /** WatchSecrets streams open on this replica. */
@@ -29,11 +35,14 @@ export interface MetricsSources {
   keyProviderUp?: () => Promise<boolean>;
 }
 
+/** The results a run of the audit partition job is counted under (secrets_audit_retention_runs_total). */
+const RETENTION_RESULTS = ["ok", "failed", "export_failed", "skipped"] as const;
+
 export function createMetrics(sources: MetricsSources = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const dekSize = sources.dekCacheSize;
-  const { poolStats, auditQueueDepth, keyJobsPending, keyProviderUp, openWatches } = sources;
+  const { poolStats, auditQueueDepth, auditSinks, keyJobsPending, keyProviderUp, openWatches } = sources;
   new Gauge({
     name: "secrets_watches_open",
     help: "WatchSecrets streams open on this replica",
@@ -64,6 +73,16 @@ export function createMetrics(sources: MetricsSources = {}): Metrics {
     },
   });
   new Gauge({
+    name: "secrets_audit_sink_up",
+    help: "1 while a JSON-lines audit sink takes lines, 0 while it is down (its last write or connection failed): events wait for it, strict value reads are refused",
+    labelNames: ["sink"],
+    registers: [registry],
+    collect() {
+      if (!auditSinks) return;
+      for (const sink of auditSinks()) this.set({ sink: sink.name }, sink.up ? 1 : 0);
+    },
+  });
+  new Gauge({
     name: "secrets_key_jobs_pending",
     help: "Key rotation progress: data keys to rewrap (job=rewrap), secret versions to re-encrypt (job=reencrypt)",
     labelNames: ["job"],
@@ -83,6 +102,14 @@ export function createMetrics(sources: MetricsSources = {}): Metrics {
       if (keyProviderUp) this.set((await keyProviderUp()) ? 1 : 0);
     },
   });
+  const retentionRuns = new Counter({
+    name: "secrets_audit_retention_runs_total",
+    help: "Runs of the audit partition job: ok, failed (an error; nothing dropped), export_failed (a partition not exported, so it and newer ones kept), skipped (another replica held the lock)",
+    labelNames: ["result"],
+    registers: [registry],
+  });
+  // Every result from the start at 0, so that increase() sees the first failure.
+  for (const result of RETENTION_RESULTS) retentionRuns.inc({ result }, 0);
   return {
     registry,
     calls: new Counter({ name: "secrets_grpc_calls_total", help: "gRPC calls by method and status code", labelNames: ["method", "code"], registers: [registry] }),
@@ -104,6 +131,22 @@ export function createMetrics(sources: MetricsSources = {}): Metrics {
       name: "secrets_watch_delivery_lag_seconds",
       help: "From a change's commit to its event leaving on a watch",
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30],
+      registers: [registry],
+    }),
+    auditWriteFailures: new Counter({
+      name: "secrets_audit_write_failures_total",
+      help: "Audit batch writes that failed (Postgres or a sink) and will be retried; their events wait in the queue",
+      registers: [registry],
+    }),
+    auditRetentionRuns: retentionRuns,
+    auditPartitionsDropped: new Counter({
+      name: "secrets_audit_partitions_dropped_total",
+      help: "Audit partitions the retention job dropped (each exported first when SECRETS_AUDIT_EXPORT_DIR is set)",
+      registers: [registry],
+    }),
+    auditEventsDropped: new Counter({
+      name: "secrets_audit_events_dropped_total",
+      help: "Audit events in the partitions the retention job dropped",
       registers: [registry],
     }),
     dekCacheSize: new Gauge({
@@ -154,5 +197,37 @@ export function watchObserver(m: Metrics): WatchObserver {
   return (events, lagSeconds) => {
     m.watchEvents.inc(events);
     for (const lag of lagSeconds) m.watchLagSeconds.observe(lag);
+  };
+}
+
+/** What the metrics read of one run of the audit partition job (audit-retention.ts's AuditRetentionRun). */
+export interface RetentionRunReading {
+  /** False when another replica held the lock and this one skipped the run. */
+  readonly ran: boolean;
+  readonly dropped: readonly { readonly events: number }[];
+  /** Set when a partition could not be exported (it and newer ones were kept). */
+  readonly exportFailed?: unknown;
+}
+
+/** The audit trail's hooks: a batch write that failed, and the partition job's runs. */
+export interface AuditObserver {
+  writeFailed(): void;
+  retentionRan(run: RetentionRunReading): void;
+  /** A run that threw (the job retries at its next run). */
+  retentionFailed(): void;
+}
+
+export function auditObserver(m: Metrics): AuditObserver {
+  return {
+    writeFailed: () => m.auditWriteFailures.inc(),
+    retentionRan(run) {
+      const result = !run.ran ? "skipped" : run.exportFailed !== undefined ? "export_failed" : "ok";
+      m.auditRetentionRuns.inc({ result });
+      // A run whose export failed may have dropped older partitions before it stopped.
+      if (run.dropped.length === 0) return;
+      m.auditPartitionsDropped.inc(run.dropped.length);
+      m.auditEventsDropped.inc(run.dropped.reduce((sum, d) => sum + d.events, 0));
+    },
+    retentionFailed: () => m.auditRetentionRuns.inc({ result: "failed" }),
   };
 }
