@@ -333,10 +333,11 @@ export function encodeCompactFields(e: Omit<CompactFields, "developerId">, devel
 const NUMBERED_NAME_MAX = 256;
 
 /**
- * A peer as gRPC writes an IPv4 one, in the only form Postgres's host(inet) writes an
- * address back (no leading zeros), so the text is rebuilt exactly from address and port.
+ * A peer as grpc-js writes an IPv4 one (`A.B.C.D:PORT`), in the only form Postgres's
+ * host(inet) writes an address back (no leading zeros), so the text is rebuilt exactly
+ * from address and port. IPv6 peers stay text: two printers may compress one differently.
  */
-const IPV4_PEER = /^ipv4:((?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)):(0|[1-9]\d{0,4})$/;
+const IPV4_PEER = /^((?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)):(0|[1-9]\d{0,4})$/;
 
 /**
  * An event's hashed fields (encodeCompactFields) and the middle of its line of COPY
@@ -678,7 +679,7 @@ export async function readPartitionEvents(
             COALESCE(l.developer_id, d.developer_id) AS "developerId", caller_subject AS "callerSubject",
             caller_token_id AS "callerTokenId", caller_identity AS "callerIdentity",
             COALESCE(l.secret_name, n.secret_name) AS "secretName", request_id AS "requestId",
-            COALESCE(l.peer, 'ipv4:' || host(l.peer_address) || ':' || l.peer_port) AS peer,
+            COALESCE(l.peer, host(l.peer_address) || ':' || l.peer_port) AS peer,
             action_name AS "actionName", outcome_name AS "outcomeName",
             encode(prev_hash, 'hex') AS "prevHash", encode(hash, 'hex') AS hash
      FROM audit_log l LEFT JOIN audit_developers d ON d.developer = l.developer LEFT JOIN audit_names n ON n.name = l.name

@@ -732,8 +732,8 @@ CREATE TRIGGER audit_names_no_truncate BEFORE TRUNCATE ON audit_names
   FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
 
 -- New events store a name that is not empty and not too long to index as its number
--- (secret_name NULL), and a peer of the form ipv4:A.B.C.D:PORT (as gRPC writes it,
--- without leading zeros) as address and port (peer NULL); anything else as text. Rows
+-- (secret_name NULL), and a peer of the form A.B.C.D:PORT (as grpc-js writes an IPv4
+-- one, without leading zeros) as address and port (peer NULL); anything else as text. Rows
 -- written before keep their text. The chain hashes the text either way (chain.ts),
 -- so the stored form does not change a hash, and a row that names neither form no
 -- longer verifies: no CHECK, which would read the whole table under an exclusive lock.
@@ -752,7 +752,7 @@ CREATE OR REPLACE VIEW audit_log_events AS
          COALESCE(l.secret_name, (SELECT n.secret_name FROM audit_names n WHERE n.name = l.name)) AS secret_name, l.version,
          COALESCE(l.outcome_name, audit_outcome_name(l.outcome)) AS outcome,
          COALESCE(l.request_id, l.request_uuid::text) AS request_id,
-         COALESCE(l.peer, 'ipv4:' || host(l.peer_address) || ':' || l.peer_port) AS peer,
+         COALESCE(l.peer, host(l.peer_address) || ':' || l.peer_port) AS peer,
          (SELECT w.writer_id FROM audit_writers w WHERE w.writer = l.writer) AS writer_id, l.writer_sequence,
          COALESCE(encode(l.prev_hash, 'hex'), '') AS prev_hash, encode(l.hash, 'hex') AS hash,
          l.developer, l.developer_id AS stored_developer_id

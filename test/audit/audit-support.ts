@@ -100,7 +100,7 @@ export function auditEvent(overrides: Partial<AuditEventInput> = {}): AuditEvent
     version: 0,
     outcome: "OK",
     requestId: randomUUID(),
-    peer: "ipv4:127.0.0.1:40000",
+    peer: "127.0.0.1:40000",
     ...overrides,
   };
 }

@@ -32,7 +32,7 @@ function typicalEvents(prefix: string): AuditEventInput[] {
       version: 0,
       outcome: i % 50 === 0 ? "NOT_FOUND" : "OK",
       requestId: randomUUID(),
-      peer: `ipv4:10.0.${d % 250}.${(i % 250) + 1}:${40000 + (i % 20000)}`,
+      peer: `10.0.${d % 250}.${(i % 250) + 1}:${40000 + (i % 20000)}`,
     };
   });
 }
