@@ -89,11 +89,11 @@ export function chainHash3Of(prevHash: string, writerId: string, e: StoredCompac
 
 /**
  * A compact event's fields as read back, whole; undefined if its developer or name
- * number names nothing or its peer is in neither form (the row was altered).
+ * number names nothing (the row was altered).
  */
 export function storedFieldsOf(e: StoredCompactFields): CompactFields | undefined {
-  const { developerId, secretName, peer } = e;
-  return developerId === null || secretName === null || peer === null ? undefined : { ...e, developerId, secretName, peer };
+  const { developerId, secretName } = e;
+  return developerId === null || secretName === null ? undefined : { ...e, developerId, secretName };
 }
 
 /** An event in its compact stored form: codes for action and outcome, no repeated subject. */

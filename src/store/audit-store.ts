@@ -318,8 +318,8 @@ const nullable = (s: string | null) => (s === null ? COPY_NULL : copyTextField(s
  * time to outcome_name in the order of migration 13's COPY columns, tab-separated,
  * text escaped as COPY reads it, NULL as `\N` (no text field can encode to that: a
  * backslash is doubled). Since migrations 14 and 17 the row stores the developer and
- * the secret name as numbers and an IPv4 peer as address and port (encodeCompact,
- * `stored`); the hash still covers their text.
+ * the secret name as numbers (encodeCompact, `stored`); the hash still covers their
+ * text.
  */
 export function encodeCompactFields(e: Omit<CompactFields, "developerId">, developerId: string): string {
   const [head, tail] = compactParts(e);
@@ -333,17 +333,9 @@ export function encodeCompactFields(e: Omit<CompactFields, "developerId">, devel
 const NUMBERED_NAME_MAX = 256;
 
 /**
- * A peer as grpc-js writes an IPv4 one (`A.B.C.D:PORT`), in the only form Postgres's
- * host(inet) writes an address back (no leading zeros), so the text is rebuilt exactly
- * from address and port. IPv6 peers stay text: two printers may compress one differently.
- */
-const IPV4_PEER = /^((?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)):(0|[1-9]\d{0,4})$/;
-
-/**
  * An event's hashed fields (encodeCompactFields) and the middle of its line of COPY
- * text (see COMPACT_COLUMNS): an IPv4 peer as port and address, then the same fields
- * without the developer id, and without the secret name when it is stored as a number
- * (returned as `name`) and the peer when it is stored as an address. The writer puts
+ * text (see COMPACT_COLUMNS): the same fields without the developer id, and without
+ * the secret name when it is stored as a number (returned as `name`). The writer puts
  * the developer's and the name's numbers in front when it writes the batch.
  */
 export function encodeCompact(e: CompactFields): { fields: string; stored: string; name: string | undefined } {
@@ -352,15 +344,11 @@ export function encodeCompact(e: CompactFields): { fields: string; stored: strin
   const fields = `${head}\t${copyTextField(e.developerId)}\t${tail.join("\t")}`;
   const name = e.secretName !== "" && e.secretName.length <= NUMBERED_NAME_MAX ? e.secretName : undefined;
   if (name !== undefined) tail[TAIL_SECRET_NAME] = COPY_NULL;
-  const ipv4 = IPV4_PEER.exec(e.peer);
-  const address = ipv4 !== null && Number(ipv4[2]) <= 65_535 ? ipv4 : null;
-  if (address !== null) tail[TAIL_PEER] = COPY_NULL;
-  return { fields, stored: [address?.[2] ?? COPY_NULL, address?.[1] ?? COPY_NULL, head, ...tail].join("\t"), name };
+  return { fields, stored: `${head}\t${tail.join("\t")}`, name };
 }
 
-/** Where compactParts' tail holds the secret name and the peer. */
+/** Where compactParts' tail holds the secret name. */
 const TAIL_SECRET_NAME = 3;
-const TAIL_PEER = 5;
 
 /** The encoded fields before the developer id (joined) and after it (to be joined). */
 function compactParts(e: Omit<CompactFields, "developerId">): [string, string[]] {
@@ -393,8 +381,6 @@ const COMPACT_COLUMNS = [
   "writer",
   "developer",
   "name",
-  "peer_port",
-  "peer_address",
   "time",
   "writer_sequence",
   "version",
@@ -631,14 +617,10 @@ export async function listCheckpoints(q: Queryable, writer: number): Promise<Aud
   return rows;
 }
 
-/**
- * A compact event's fields as read back: `developerId` and `secretName` are null if
- * their number names nothing, `peer` if the row holds it in neither form.
- */
-export interface StoredCompactFields extends Omit<CompactFields, "developerId" | "secretName" | "peer"> {
+/** A compact event's fields as read back: `developerId` and `secretName` are null if their number names nothing. */
+export interface StoredCompactFields extends Omit<CompactFields, "developerId" | "secretName"> {
   developerId: string | null;
   secretName: string | null;
-  peer: string | null;
 }
 
 /** A compact event as the verifier reads it: its stored fields, its hashes in hex, the exact stored instant. */
@@ -679,7 +661,7 @@ export async function readPartitionEvents(
             COALESCE(l.developer_id, d.developer_id) AS "developerId", caller_subject AS "callerSubject",
             caller_token_id AS "callerTokenId", caller_identity AS "callerIdentity",
             COALESCE(l.secret_name, n.secret_name) AS "secretName", request_id AS "requestId",
-            COALESCE(l.peer, host(l.peer_address) || ':' || l.peer_port) AS peer,
+            peer,
             action_name AS "actionName", outcome_name AS "outcomeName",
             encode(prev_hash, 'hex') AS "prevHash", encode(hash, 'hex') AS hash
      FROM audit_log l LEFT JOIN audit_developers d ON d.developer = l.developer LEFT JOIN audit_names n ON n.name = l.name

@@ -717,7 +717,7 @@ ${dropPartitionFunction("CREATE OR REPLACE FUNCTION", "^audit_log_[0-9]{8}(_[0-9
   },
   {
     version: 17,
-    name: "audit events name their secret by number and their peer as an address",
+    name: "audit events name their secret by number",
     sql: `
 -- A secret name (or the names of one call, joined by commas) is stored once here, the
 -- first time a writer stores an event naming it; events carry the number
@@ -732,15 +732,13 @@ CREATE TRIGGER audit_names_no_truncate BEFORE TRUNCATE ON audit_names
   FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
 
 -- New events store a name that is not empty and not too long to index as its number
--- (secret_name NULL), and a peer of the form A.B.C.D:PORT (as grpc-js writes an IPv4
--- one, without leading zeros) as address and port (peer NULL); anything else as text. Rows
--- written before keep their text. The chain hashes the text either way (chain.ts),
--- so the stored form does not change a hash, and a row that names neither form no
--- longer verifies: no CHECK, which would read the whole table under an exclusive lock.
-ALTER TABLE audit_log ADD COLUMN name integer, ADD COLUMN peer_port integer, ADD COLUMN peer_address inet,
-  ALTER COLUMN secret_name DROP NOT NULL, ALTER COLUMN peer DROP NOT NULL;
+-- (secret_name NULL); any other name as text, as rows written before do. The chain
+-- hashes the text either way (chain.ts), so the stored form does not change a hash,
+-- and a row that holds neither form no longer verifies: no CHECK, which would read
+-- the whole table under an exclusive lock.
+ALTER TABLE audit_log ADD COLUMN name integer, ALTER COLUMN secret_name DROP NOT NULL;
 
--- As in migration 14, with the name and the peer in either form.
+-- As in migration 14, with the name in either form.
 CREATE OR REPLACE VIEW audit_log_events AS
   SELECT l.id, l.time,
          COALESCE(l.developer_id, (SELECT d.developer_id FROM audit_developers d WHERE d.developer = l.developer))
@@ -752,7 +750,7 @@ CREATE OR REPLACE VIEW audit_log_events AS
          COALESCE(l.secret_name, (SELECT n.secret_name FROM audit_names n WHERE n.name = l.name)) AS secret_name, l.version,
          COALESCE(l.outcome_name, audit_outcome_name(l.outcome)) AS outcome,
          COALESCE(l.request_id, l.request_uuid::text) AS request_id,
-         COALESCE(l.peer, host(l.peer_address) || ':' || l.peer_port) AS peer,
+         l.peer,
          (SELECT w.writer_id FROM audit_writers w WHERE w.writer = l.writer) AS writer_id, l.writer_sequence,
          COALESCE(encode(l.prev_hash, 'hex'), '') AS prev_hash, encode(l.hash, 'hex') AS hash,
          l.developer, l.developer_id AS stored_developer_id
