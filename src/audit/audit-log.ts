@@ -107,7 +107,7 @@ export interface AuditLogOptions {
   /** The clock, for an event whose time cannot be stored (invalid or outside years 1–9999). */
   now?: () => Date;
   /** Developer numbers (audit_developers) and name numbers (audit_names) the writer keeps, each most recently used first. Default 10,000 of each. */
-  developerCacheSize?: number;
+  numberCacheSize?: number;
   /**
    * JSON-lines sinks (audit-sink.ts) that get every event too, after Postgres, in
    * chain order. An event counts as committed once Postgres and every sink took it.
@@ -175,8 +175,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   let writerNumber: number | undefined;
   const claim = randomUUID();
   /** Developer and name numbers already registered: a batch asks the database only for those not in here. */
-  const developerNumbers = new LRUCache<string, number>({ max: options.developerCacheSize ?? 10_000 });
-  const nameNumbers = new LRUCache<string, number>({ max: options.developerCacheSize ?? 10_000 });
+  const developerNumbers = new LRUCache<string, number>({ max: options.numberCacheSize ?? 10_000 });
+  const nameNumbers = new LRUCache<string, number>({ max: options.numberCacheSize ?? 10_000 });
   const sinks = options.sinks ?? [];
   /** The highest sequence Postgres has, and each sink has: a retried batch goes only where it is missing. */
   let storedUpTo = 0;
